@@ -1,0 +1,48 @@
+# finsent: `make serve` serves the models, `make test` runs the test suite. Knobs below.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BUILD ?= build
+
+FINBERT ?= ProsusAI/finbert
+DISTILBERT ?= $(BUILD)/checkpoints/distilbert-fpb
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+
+.PHONY: help setup serve test repository clean
+help:
+	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
+	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
+	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
+	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
+	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
+	@echo "make repository TARGET=container DEVICE=gpu   assemble a repository for the NGC image"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 expected)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@./server/system_deps.sh "$$($(PY) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+	touch $@
+
+serve: setup
+	$(PY) -m server --finbert "$(FINBERT)" --distilbert "$(DISTILBERT)" --build "$(BUILD)" \
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+TARGET ?= container
+DEVICE ?= gpu
+repository: setup
+	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy \
+		$(foreach f,finbert distilbert,$(if $(wildcard $(BUILD)/export/$(f)/model.onnx),--export $(f)=$(BUILD)/export/$(f)))
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,175 @@
+"""Assemble a servable Triton model repository from this folder and the ONNX exports.
+
+    python -m model_repository.assemble --target local --export finbert=build/export/finbert \\
+        --out build/repository/local
+
+The config.pbtxt files here are the source; this module applies the only things that vary:
+- per target: the classifier's backend, instance kind, threads and ragged batching, and the
+  tokenizer's padding (ragged "longest" locally; fixed length buckets for the native
+  onnxruntime backend, which concatenates ragged inputs instead of padding them);
+- per export: inputs the checkpoint lacks (DistilBERT has no token_type_ids) are dropped.
+Exported files are symlinked for the local target and copied for the container target.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.facts import CANONICAL_LABELS, FACTS_FILENAME, ModelFacts
+
+SOURCE = Path(__file__).resolve().parent
+FAMILIES = ("finbert", "distilbert")
+STEPS = ("tokenizer", "classifier", "postprocess")
+TARGETS = ("local", "container")
+OPTIONAL_INPUTS = ("token_type_ids",)
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    target: str = "local"          # local: pytriton's tritonserver; container: NGC tritonserver image
+    device: str = "cpu"            # container only: gpu (KIND_GPU, CUDA EP) or cpu
+    cores: int = field(default_factory=available_cores)   # ORT intra-op threads of the classifier
+    buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # container padding lengths
+    tokens_per_batch: int = 4096   # local classifier: padded tokens per ONNX Runtime run
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"target {self.target!r}: one of {TARGETS}")
+        if self.device not in ("cpu", "gpu") or (self.target == "local" and self.device != "cpu"):
+            raise ValueError(f"device {self.device!r}: the local target is cpu, the container target cpu or gpu")
+
+
+def load_config(path: Path) -> mc.ModelConfig:
+    return text_format.Parse(Path(path).read_text(), mc.ModelConfig())
+
+
+def _param(config: mc.ModelConfig, key: str, value) -> None:
+    config.parameters[key].string_value = str(value)
+
+
+def _prune(config: mc.ModelConfig, facts: ModelFacts) -> None:
+    """Drop optional token inputs the export does not have; refuse inputs the config lacks."""
+    unwanted = {name for name in OPTIONAL_INPUTS if name not in facts.input_names}
+    for repeated in (config.input, config.output):
+        for tensor in [t for t in repeated if t.name in unwanted]:
+            repeated.remove(tensor)
+    for step in config.ensemble_scheduling.step:
+        for mapping in (step.input_map, step.output_map):
+            for key in [k for k in mapping if k in unwanted]:
+                del mapping[key]
+
+
+def render(family: str, step: str | None, facts: ModelFacts, options: TargetOptions) -> mc.ModelConfig:
+    """The config of `<family>` (step None: the ensemble) or `<family>_<step>` for a target."""
+    name = family if step is None else f"{family}_{step}"
+    config = load_config(SOURCE / name / "config.pbtxt")
+    config.name = name
+    _prune(config, facts)
+    if step is None:
+        labels = config.parameters["labels"].string_value.split(",")
+        if tuple(labels) != CANONICAL_LABELS:
+            raise ValueError(f"{name}/config.pbtxt states labels {labels}, expected {list(CANONICAL_LABELS)}")
+    elif step == "tokenizer":
+        if options.target == "container":
+            buckets = [b for b in options.buckets if b < facts.max_length] + [facts.max_length]
+            _param(config, "padding", "buckets:" + ",".join(map(str, buckets)))
+        else:
+            _param(config, "padding", "longest")
+    elif step == "classifier":
+        declared = [t.name for t in config.input]
+        if declared != list(facts.input_names):
+            raise ValueError(f"{name}/config.pbtxt inputs {declared} differ from the export's {facts.input_names}")
+        if config.output[0].name != facts.output_name:
+            raise ValueError(f"{name}: output {config.output[0].name} but the export's is {facts.output_name}")
+        gpu = options.device == "gpu"
+        instance = config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU if gpu
+                                             else mc.ModelInstanceGroup.KIND_CPU)
+        if gpu:
+            instance.gpus.append(0)
+        _param(config, "intra_op_thread_count", 1 if gpu else options.cores)
+        _param(config, "inter_op_thread_count", 1)
+        if options.target == "local":
+            config.backend = "python"
+            for tensor in config.input:
+                tensor.allow_ragged_batch = True  # requests of different lengths meet in one execute()
+            _param(config, "tokens_per_batch", options.tokens_per_batch)
+        else:
+            config.backend = "onnxruntime"
+            config.default_model_filename = "model.onnx"
+    return config
+
+
+def _place(src: Path, dst: Path, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        dst.symlink_to(src.resolve())
+    else:
+        shutil.copy2(src, dst)
+
+
+def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = TargetOptions(),
+             link: bool | None = None) -> Path:
+    """Write the repository for `exports` ({family: export dir}) to `out`, replacing what is there."""
+    if not exports:
+        raise ValueError("no model to put in the repository")
+    link = options.target == "local" if link is None else link
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    for family, export_dir in exports.items():
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
+        export_dir = Path(export_dir)
+        facts = ModelFacts.load(export_dir)
+        for step in (None, *STEPS):
+            config = render(family, step, facts, options)
+            version = out / config.name / "1"
+            version.mkdir(parents=True)
+            (out / config.name / "config.pbtxt").write_text(text_format.MessageToString(config))
+            if step is None:
+                continue
+            _place(export_dir / FACTS_FILENAME, version / FACTS_FILENAME, link)
+            if config.backend == "python":
+                shutil.copy2(SOURCE / "python_models" / f"{step}.py", version / "model.py")
+            if step == "tokenizer":
+                _place(export_dir / "tokenizer.json", version / "tokenizer.json", link)
+            if step == "classifier":
+                _place(export_dir / "model.onnx", version / "model.onnx", link)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=TARGETS, default="local")
+    parser.add_argument("--device", choices=["cpu", "gpu"], help="container target: gpu (default) or cpu")
+    parser.add_argument("--export", action="append", required=True, metavar="FAMILY=DIR",
+                        help="an export directory per model family, e.g. finbert=build/export/finbert")
+    parser.add_argument("--cores", type=int, default=available_cores(), help="ONNX Runtime intra-op threads")
+    parser.add_argument("--out", type=Path, help="default: build/repository/<target>")
+    parser.add_argument("--copy", action="store_true", help="copy exported files instead of symlinking")
+    args = parser.parse_args(argv)
+    device = args.device or ("gpu" if args.target == "container" else "cpu")
+    exports = dict(item.split("=", 1) for item in args.export)
+    out = args.out or Path("build/repository") / args.target
+    try:
+        assemble(exports, out, TargetOptions(args.target, device, args.cores), link=False if args.copy else None)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote the {args.target} ({device}) repository for {', '.join(exports)} to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

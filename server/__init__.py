@@ -1,0 +1,1 @@
+"""Run finsent's Triton model repository on the tritonserver binary shipped in PyPI nvidia-pytriton."""

@@ -1,0 +1,100 @@
+"""Export the models (cached), assemble the local repository and serve it: `make serve`.
+
+    python -m server --finbert ProsusAI/finbert --distilbert build/checkpoints/distilbert-fpb
+
+A model whose source cannot be had (offline hub id, missing directory) is skipped with the
+reason; the server starts with the others, and fails clearly when none is left.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from export.facts import FactsError
+from export.onnx import ParityError, SourceUnavailable, export_model
+from model_repository.assemble import FAMILIES, TargetOptions, assemble
+from server.triton import LaunchError, Ports, TritonServer
+
+DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
+
+
+def prepare(sources: dict[str, str], build: Path) -> dict[str, Path]:
+    """Export every family that has a source; say why any is skipped."""
+    exports, skipped = {}, {}
+    for family, source in sources.items():
+        if not source:
+            skipped[family] = "no source given"
+            continue
+        try:
+            exports[family] = export_model(source, family, build / "export" / family).path
+        except (SourceUnavailable, FactsError, ParityError) as exc:
+            skipped[family] = str(exc)
+    for family, why in skipped.items():
+        print(f"skipping {family}: {why}", file=sys.stderr)
+    if not exports:
+        raise LaunchError("no model to serve. Point FINBERT= or DISTILBERT= at a Hugging Face hub id (needs the "
+                          "internet) or a local checkpoint directory, e.g. `make serve FINBERT=path/to/checkpoint`"
+                          " (`make finetune` writes the DistilBERT default)")
+    return exports
+
+
+def usage(models: list[str], ports: Ports) -> str:
+    model = models[0]
+    return f"""
+finsent is serving {', '.join(models)}:  HTTP :{ports.http}  gRPC :{ports.grpc}  metrics :{ports.metrics}
+
+  curl -s localhost:{ports.http}/v2/models/{model}/infer -d \\
+    '{{"inputs":[{{"name":"TEXT","datatype":"BYTES","shape":[2,1],"data":["Profit rose 12%.","Shares fell."]}}]}}'
+
+  python -c "import numpy as np, tritonclient.grpc as g; c=g.InferenceServerClient('localhost:{ports.grpc}'); \\
+i=g.InferInput('TEXT',[1,1],'BYTES'); i.set_data_from_numpy(np.array([[b'Profit rose 12%.']],dtype=object)); \\
+r=c.infer('{model}',[i]); print(r.as_numpy('LABEL'), r.as_numpy('PROBABILITIES'))"
+
+Outputs: LABEL, SCORE, PROBABILITIES (negative, neutral, positive). Ctrl-C stops the server.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for family in FAMILIES:
+        parser.add_argument(f"--{family}", default=DEFAULT_SOURCES[family],
+                            help=f"hub id or checkpoint directory (default {DEFAULT_SOURCES[family]}; '' skips it)")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--build", type=Path, default=Path("build"), help="exports, repository and logs go here")
+    args = parser.parse_args(argv)
+    ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
+    started = time.monotonic()
+    try:
+        exports = prepare({f: getattr(args, f) for f in FAMILIES}, args.build)
+        repository = assemble(exports, args.build / "repository" / "local", TargetOptions("local"))
+        log = args.build / "triton" / "tritonserver.log"
+        log.unlink(missing_ok=True)
+        server = TritonServer(repository, ports, work_dir=args.build / "triton", log_path=log)
+        print(f"starting tritonserver (log: {log}) ...")
+        server.start()
+    except LaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"ready in {time.monotonic() - started:.1f} s")
+    print(usage(list(exports), ports))
+    stop = {"signal": None}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stop.update(signal=signum))
+    while stop["signal"] is None and server.process.poll() is None:
+        time.sleep(0.2)
+    if stop["signal"] is None:
+        print(f"tritonserver exited with code {server.process.returncode}; see {log}", file=sys.stderr)
+        return 1
+    print("stopping tritonserver (draining in-flight requests) ...")
+    code = server.stop()
+    print(f"stopped (exit code {code})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Session fixtures: tiny random-weight checkpoints (real vocab), their ONNX exports, and one
+real tritonserver serving both ensembles for the whole run. Nothing touches the network."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never reach the hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+from export import random_checkpoint
+from export.onnx import export_model
+from model_repository.assemble import TargetOptions, assemble
+from server.triton import Ports, TritonServer, free_ports
+
+# Different id2label orders: FinBERT's own, and one that is neither it nor canonical.
+LABEL_ORDERS = {"finbert": ("positive", "negative", "neutral"), "distilbert": ("neutral", "positive", "negative")}
+ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("build")
+
+
+@pytest.fixture(scope="session")
+def checkpoints(build_dir) -> dict[str, Path]:
+    return {family: random_checkpoint.build(ARCHS[family], build_dir / "checkpoints" / family,
+                                            labels=LABEL_ORDERS[family])
+            for family in ARCHS}
+
+
+@pytest.fixture(scope="session")
+def exports(checkpoints, build_dir) -> dict[str, Path]:
+    return {family: export_model(str(path), family, build_dir / "export" / family, log=lambda *_: None).path
+            for family, path in checkpoints.items()}
+
+
+@pytest.fixture(scope="session")
+def triton(exports, build_dir):
+    repository = assemble(exports, build_dir / "repository", TargetOptions("local"))
+    server = TritonServer(repository, Ports(*free_ports()), work_dir=build_dir / "triton",
+                          log_path=build_dir / "triton" / "tritonserver.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def reference(checkpoints):
+    """transformers pipelines: what the ensembles must reproduce."""
+    from transformers import pipeline
+    return {family: pipeline("text-classification", model=str(path), tokenizer=str(path), top_k=None, device="cpu")
+            for family, path in checkpoints.items()}

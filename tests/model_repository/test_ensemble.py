@@ -1,0 +1,129 @@
+"""The ensembles, served by a real tritonserver, against transformers pipelines."""
+import threading
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from export.facts import CANONICAL_LABELS
+from export.sentences import PARITY_SENTENCES
+from model_repository.assemble import FAMILIES
+
+PROTOCOLS = {"http": httpclient, "grpc": grpcclient}
+MANY = PARITY_SENTENCES + [f"Quarter {i}: revenue grew {i} percent while costs rose {2 * i} percent." * (1 + i % 4)
+                           for i in range(30)]
+
+
+def infer(triton, protocol, model, texts):
+    module = PROTOCOLS[protocol]
+    client = module.InferenceServerClient(triton.http_url if protocol == "http" else triton.grpc_url)
+    try:
+        batch = np.array([[t.encode() if isinstance(t, str) else t] for t in texts], dtype=np.object_)
+        tensor = module.InferInput("TEXT", list(batch.shape), "BYTES")
+        tensor.set_data_from_numpy(batch)
+        result = client.infer(model, [tensor])
+        return ([x.decode() for x in result.as_numpy("LABEL").reshape(-1)], result.as_numpy("SCORE").reshape(-1),
+                result.as_numpy("PROBABILITIES"))
+    finally:
+        client.close()
+
+
+def expected(reference, family, texts):
+    rows = reference[family](list(texts), truncation=True, max_length=512, batch_size=1)
+    return np.array([[{d["label"]: d["score"] for d in row}[label] for label in CANONICAL_LABELS] for row in rows])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("texts", [PARITY_SENTENCES[:1], MANY], ids=["single", "many"])
+def test_ensemble_matches_the_transformers_pipeline(triton, reference, family, protocol, texts):
+    labels, scores, probs = infer(triton, protocol, family, texts)
+    want = expected(reference, family, texts)
+    assert probs.shape == (len(texts), 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, want, atol=1e-4)
+    assert labels == [CANONICAL_LABELS[i] for i in want.argmax(axis=1)]
+    np.testing.assert_allclose(scores, probs.max(axis=1), rtol=0, atol=0)
+
+
+def test_predictions_are_not_all_alike(triton):
+    # Guards the parity tests above: a label-order bug could hide behind uniform outputs.
+    labels, _, probs = infer(triton, "grpc", "finbert", MANY)
+    assert len(set(labels)) >= 2 and np.ptp(probs[:, 0]) > 0.05
+
+
+def classifier_stats(triton, family):
+    client = httpclient.InferenceServerClient(triton.http_url)
+    try:
+        stats = client.get_inference_statistics(f"{family}_classifier")["model_stats"][0]
+    finally:
+        client.close()
+    return stats["inference_stats"]["success"]["count"], stats["execution_count"], stats.get("batch_stats", [])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_concurrent_requests_of_different_lengths_are_batched_and_correct(triton, family):
+    texts = [("Net profit rose sharply on strong demand. " * (1 + i))[: 40 + 37 * i] for i in range(16)]
+    sequential = [infer(triton, "grpc", family, [t]) for t in texts]
+    requests_before, executions_before, _ = classifier_stats(triton, family)
+    barrier, results, errors = threading.Barrier(len(texts)), [None] * len(texts), []
+
+    def call(i):
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[texts[i].encode()]], dtype=np.object_))
+        barrier.wait()
+        try:
+            result = client.infer(family, [tensor])
+            results[i] = (result.as_numpy("LABEL")[0, 0].decode(), result.as_numpy("PROBABILITIES")[0])
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    for (label, probs), (seq_labels, _, seq_probs) in zip(results, sequential):
+        assert label == seq_labels[0]
+        np.testing.assert_allclose(probs, seq_probs[0], atol=1e-5)
+    requests_after, executions_after, _ = classifier_stats(triton, family)
+    requests, executions = requests_after - requests_before, executions_after - executions_before
+    assert requests == len(texts)
+    assert executions < requests, f"{requests} requests ran in {executions} executions: nothing was batched"
+
+
+def test_long_text_is_truncated_not_refused(triton, reference):
+    text = " ".join(["revenue"] * 1200 + ["growth"] * 800)   # 2,000 words
+    for family in FAMILIES:
+        labels, _, probs = infer(triton, "http", family, [text])
+        np.testing.assert_allclose(probs, expected(reference, family, [text]), atol=1e-4)
+
+
+def test_megabyte_text_is_truncated_and_served(triton, reference):
+    text = "Shares of the company fell after the profit warning. " * 20_000   # ~1 MB
+    _, _, probs = infer(triton, "grpc", "finbert", [text])
+    np.testing.assert_allclose(probs, expected(reference, "finbert", [text]), atol=1e-4)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("texts, message", [
+    (["fine", b"\xff\xfe bad"], "TEXT[1] is not valid UTF-8"),
+    (["fine", "   "], "TEXT[1] is empty or whitespace only"),
+    ([""], "TEXT[0] is empty"),
+])
+def test_bad_text_gets_a_clear_error_and_the_server_keeps_serving(triton, protocol, texts, message):
+    with pytest.raises(InferenceServerException, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        infer(triton, protocol, "finbert", texts)
+    assert info.value.status() in ("400", "StatusCode.INVALID_ARGUMENT")
+    labels, _, _ = infer(triton, protocol, "finbert", ["Profit rose."])
+    assert labels[0] in CANONICAL_LABELS
+
+
+def test_more_texts_than_the_max_batch_are_refused(triton):
+    with pytest.raises(InferenceServerException, match="batch"):
+        infer(triton, "http", "finbert", ["Profit rose."] * 65)

@@ -1,0 +1,61 @@
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from server import perf_analyzer
+from server.__main__ import prepare
+from server.triton import LaunchError, Ports, TritonServer, check_ports, free_ports, triton_args
+
+
+def test_a_taken_port_is_named_with_the_knob_to_change_it():
+    http, grpc, metrics = free_ports()
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", grpc))
+        sock.listen()
+        with pytest.raises(LaunchError, match=f"GRPC port {grpc} is already in use.*GRPC_PORT="):
+            check_ports(Ports(http, grpc, metrics))
+
+
+def test_triton_args_name_the_repository_and_ports():
+    args = triton_args("/models", Ports(1, 2, 3))
+    assert "--model-repository=/models" in args
+    assert {"--http-port=1", "--grpc-port=2", "--metrics-port=3"} <= set(args)
+
+
+def test_a_broken_repository_fails_with_the_log_lines_that_say_why(tmp_path):
+    (tmp_path / "repo" / "broken").mkdir(parents=True)
+    (tmp_path / "repo" / "broken" / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 1\n')
+    server = TritonServer(tmp_path / "repo", Ports(*free_ports()), work_dir=tmp_path / "w",
+                          log_path=tmp_path / "w" / "log")
+    with pytest.raises(LaunchError, match="(?s)exited with code 1.*failed to load model 'broken'.*full log") as info:
+        server.start(timeout_s=60)
+    assert "CudaDriverHelper" not in str(info.value)   # the CPU-only noise is left out
+
+
+def test_unavailable_models_are_skipped_with_the_reason(checkpoints, tmp_path, capsys):
+    exports = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": str(tmp_path / "missing")}, tmp_path)
+    assert list(exports) == ["finbert"]
+    assert f"skipping distilbert: checkpoint directory {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+
+
+def test_no_model_at_all_fails_clearly(tmp_path):
+    with pytest.raises(LaunchError, match="no model to serve.*FINBERT="):
+        prepare({"finbert": "ProsusAI/finbert", "distilbert": ""}, tmp_path)
+
+
+def test_serve_command_exits_2_when_nothing_can_be_served(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "server", "--finbert", str(tmp_path / "a"), "--distilbert",
+                             str(tmp_path / "b"), "--build", str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "skipping finbert" in result.stderr and "no model to serve" in result.stderr
+
+
+def test_perf_analyzer_drives_the_ensemble_with_string_input(triton):
+    result = perf_analyzer.run(["-m", "finbert", "-u", triton.grpc_url, "-i", "grpc", "--concurrency-range", "2",
+                                "--measurement-interval", "1000", "--stability-percentage", "100"],
+                               capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Throughput:" in result.stdout and "infer/sec" in result.stdout
