@@ -10,16 +10,18 @@ DISTILBERT ?= $(BUILD)/checkpoints/distilbert-fpb
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
+VARIANT ?=
 PYTEST_ARGS ?=
 
 .PHONY: help setup serve test repository clean
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
+	@echo "              VARIANT=int8|fp32|fp16 (default int8)"
 	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
-	@echo "make repository TARGET=container DEVICE=gpu   assemble a repository for the NGC image"
+	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16]   assemble a repository for the NGC image"
 
 setup: $(VENV)/.installed
 
@@ -33,6 +35,7 @@ $(VENV)/.installed: requirements.txt
 
 serve: setup
 	$(PY) -m server --finbert "$(FINBERT)" --distilbert "$(DISTILBERT)" --build "$(BUILD)" \
+		--variant $(or $(VARIANT),int8) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 test: setup
@@ -42,6 +45,7 @@ TARGET ?= container
 DEVICE ?= gpu
 repository: setup
 	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy \
+		--variant $(or $(VARIANT),$(if $(filter gpu,$(DEVICE)),fp16,int8)) \
 		$(foreach f,finbert distilbert,$(if $(wildcard $(BUILD)/export/$(f)/model.onnx),--export $(f)=$(BUILD)/export/$(f)))
 
 clean:

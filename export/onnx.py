@@ -167,6 +167,7 @@ def export_model(model: str, name: str, out: Path, *, max_length: int | None = N
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; images and other users must read it
     try:
         onnx_export_from_model(torch_model, tmp, opset=opset, task="text-classification", do_validation=False,
                                preprocessors=[tokenizer])

@@ -13,6 +13,7 @@ Exported files are symlinked for the local target and copied for the container t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -23,6 +24,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.facts import CANONICAL_LABELS, FACTS_FILENAME, ModelFacts
+from export.runtime import VARIANTS, variant_filename
 
 SOURCE = Path(__file__).resolve().parent
 FAMILIES = ("finbert", "distilbert")
@@ -41,11 +43,15 @@ class TargetOptions:
     device: str = "cpu"            # container only: gpu (KIND_GPU, CUDA EP) or cpu
     cores: int = field(default_factory=available_cores)   # ORT intra-op threads of the classifier
     buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # container padding lengths
-    tokens_per_batch: int = 4096   # local classifier: padded tokens per ONNX Runtime run
+    run_overhead_tokens: int = 48  # local classifier: a run's fixed cost in padded tokens (see classifier.py)
+    max_tokens_per_run: int = 8192 # local classifier: bound on one ONNX Runtime run's padded tokens
+    variant: str = "fp32"          # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
 
     def __post_init__(self):
         if self.target not in TARGETS:
             raise ValueError(f"target {self.target!r}: one of {TARGETS}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant {self.variant!r}: one of {VARIANTS}")
         if self.device not in ("cpu", "gpu") or (self.target == "local" and self.device != "cpu"):
             raise ValueError(f"device {self.device!r}: the local target is cpu, the container target cpu or gpu")
 
@@ -103,7 +109,8 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
             config.backend = "python"
             for tensor in config.input:
                 tensor.allow_ragged_batch = True  # requests of different lengths meet in one execute()
-            _param(config, "tokens_per_batch", options.tokens_per_batch)
+            _param(config, "run_overhead_tokens", options.run_overhead_tokens)
+            _param(config, "max_tokens_per_run", options.max_tokens_per_run)
         else:
             config.backend = "onnxruntime"
             config.default_model_filename = "model.onnx"
@@ -132,6 +139,11 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
             raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
         export_dir = Path(export_dir)
         facts = ModelFacts.load(export_dir)
+        model_file = export_dir / variant_filename(options.variant)
+        if not model_file.exists():
+            raise FileNotFoundError(f"{model_file} is missing: build it with "
+                                    f"`python -m export.optimize --export {export_dir} --variants {options.variant}`")
+        served = dataclasses.replace(facts, variant=options.variant)
         for step in (None, *STEPS):
             config = render(family, step, facts, options)
             version = out / config.name / "1"
@@ -139,13 +151,13 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
             (out / config.name / "config.pbtxt").write_text(text_format.MessageToString(config))
             if step is None:
                 continue
-            _place(export_dir / FACTS_FILENAME, version / FACTS_FILENAME, link)
+            served.save(version)   # the export's facts, naming the variant served
             if config.backend == "python":
                 shutil.copy2(SOURCE / "python_models" / f"{step}.py", version / "model.py")
             if step == "tokenizer":
                 _place(export_dir / "tokenizer.json", version / "tokenizer.json", link)
             if step == "classifier":
-                _place(export_dir / "model.onnx", version / "model.onnx", link)
+                _place(model_file, version / "model.onnx", link)
     return out
 
 
@@ -155,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "gpu"], help="container target: gpu (default) or cpu")
     parser.add_argument("--export", action="append", required=True, metavar="FAMILY=DIR",
                         help="an export directory per model family, e.g. finbert=build/export/finbert")
+    parser.add_argument("--variant", choices=VARIANTS, default="fp32", help="which export variant to serve")
     parser.add_argument("--cores", type=int, default=available_cores(), help="ONNX Runtime intra-op threads")
     parser.add_argument("--out", type=Path, help="default: build/repository/<target>")
     parser.add_argument("--copy", action="store_true", help="copy exported files instead of symlinking")
@@ -163,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     exports = dict(item.split("=", 1) for item in args.export)
     out = args.out or Path("build/repository") / args.target
     try:
-        assemble(exports, out, TargetOptions(args.target, device, args.cores), link=False if args.copy else None)
+        assemble(exports, out, TargetOptions(args.target, device, args.cores, variant=args.variant), link=False if args.copy else None)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,22 +15,27 @@ from pathlib import Path
 
 from export.facts import FactsError
 from export.onnx import ParityError, SourceUnavailable, export_model
+from export.optimize import GuardError, build_variants
+from export.runtime import VARIANTS
 from model_repository.assemble import FAMILIES, TargetOptions, assemble
 from server.triton import LaunchError, Ports, TritonServer
 
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
 
 
-def prepare(sources: dict[str, str], build: Path) -> dict[str, Path]:
-    """Export every family that has a source; say why any is skipped."""
+def prepare(sources: dict[str, str], build: Path, variant: str = "fp32") -> dict[str, Path]:
+    """Export every family that has a source (and its variant); say why any is skipped."""
     exports, skipped = {}, {}
     for family, source in sources.items():
         if not source:
             skipped[family] = "no source given"
             continue
         try:
-            exports[family] = export_model(source, family, build / "export" / family).path
-        except (SourceUnavailable, FactsError, ParityError) as exc:
+            path = export_model(source, family, build / "export" / family).path
+            if variant != "fp32":
+                build_variants(path, [variant])
+            exports[family] = path
+        except (SourceUnavailable, FactsError, ParityError, GuardError) as exc:
             skipped[family] = str(exc)
     for family, why in skipped.items():
         print(f"skipping {family}: {why}", file=sys.stderr)
@@ -41,10 +46,10 @@ def prepare(sources: dict[str, str], build: Path) -> dict[str, Path]:
     return exports
 
 
-def usage(models: list[str], ports: Ports) -> str:
+def usage(models: list[str], ports: Ports, variant: str) -> str:
     model = models[0]
     return f"""
-finsent is serving {', '.join(models)}:  HTTP :{ports.http}  gRPC :{ports.grpc}  metrics :{ports.metrics}
+finsent is serving {', '.join(models)} ({variant}):  HTTP :{ports.http}  gRPC :{ports.grpc}  metrics :{ports.metrics}
 
   curl -s localhost:{ports.http}/v2/models/{model}/infer -d \\
     '{{"inputs":[{{"name":"TEXT","datatype":"BYTES","shape":[2,1],"data":["Profit rose 12%.","Shares fell."]}}]}}'
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     for family in FAMILIES:
         parser.add_argument(f"--{family}", default=DEFAULT_SOURCES[family],
                             help=f"hub id or checkpoint directory (default {DEFAULT_SOURCES[family]}; '' skips it)")
+    parser.add_argument("--variant", choices=VARIANTS, default="int8",
+                        help="int8 (default: fastest on CPU), fp32 (exact parity with PyTorch) or fp16 (GPU)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -70,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     started = time.monotonic()
     try:
-        exports = prepare({f: getattr(args, f) for f in FAMILIES}, args.build)
-        repository = assemble(exports, args.build / "repository" / "local", TargetOptions("local"))
+        exports = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant)
+        repository = assemble(exports, args.build / "repository" / "local", TargetOptions("local", variant=args.variant))
         log = args.build / "triton" / "tritonserver.log"
         log.unlink(missing_ok=True)
         server = TritonServer(repository, ports, work_dir=args.build / "triton", log_path=log)
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"ready in {time.monotonic() - started:.1f} s")
-    print(usage(list(exports), ports))
+    print(usage(list(exports), ports, args.variant))
     stop = {"signal": None}
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stop.update(signal=signum))

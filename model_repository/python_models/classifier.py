@@ -1,8 +1,9 @@
 """Triton Python model (local target): token ids -> logits with ONNX Runtime.
 
 The dynamic batcher hands over requests of different lengths together (the inputs allow
-ragged batches). Their rows are sorted by real length and run in sub-batches padded only
-to their own longest row, so batching never pays for padding to the longest text seen.
+ragged batches). Their rows are sorted by real length and split into runs padded only to
+their own longest row, at the split points that minimise padding plus a fixed cost per
+run: batching then never pays for padding short texts to the longest one.
 The container target serves the same model.onnx with Triton's native onnxruntime backend.
 """
 import json
@@ -26,7 +27,8 @@ class TritonPythonModel:
                                             providers=["CPUExecutionProvider"])
         self.inputs = facts["input_names"]
         self.output = facts["output_name"]
-        self.tokens_per_batch = int(params.get("tokens_per_batch", "4096"))
+        self.run_overhead_tokens = float(params.get("run_overhead_tokens", "48"))
+        self.max_tokens = int(params.get("max_tokens_per_run", "8192"))
 
     def execute(self, requests):
         per_request = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs]
@@ -35,7 +37,7 @@ class TritonPythonModel:
         rows = {name: [row for arrays in per_request for row in arrays[k]] for k, name in enumerate(self.inputs)}
         lengths = np.array([int(mask.sum()) for mask in rows["attention_mask"]])
         logits = np.empty((len(lengths), 3), dtype=np.float32)
-        for group in length_groups(lengths, self.tokens_per_batch):
+        for group in length_groups(lengths, self.run_overhead_tokens, self.max_tokens):
             width = int(lengths[group].max())
             feeds = {name: pad_rows([rows[name][i] for i in group], width) for name in self.inputs}
             logits[group] = self.session.run([self.output], feeds)[0]
@@ -53,12 +55,26 @@ def pad_rows(rows, width):
     return out
 
 
-def length_groups(lengths, tokens_per_batch):
-    """Indices sorted by length, cut into groups whose padded size stays within the budget."""
+def length_groups(lengths, run_overhead_tokens, max_tokens):
+    """Split the length-sorted rows into runs minimising padded tokens + overhead per run.
+
+    Cost of a run = rows x its longest row (padding included) + run_overhead_tokens (a run's
+    fixed cost, in tokens); exact by dynamic programming over split points (n <= 64).
+    """
     order = np.argsort(lengths, kind="stable")
-    groups, start = [], 0
-    for end in range(1, len(order) + 1):
-        if end == len(order) or (end + 1 - start) * lengths[order[end]] > tokens_per_batch:
-            groups.append(order[start:end])
-            start = end
-    return groups
+    sorted_lengths = lengths[order]
+    n = len(order)
+    best = np.zeros(n + 1)
+    cut = np.zeros(n + 1, dtype=int)
+    for end in range(1, n + 1):
+        starts = np.arange(end)
+        cost = best[:end] + run_overhead_tokens + (end - starts) * sorted_lengths[end - 1]
+        cost[(end - starts) * sorted_lengths[end - 1] > max_tokens] = np.inf
+        cost[end - 1] = best[end - 1] + run_overhead_tokens + sorted_lengths[end - 1]   # a row alone always fits
+        cut[end] = int(np.argmin(cost))
+        best[end] = cost[cut[end]]
+    groups, end = [], n
+    while end > 0:
+        groups.append(order[cut[end]:end])
+        end = cut[end]
+    return groups[::-1]
