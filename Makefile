@@ -12,7 +12,7 @@ GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 
-.PHONY: help setup serve test repository clean
+.PHONY: help setup serve test repository manifests clean
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
 	@echo "make repository TARGET=container DEVICE=gpu   assemble a repository for the NGC image"
+	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
 
 setup: $(VENV)/.installed
 
@@ -43,6 +44,10 @@ DEVICE ?= gpu
 repository: setup
 	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy \
 		$(foreach f,finbert distilbert,$(if $(wildcard $(BUILD)/export/$(f)/model.onnx),--export $(f)=$(BUILD)/export/$(f)))
+
+# k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see k8s/README.md).
+manifests: setup
+	$(PY) -m k8s.render
 
 clean:
 	rm -rf $(BUILD)
