@@ -45,7 +45,7 @@ repository: setup
 	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy \
 		$(foreach f,finbert distilbert,$(if $(wildcard $(BUILD)/export/$(f)/model.onnx),--export $(f)=$(BUILD)/export/$(f)))
 
-# k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see k8s/README.md).
+# k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see docs/gke.md).
 manifests: setup
 	$(PY) -m k8s.render
 

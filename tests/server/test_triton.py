@@ -98,3 +98,4 @@ def test_an_admin_key_restricts_the_admin_apis_of_a_real_server(tmp_path):
             client.get_model_repository_index()
         client.get_model_repository_index(headers={f"triton-grpc-protocol-{ADMIN_HEADER}": "k3y"})
         assert client.is_server_ready()
+        client.close()
