@@ -13,7 +13,7 @@ METRICS_PORT ?= 8002
 VARIANT ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup serve test repository clean
+.PHONY: help setup serve test repository manifests clean
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
 	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16]   assemble a repository for the NGC image"
+	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
 
 setup: $(VENV)/.installed
 
@@ -47,6 +48,10 @@ repository: setup
 	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy \
 		--variant $(or $(VARIANT),$(if $(filter gpu,$(DEVICE)),fp16,int8)) \
 		$(foreach f,finbert distilbert,$(if $(wildcard $(BUILD)/export/$(f)/model.onnx),--export $(f)=$(BUILD)/export/$(f)))
+
+# k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see docs/gke.md).
+manifests: setup
+	$(PY) -m k8s.render
 
 clean:
 	rm -rf $(BUILD)

@@ -20,6 +20,10 @@ from pathlib import Path
 # Errors tritonserver always logs on a machine without a GPU.
 NOISE = re.compile(r"cuda|pinned|nvml|dcgm", re.IGNORECASE)
 PORT_FLAGS = {"http": "HTTP_PORT", "grpc": "GRPC_PORT", "metrics": "METRICS_PORT"}
+# APIs remote callers must not reach (the k8s chart passes admin_key): they answer only requests
+# carrying the header ADMIN_HEADER (gRPC: metadata "triton-grpc-protocol-" + ADMIN_HEADER) with that key.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
+ADMIN_HEADER = "finsent-admin"
 
 
 class LaunchError(RuntimeError):
@@ -37,8 +41,12 @@ class Ports:
 
 
 def triton_args(model_repository: str, ports: Ports = Ports(), *, exit_timeout_s: int = 30,
-                control_mode: str = "none") -> list[str]:
-    """tritonserver arguments shared by the local launcher and the Helm chart (minus paths)."""
+                control_mode: str = "none", admin_key: str | None = None) -> list[str]:
+    """tritonserver arguments shared by the local launcher and the Helm chart (minus paths).
+
+    admin_key: restrict RESTRICTED_APIS to callers sending it in ADMIN_HEADER (None: open, as locally).
+    """
+    restricted = ",".join(RESTRICTED_APIS)
     return [
         f"--model-repository={model_repository}",
         f"--http-port={ports.http}", f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}",
@@ -47,7 +55,8 @@ def triton_args(model_repository: str, ports: Ports = Ports(), *, exit_timeout_s
         "--strict-readiness=true",
         f"--exit-timeout-secs={exit_timeout_s}",
         "--log-verbose=0",
-    ]
+    ] + ([] if admin_key is None else [f"--http-restricted-api={restricted}:{ADMIN_HEADER}={admin_key}",
+                                       f"--grpc-restricted-protocol={restricted}:{ADMIN_HEADER}={admin_key}"])
 
 
 def pytriton_root() -> Path:
@@ -125,6 +134,7 @@ class TritonServer:
     log_path: Path | None = None          # None: inherit stdout/stderr
     extra_args: tuple[str, ...] = ()
     control_mode: str = "none"
+    admin_key: str | None = None          # restrict RESTRICTED_APIS, as on k8s
     process: subprocess.Popen | None = None
 
     @property
@@ -138,7 +148,8 @@ class TritonServer:
     def command(self) -> list[str]:
         backends = backend_directory(Path(self.work_dir) / "backends")
         return [str(pytriton_root() / "bin" / "tritonserver"),
-                *triton_args(str(Path(self.model_repository).resolve()), self.ports, control_mode=self.control_mode),
+                *triton_args(str(Path(self.model_repository).resolve()), self.ports, control_mode=self.control_mode,
+                             admin_key=self.admin_key),
                 f"--backend-directory={backends.resolve()}", *self.extra_args]
 
     def environment(self) -> dict[str, str]:

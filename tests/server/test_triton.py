@@ -59,3 +59,43 @@ def test_perf_analyzer_drives_the_ensemble_with_string_input(triton):
                                capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Throughput:" in result.stdout and "infer/sec" in result.stdout
+
+
+def test_local_args_leave_every_api_open_by_default():
+    assert not [a for a in triton_args("/models") if "restricted" in a]
+
+
+def test_an_admin_key_restricts_the_admin_apis_of_a_real_server(tmp_path):
+    """The k8s chart's restriction flags, on the real binary: refused without the key, served with it."""
+    import urllib.error
+    import urllib.request
+
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from server.triton import ADMIN_HEADER
+    (tmp_path / "repo").mkdir()
+    server = TritonServer(tmp_path / "repo", Ports(*free_ports()), work_dir=tmp_path / "w",
+                          log_path=tmp_path / "w" / "log", admin_key="k3y")
+
+    def status(path, headers):
+        request = urllib.request.Request(f"http://{server.http_url}{path}", data=b"{}" if "index" in path else None,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with server:
+        for path in ("/v2/repository/index", "/v2/logging", "/v2/trace/setting", "/v2/systemsharedmemory/status"):
+            assert status(path, {}) == 403, path
+            assert status(path, {ADMIN_HEADER: "wrong"}) == 403, path
+            assert status(path, {ADMIN_HEADER: "k3y"}) == 200, path
+        assert status("/v2/health/ready", {}) == 200 and status("/v2", {}) == 200
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.get_model_repository_index()
+        client.get_model_repository_index(headers={f"triton-grpc-protocol-{ADMIN_HEADER}": "k3y"})
+        assert client.is_server_ready()
+        client.close()

@@ -1,0 +1,59 @@
+{{- define "finsent.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "finsent.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "finsent.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/name: {{ include "finsent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "finsent.selector" -}}
+app.kubernetes.io/name: {{ include "finsent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "finsent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "finsent.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Where Triton reads the model repository: the image's copy or a gs:// URI. */}}
+{{- define "finsent.modelRepository" -}}
+{{- if eq .Values.modelRepository.source "gcs" }}
+{{- required "modelRepository.gcsUri (gs://bucket/path) is required with source gcs" .Values.modelRepository.gcsUri }}
+{{- else if eq .Values.modelRepository.source "baked" }}
+{{- .Values.modelRepository.path }}
+{{- else }}
+{{- fail (printf "modelRepository.source %q: baked or gcs" .Values.modelRepository.source) }}
+{{- end }}
+{{- end }}
+
+{{- define "finsent.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "finsent.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ .Values.securityContext.readOnlyRootFilesystem }}
+capabilities:
+  drop: [ALL]
+{{- end }}

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Create (or complete) the GKE cluster finsent runs on: a CPU system pool, an autoscaled GPU node pool
+# with GKE-installed drivers, Managed Prometheus, the custom-metrics adapter the HPA reads Triton's
+# queue time through, an Artifact Registry repository, a model bucket and the Workload Identity
+# bindings. Idempotent: what exists is left alone. --dry-run prints the commands instead.
+#
+#   k8s/cluster.sh --project my-project [--dry-run] [--gpu-type nvidia-l4 --gpu-count 1 ...]
+set -euo pipefail
+
+PROJECT="${PROJECT:-}"
+REGION="${REGION:-us-central1}"
+ZONE="${ZONE:-us-central1-a}"              # a zone that has the GPU type
+CLUSTER="${CLUSTER:-finsent}"
+NAMESPACE="${NAMESPACE:-finsent}"
+KSA="${KSA:-finsent-triton}"               # the chart's serviceAccount.name in the gcs profile
+GSA_NAME="${GSA_NAME:-finsent-triton}"
+REGISTRY="${REGISTRY:-finsent}"
+BUCKET="${BUCKET:-}"                        # default: PROJECT-finsent-models
+GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
+GPU_COUNT="${GPU_COUNT:-1}"
+GPU_MACHINE="${GPU_MACHINE:-}"              # default: one that carries GPU_TYPE (g2 for L4, n1 for T4)
+GPU_MIN_NODES="${GPU_MIN_NODES:-0}"
+GPU_MAX_NODES="${GPU_MAX_NODES:-4}"
+SYSTEM_MACHINE="${SYSTEM_MACHINE:-e2-standard-4}"
+RELEASE_CHANNEL="${RELEASE_CHANNEL:-regular}"
+DRY_RUN=0
+
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; grep -E '^[A-Z_]+="\$\{' "$0" | sed -E 's/^([A-Z_]+)=.*:-([^}]*)\}".*/  --\1 (default: \2)/' | tr 'A-Z_' 'a-z-' ; }
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --dry-run) DRY_RUN=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --*=*) key="${1%%=*}"; set -- "$key" "${1#*=}" "${@:2}" ;;
+    --*)
+      [[ $# -ge 2 ]] || { echo "error: $1 needs a value" >&2; exit 2; }
+      var=$(echo "${1#--}" | tr 'a-z-' 'A-Z_')
+      case " PROJECT REGION ZONE CLUSTER NAMESPACE KSA GSA_NAME REGISTRY BUCKET GPU_TYPE GPU_COUNT GPU_MACHINE GPU_MIN_NODES GPU_MAX_NODES SYSTEM_MACHINE RELEASE_CHANNEL " in
+        *" $var "*) printf -v "$var" '%s' "$2"; shift 2 ;;
+        *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+      esac ;;
+    *) echo "error: unexpected argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+[[ -n "$PROJECT" ]] || { echo "error: --project (or PROJECT=) is required" >&2; exit 2; }
+[[ -n "$BUCKET" ]] || BUCKET="$PROJECT-finsent-models"
+GSA="$GSA_NAME@$PROJECT.iam.gserviceaccount.com"
+if [[ -z "$GPU_MACHINE" ]]; then
+  case "$GPU_TYPE" in
+    nvidia-l4) case "$GPU_COUNT" in 1) GPU_MACHINE=g2-standard-8 ;; 2) GPU_MACHINE=g2-standard-24 ;;
+                 4) GPU_MACHINE=g2-standard-48 ;; *) GPU_MACHINE=g2-standard-96 ;; esac ;;
+    nvidia-tesla-a100) GPU_MACHINE="a2-highgpu-${GPU_COUNT}g" ;;
+    nvidia-h100-80gb) GPU_MACHINE="a3-highgpu-${GPU_COUNT}g" ;;
+    *) GPU_MACHINE="n1-standard-8" ;;      # T4, V100, P4: attached to N1 machines
+  esac
+fi
+
+if [[ $DRY_RUN -eq 0 ]] && ! command -v gcloud >/dev/null; then
+  echo "error: gcloud is not installed (https://cloud.google.com/sdk/docs/install); --dry-run shows the commands" >&2
+  exit 1
+fi
+
+run() {   # run (or print) one command
+  if [[ $DRY_RUN -eq 1 ]]; then printf '%q ' "$@" | sed 's/ $//'; echo; else "$@"; fi
+}
+ensure() {   # ensure "what" <command that succeeds when it exists> -- <command that creates it>
+  local what="$1"; shift
+  local check=() ; while [[ "$1" != "--" ]]; do check+=("$1"); shift; done; shift
+  if [[ $DRY_RUN -eq 1 ]]; then
+    echo "# $what, unless: $(printf '%q ' "${check[@]}" | sed 's/ $//')"; run "$@"
+  elif "${check[@]}" >/dev/null 2>&1; then
+    echo "exists: $what"
+  else
+    echo "creating: $what"; "$@"
+  fi
+}
+
+G=(gcloud --project "$PROJECT")
+run "${G[@]}" services enable container.googleapis.com artifactregistry.googleapis.com \
+  cloudbuild.googleapis.com monitoring.googleapis.com storage.googleapis.com
+
+ensure "Artifact Registry repository $REGISTRY" \
+  "${G[@]}" artifacts repositories describe "$REGISTRY" --location "$REGION" -- \
+  "${G[@]}" artifacts repositories create "$REGISTRY" --location "$REGION" --repository-format docker
+
+ensure "cluster $CLUSTER" \
+  "${G[@]}" container clusters describe "$CLUSTER" --location "$ZONE" -- \
+  "${G[@]}" container clusters create "$CLUSTER" --location "$ZONE" \
+    --release-channel "$RELEASE_CHANNEL" --workload-pool "$PROJECT.svc.id.goog" \
+    --enable-managed-prometheus --machine-type "$SYSTEM_MACHINE" --num-nodes 1 \
+    --enable-autoscaling --min-nodes 1 --max-nodes 3
+
+ensure "GPU node pool gpu ($GPU_COUNT x $GPU_TYPE on $GPU_MACHINE)" \
+  "${G[@]}" container node-pools describe gpu --cluster "$CLUSTER" --location "$ZONE" -- \
+  "${G[@]}" container node-pools create gpu --cluster "$CLUSTER" --location "$ZONE" \
+    --machine-type "$GPU_MACHINE" \
+    --accelerator "type=$GPU_TYPE,count=$GPU_COUNT,gpu-driver-version=default" \
+    --enable-autoscaling --num-nodes "$GPU_MIN_NODES" --min-nodes "$GPU_MIN_NODES" --max-nodes "$GPU_MAX_NODES" \
+    --workload-metadata GKE_METADATA
+
+ensure "bucket gs://$BUCKET" \
+  "${G[@]}" storage buckets describe "gs://$BUCKET" -- \
+  "${G[@]}" storage buckets create "gs://$BUCKET" --location "$REGION" --uniform-bucket-level-access
+
+ensure "service account $GSA" \
+  "${G[@]}" iam service-accounts describe "$GSA" -- \
+  "${G[@]}" iam service-accounts create "$GSA_NAME" --display-name "finsent Triton (reads the model bucket)"
+
+# Bindings are idempotent by nature: adding one that exists changes nothing.
+run "${G[@]}" storage buckets add-iam-policy-binding "gs://$BUCKET" \
+  --member "serviceAccount:$GSA" --role roles/storage.objectViewer
+run "${G[@]}" iam service-accounts add-iam-policy-binding "$GSA" \
+  --member "serviceAccount:$PROJECT.svc.id.goog[$NAMESPACE/$KSA]" --role roles/iam.workloadIdentityUser
+# The custom-metrics adapter reads Managed Prometheus data as its own Kubernetes service account.
+run "${G[@]}" projects add-iam-policy-binding "$PROJECT" --condition None \
+  --member "serviceAccount:$PROJECT.svc.id.goog[custom-metrics/custom-metrics-stackdriver-adapter]" \
+  --role roles/monitoring.viewer
+
+run "${G[@]}" container clusters get-credentials "$CLUSTER" --location "$ZONE"
+run kubectl apply -f https://raw.githubusercontent.com/GoogleCloudPlatform/k8s-stackdriver/master/custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml
+ensure "namespace $NAMESPACE" kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
+
+echo "# next: make repository TARGET=container DEVICE=gpu && gcloud builds submit --config k8s/cloudbuild.yaml ."
+echo "#       helm install finsent k8s/chart/finsent -n $NAMESPACE --set image.repository=$REGION-docker.pkg.dev/$PROJECT/$REGISTRY/triton"

@@ -1,0 +1,113 @@
+"""The serving image, its Cloud Build config and the Grafana dashboard, held to what runs locally:
+the same Triton release, the same Python pins, the metric names the real tritonserver exports."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import tritonclient.http as httpclient
+import yaml
+
+from k8s import render
+from model_repository.assemble import FAMILIES, SOURCE
+
+K8S = render.HERE
+ROOT = K8S.parent
+# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0.
+NGC_TRITON = {"24.10": "2.51.0"}
+
+
+def requirement(name: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.split("#")[0].strip().startswith(f"{name}=="):
+            return line.split("#")[0].strip()
+    raise AssertionError(f"{name} is not pinned in requirements.txt")
+
+
+def dockerfile() -> str:
+    return (K8S / "Dockerfile").read_text()
+
+
+def test_image_is_the_ngc_release_of_the_local_triton(triton):
+    (release,) = re.findall(r"^FROM nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3$", dockerfile(), re.M)
+    local = httpclient.InferenceServerClient(triton.http_url).get_server_metadata()["version"]
+    assert NGC_TRITON[release] == local
+    with open(render.CHART / "Chart.yaml") as f:
+        assert yaml.safe_load(f)["appVersion"] == release
+
+
+def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
+    (install,) = re.findall(r"pip install --no-cache-dir (.+)$", dockerfile(), re.M)
+    assert sorted(install.split()) == sorted([requirement("numpy"), requirement("tokenizers")])
+    # The container target runs the tokenizer and postprocess as Python models (the classifier natively).
+    imported = set()
+    for step in ("tokenizer", "postprocess"):
+        tree = ast.parse((SOURCE / "python_models" / f"{step}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"triton_python_backend_utils"}
+    assert third_party == {"numpy", "tokenizers"}
+
+
+def test_image_bakes_the_container_repository_as_the_unprivileged_user():
+    assert "COPY --chown=1000:1000 build/repository/container /models" in dockerfile()
+    assert re.search(r"^USER 1000", dockerfile(), re.M)
+    values = yaml.safe_load((render.CHART / "values.yaml").read_text())
+    assert values["modelRepository"]["path"] == "/models"
+    assert values["securityContext"]["runAsUser"] == 1000
+
+
+def test_cloud_build_pushes_the_image_the_chart_pulls():
+    config = yaml.safe_load((K8S / "cloudbuild.yaml").read_text())
+    build = next(s for s in config["steps"] if s["id"] == "build")
+    assert build["args"][:3] == ["build", "-f", "k8s/Dockerfile"] and build["args"][-1] == "."
+    image = build["args"][build["args"].index("-t") + 1]
+    assert config["images"] == [image]
+    subs = {f"${{{k}}}": str(v) for k, v in config["substitutions"].items()}
+    subs["${PROJECT_ID}"] = "PROJECT_ID"
+    for key, value in subs.items():
+        image = image.replace(key, value)
+    values = yaml.safe_load((render.CHART / "values.yaml").read_text())["image"]
+    assert image == f"{values['repository']}:{values['tag']}"
+    cpu = yaml.safe_load((render.PROFILES / "cpu.yaml").read_text())["image"]["tag"]
+    assert cpu == values["tag"].replace("-gpu", "-cpu")
+
+
+def dashboard_metrics() -> set[str]:
+    dash = json.loads((K8S / "grafana" / "finsent-triton.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert {p["title"] for p in dash["panels"]} >= {"Request rate", "Errors", "Queue time per request",
+                                                    "Compute time per execution", "Batch size"}
+    return set(re.findall(r"\b(nv_[a-z_]+)\b", " ".join(exprs)))
+
+
+def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
+    client = httpclient.InferenceServerClient(triton.http_url)
+    for family in FAMILIES:
+        text = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+        text.set_data_from_numpy(np.array([[b"Profit rose 12%."]], dtype=object))
+        client.infer(family, [text])
+    with urllib.request.urlopen(f"http://localhost:{triton.ports.metrics}/metrics", timeout=10) as response:
+        exported = response.read().decode()
+    names = set(re.findall(r"^(nv_[a-z_]+)\{", exported, re.M))
+    wanted = dashboard_metrics()
+    gpu_only = {m for m in wanted if m.startswith("nv_gpu_")}   # NVML metrics: absent without a GPU
+    assert wanted - gpu_only <= names, wanted - gpu_only - names
+    # The HPA's queue-time series exist per ensemble, under the model label it selects on.
+    hpa = yaml.safe_load((render.MANIFESTS / "hpa.yaml").read_text())
+    for metric in hpa["spec"]["metrics"]:
+        if metric["type"] != "Pods":
+            continue
+        name = metric["pods"]["metric"]["name"].split("|")[1]
+        assert name in wanted
+        model = metric["pods"]["metric"].get("selector", {}).get("matchLabels", {}).get("metric.labels.model")
+        if model:
+            assert re.search(rf'^{name}\{{model="{model}",version="1"\}} ', exported, re.M), (name, model)
