@@ -13,13 +13,15 @@ METRICS_PORT ?= 8002
 VARIANT ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup serve test repository manifests clean
+.PHONY: help setup serve test bench repository manifests clean
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
 	@echo "              VARIANT=int8|fp32|fp16 (default int8)"
 	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
+	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
+	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
 	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16]   assemble a repository for the NGC image"
 	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
@@ -41,6 +43,14 @@ serve: setup
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+BENCH_VARIANTS ?= fp32,int8
+BENCH_SECONDS ?= 15
+# Random-weight base checkpoints unless FINBERT=/DISTILBERT= are given on the command line.
+bench: setup
+	$(PY) -m benchmarks.serving --variants $(BENCH_VARIANTS) --duration $(BENCH_SECONDS) \
+		$(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
+		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
 
 TARGET ?= container
 DEVICE ?= gpu

@@ -1,0 +1,97 @@
+"""Markdown table and latency-vs-throughput plot for benchmarks/serving.py results."""
+from __future__ import annotations
+
+from pathlib import Path
+
+TARGET_RATIO, TARGET_P50_EXTRA_MS, TARGET_P99_MS = 0.95, 2.0, 400.0
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Serving benchmark ({results['when']})", "",
+             f"Machine: {results['machine']}. Sentences: {results['sentences']}. "
+             f"{results['duration_s']:.0f} s measured per load level, all in one run (`make bench`).", ""]
+    for family, entry in results["models"].items():
+        lines += [f"## {family} — `{entry['source']}`", "",
+                  "| variant | path | clients × texts | texts/s | p50 ms | p95 ms | p99 ms | errors |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for variant, v in entry["variants"].items():
+            ip = v["in_process"]
+            lines.append(f"| {variant} | in-process ORT, sorted batches of 32 (limit) | - | "
+                         f"{ip['limit_texts_per_s']:.1f} | | | | |")
+            lines.append(f"| {variant} | in-process ORT, batch 1 | 1 × 1 | {ip['batch1_texts_per_s']:.1f} | "
+                         f"{ip['batch1_p50_ms']:.1f} | | | |")
+            for key, level in v["triton"].items():
+                lines.append(f"| {variant} | Triton ensemble, gRPC | {key.replace('x', ' × ')} | "
+                             f"{level['texts_per_s']:.1f} | {level['p50_ms']:.1f} | {level['p95_ms']:.1f} | "
+                             f"{level['p99_ms']:.1f} | {level['errors']} |")
+        for key, level in entry.get("baseline", {}).items():
+            lines.append(f"| fp32 (PyTorch) | Starlette + pipeline baseline | {key.replace('x', ' × ')} | "
+                         f"{level['texts_per_s']:.1f} | {level['p50_ms']:.1f} | {level['p95_ms']:.1f} | "
+                         f"{level['p99_ms']:.1f} | {level['errors']} |")
+        lines += ["", "Targets (same run):", "",
+                  "| variant | ensemble@16 / limit | ensemble@16 / baseline@16 | 1-client p50 vs batch-1 + 2 ms | "
+                  "p99@16 |", "|---|---|---|---|---|"]
+        base16 = entry.get("baseline", {}).get("16x1", {}).get("texts_per_s")
+        for variant, v in entry["variants"].items():
+            t16, t1, ip = v["triton"].get("16x1"), v["triton"].get("1x1"), v["in_process"]
+            if not t16 or not t1:
+                continue
+            ratio = t16["texts_per_s"] / ip["limit_texts_per_s"]
+            budget = ip["batch1_p50_ms"] + TARGET_P50_EXTRA_MS
+            lines.append(
+                f"| {variant} | {ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'short'} ≥ {TARGET_RATIO}) | "
+                f"{t16['texts_per_s'] / base16:.1f}× | " if base16 else f"| {variant} | {ratio:.2f} | - | ")
+            lines[-1] += (f"{t1['p50_ms']:.1f} vs {budget:.1f} ms ({'met' if t1['p50_ms'] <= budget else 'short'}) | "
+                          f"{t16['p99_ms']:.0f} ms |")
+        lines += ["", "Per-step Triton times at 16 clients (µs per request) and the classifier's batch sizes:", "",
+                  "| variant | step | requests | executions | queue µs | compute µs | batch sizes (size: executions) |",
+                  "|---|---|---|---|---|---|---|"]
+        for variant, v in entry["variants"].items():
+            for step, s in v["triton"].get("16x1", {}).get("steps", {}).items():
+                hist = ", ".join(f"{k}: {n}" for k, n in sorted(s["batch_histogram"].items(), key=lambda x: int(x[0])))
+                lines.append(f"| {variant} | {step} | {s['requests']} | {s['executions']} | "
+                             f"{s['queue_us_per_request']:.0f} | {s['compute_us_per_request']:.0f} | {hist} |")
+        splits = {variant: v["classifier_split"] for variant, v in entry["variants"].items() if "classifier_split" in v}
+        if splits:
+            lines += ["", "How the classifier runs a batch of 16 mixed-length texts (in-process, texts/s):", "",
+                      "| variant | " + " | ".join(next(iter(splits.values()))) + " |",
+                      "|---|" + "---|" * len(next(iter(splits.values())))]
+            for variant, split in splits.items():
+                lines.append(f"| {variant} | " + " | ".join(f"{x:.1f}" for x in split.values()) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    families = list(results["models"])
+    fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 4.8), squeeze=False)
+    for ax, family in zip(axes[0], families):
+        entry = results["models"][family]
+        for i, (variant, v) in enumerate(entry["variants"].items()):
+            color = f"C{i}"
+            singles = [lv for key, lv in v["triton"].items() if key.endswith("x1")]
+            xs = [lv["texts_per_s"] for lv in singles]
+            for q, style in (("p50_ms", "-o"), ("p95_ms", "--s"), ("p99_ms", ":^")):
+                ax.plot(xs, [lv[q] for lv in singles], style, color=color, label=f"Triton {variant} {q[:3]}")
+            for lv in singles:
+                ax.annotate(f"{lv['clients']}c", (lv["texts_per_s"], lv["p50_ms"]), textcoords="offset points",
+                            xytext=(4, -10), fontsize=7, color=color)
+            ax.axvline(v["in_process"]["limit_texts_per_s"], color=color, alpha=0.4,
+                       label=f"in-process limit {variant}")
+        base = list(entry.get("baseline", {}).values())
+        if base:
+            ax.plot([b["texts_per_s"] for b in base], [b["p50_ms"] for b in base], "kx--", label="baseline p50")
+            ax.plot([b["texts_per_s"] for b in base], [b["p99_ms"] for b in base], "k+:", label="baseline p99")
+        ax.set_yscale("log")
+        ax.set_xlabel("achieved texts/s")
+        ax.set_ylabel("latency (ms, log)")
+        ax.set_title(f"{family}: latency vs throughput (1, 4, 16 clients)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"finsent serving benchmark — {results['machine']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,270 @@
+"""`make bench`: the Triton ensemble against the in-process limit and the common baseline, side by side.
+
+In one run, on the same model and the same Financial PhraseBank sentences:
+  (a) in-process ONNX Runtime on the exported file, length-sorted batches of 32 (the limit),
+      plus batch-1 latency and the batching alternatives the classifier could use;
+  (b) the Triton ensemble over gRPC: 1, 4 and 16 concurrent single-text clients, and one
+      client sending 64-text requests; Triton's per-step queue/compute times and the
+      classifier's batch-size histogram from its statistics API;
+  (c) benchmarks/baseline_server.py (Starlette + transformers.pipeline) at 1 and 16 clients.
+Writes docs/benchmarks/serving.{md,json,png}. Without FINBERT=/DISTILBERT= it uses random-weight
+BERT-base / DistilBERT-base checkpoints (real vocab): speed is the architecture's, not the weights'.
+
+    python -m benchmarks.serving --variants fp32,int8 --duration 15
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import load
+from export import phrasebank, random_checkpoint
+from export.onnx import export_model
+from export.optimize import build_variants
+from export.runtime import OnnxClassifier
+from export.sentences import PARITY_SENTENCES
+from model_repository.assemble import STEPS, TargetOptions, assemble, available_cores
+from server.triton import Ports, TritonServer, free_ports
+
+ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+
+
+def sentences(limit: int) -> tuple[list[str], str]:
+    path = phrasebank.default_file("75")
+    if path is None:
+        return list(PARITY_SENTENCES[:-1]) * 10, "built-in sentences (no Financial PhraseBank file found)"
+    texts, _ = phrasebank.read(path)
+    rng = np.random.default_rng(0)
+    texts = [texts[i] for i in rng.permutation(len(texts))[:limit]]
+    return texts, f"Financial PhraseBank 75% agreement, {len(texts)} sentences in random order"
+
+
+def checkpoint(family: str, source: str | None, build: Path) -> str:
+    if source:
+        return source
+    path = build / "checkpoints" / f"{ARCHS[family]}-base-random"
+    if not (path / "config.json").exists():
+        print(f"building a random-weight {ARCHS[family]}-base checkpoint in {path} ...")
+        random_checkpoint.build(ARCHS[family], path, size="base")
+    return str(path)
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def in_process(export_dir: Path, variant: str, texts: list[str], cores: int) -> dict:
+    """The limit (length-sorted batches of 32), batch-1 latency, and batching alternatives."""
+    model = OnnxClassifier(export_dir, variant, threads=cores)
+    model.logits(texts[:64])                                                  # warm up
+    n = len(texts)
+    result = {"limit_texts_per_s": n / timed(lambda: model.logits(texts, batch_size=32, sort=True))}
+    single = []
+    for text in texts[:100]:
+        began = time.perf_counter()
+        model.logits([text], batch_size=1)
+        single.append((time.perf_counter() - began) * 1000)
+    result["batch1_p50_ms"] = float(np.median(single))
+    result["batch1_texts_per_s"] = 1000 / float(np.mean(single))
+    result["padded32_texts_per_s"] = n / timed(lambda: model.logits(texts, batch_size=32, sort=False))
+    return result
+
+
+def server_groups(export_dir: Path, variant: str, texts: list[str], cores: int, overheads=(0, 48, 10**6)) -> dict:
+    """What the classifier does with a batch of 16 mixed-length texts, per split rule (texts/s)."""
+    length_groups = python_model("classifier").length_groups   # the served classifier's own function
+    model = OnnxClassifier(export_dir, variant, threads=cores)
+    encodings = model.encode(texts)
+    lengths = np.array([len(e.ids) for e in encodings])
+    out = {}
+    for overhead in overheads:
+        def run_all():
+            for start in range(0, len(encodings) - 15, 16):
+                batch = np.arange(start, start + 16)
+                for group in length_groups(lengths[batch], overhead, 8192):
+                    model.run([encodings[i] for i in batch[group]])
+        out[{0: "every text alone", 48: "split (overhead 48 tokens)", 10**6: "one run padded to longest"}[overhead]] = \
+            (len(encodings) // 16 * 16) / timed(run_all)
+    return out
+
+
+def python_model(step: str):
+    """A Triton Python model's module, outside Triton (its pb_utils import is satisfied, not used)."""
+    import importlib.util
+    import types
+    sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    path = Path(__file__).resolve().parent.parent / "model_repository" / "python_models" / f"{step}.py"
+    spec = importlib.util.spec_from_file_location(f"finsent_{step}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def triton_stats(server: TritonServer, family: str) -> dict:
+    import tritonclient.http as httpclient
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        stats = {}
+        for name in [family] + [f"{family}_{s}" for s in STEPS]:
+            s = client.get_inference_statistics(name)["model_stats"][0]
+            inf = s["inference_stats"]
+            stats[name] = {"count": inf["success"]["count"], "executions": s["execution_count"],
+                           "queue_ns": inf["queue"]["ns"], "compute_ns": inf["compute_infer"]["ns"],
+                           "batches": {b["batch_size"]: b["compute_infer"]["count"] for b in s.get("batch_stats", [])}}
+        return stats
+    finally:
+        client.close()
+
+
+def stats_delta(before: dict, after: dict) -> dict:
+    out = {}
+    for name, a in after.items():
+        b = before[name]
+        count = a["count"] - b["count"]
+        out[name] = {"requests": count, "executions": a["executions"] - b["executions"],
+                     "queue_us_per_request": (a["queue_ns"] - b["queue_ns"]) / 1000 / max(count, 1),
+                     "compute_us_per_request": (a["compute_ns"] - b["compute_ns"]) / 1000 / max(count, 1),
+                     "batch_histogram": {k: v - b["batches"].get(k, 0) for k, v in a["batches"].items()
+                                         if v - b["batches"].get(k, 0)}}
+    return out
+
+
+def grpc_sender(url: str, model: str):
+    import tritonclient.grpc as grpcclient
+
+    def make():
+        client = grpcclient.InferenceServerClient(url)
+
+        def send(batch):
+            tensor = grpcclient.InferInput("TEXT", [len(batch), 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[t.encode()] for t in batch], dtype=np.object_))
+            client.infer(model, [tensor], outputs=[grpcclient.InferRequestedOutput("LABEL")])
+        return send, client.close
+    return make
+
+
+def http_sender(url: str):
+    def make():
+        def send(batch):
+            body = json.dumps([{"text": t} for t in batch]).encode()
+            with urllib.request.urlopen(urllib.request.Request(url, body, {"Content-Type": "application/json"}),
+                                        timeout=120) as resp:
+                resp.read()
+        return send, lambda: None
+    return make
+
+
+def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict:
+    repository = assemble({family: export_dir}, work / "repository", TargetOptions("local", cores=args.cores,
+                                                                               variant=variant))
+    server = TritonServer(repository, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log")
+    levels = {}
+    with server:
+        load.run(grpc_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
+        for clients, per_request in [(c, 1) for c in args.clients] + [(1, 64)]:
+            before = triton_stats(server, family)
+            result = load.run(grpc_sender(server.grpc_url, family), texts, clients, args.duration, args.warmup,
+                              texts_per_request=per_request)
+            key = f"{clients}x{per_request}"
+            levels[key] = {**result.summary(), "steps": stats_delta(before, triton_stats(server, family))}
+            print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
+                  f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
+    return levels
+
+
+def baseline(source: str, texts: list[str], args, work: Path) -> dict:
+    port = free_ports(1)[0]
+    env = {**os.environ, "BASELINE_MODEL": source}
+    log = open(work / "baseline.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.baseline_server:app", "--port", str(port),
+                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                http_sender(url)()[0](["warm up"])
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the baseline server did not start; see {work / 'baseline.log'}")
+                time.sleep(0.5)
+        levels = {}
+        for clients in args.baseline_clients:
+            result = load.run(http_sender(url), texts, clients, args.duration, args.warmup)
+            levels[f"{clients}x1"] = result.summary()
+            print(f"  baseline {clients} clients: {result.texts_per_s:.1f} texts/s, p50 {result.percentile(50):.1f} ms")
+        return levels
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="finbert,distilbert")
+    parser.add_argument("--finbert", help="checkpoint (default: random-weight BERT-base)")
+    parser.add_argument("--distilbert", help="checkpoint (default: random-weight DistilBERT-base)")
+    parser.add_argument("--variants", default="fp32,int8")
+    parser.add_argument("--clients", default="1,4,16", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--baseline-clients", default="1,16", type=lambda s: [int(x) for x in s.split(",") if x])
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per load level")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--sentences", type=int, default=480, help="sentences for the in-process runs and the load")
+    parser.add_argument("--min-agreement", type=float, default=0.995, help="variant accuracy guard (export.optimize)")
+    parser.add_argument("--cores", type=int, default=available_cores())
+    parser.add_argument("--build", type=Path, default=Path("build/bench"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args(argv)
+    texts, text_source = sentences(args.sentences)
+    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
+               "sentences": text_source, "duration_s": args.duration, "models": {}}
+    for family in args.models.split(","):
+        source = checkpoint(family, getattr(args, family), args.build)
+        export_dir = export_model(source, family, args.build / "export" / family).path
+        build_variants(export_dir, [v for v in args.variants.split(",") if v != "fp32"],
+                       min_agreement=args.min_agreement)
+        entry = results["models"][family] = {"source": source, "variants": {}}
+        for variant in args.variants.split(","):
+            print(f"{family} {variant}: in-process ...")
+            entry["variants"][variant] = {"in_process": in_process(export_dir, variant, texts, args.cores)}
+            if family == args.models.split(",")[0]:
+                entry["variants"][variant]["classifier_split"] = server_groups(export_dir, variant, texts, args.cores)
+            entry["variants"][variant]["triton"] = ensemble(export_dir, family, variant, texts, args,
+                                                            args.build / "run" / family / variant)
+        if args.baseline_clients:
+            print(f"{family}: baseline (Starlette + transformers.pipeline) ...")
+            entry["baseline"] = baseline(source, texts, args, (args.build / "run" / family))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+    from benchmarks import report
+    (args.out / "serving.md").write_text(report.markdown(results))
+    report.plot(results, args.out / "serving.png")
+    print((args.out / "serving.md").read_text())
+    return 0
+
+
+def machine(cores: int) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {cores} cores given, {platform.system()} {platform.release()}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
