@@ -119,7 +119,7 @@ def read_parquet(path: Path, column: str, skip: int, size: int) -> Iterator[tupl
     groups, start = [], 0    # whole row groups before `skip` are not even read
     for g in range(pf.num_row_groups):
         rows = pf.metadata.row_group(g).num_rows
-        if start + rows > skip:
+        if groups or start + rows > skip:
             groups.append(g)
         else:
             start += rows
