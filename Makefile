@@ -11,13 +11,16 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+GATEWAY_PORT ?= 8080
+TRITON_URL ?= localhost:$(GRPC_PORT)
 
-.PHONY: help setup serve test repository clean
+.PHONY: help setup serve test gateway repository clean
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
 	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
+	@echo "make gateway  REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of Triton gRPC TRITON_URL=$(TRITON_URL)"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
 	@echo "make repository TARGET=container DEVICE=gpu   assemble a repository for the NGC image"
 
@@ -37,6 +40,9 @@ serve: setup
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+gateway: setup
+	$(PY) -m finsent gateway --port $(GATEWAY_PORT) --triton $(TRITON_URL)
 
 TARGET ?= container
 DEVICE ?= gpu

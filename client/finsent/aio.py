@@ -66,7 +66,7 @@ class AsyncClient:
             try:
                 return await asyncio.wait_for(fn(self._triton()), self.timeout_s)
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, _aio_transport_error)
+                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error)
             await asyncio.sleep(delay)
 
     async def info(self) -> ModelInfo:

@@ -36,6 +36,15 @@ def make_client(args, **kw) -> Client:
                   retry=Retry(attempts=args.retries), **kw)
 
 
+def need(extra: str, *modules: str) -> None:
+    """A clear message when an optional extra of the package is not installed."""
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ScoreError(f"this command needs {', '.join(missing)}: pip install 'finsent-client[{extra}]' "
+                         f"(from a checkout: pip install './client[{extra}]')")
+
+
 def cmd_classify(args) -> int:
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with make_client(args) as client:
@@ -60,6 +69,8 @@ def cmd_classify(args) -> int:
 
 
 def cmd_score(args) -> int:
+    need("cli", *(["tqdm"] if not args.no_progress else []),
+         *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []))
     output = args.output or Path(args.input).with_name(Path(args.input).stem + ".scored" + Path(args.input).suffix)
     with make_client(args, max_in_flight=args.max_in_flight) as client:
         summary = score_file(client, Path(args.input), Path(output), column=args.column, chunk_size=args.chunk_size,
@@ -83,6 +94,7 @@ def cmd_health(args) -> int:
 
 
 def cmd_gateway(args) -> int:
+    need("gateway", "starlette", "uvicorn")
     from finsent.gateway import Settings, serve
     settings = Settings(triton=args.triton, model=args.model, api_key=args.api_key or None,
                         max_items=args.max_items, max_body_bytes=args.max_body_bytes, timeout_s=args.timeout)

@@ -77,7 +77,7 @@ class Client:
             try:
                 return fn(self._triton())
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, transport_error)
+                delay = retry_delay(exc, delays, self.model, self.url, transport_error)
             time.sleep(delay)
 
     # -- public -----------------------------------------------------------------------------

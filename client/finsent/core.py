@@ -188,7 +188,7 @@ def server_error(status: str | None, message: str, model: str) -> FinsentError:
     return FinsentError(message)
 
 
-def retry_delay(exc: Exception, delays: Iterator[float], model: str, transport) -> float:
+def retry_delay(exc: Exception, delays: Iterator[float], model: str, url: str, transport) -> float:
     """The pause before retrying after `exc`; raises the client's error when it is not worth a
     retry (anything but UNAVAILABLE / connection errors) or the retries are spent."""
     if isinstance(exc, InferenceServerException):
@@ -201,7 +201,7 @@ def retry_delay(exc: Exception, delays: Iterator[float], model: str, transport) 
         raise error from None
     delay = next(delays, None)
     if delay is None:
-        raise error from None
+        raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
     return delay
 
 

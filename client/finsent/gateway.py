@@ -109,7 +109,7 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         except ModelError as exc:
             raise HTTPProblem(404, str(exc)) from None
         except UnavailableError as exc:
-            raise HTTPProblem(503, f"Triton at {settings.triton} is unavailable: {exc}",
+            raise HTTPProblem(503, str(exc),
                               headers={"Retry-After": "1"}) from None
         except (RequestTimeout, asyncio.TimeoutError):
             raise HTTPProblem(504, f"Triton at {settings.triton} did not answer within {settings.timeout_s} s") \
