@@ -8,6 +8,7 @@ reason; the server starts with the others, and fails clearly when none is left.
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from export.onnx import ParityError, SourceUnavailable, export_model
 from export.optimize import GuardError, build_variants
 from export.runtime import VARIANTS
 from model_repository.assemble import FAMILIES, TargetOptions, assemble
+from server.health import Watchdog
 from server.triton import LaunchError, Ports, TritonServer
 
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--watchdog-interval", type=float, default=1.0,
+                        help="seconds between inference health checks; a model whose Python stub died is "
+                             "reloaded (0 disables the watchdog)")
     parser.add_argument("--build", type=Path, default=Path("build"), help="exports, repository and logs go here")
     args = parser.parse_args(argv)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
@@ -81,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         repository = assemble(exports, args.build / "repository" / "local", TargetOptions("local", variant=args.variant))
         log = args.build / "triton" / "tritonserver.log"
         log.unlink(missing_ok=True)
-        server = TritonServer(repository, ports, work_dir=args.build / "triton", log_path=log)
+        # Explicit model control lets the watchdog reload a model whose stub died; the key keeps
+        # model control (and the other admin APIs) away from everyone else who can reach the port.
+        admin_key = secrets.token_urlsafe(24)
+        server = TritonServer(repository, ports, work_dir=args.build / "triton", log_path=log,
+                              control_mode="explicit", admin_key=admin_key)
         print(f"starting tritonserver (log: {log}) ...")
         server.start()
     except LaunchError as exc:
@@ -89,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"ready in {time.monotonic() - started:.1f} s")
     print(usage(list(exports), ports, args.variant))
+    watchdog = None
+    if args.watchdog_interval > 0:
+        watchdog = Watchdog(server.http_url, list(exports), admin_key, args.watchdog_interval,
+                            log=lambda line: print(f"watchdog: {line}", flush=True))
+        watchdog.start()
     stop = {"signal": None}
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stop.update(signal=signum))
@@ -97,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if stop["signal"] is None:
         print(f"tritonserver exited with code {server.process.returncode}; see {log}", file=sys.stderr)
         return 1
+    if watchdog:
+        watchdog.stop()
     print("stopping tritonserver (draining in-flight requests) ...")
     code = server.stop()
     print(f"stopped (exit code {code})")

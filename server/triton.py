@@ -44,7 +44,9 @@ def triton_args(model_repository: str, ports: Ports = Ports(), *, exit_timeout_s
                 control_mode: str = "none", admin_key: str | None = None) -> list[str]:
     """tritonserver arguments shared by the local launcher and the Helm chart (minus paths).
 
-    admin_key: restrict RESTRICTED_APIS to callers sending it in ADMIN_HEADER (None: open, as locally).
+    control_mode: "explicit" loads every model at start (--load-model=*) and lets the watchdog
+    (server/health.py) reload a model whose Python stub died; "none" forbids model control.
+    admin_key: restrict RESTRICTED_APIS to callers sending it in ADMIN_HEADER (None: open).
     """
     restricted = ",".join(RESTRICTED_APIS)
     return [
@@ -52,6 +54,7 @@ def triton_args(model_repository: str, ports: Ports = Ports(), *, exit_timeout_s
         f"--http-port={ports.http}", f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}",
         "--allow-metrics=true", "--allow-gpu-metrics=true", "--allow-cpu-metrics=true",
         f"--model-control-mode={control_mode}",
+        *(["--load-model=*"] if control_mode == "explicit" else []),
         "--strict-readiness=true",
         f"--exit-timeout-secs={exit_timeout_s}",
         "--log-verbose=0",
@@ -200,9 +203,13 @@ class TritonServer:
         return "\n  " + "\n  ".join((errors or lines)[-8:]) + f"\n(full log: {self.log_path})"
 
     def stop(self, timeout_s: float = 40.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL after timeout_s."""
+        """Drain (explicit model control: unload the ensembles, which waits for their in-flight
+        requests), SIGTERM, then SIGKILL after timeout_s."""
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
+        if self.control_mode == "explicit":
+            from server.health import Triton, drain
+            drain(Triton(self.http_url, self.admin_key), log=lambda line: print(line, file=sys.stderr))
         self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout_s)

@@ -1,0 +1,350 @@
+"""`make faults`: what clients see when a Python stub dies, and when the server restarts, under load.
+
+  stub     16 clients classify one text at a time; the tokenizer's Python-backend stub is SIGKILLed.
+           The watchdog (server/health.py, as `python -m server` runs it) must notice it with a real
+           inference and reload the model. Measured: time to healed, failed requests, how long the
+           inference health check (the k8s readiness probe) said "unready".
+  restart  16 finsent.Client callers (retries on UNAVAILABLE) while tritonserver is stopped with
+           SIGTERM and started again on the same ports: failures that survive the client's retries.
+
+Both on the test suite's tiny random-weight models (a stub's restart time is the tokenizer's, not the
+classifier's). Writes docs/benchmarks/faults.{md,json,png}.
+
+    python -m benchmarks.faults --clients 16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from export import random_checkpoint
+from export.onnx import export_model
+from model_repository.assemble import TargetOptions, assemble
+from server import health
+from server.triton import Ports, TritonServer, free_ports
+
+ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 4% on the news.",
+         "The board will meet on Tuesday.", "Net sales decreased by 5.2% year on year."]
+
+
+def tiny_repository(build: Path) -> Path:
+    """The test suite's tiny random-weight models (cached exports), assembled for the local target."""
+    exports = {}
+    for family, arch in ARCHS.items():
+        checkpoint = build / "checkpoints" / family
+        if not (checkpoint / "config.json").exists():
+            random_checkpoint.build(arch, checkpoint)
+        exports[family] = export_model(str(checkpoint), family, build / "export" / family, log=lambda *_: None).path
+    return assemble(exports, build / "repository", TargetOptions("local"))
+
+
+def start_server(repository: Path, work: Path, ports: Ports | None = None) -> TritonServer:
+    """tritonserver as `python -m server` runs it: explicit model control behind an admin key."""
+    server = TritonServer(repository, ports or Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log",
+                          control_mode="explicit", admin_key=secrets.token_urlsafe(16))
+    return server.start()
+
+
+def stub_pids(server: TritonServer, model: str) -> list[int]:
+    """Python-backend stubs of `model` started by this server (other servers on the machine left alone)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == server.process.pid and "triton_python_backend_stub" in cmdline and f"/{model}/" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def server_rss_mb(server: TritonServer) -> float:
+    """Resident memory of tritonserver and its stubs (children), in MB."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(entry.name) == server.process.pid or int(stat[1]) == server.process.pid:
+                total += int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 2**20
+
+
+@dataclass
+class Call:
+    began: float
+    ended: float
+    error: str | None
+    caller: int = 0
+
+
+@dataclass
+class Traffic:
+    """`clients` threads sending one text per request until stop(); every call recorded."""
+    send_factory: object          # () -> (send(text), close())
+    clients: int = 16
+    pause_after_error_s: float = 0.0   # a caller that backs off after a failure it could not retry
+    calls: list[Call] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+
+    def _client(self, i: int) -> None:
+        send, close = self.send_factory()
+        try:
+            n = i
+            while not self._halt.is_set():
+                began = time.monotonic()
+                try:
+                    send(TEXTS[n % len(TEXTS)])
+                    error = None
+                except Exception as exc:   # recorded: the point of the run
+                    error = f"{type(exc).__name__}: {exc}"[:200]
+                with self._lock:
+                    self.calls.append(Call(began, time.monotonic(), error, i))
+                n += 1
+                if error and self.pause_after_error_s:
+                    self._halt.wait(self.pause_after_error_s)
+        finally:
+            close()
+
+    def start(self) -> "Traffic":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 60) -> list[Call]:
+        self._halt.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        with self._lock:
+            return sorted(self.calls, key=lambda c: c.ended)
+
+
+def grpc_sender(url: str, model: str):
+    """Raw tritonclient: no retries, so every failure counts."""
+    import tritonclient.grpc as grpcclient
+
+    def make():
+        client = grpcclient.InferenceServerClient(url)
+
+        def send(text):
+            tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
+            client.infer(model, [tensor], client_timeout=30)
+        return send, client.close
+    return make
+
+
+def finsent_sender(url: str, model: str):
+    """finsent.Client over gRPC, with its retries on UNAVAILABLE."""
+    from finsent import Client
+
+    def make():
+        client = Client(url, model=model)
+        return (lambda text: client.classify([text])), client.close
+    return make
+
+
+def outcome(calls: list[Call], fault_at: float) -> dict:
+    """Failures, and healed = first success after the last failure, both relative to the fault."""
+    failed = [c for c in calls if c.error]
+    in_flight = sum(1 for c in calls if c.began <= fault_at < c.ended)
+    last_failure = max((c.ended for c in failed), default=fault_at)
+    healed = min((c.ended for c in calls if not c.error and c.began >= last_failure and c.began >= fault_at),
+                 default=float("nan"))
+    errors: dict[str, int] = {}
+    for c in failed:
+        key = c.error.split(":")[0] + ": " + " ".join(c.error.split(":", 1)[-1].split()[:8])
+        errors[key] = errors.get(key, 0) + 1
+    before = [c for c in calls if c.ended < fault_at and not c.error]
+    return {"requests": len(calls), "failed": len(failed), "in_flight_at_fault": in_flight,
+            "failing_s": [round(min(c.ended for c in failed) - fault_at, 2), round(last_failure - fault_at, 2)]
+            if failed else None,
+            "healed_s": round(healed - fault_at, 2), "errors": errors,
+            "rate_before_per_s": round(len(before) / max(1e-9, before[-1].ended - before[0].began), 1) if before else 0,
+            "timeline": [(round(c.ended - fault_at, 3), c.error is None) for c in calls]}
+
+
+def probe(server: TritonServer, models, halt: threading.Event, period_s: float = 0.25) -> list[tuple[float, bool]]:
+    """The readiness probe's answers (the inference check, as in the chart) every period_s."""
+    triton, answers = health.Triton(server.http_url, timeout_s=2.0), []
+    while not halt.is_set():
+        answers.append((time.monotonic(), not health.check(triton, models)))
+        halt.wait(period_s)
+    return answers
+
+
+def dead_stub(server: TritonServer, model: str = "finbert", clients: int = 16, before_s: float = 5.0,
+              after_s: float = 15.0, interval_s: float = 1.0, log=print) -> dict:
+    """Kill `model`'s tokenizer stub under load while the watchdog runs; what did clients see?"""
+    watchdog_log: list[str] = []
+    watchdog = health.Watchdog(server.http_url, [model], server.admin_key, interval_s,
+                               log=lambda line: watchdog_log.append(f"{time.monotonic():.3f} {line}"))
+    watchdog.start()
+    halt, answers = threading.Event(), []
+    prober = threading.Thread(target=lambda: answers.extend(probe(server, [model], halt)), daemon=True)
+    traffic = Traffic(grpc_sender(server.grpc_url, model), clients, pause_after_error_s=0.5).start()
+    try:
+        time.sleep(before_s)
+        (pid,) = stub_pids(server, f"{model}_tokenizer")
+        prober.start()
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        log(f"killed {model}_tokenizer's stub (pid {pid}) under {clients} clients")
+        time.sleep(after_s)
+    finally:
+        calls = traffic.stop()
+        halt.set()
+        prober.join(10)
+        watchdog.stop()
+    result = outcome(calls, killed_at)
+    unready = [t - killed_at for t, ok in answers if not ok]
+    result.update(model=model, clients=clients, watchdog_interval_s=interval_s, killed_pid=pid,
+                  new_stub=bool(stub_pids(server, f"{model}_tokenizer")) and stub_pids(server, f"{model}_tokenizer") != [pid],
+                  probe_unready_s=[round(min(unready), 2), round(max(unready), 2)] if unready else None,
+                  probe_ready_after_s=round(min((t - killed_at for t, ok in answers
+                                                 if ok and t - killed_at > (max(unready) if unready else 0)),
+                                                default=float("nan")), 2),
+                  watchdog=[f"{float(line.split()[0]) - killed_at:+.2f}s {line.split(' ', 1)[1]}" for line in watchdog_log])
+    return result
+
+
+def restart(server: TritonServer, model: str = "finbert", clients: int = 16, before_s: float = 5.0,
+            after_s: float = 15.0, log=print) -> dict:
+    """SIGTERM the server and start it again on the same ports under finsent.Client load.
+
+    Callers wait 0.5 s after a failure the client did not retry, as a caller would, so the count
+    is not just how fast a tight loop can fail."""
+    traffic = Traffic(finsent_sender(server.grpc_url, model), clients, pause_after_error_s=0.5).start()
+    try:
+        time.sleep(before_s)
+        stopped_at = time.monotonic()
+        code = server.stop()
+        down_s = time.monotonic() - stopped_at
+        server.start()
+        back_s = time.monotonic() - stopped_at
+        log(f"restarted tritonserver (exit code {code}): down after {down_s:.1f} s, ready again after {back_s:.1f} s")
+        time.sleep(after_s)
+    finally:
+        calls = traffic.stop()
+    result = outcome(calls, stopped_at)
+    result.update(model=model, clients=clients, exit_code=code, stop_s=round(down_s, 2),
+                  ready_again_s=round(back_s, 2),
+                  callers_failed=len({c.caller for c in calls if c.error}),
+                  callers_back=len({c.caller for c in calls if not c.error and c.began > stopped_at + back_s}))
+    return result
+
+
+def markdown(results: dict) -> str:
+    stub, rs = results["stub"], results["restart"]
+    lines = [f"# Faults under load ({results['date']})", "",
+             f"Machine: {results['machine']}. Models: the test suite's tiny random-weight ensembles. "
+             f"Made by `make faults` (benchmarks/faults.py).", "",
+             "## A dead Python-backend stub", "",
+             f"{stub['clients']} raw tritonclient gRPC clients (no retries: every failure counts; a client waits 0.5 s after "
+             f"a failure, as a caller would, so the count is not how fast a tight loop fails) send `{stub['model']}` "
+             f"one text at a time (~{stub['rate_before_per_s']} requests/s); the tokenizer's stub is SIGKILLed. "
+             f"The watchdog (`python -m server`'s, every {stub['watchdog_interval_s']} s) checks with a real inference and "
+             "reloads the broken model (explicit model control, admin key).", "",
+             "| | |", "|---|---|",
+             f"| healed (first success after the last failure) | **{stub['healed_s']} s** after the kill |",
+             f"| failed requests | {stub['failed']} of {stub['requests']} ({stub['in_flight_at_fault']} in flight at the kill) |",
+             f"| failures seen | from {stub['failing_s'][0]} s to {stub['failing_s'][1]} s after the kill |",
+             f"| inference health check (readiness probe) unready | {stub['probe_unready_s']} s after the kill; ready again at {stub['probe_ready_after_s']} s |",
+             f"| a new stub process | {stub['new_stub']} |", "",
+             "Errors clients saw:", ""]
+    lines += [f"- {n} × `{e}`" for e, n in stub["errors"].items()]
+    lines += ["", "Watchdog log (relative to the kill):", "", "```", *stub["watchdog"], "```", "",
+              "## Server restart", "",
+              f"{rs['clients']} `finsent.Client` gRPC callers (retries on UNAVAILABLE with backoff, about 8 s in all) "
+              f"while tritonserver gets SIGTERM (exit code {rs['exit_code']} after {rs['stop_s']} s of draining) and is "
+              f"started again on the same ports (ready {rs['ready_again_s']} s after the SIGTERM).", "",
+              "| | |", "|---|---|",
+              f"| callers back (first success after the last failure) | {rs['healed_s']} s after the SIGTERM |",
+              f"| failed calls (after the client's retries) | {rs['failed']} of {rs['requests']} |",
+              f"| failures seen | from {rs['failing_s'][0] if rs['failing_s'] else '-'} s to {rs['failing_s'][1] if rs['failing_s'] else '-'} s after the SIGTERM |",
+              f"| callers that saw a failure / callers served after the restart | {rs['callers_failed']} / {rs['callers_back']} of {rs['clients']} |", ""]
+    if rs["errors"]:
+        lines += ["Errors callers saw:", ""] + [f"- {n} × `{e}`" for e, n in rs["errors"].items()] + [""]
+    lines += ["![requests over time](faults.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for ax, key, title in ((axes[0], "stub", "tokenizer stub SIGKILLed at 0 s (watchdog reloads it)"),
+                           (axes[1], "restart", "tritonserver SIGTERM + restart at 0 s (finsent.Client retries)")):
+        timeline = np.array(results[key]["timeline"], dtype=float)
+        bins = np.arange(np.floor(timeline[:, 0].min()), np.ceil(timeline[:, 0].max()) + 0.5, 0.5)
+        ok = timeline[timeline[:, 1] == 1, 0]
+        bad = timeline[timeline[:, 1] == 0, 0]
+        ax.hist([ok, bad], bins=bins, stacked=True, color=["tab:green", "tab:red"], label=["ok", "failed"])
+        ax.axvline(0, color="black", lw=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("requests / 0.5 s")
+        ax.legend(loc="upper right")
+    axes[1].set_xlabel("seconds from the fault")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--after", type=float, default=15.0, help="seconds of load after each fault")
+    parser.add_argument("--build", type=Path, default=Path("build/faults"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    repository = tiny_repository(args.build)
+    server = start_server(repository, args.build / "triton")
+    try:
+        stub = dead_stub(server, clients=args.clients, after_s=args.after)
+        print(f"dead stub: healed after {stub['healed_s']} s, {stub['failed']} failed requests")
+    finally:
+        # Triton never finishes unloading the instance whose stub died: SIGTERM then waits out
+        # --exit-timeout-secs (measured: 31 s, exit code 1). Don't wait for it here.
+        server.stop(timeout_s=5)
+    server = start_server(repository, args.build / "triton")
+    try:
+        rs = restart(server, clients=args.clients, after_s=args.after)
+        print(f"restart: callers back after {rs['healed_s']} s, {rs['failed']} failed calls")
+    finally:
+        server.stop()
+    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU",
+               "stub": stub, "restart": rs}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "faults.json").write_text(json.dumps(results, indent=1))
+    plot(results, args.out / "faults.png")
+    (args.out / "faults.md").write_text(markdown(results))
+    print(f"wrote {args.out / 'faults.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""A real inference health check, and the repair of a dead Python-backend stub.
+
+Triton does not restart a Python-backend stub that died (OOM kill, segfault): the server and the
+model keep answering READY while every request to that model fails ("Stub process ... is not
+healthy"). So health here means one tiny text through each ensemble, and repair means unloading
+and loading the broken composing model (explicit model control), which starts a new stub.
+
+    python -m server.health --url localhost:8000                       # exit 0 healthy, 1 not
+    python -m server.health --url localhost:8000 --heal                # and repair what is broken
+    python -m server.health --url localhost:8000 --watch --interval 1  # a watchdog: check and heal
+    python -m server.health --url localhost:8000 --drain               # before SIGTERM: finish in-flight
+
+Standard library only: the k8s chart runs this file as the pod's probes inside the NGC image.
+The model-control calls need the admin key (env TRITON_ADMIN_KEY) when Triton restricts them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ADMIN_HEADER = "finsent-admin"        # server.triton.ADMIN_HEADER (kept stdlib-only for the image)
+DEFAULT_MODELS = ("finbert", "distilbert")
+PROBE_TEXT = "Profit rose."
+
+
+class Triton:
+    """The few HTTP calls the check and the repair need."""
+
+    def __init__(self, url: str, admin_key: str | None = None, timeout_s: float = 2.0):
+        self.base = url if url.startswith("http") else f"http://{url}"
+        self.admin_key = admin_key
+        self.timeout_s = timeout_s
+
+    def call(self, path: str, body: dict | None = None, admin: bool = False, timeout_s: float | None = None):
+        headers = {"Content-Type": "application/json"}
+        if admin and self.admin_key:
+            headers[ADMIN_HEADER] = self.admin_key
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers=headers,
+                                         method="GET" if body is None else "POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as resp:
+                text = resp.read()
+                return resp.status, json.loads(text) if text else {}
+        except urllib.error.HTTPError as exc:
+            try:
+                return exc.code, json.loads(exc.read() or b"{}")
+            except ValueError:
+                return exc.code, {"error": exc.reason}
+        except (OSError, ValueError) as exc:      # refused, timed out, reset
+            return 0, {"error": f"{type(exc).__name__}: {exc}"}
+
+    def infer_error(self, model: str) -> str | None:
+        """None when `model` classifies a text correctly shaped, else why not."""
+        status, body = self.call(f"/v2/models/{model}/infer", {"inputs": [
+            {"name": "TEXT", "datatype": "BYTES", "shape": [1, 1], "data": [PROBE_TEXT]}]})
+        if status != 200:
+            return body.get("error") or f"HTTP {status}"
+        outputs = {o["name"]: o for o in body.get("outputs", [])}
+        if "LABEL" not in outputs or outputs.get("PROBABILITIES", {}).get("shape") != [1, 3]:
+            return f"unexpected outputs {sorted(outputs)}"
+        return None
+
+    def steps(self, ensemble: str) -> list[str]:
+        status, config = self.call(f"/v2/models/{ensemble}/config")
+        if status != 200:
+            return []
+        return [s["model_name"] for s in config.get("ensemble_scheduling", {}).get("step", [])]
+
+    def backend(self, model: str) -> str:
+        status, config = self.call(f"/v2/models/{model}/config")
+        return config.get("backend", "") if status == 200 else ""
+
+    def ready(self, model: str) -> bool:
+        return self.call(f"/v2/models/{model}/ready")[0] == 200
+
+    def reload(self, model: str) -> str | None:
+        """Unload then load `model`, which starts a new stub (about 1.5 s; the ensembles using it go
+        with it and come back). None on success. Not a load with a config override: measured here,
+        it is sometimes a no-op and once aborted tritonserver while the old instance finalized."""
+        for action in ("unload", "load"):
+            status, body = self.call(f"/v2/repository/models/{model}/{action}", {}, admin=True, timeout_s=60)
+            if status != 200:
+                return f"{action} {model}: {body.get('error') or f'HTTP {status}'}"
+        return None
+
+
+def drain(triton: Triton, timeout_s: float = 25.0, log=print) -> list[str]:
+    """Unload every ensemble before SIGTERM: Triton's own SIGTERM stops each composing model's
+    scheduler at once, so a request between two steps fails ("Server is stopping", measured: all
+    8 requests in flight). Unloading the ensemble instead waits for its in-flight requests, with
+    the steps still loaded; new requests get "unknown model" meanwhile. Returns what was unloaded."""
+    status, index = triton.call("/v2/repository/index", {}, admin=True)
+    if status != 200:
+        log(f"cannot list models to drain them: {index.get('error') or f'HTTP {status}'}")
+        return []
+    ensembles = [m["name"] for m in index if m.get("state") == "READY"
+                 and triton.call(f"/v2/models/{m['name']}/config")[1].get("platform") == "ensemble"]
+    for name in ensembles:
+        status, body = triton.call(f"/v2/repository/models/{name}/unload", {}, admin=True, timeout_s=120)
+        if status != 200:
+            log(f"unload {name}: {body.get('error') or f'HTTP {status}'}")
+    # The unload call returns at once; the ensemble stays UNLOADING until its last request is done.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, index = triton.call("/v2/repository/index", {}, admin=True)
+        if status != 200 or not any(m["name"] in ensembles and m.get("state") == "UNLOADING" for m in index):
+            break
+        time.sleep(0.05)
+    return ensembles
+
+
+def check(triton: Triton, models=DEFAULT_MODELS) -> dict[str, str]:
+    """{model: error} for every model that cannot classify a text (empty: healthy)."""
+    errors = {}
+    for model in models:
+        error = triton.infer_error(model)
+        if error:
+            errors[model] = error
+    return errors
+
+
+def broken_steps(triton: Triton, ensemble: str, error: str) -> list[str]:
+    """The composing models to reload: the one the error names, else every Python-backend step."""
+    steps = triton.steps(ensemble)
+    named = [s for s in steps if f"'{s}_" in error or f"'{s}'" in error or f" {s} " in error]
+    return named or [s for s in steps if triton.backend(s) == "python"]
+
+
+def heal(triton: Triton, errors: dict[str, str], log=print) -> dict[str, str]:
+    """Reload the broken steps of every failing ensemble; re-check.
+
+    Returns what is still broken afterwards (empty: healed).
+    """
+    for ensemble, error in errors.items():
+        steps = broken_steps(triton, ensemble, error)
+        log(f"{ensemble} is unhealthy ({error.strip()[:160]}); reloading {', '.join(steps) or ensemble}")
+        for model in steps:
+            failure = triton.reload(model)
+            if failure:
+                log(f"  {failure}")
+        if not triton.ready(ensemble):     # normally back with its step; if not, load it
+            triton.call(f"/v2/repository/models/{ensemble}/load", {}, admin=True, timeout_s=60)
+    return check(triton, list(errors))
+
+
+def watch(triton: Triton, models, interval_s: float = 1.0, should_stop=lambda: False, log=print) -> None:
+    """Check every interval_s and repair what broke, until should_stop() (the launcher's watchdog)."""
+    while not should_stop():
+        started = time.monotonic()
+        errors = check(triton, models)
+        if errors:
+            still = heal(triton, errors, log=log)
+            healed = sorted(set(errors) - set(still))
+            if healed:
+                log(f"healed {', '.join(healed)} in {time.monotonic() - started:.1f} s")
+            for model, error in still.items():
+                log(f"{model} is still unhealthy: {error.strip()[:160]}")
+        time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+
+
+class Watchdog(threading.Thread):
+    """watch() in a daemon thread: `python -m server` runs one next to tritonserver."""
+
+    def __init__(self, url: str, models, admin_key: str | None, interval_s: float = 1.0, log=print):
+        super().__init__(name="finsent-watchdog", daemon=True)
+        # A dead stub answers after about 1 s: a shorter timeout would hide which model it is.
+        self.triton = Triton(url, admin_key, timeout_s=5.0)
+        self.models, self.interval_s, self.log = list(models), interval_s, log
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        watch(self.triton, self.models, self.interval_s, self._halt.is_set, self.log)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="localhost:8000", help="Triton's HTTP address")
+    parser.add_argument("--model", action="append", help=f"ensemble to check (default: {', '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds per inference")
+    parser.add_argument("--heal", action="store_true", help="reload the broken models (explicit model control)")
+    parser.add_argument("--watch", action="store_true", help="keep checking and healing (a watchdog)")
+    parser.add_argument("--drain", action="store_true",
+                        help="unload the ensembles, waiting for their in-flight requests (before SIGTERM)")
+    parser.add_argument("--drain-delay", type=float, default=0.0,
+                        help="seconds to keep serving before --drain (k8s: until the Service stops routing here)")
+    parser.add_argument("--drain-timeout", type=float, default=25.0, help="seconds --drain waits at most")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between checks with --watch")
+    args = parser.parse_args(argv)
+    triton = Triton(args.url, os.environ.get("TRITON_ADMIN_KEY"), args.timeout)
+    models = args.model or list(DEFAULT_MODELS)
+    if args.drain:
+        time.sleep(args.drain_delay)
+        drained = drain(triton, args.drain_timeout)
+        print(f"drained {', '.join(drained) or 'nothing'}")
+        return 0
+    if args.watch:
+        try:
+            watch(triton, models, args.interval)
+        except KeyboardInterrupt:
+            return 0
+    errors = check(triton, models)
+    if errors and args.heal:
+        errors = heal(triton, errors)
+    for model, error in errors.items():
+        print(f"{model}: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

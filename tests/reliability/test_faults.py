@@ -1,0 +1,99 @@
+"""Faults on a real tritonserver: a dead Python stub heals, SIGTERM drains, admin APIs stay closed."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from benchmarks.faults import Traffic, grpc_sender, stub_pids
+from server import health
+from server.triton import ADMIN_HEADER
+
+
+def test_a_killed_tokenizer_stub_is_detected_and_healed_within_10_s(own_server):
+    triton = health.Triton(own_server.http_url, own_server.admin_key)
+    assert health.check(triton) == {}
+    traffic = Traffic(grpc_sender(own_server.grpc_url, "finbert"), clients=4, pause_after_error_s=0.2).start()
+    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 0.5,
+                               log=print)
+    try:
+        watchdog.start()
+        time.sleep(1)
+        (pid,) = stub_pids(own_server, "finbert_tokenizer")
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        # Triton itself still says READY: only a real inference sees it (the readiness probe's check).
+        assert own_server.ready()
+        assert "finbert" in health.check(triton), "a dead stub must fail the inference health check"
+        while health.check(triton) and time.monotonic() - killed_at < 10:
+            time.sleep(0.1)
+        healed_s = time.monotonic() - killed_at
+        time.sleep(1)
+    finally:
+        watchdog.stop()
+        calls = traffic.stop()
+    assert health.check(triton) == {}, f"not healed after {healed_s:.1f} s"
+    assert healed_s < 10
+    new = stub_pids(own_server, "finbert_tokenizer")
+    assert new and new != [pid]
+    # Clients are served again: nothing fails after the repair.
+    last = [c for c in calls if c.began > killed_at + healed_s]
+    assert last and not any(c.error for c in last)
+
+
+def test_stop_drains_in_flight_requests(own_server):
+    """TritonServer.stop() (the launcher's Ctrl-C / SIGTERM) unloads the ensembles first, then SIGTERM.
+
+    Triton's SIGTERM alone lost every ensemble request in flight ("Server is stopping, scheduler for
+    model has stopped accepting new inference requests" from the step after the running one)."""
+    big = [f"Quarterly revenue rose {i}% while costs fell." * 8 for i in range(64)]
+    client = grpcclient.InferenceServerClient(own_server.grpc_url)
+    results, lock = [], threading.Lock()
+
+    def send():
+        tensor = grpcclient.InferInput("TEXT", [len(big), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[t.encode()] for t in big], dtype=np.object_))
+        began = time.monotonic()
+        try:
+            client.infer("finbert", [tensor], client_timeout=60)
+            error = None
+        except Exception as exc:
+            error = str(exc)
+        with lock:
+            results.append((began, time.monotonic(), error))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    stop_at = time.monotonic()
+    assert own_server.stop() == 0
+    for thread in threads:
+        thread.join(60)
+    in_flight = [r for r in results if r[0] < stop_at < r[1]]
+    assert in_flight, "no request was in flight at the stop: make the batch bigger"
+    assert [r[2] for r in in_flight] == [None] * len(in_flight)
+
+
+def test_model_control_needs_the_admin_key(own_server):
+    def unload(headers):
+        request = urllib.request.Request(f"http://{own_server.http_url}/v2/repository/models/finbert_tokenizer/unload",
+                                         data=b"{}", headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert unload({}) != 200
+    assert unload({ADMIN_HEADER: "wrong"}) != 200
+    assert own_server.ready() and health.check(health.Triton(own_server.http_url)) == {}
+    # The watchdog's key works (the same call it makes to repair a stub).
+    assert health.Triton(own_server.http_url, own_server.admin_key).reload("finbert_postprocess") is None
+    assert health.check(health.Triton(own_server.http_url)) == {}
