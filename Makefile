@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 GATEWAY_PORT ?= 8080
 TRITON_URL ?= localhost:$(GRPC_PORT)
 
-.PHONY: help setup serve test bench gateway repository manifests clean
+.PHONY: help setup serve test bench gateway faults soak repository manifests clean
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
@@ -25,6 +25,8 @@ help:
 	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
 	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
 	@echo "make gateway  REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of Triton gRPC TRITON_URL=$(TRITON_URL)"
+	@echo "make faults   kill a Python stub / restart Triton under 16 clients -> docs/benchmarks/faults.md"
+	@echo "make soak     DURATION=600 s at ~70% of measured max throughput -> docs/benchmarks/soak.md"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
 	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16]   assemble a repository for the NGC image"
 	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
@@ -54,6 +56,13 @@ bench: setup
 	$(PY) -m benchmarks.serving --variants $(BENCH_VARIANTS) --duration $(BENCH_SECONDS) \
 		$(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
+faults: setup
+	$(PY) -m benchmarks.faults
+
+DURATION ?= 600
+soak: setup
+	$(PY) -m benchmarks.soak --duration $(DURATION)
+
 gateway: setup
 	$(PY) -m finsent gateway --port $(GATEWAY_PORT) --triton $(TRITON_URL)
 

@@ -26,6 +26,9 @@ ARGS_TEMPLATE = CHART / "templates" / "_triton_args.tpl"
 RELEASE, NAMESPACE = "finsent", "finsent"
 # Kubernetes expands $(VAR) in args from the container's env: the pod's admin key.
 ADMIN_KEY = "$(TRITON_ADMIN_KEY)"
+# Explicit model control (behind the admin key): the liveness probe reloads a model whose Python
+# stub died (server/health.py), as the local launcher's watchdog does.
+CONTROL_MODE = "explicit"
 _REPOSITORY = "@MODEL_REPOSITORY@"
 GENERATED = "Rendered from k8s/chart/finsent with default values by `make manifests`: do not edit."
 
@@ -34,7 +37,7 @@ def args_template() -> str:
     """The chart's tritonserver args and ports, as Helm defines, from triton_args()."""
     lines = ["{{/* Generated from server.triton.triton_args() by `make manifests`: do not edit. */}}",
              '{{- define "finsent.tritonArgs" -}}']
-    for arg in triton_args(_REPOSITORY, Ports(), admin_key=ADMIN_KEY):
+    for arg in triton_args(_REPOSITORY, Ports(), control_mode=CONTROL_MODE, admin_key=ADMIN_KEY):
         if _REPOSITORY in arg:
             before, after = arg.split(_REPOSITORY)
             lines.append(f'- {{{{ printf "%s%s%s" {json.dumps(before)} (include "finsent.modelRepository" .) '

@@ -79,10 +79,12 @@ def test_triton_runs_with_the_local_launchers_args_and_ports(profile):
     repository = GCS_URI if "gcs" in name else "/models"
     _, container = triton_container(objects)
     assert container["command"] == ["tritonserver"]
-    assert container["args"] == triton_args(repository, Ports(), admin_key=render.ADMIN_KEY)
+    assert container["args"] == triton_args(repository, Ports(), control_mode=render.CONTROL_MODE,
+                                            admin_key=render.ADMIN_KEY)
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == dict(Ports().items())
-    # Remote callers get no model control and no repository, shared-memory, trace or logging API.
-    assert "--model-control-mode=none" in container["args"]
+    # Model control (explicit: the liveness probe reloads a model whose stub died), repository,
+    # shared-memory, trace and logging APIs answer only the admin key, never remote callers.
+    assert {"--model-control-mode=explicit", "--load-model=*"} <= set(container["args"])
     for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
         assert f"{flag}={','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$(TRITON_ADMIN_KEY)" in container["args"]
     # Kubernetes expands $(TRITON_ADMIN_KEY) only when the container defines it.
@@ -122,14 +124,24 @@ def test_pod_has_memory_shm_probes_and_runs_non_root(profile):
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # Readiness and liveness: a real inference through every model (tests/reliability/test_probes.py
+    # runs these very commands against a tritonserver whose stub was killed); liveness also repairs.
+    script = yaml.safe_load((render.CHART / "values.yaml").read_text())["probes"]["healthScript"]
+    models = [f"--model={m}" for m in FAMILIES]
+    for probe, extra in (("readinessProbe", []), ("livenessProbe", ["--heal"])):
+        command = container[probe]["exec"]["command"]
+        assert command[:3] == ["python3", script, "--url=localhost:8000"] and command[3:5] == models
+        assert ("--heal" in command) == bool(extra)
+    drain = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert drain[:5] == container["readinessProbe"]["exec"]["command"][:5] and "--drain" in drain
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     # Triton drains for --exit-timeout-secs after SIGTERM: the pod must be given longer.
     exit_timeout = int(next(a for a in container["args"] if a.startswith("--exit-timeout-secs=")).split("=")[1])
-    assert pod["terminationGracePeriodSeconds"] > exit_timeout
+    # ... after the preStop hook's delay and drain.
+    pre_stop = sum(float(a.split("=")[1]) for a in drain if a.startswith(("--drain-delay=", "--drain-timeout=")))
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop + exit_timeout
 
 
 def test_services_monitoring_and_disruption_budget_select_the_triton_pods(profile):

@@ -65,6 +65,17 @@ def test_image_bakes_the_container_repository_as_the_unprivileged_user():
     assert values["securityContext"]["runAsUser"] == 1000
 
 
+def test_image_has_the_probes_health_script_stdlib_only():
+    values = yaml.safe_load((render.CHART / "values.yaml").read_text())
+    assert f"COPY server/health.py {values['probes']['healthScript']}" in dockerfile()
+    assert "!server/health.py" in (K8S / "Dockerfile.dockerignore").read_text().splitlines()
+    # The NGC image's python3 has no finsent packages: the script may import the standard library only.
+    tree = ast.parse((ROOT / "server" / "health.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
 def test_cloud_build_pushes_the_image_the_chart_pulls():
     config = yaml.safe_load((K8S / "cloudbuild.yaml").read_text())
     build = next(s for s in config["steps"] if s["id"] == "build")

@@ -57,3 +57,12 @@ readOnlyRootFilesystem: {{ .Values.securityContext.readOnlyRootFilesystem }}
 capabilities:
   drop: [ALL]
 {{- end }}
+
+{{/* server/health.py in the image, on Triton's HTTP port, for every model; (list . extra-args...). */}}
+{{- define "finsent.healthCommand" -}}
+{{- $root := index . 0 }}
+{{- $cmd := list "python3" $root.Values.probes.healthScript (printf "--url=localhost:%s" (include "finsent.port.http" $root)) }}
+{{- range $root.Values.models }}{{ $cmd = append $cmd (printf "--model=%s" .) }}{{ end }}
+{{- range (rest .) }}{{ $cmd = append $cmd . }}{{ end }}
+{{- toJson $cmd }}
+{{- end }}

@@ -1,0 +1,51 @@
+"""The Helm chart's probe and preStop commands, as rendered, run against a real tritonserver whose
+tokenizer stub was killed: readiness fails, liveness repairs it, readiness passes again."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.faults import stub_pids
+from k8s import render
+from server import health
+
+SCRIPT = Path(health.__file__)
+
+
+def chart_commands() -> dict[str, list[str]]:
+    (deployment,) = [o for o in render.objects(render.render()) if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {"readiness": container["readinessProbe"]["exec"]["command"],
+            "liveness": container["livenessProbe"]["exec"]["command"],
+            "preStop": container["lifecycle"]["preStop"]["exec"]["command"]}
+
+
+def run(command: list[str], server) -> int:
+    """The pod's command here: this python, this checkout's script, this server's port and key."""
+    assert command[:3] == ["python3", "/opt/finsent/health.py", "--url=localhost:8000"]
+    local = [sys.executable, str(SCRIPT), f"--url={server.http_url}", *command[3:]]
+    local = ["--drain-delay=0" if a.startswith("--drain-delay=") else a for a in local]
+    env = {**os.environ, "TRITON_ADMIN_KEY": server.admin_key}
+    return subprocess.run(local, env=env, capture_output=True, text=True, timeout=60).returncode
+
+
+def test_chart_probes_see_a_dead_stub_and_liveness_repairs_it(own_server):
+    commands = chart_commands()
+    assert run(commands["readiness"], own_server) == 0
+    (pid,) = stub_pids(own_server, "distilbert_tokenizer")
+    os.kill(pid, signal.SIGKILL)
+    assert own_server.ready(), "Triton's own readiness does not see it"
+    assert run(commands["readiness"], own_server) == 1
+    assert run(commands["liveness"], own_server) == 0, "liveness must repair the model, not fail"
+    assert run(commands["readiness"], own_server) == 0
+    assert stub_pids(own_server, "distilbert_tokenizer") not in ([], [pid])
+
+
+def test_chart_prestop_drains_the_ensembles(own_server):
+    assert run(chart_commands()["preStop"], own_server) == 0
+    triton = health.Triton(own_server.http_url)
+    assert not triton.ready("finbert") and not triton.ready("distilbert")
+    assert triton.ready("finbert_tokenizer"), "the steps stay loaded for requests still in flight"
