@@ -271,7 +271,7 @@ def markdown(results: dict) -> str:
              f"| healed (first success after the last failure) | **{stub['healed_s']} s** after the kill |",
              f"| failed requests | {stub['failed']} of {stub['requests']} ({stub['in_flight_at_fault']} in flight at the kill) |",
              f"| failures seen | from {stub['failing_s'][0]} s to {stub['failing_s'][1]} s after the kill |",
-             f"| inference health check (readiness probe) unready | {stub['probe_unready_s']} s after the kill; ready again at {stub['probe_ready_after_s']} s |",
+             f"| inference health check (as the readiness probe), every 0.25 s | checks begun {stub['probe_unready_s'][0]}–{stub['probe_unready_s'][1]} s after the kill said unready; the first ready one began at {stub['probe_ready_after_s']} s |",
              f"| a new stub process | {stub['new_stub']} |", "",
              "Errors clients saw:", ""]
     lines += [f"- {n} × `{e}`" for e, n in stub["errors"].items()]

@@ -86,6 +86,8 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
         labels = config.parameters["labels"].string_value.split(",")
         if tuple(labels) != CANONICAL_LABELS:
             raise ValueError(f"{name}/config.pbtxt states labels {labels}, expected {list(CANONICAL_LABELS)}")
+        # Callers can read where texts are cut (docs/errors.md: truncated, not refused).
+        _param(config, "max_length", facts.max_length)
     elif step == "tokenizer":
         if options.target == "container":
             buckets = [b for b in options.buckets if b < facts.max_length] + [facts.max_length]
