@@ -22,7 +22,7 @@ NOISE = re.compile(r"cuda|pinned|nvml|dcgm", re.IGNORECASE)
 PORT_FLAGS = {"http": "HTTP_PORT", "grpc": "GRPC_PORT", "metrics": "METRICS_PORT"}
 # APIs remote callers must not reach (the k8s chart passes admin_key): they answer only requests
 # carrying the header ADMIN_HEADER (gRPC: metadata "triton-grpc-protocol-" + ADMIN_HEADER) with that key.
-RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
+RESTRICTED_APIS = ("model-repository", "shared-memory", "statistics", "trace", "logging")
 ADMIN_HEADER = "finsent-admin"
 
 

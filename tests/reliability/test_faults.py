@@ -9,7 +9,9 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from benchmarks.faults import Traffic, grpc_sender, stub_pids
 from server import health
@@ -81,19 +83,42 @@ def test_stop_drains_in_flight_requests(own_server):
     assert [r[2] for r in in_flight] == [None] * len(in_flight)
 
 
-def test_model_control_needs_the_admin_key(own_server):
-    def unload(headers):
-        request = urllib.request.Request(f"http://{own_server.http_url}/v2/repository/models/finbert_tokenizer/unload",
-                                         data=b"{}", headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
-                return resp.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
+def http(server, path, body=None, headers=None):
+    request = urllib.request.Request(f"http://{server.http_url}{path}", data=None if body is None else body,
+                                     headers=headers or {}, method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
-    assert unload({}) != 200
-    assert unload({ADMIN_HEADER: "wrong"}) != 200
+
+# docs/SECURITY.md: what a remote caller of `python -m server` (and of a pod) can reach.
+OPEN = [("/v2/health/ready", None), ("/v2/health/live", None), ("/v2", None), ("/v2/models/finbert", None),
+        ("/v2/models/finbert/config", None),
+        ("/v2/models/finbert/infer", b'{"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1,1],"data":["Up."]}]}')]
+RESTRICTED = [("/v2/repository/index", b"{}"), ("/v2/repository/models/finbert_tokenizer/unload", b"{}"),
+              ("/v2/repository/models/finbert_tokenizer/load", b"{}"), ("/v2/models/stats", None),
+              ("/v2/logging", None), ("/v2/trace/setting", None), ("/v2/systemsharedmemory/status", None),
+              ("/v2/cudasharedmemory/status", None)]
+
+
+def test_only_inference_health_and_metadata_are_open_without_the_admin_key(own_server):
+    assert [http(own_server, path, body) for path, body in OPEN] == [200] * len(OPEN)
+    for headers in ({}, {ADMIN_HEADER: "wrong"}):
+        codes = [http(own_server, path, body, headers) for path, body in RESTRICTED]
+        assert 200 not in codes, dict(zip([p for p, _ in RESTRICTED], codes))
     assert own_server.ready() and health.check(health.Triton(own_server.http_url)) == {}
-    # The watchdog's key works (the same call it makes to repair a stub).
+    # The watchdog's key opens them (the same call it makes to repair a stub).
+    assert http(own_server, "/v2/models/stats", None, {ADMIN_HEADER: own_server.admin_key}) == 200
+    # gRPC: the same, with the key in metadata "triton-grpc-protocol-<header>".
+    grpc = grpcclient.InferenceServerClient(own_server.grpc_url)
+    for call in (grpc.get_model_repository_index, grpc.get_inference_statistics, grpc.get_log_settings,
+                 grpc.get_system_shared_memory_status, lambda: grpc.unload_model("finbert_tokenizer")):
+        with pytest.raises(InferenceServerException):
+            call()
+    assert grpc.is_model_ready("finbert") and grpc.get_model_config("finbert")
+    key = {f"triton-grpc-protocol-{ADMIN_HEADER}": own_server.admin_key}
+    assert grpc.get_model_repository_index(headers=key)
     assert health.Triton(own_server.http_url, own_server.admin_key).reload("finbert_postprocess") is None
     assert health.check(health.Triton(own_server.http_url)) == {}

@@ -12,8 +12,8 @@
 - "--strict-readiness=true"
 - "--exit-timeout-secs=30"
 - "--log-verbose=0"
-- "--http-restricted-api=model-repository,shared-memory,trace,logging:finsent-admin=$(TRITON_ADMIN_KEY)"
-- "--grpc-restricted-protocol=model-repository,shared-memory,trace,logging:finsent-admin=$(TRITON_ADMIN_KEY)"
+- "--http-restricted-api=model-repository,shared-memory,statistics,trace,logging:finsent-admin=$(TRITON_ADMIN_KEY)"
+- "--grpc-restricted-protocol=model-repository,shared-memory,statistics,trace,logging:finsent-admin=$(TRITON_ADMIN_KEY)"
 {{- end }}
 {{- define "finsent.port.http" }}8000{{- end }}
 {{- define "finsent.port.grpc" }}8001{{- end }}
