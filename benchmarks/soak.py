@@ -2,7 +2,8 @@
 
 1. Ramp: closed-loop clients (4, 8, 16) for a few seconds each; the best requests/s is the maximum.
 2. Soak: `--clients` threads send single-text requests paced to `--load` x that maximum for
-   `--duration` seconds (a thread behind schedule sends at once, never in a burst to catch up).
+   `--duration` seconds (a thread behind schedule sends at once, so a stall is followed by a
+   catch-up: it shows in the throughput plot).
    Tritonserver's resident memory (with its Python stubs) is sampled every few seconds.
 Pass: 0 errors, RSS growth under 5% (soak start to end), p99 of the last window not above
 1.5x the first's plus 5 ms (windows: the first and last minute, or a quarter of a short run).
@@ -148,6 +149,9 @@ def markdown(r: dict) -> str:
         f"| p99, first {r['window_s']:.0f} s → last {r['window_s']:.0f} s | {r['p99_first_ms']} ms → {r['p99_last_ms']} ms |",
         f"| server RSS (tritonserver + stubs), start → end (max) | {r['rss_start_mb']} → {r['rss_end_mb']} MB "
         f"({r['rss_growth']:+.1%}; max {r['rss_max_mb']} MB) |", "",
+        "The machine's 2 cores are shared with other work (and with the 16 client threads): p99 moves "
+        "between 10 s windows, and the first seconds, while the clients open their connections, fall "
+        "behind and then catch up (the throughput plot's first two points).", "",
         "![throughput, p99 and RSS over the soak](soak.png)", ""])
 
 

@@ -139,6 +139,10 @@ def heal(triton: Triton, errors: dict[str, str], log=print) -> dict[str, str]:
     Returns what is still broken afterwards (empty: healed).
     """
     for ensemble, error in errors.items():
+        if not triton.ready(ensemble):
+            # Unloaded on purpose (a drain before shutdown) or still loading: not ours to reload.
+            log(f"{ensemble} is not loaded ({error.strip()[:80]}); not repairing it")
+            continue
         steps = broken_steps(triton, ensemble, error)
         log(f"{ensemble} is unhealthy ({error.strip()[:160]}); reloading {', '.join(steps) or ensemble}")
         for model in steps:

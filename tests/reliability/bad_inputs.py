@@ -51,3 +51,13 @@ CASES = [
     ("1 MB without a space", "http", {"inputs": [text_input(["x" * MB])]}, 200, None),
     ("64 texts (max batch)", "http", {"inputs": [text_input(["Profit rose."] * 64)]}, 200, None),
 ]
+
+# The gateway (default limits: 1 MiB body, 256 texts): (name, path, body, status, message).
+GATEWAY_CASES = [
+    ("not JSON", "/", b"text=Profit rose.", 400, "not valid JSON"),
+    ("truncated JSON", "/v1/classify", b'{"texts": ["Profit', 400, "not valid JSON"),
+    ("body over 1 MiB", "/", b'[{"text": "' + b"x" * MB + b'"}]', 413, "over the limit"),
+    ("257 texts", "/v1/classify", {"texts": ["Profit rose."] * 257}, 413, "over the limit of 256"),
+    ("a 900 kB text (under the body limit)", "/", [{"text": "Profit rose. " * 70000}], 200, None),
+    ("whitespace text", "/v1/classify", {"texts": ["ok", " "]}, 422, "item 1: text is empty or whitespace only"),
+]

@@ -15,7 +15,9 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.faults import Traffic, grpc_sender
 from export.facts import ModelFacts
-from tests.reliability.bad_inputs import CASES
+from tests.client.test_gateway import Gateway
+from finsent.gateway import Settings
+from tests.reliability.bad_inputs import CASES, GATEWAY_CASES
 
 
 def send_http(url: str, request) -> tuple[int, dict]:
@@ -70,6 +72,35 @@ def test_bad_input_gets_its_specific_error(triton, good_traffic, name, protocol,
         outputs = {o["name"]: o for o in body["outputs"]}
         rows = request_["inputs"][0]["shape"][0]
         assert outputs["PROBABILITIES"]["shape"] == [rows, 3] and outputs["LABEL"]["shape"] == [rows, 1]
+
+
+@pytest.fixture(scope="module")
+def gateway(triton):
+    running = Gateway(Settings(triton=triton.grpc_url))       # the default limits
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def good_gateway_traffic(gateway):
+    """2 clients posting good texts through the gateway while the bad bodies go in."""
+    def make():
+        def send(text):
+            resp = gateway.post(json=[{"text": text}])
+            assert resp.status_code == 200, resp.text
+        return send, lambda: None
+    traffic = Traffic(make, clients=2).start()
+    yield traffic
+    calls = traffic.stop()
+    assert len(calls) > 10 and [c.error for c in calls if c.error] == []
+
+
+@pytest.mark.parametrize("name, path, body, status, message", GATEWAY_CASES, ids=[c[0] for c in GATEWAY_CASES])
+def test_gateway_bad_body_gets_its_specific_error(gateway, good_gateway_traffic, name, path, body, status, message):
+    resp = gateway.post(path, content=body) if isinstance(body, bytes) else gateway.post(path, json=body)
+    assert resp.status_code == status, f"{name}: {resp.text[:200]}"
+    if message:
+        assert message in resp.json()["error"], resp.text
 
 
 def test_the_ensemble_config_says_where_texts_are_cut(triton, exports):

@@ -44,8 +44,13 @@ def test_chart_probes_see_a_dead_stub_and_liveness_repairs_it(own_server):
     assert stub_pids(own_server, "distilbert_tokenizer") not in ([], [pid])
 
 
-def test_chart_prestop_drains_the_ensembles(own_server):
-    assert run(chart_commands()["preStop"], own_server) == 0
+def test_chart_prestop_drains_the_ensembles_and_liveness_leaves_them_drained(own_server):
+    commands = chart_commands()
+    assert run(commands["preStop"], own_server) == 0
     triton = health.Triton(own_server.http_url)
     assert not triton.ready("finbert") and not triton.ready("distilbert")
     assert triton.ready("finbert_tokenizer"), "the steps stay loaded for requests still in flight"
+    # Probes still run while the pod terminates: they must not load what the drain unloaded.
+    assert run(commands["readiness"], own_server) == 1
+    assert run(commands["liveness"], own_server) == 1
+    assert not triton.ready("finbert") and not triton.ready("distilbert")
