@@ -17,4 +17,4 @@ def repository(exports, build_dir):
 def own_server(repository, tmp_path):
     server = start_server(repository, tmp_path / "triton")
     yield server
-    server.stop(timeout_s=5)      # after a stub death Triton would wait out its exit timeout
+    server.stop(timeout_s=3)      # after a stub death Triton would wait out its exit timeout
