@@ -104,14 +104,15 @@ def cmd_gateway(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(server_args: list[str]) -> int:
+    sys.path.insert(0, os.getcwd())   # the launcher is the checkout's `server` package, not part of finsent
     try:
         from server.__main__ import main as serve_main
     except ImportError:
         print("error: `finsent serve` runs the local launcher of a finsent checkout (`make serve`); "
               "run it from the repository root", file=sys.stderr)
         return 2
-    return serve_main(args.server_args)
+    return serve_main(server_args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -162,12 +163,14 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_gateway)
 
     p = sub.add_parser("serve", help="export and serve the models locally (python -m server; from a checkout)")
-    p.add_argument("server_args", nargs=argparse.REMAINDER, help="arguments for python -m server")
-    p.set_defaults(run=cmd_serve)
+    p.add_argument("server_args", nargs="*", help="arguments for python -m server (see its --help)")
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:          # everything after `serve` belongs to python -m server
+        return cmd_serve(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.run(args)

@@ -130,7 +130,7 @@ def read_parquet(path: Path, column: str, skip: int, size: int) -> Iterator[tupl
             batch, drop = batch.slice(cut), drop - cut
             if not batch.num_rows:
                 continue
-        yield batch, batch.column(column).to_pylist()
+        yield batch, [v if v is None or isinstance(v, str) else str(v) for v in batch.column(column).to_pylist()]
 
 
 def count_rows(path: Path, fmt: str) -> int | None:

@@ -177,3 +177,9 @@ def test_parquet_resume_skips_exactly_the_rows_done(tmp_path, skip):
     write_input(tmp_path / "in.parquet", 2000)      # row groups of 285 and a last one of 5
     ids = [r["id"] for batch, _ in read_parquet(tmp_path / "in.parquet", "text", skip, 500) for r in batch.to_pylist()]
     assert ids == list(range(skip, 2000))
+
+
+def test_serve_passes_its_arguments_to_the_local_launcher(tmp_path):
+    run = finsent("serve", "--finbert", "", "--distilbert", "", "--build", tmp_path)
+    assert run.returncode == 2 and "skipping finbert: no source given" in run.stderr
+    assert "no model to serve" in run.stderr

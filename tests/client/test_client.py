@@ -1,5 +1,6 @@
 """finsent.Client / AsyncClient against the real tritonserver of the session."""
 import asyncio
+import socket
 import threading
 import time
 
@@ -8,7 +9,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from export.facts import CANONICAL_LABELS
-from finsent import (AsyncClient, Client, Failure, ModelError, Prediction, Retry, TextError,
+from finsent import (AsyncClient, Client, Failure, ModelError, Prediction, RequestTimeout, Retry, TextError,
                      UnavailableError)
 from model_repository.assemble import TargetOptions, assemble
 from server.triton import Ports, TritonServer, free_ports
@@ -183,3 +184,27 @@ def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
     finally:
         sync_client.close()
         server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_server_that_never_answers_times_out_instead_of_hanging(protocol):
+    silent = socket.socket()          # accepts connections (kernel backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = f"127.0.0.1:{silent.getsockname()[1]}"
+    # HTTP connects and then waits for an answer; gRPC never gets its SETTINGS frame and says UNAVAILABLE.
+    expected = RequestTimeout if protocol == "http" else (RequestTimeout, UnavailableError)
+    try:
+        started = time.monotonic()
+        with Client(url, protocol, timeout_s=1, retry=Retry(attempts=0)) as client:
+            with pytest.raises(expected):
+                client.classify(["x"])
+
+        async def run():
+            async with AsyncClient(url, protocol, timeout_s=1, retry=Retry(attempts=0)) as client:
+                with pytest.raises(expected):
+                    await client.classify(["x"])
+        asyncio.run(run())
+        assert time.monotonic() - started < 8
+    finally:
+        silent.close()
