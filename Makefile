@@ -55,9 +55,14 @@ bench: setup
 TARGET ?= container
 DEVICE ?= gpu
 repository: setup
-	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy \
-		--variant $(or $(VARIANT),$(if $(filter gpu,$(DEVICE)),fp16,int8)) \
-		$(foreach f,finbert distilbert,$(if $(wildcard $(BUILD)/export/$(f)/model.onnx),--export $(f)=$(BUILD)/export/$(f)))
+	@set -e; variant="$(or $(VARIANT),$(if $(filter gpu,$(DEVICE)),fp16,int8))"; exports=""; \
+	for f in finbert distilbert; do \
+	  [ -f "$(BUILD)/export/$$f/model.onnx" ] || continue; \
+	  [ "$$variant" = fp32 ] || $(PY) -m export.optimize --export "$(BUILD)/export/$$f" --variants "$$variant"; \
+	  exports="$$exports --export $$f=$(BUILD)/export/$$f"; \
+	done; \
+	[ -n "$$exports" ] || { echo "error: no export in $(BUILD)/export: run make serve (or python -m export.onnx) first"; exit 2; }; \
+	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy --variant "$$variant" $$exports
 
 # k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see docs/gke.md).
 manifests: setup
