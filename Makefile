@@ -12,8 +12,10 @@ GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 VARIANT ?=
 PYTEST_ARGS ?=
+GATEWAY_PORT ?= 8080
+TRITON_URL ?= localhost:$(GRPC_PORT)
 
-.PHONY: help setup serve test bench repository manifests clean
+.PHONY: help setup serve test bench gateway repository manifests clean
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
@@ -22,6 +24,7 @@ help:
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
 	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
+	@echo "make gateway  REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of Triton gRPC TRITON_URL=$(TRITON_URL)"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
 	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16]   assemble a repository for the NGC image"
 	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
@@ -51,6 +54,9 @@ bench: setup
 	$(PY) -m benchmarks.serving --variants $(BENCH_VARIANTS) --duration $(BENCH_SECONDS) \
 		$(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
+
+gateway: setup
+	$(PY) -m finsent gateway --port $(GATEWAY_PORT) --triton $(TRITON_URL)
 
 TARGET ?= container
 DEVICE ?= gpu

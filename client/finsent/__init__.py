@@ -1,0 +1,14 @@
+"""finsent client: classify financial text with the finsent ensembles on Triton.
+
+    from finsent import Client
+    with Client("localhost:8001") as client:            # gRPC; Client("localhost:8000", "http")
+        [p] = client.classify(["Profit rose 12%."])
+        p.label, p.score, p.probabilities["negative"]
+"""
+from finsent.aio import AsyncClient
+from finsent.client import Client
+from finsent.core import (Failure, FinsentError, Health, ModelError, ModelInfo, ModelStatus, Prediction,
+                          RequestTimeout, Retry, TextError, UnavailableError)
+
+__all__ = ["AsyncClient", "Client", "Failure", "FinsentError", "Health", "ModelError", "ModelInfo", "ModelStatus",
+           "Prediction", "RequestTimeout", "Retry", "TextError", "UnavailableError"]

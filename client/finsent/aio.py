@@ -1,0 +1,137 @@
+"""The asyncio twin of Client, on tritonclient's aio modules:
+
+    async with AsyncClient("localhost:8001") as client:
+        predictions = await client.classify(texts)
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Sequence
+
+from finsent.client import DEFAULT_URLS, transport_error
+from finsent.core import (
+    GRPC_CHANNEL_ARGS, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result, Retry,
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay, split_url)
+
+
+def _aio_transport_error(exc: BaseException) -> FinsentError | None:
+    if isinstance(exc, asyncio.TimeoutError):
+        return RequestTimeout(f"no answer in time: {exc!r}")
+    try:
+        import aiohttp
+    except ImportError:   # the gRPC-only install
+        aiohttp = None
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError):   # refused, reset, disconnected
+        return UnavailableError(f"cannot reach the server: {exc!r}")
+    return transport_error(exc)
+
+
+class AsyncClient:
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = "finbert", *,
+                 timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
+                 batch_size: int | None = None):
+        self.protocol = protocol
+        self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
+        self.model, self.timeout_s, self.retry = model, timeout_s, retry
+        self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
+        if protocol == "grpc":
+            import tritonclient.grpc.aio as module
+            import tritonclient.grpc as types
+        else:
+            import tritonclient.http.aio as module
+            import tritonclient.http as types
+        self._module, self._types = module, types
+        self._client = None
+        self._info: ModelInfo | None = None
+
+    def _triton(self):
+        # Created on first use, inside the running loop (aiohttp and grpc.aio bind to it).
+        if self._client is None:
+            if self.protocol == "grpc":
+                self._client = self._module.InferenceServerClient(self.url, channel_args=GRPC_CHANNEL_ARGS)
+            else:
+                self._client = self._module.InferenceServerClient(self.url, conn_timeout=self.timeout_s,
+                                                                  conn_limit=self.max_in_flight)
+        return self._client
+
+    def _timeout(self) -> dict:
+        return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+
+    def _as_json(self) -> dict:
+        return {"as_json": True, "client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+
+    async def _call(self, fn, retry: bool = True):
+        delays = self.retry.delays() if retry else iter(())
+        while True:
+            try:
+                return await asyncio.wait_for(fn(self._triton()), self.timeout_s)
+            except Exception as exc:
+                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error)
+            await asyncio.sleep(delay)
+
+    async def info(self) -> ModelInfo:
+        if self._info is None:
+            config = await self._call(lambda c: c.get_model_config(self.model, **self._as_json()))
+            self._info = model_info(self.model, config)
+        return self._info
+
+    async def classify(self, texts: Sequence[str | bytes] | str, on_error: str = "raise") -> list[Result]:
+        """See Client.classify."""
+        if isinstance(texts, (str, bytes)):
+            texts = [texts]
+        raise_errors = check_on_error(on_error)
+        if not texts:
+            return []
+        info = await self.info()
+        size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
+        gate = asyncio.Semaphore(self.max_in_flight)
+
+        async def run(chunk: Chunk) -> list[Result]:
+            async with gate:
+                while chunk.pending:
+                    try:
+                        batch = encode(chunk.batch())
+                        tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
+                        tensor.set_data_from_numpy(batch)
+                        result = await self._call(lambda c: c.infer(self.model, [tensor], **self._timeout()))
+                        return chunk.served(decode(result, info.labels))
+                    except TextError as exc:
+                        chunk.refused(exc)
+                return chunk.out
+
+        tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks(texts, size, raise_errors)]
+        try:
+            return [p for part in await asyncio.gather(*tasks) for p in part]
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def health(self) -> Health:
+        async def probe(fn):
+            try:
+                return bool(await self._call(fn, retry=False))
+            except FinsentError:
+                return False
+        kw = self._timeout()
+        live = await probe(lambda c: c.is_server_live(**kw))
+        ready = live and await probe(lambda c: c.is_server_ready(**kw))
+        model_ready = ready and await probe(lambda c: c.is_model_ready(self.model, **kw))
+        return Health(live, ready, self.model, model_ready)
+
+    async def models(self) -> list[ModelStatus]:
+        index = await self._call(lambda c: c.get_model_repository_index(**self._as_json()))
+        return model_statuses(index)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                await client.close()
+            except Exception:   # closing a client whose server is gone must not mask anything
+                pass
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

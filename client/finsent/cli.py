@@ -1,0 +1,189 @@
+"""finsent: classify text, score files, run the REST gateway.
+
+    finsent classify "Profit rose 12%." "Shares fell."      # or one text per line on stdin; --json
+    finsent score news.parquet -o scored.parquet --column headline
+    finsent gateway --host 0.0.0.0 --port 8080 --triton localhost:8001
+    finsent models | finsent health
+    finsent serve [python -m server arguments]               # from a finsent checkout
+
+Triton's address: --url (default $FINSENT_URL, else localhost:8001 for gRPC / localhost:8000 for HTTP).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from finsent.client import DEFAULT_URLS, Client
+from finsent.core import Failure, FinsentError, Retry
+from finsent.score import ScoreError, score_file
+
+
+def add_connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("FINSENT_URL"),
+                        help="Triton address host:port (default $FINSENT_URL, else localhost:8001 gRPC / :8000 HTTP)")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default=os.environ.get("FINSENT_PROTOCOL", "grpc"))
+    parser.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL", "finbert"),
+                        help="ensemble name (default finbert)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    parser.add_argument("--retries", type=int, default=5, help="retries when Triton is unreachable (default 5)")
+
+
+def make_client(args, **kw) -> Client:
+    return Client(args.url or DEFAULT_URLS[args.protocol], args.protocol, args.model, timeout_s=args.timeout,
+                  retry=Retry(attempts=args.retries), **kw)
+
+
+def need(extra: str, *modules: str) -> None:
+    """A clear message when an optional extra of the package is not installed."""
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ScoreError(f"this command needs {', '.join(missing)}: pip install 'finsent-client[{extra}]' "
+                         f"(from a checkout: pip install './client[{extra}]')")
+
+
+def cmd_classify(args) -> int:
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with make_client(args) as client:
+        results = client.classify(texts, on_error="return")
+    failed = sum(isinstance(r, Failure) for r in results)
+    if args.json:
+        rows = [{"text": t, "error": r.message} if isinstance(r, Failure) else {"text": t, **r.as_dict()}
+                for t, r in zip(texts, results)]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 1 if failed else 0
+    labels = client.info.labels
+    width = min(60, max([4, *(len(t) for t in texts)]))
+    print(f"{'text':<{width}}  {'label':<8}  {'score':>6}  " + "  ".join(f"{l[:8]:>8}" for l in labels))
+    for text, r in zip(texts, results):
+        shown = text if len(text) <= width else text[:width - 1] + "…"
+        if isinstance(r, Failure):
+            print(f"{shown:<{width}}  error: {r.reason}")
+        else:
+            print(f"{shown:<{width}}  {r.label:<8}  {r.score:6.3f}  "
+                  + "  ".join(f"{r.probabilities[l]:8.3f}" for l in labels))
+    return 1 if failed else 0
+
+
+def cmd_score(args) -> int:
+    need("cli", *(["tqdm"] if not args.no_progress else []),
+         *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []))
+    output = args.output or Path(args.input).with_name(Path(args.input).stem + ".scored" + Path(args.input).suffix)
+    with make_client(args, max_in_flight=args.max_in_flight) as client:
+        summary = score_file(client, Path(args.input), Path(output), column=args.column, chunk_size=args.chunk_size,
+                             prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress)
+    print(summary)
+    return 0
+
+
+def cmd_models(args) -> int:
+    with make_client(args) as client:
+        for m in client.models():
+            print(f"{m.name:<28} {m.version or '-':>3}  {m.state}{'  ' + m.reason if m.reason else ''}")
+    return 0
+
+
+def cmd_health(args) -> int:
+    with make_client(args) as client:
+        health = client.health()
+    print(json.dumps(health.__dict__ | {"ok": health.ok}))
+    return 0 if health.ok else 1
+
+
+def cmd_gateway(args) -> int:
+    need("gateway", "starlette", "uvicorn")
+    from finsent.gateway import Settings, serve
+    settings = Settings(triton=args.triton, model=args.model, api_key=args.api_key or None,
+                        max_items=args.max_items, max_body_bytes=args.max_body_bytes, timeout_s=args.timeout)
+    print(f"finsent gateway on http://{args.host}:{args.port} -> Triton gRPC {args.triton} (model {args.model}"
+          f"{', API key required' if settings.api_key else ''})", flush=True)
+    serve(settings, args.host, args.port, args.log_level)
+    return 0
+
+
+def cmd_serve(server_args: list[str]) -> int:
+    sys.path.insert(0, os.getcwd())   # the launcher is the checkout's `server` package, not part of finsent
+    try:
+        from server.__main__ import main as serve_main
+    except ImportError:
+        print("error: `finsent serve` runs the local launcher of a finsent checkout (`make serve`); "
+              "run it from the repository root", file=sys.stderr)
+        return 2
+    return serve_main(server_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="finsent", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="classify texts given as arguments or one per line on stdin")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_connection(p)
+    p.set_defaults(run=cmd_classify)
+
+    p = sub.add_parser("score", help="score a CSV, JSONL or Parquet file (streaming, resumable)",
+                       description="Adds label, score, p_negative, p_neutral, p_positive and error columns. "
+                       "Re-running after an interruption resumes where the last complete chunk ended.")
+    p.add_argument("input", help="a .csv, .jsonl/.ndjson or .parquet file")
+    p.add_argument("-o", "--output", help="output file; its extension picks the format (default INPUT.scored.EXT)")
+    p.add_argument("--column", default="text", help="column holding the text (default text)")
+    p.add_argument("--chunk-size", type=int, default=1024, help="rows read, scored and appended at a time")
+    p.add_argument("--max-in-flight", type=int, default=4, help="concurrent requests to Triton (default 4)")
+    p.add_argument("--prefix", default="", help="prefix for the added column names, e.g. finsent_")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming / skipping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_connection(p)
+    p.set_defaults(run=cmd_score)
+
+    for name, run, text in (("models", cmd_models, "list the server's models and their state"),
+                            ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)")):
+        p = sub.add_parser(name, help=text)
+        add_connection(p)
+        p.set_defaults(run=run)
+
+    p = sub.add_parser("gateway", help="run the REST gateway (Starlette + uvicorn, async gRPC to Triton)")
+    p.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
+                   help="bind address (default $GATEWAY_HOST, else 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
+    p.add_argument("--triton", default=os.environ.get("TRITON_URL", "localhost:8001"),
+                   help="Triton gRPC address (default $TRITON_URL, else localhost:8001)")
+    p.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL", "finbert"),
+                   help="model of POST / and /readyz (default finbert)")
+    p.add_argument("--api-key", default=os.environ.get("FINSENT_API_KEY"),
+                   help="require this key in header X-API-Key (default $FINSENT_API_KEY; unset: no auth)")
+    p.add_argument("--max-items", type=int, default=256, help="texts per request (default 256)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body size (default 1 MiB)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request, retries included (default 10)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(run=cmd_gateway)
+
+    p = sub.add_parser("serve", help="export and serve the models locally (python -m server; from a checkout)")
+    p.add_argument("server_args", nargs="*", help="arguments for python -m server (see its --help)")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:          # everything after `serve` belongs to python -m server
+        return cmd_serve(argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except FinsentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ScoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `finsent score` resumes where it stopped when run again", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Synchronous client: `Client("localhost:8001").classify(["Profit rose 12%."])`.
+
+Long lists go out as requests of at most the model's max_batch_size (read from the server),
+`max_in_flight` at a time on a thread pool (one tritonclient client per thread: the HTTP
+client is not thread-safe), and come back in input order.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from finsent.core import (
+    GRPC_CHANNEL_ARGS, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result, Retry,
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay, split_url)
+
+DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
+
+
+def transport_error(exc: BaseException) -> FinsentError | None:
+    """Errors raised below tritonclient (sockets, gevent timeouts) as the client's errors."""
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":   # gevent.Timeout
+        return RequestTimeout(f"no answer in time: {exc!r}")
+    if isinstance(exc, (OSError, ConnectionError)):
+        return UnavailableError(f"cannot reach the server: {exc!r}")
+    return None
+
+
+def _module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as module
+    else:
+        import tritonclient.http as module
+    return module
+
+
+class Client:
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = "finbert", *,
+                 timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
+                 batch_size: int | None = None):
+        self.protocol = protocol
+        self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
+        self.model, self.timeout_s, self.retry = model, timeout_s, retry
+        self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
+        self._module = _module(protocol)
+        self._local = threading.local()
+        self._clients: list = []
+        self._lock = threading.Lock()
+        self._info: ModelInfo | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _triton(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self.protocol == "grpc":
+                client = self._module.InferenceServerClient(self.url, channel_args=GRPC_CHANNEL_ARGS)
+            else:
+                client = self._module.InferenceServerClient(self.url, connection_timeout=self.timeout_s,
+                                                            network_timeout=self.timeout_s)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _timeout(self) -> dict:
+        return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+
+    def _as_json(self) -> dict:
+        return {"as_json": True, "client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+
+    def _call(self, fn, retry: bool = True):
+        """fn(triton_client) with the errors mapped, retried on UNAVAILABLE / connection errors."""
+        delays = self.retry.delays() if retry else iter(())
+        while True:
+            try:
+                return fn(self._triton())
+            except Exception as exc:
+                delay = retry_delay(exc, delays, self.model, self.url, transport_error)
+            time.sleep(delay)
+
+    # -- public -----------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        """The model's max_batch_size and label order, read once from the server."""
+        if self._info is None:
+            config = self._call(lambda c: c.get_model_config(self.model, **self._as_json()))
+            self._info = model_info(self.model, config)
+        return self._info
+
+    def classify(self, texts: Sequence[str | bytes] | str, on_error: str = "raise") -> list[Result]:
+        """One Prediction per text, in input order. on_error="raise" raises TextError naming the
+        index of the first refused text; "return" puts a Failure in its place and serves the rest."""
+        if isinstance(texts, (str, bytes)):
+            texts = [texts]
+        raise_errors = check_on_error(on_error)
+        if not texts:
+            return []
+        info = self.info
+        size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
+        work = chunks(texts, size, raise_errors)
+        if len(work) == 1:
+            return self._run(work[0], info)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="finsent")
+        futures = [self._pool.submit(self._run, chunk, info) for chunk in work]
+        try:
+            return [p for f in futures for p in f.result()]
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def _run(self, chunk: Chunk, info: ModelInfo) -> list[Result]:
+        def infer(batch):
+            def call(c):
+                tensor = self._module.InferInput("TEXT", list(batch.shape), "BYTES")
+                tensor.set_data_from_numpy(batch)
+                return c.infer(self.model, [tensor], **self._timeout())
+            return self._call(call)
+
+        while chunk.pending:
+            try:
+                return chunk.served(decode(infer(encode(chunk.batch())), info.labels))
+            except TextError as exc:
+                chunk.refused(exc)
+        return chunk.out
+
+    def health(self) -> Health:
+        """Server live/ready and this model ready; never raises, never retries."""
+        def probe(fn):
+            try:
+                return bool(self._call(fn, retry=False))
+            except FinsentError:
+                return False
+        kw = self._timeout()
+        live = probe(lambda c: c.is_server_live(**kw))
+        ready = live and probe(lambda c: c.is_server_ready(**kw))
+        return Health(live, ready, self.model, ready and probe(lambda c: c.is_model_ready(self.model, **kw)))
+
+    def models(self) -> list[ModelStatus]:
+        index = self._call(lambda c: c.get_model_repository_index(**self._as_json()))
+        return model_statuses(index)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._lock:
+            for client in self._clients:
+                try:
+                    client.close()
+                except Exception:   # closing a client whose server is gone must not mask anything
+                    pass
+            self._clients.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

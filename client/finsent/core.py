@@ -1,0 +1,248 @@
+"""What the sync and async clients share: results, errors, retry policy, request/response codec.
+
+Nothing here knows about tokenization or label order: the label order is read from the
+ensemble config's `labels` parameter on the server, the label itself comes from `LABEL`.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence, Union
+
+import numpy as np
+from tritonclient.utils import InferenceServerException
+
+TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    probabilities: Mapping[str, float]   # negative, neutral, positive (the server's `labels` order)
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities)}
+
+
+def describe(reason: str, index: int | None = None) -> str:
+    who = "text" if index is None else f"text {index}"
+    return f"{who} {reason}" if reason.startswith("is ") else f"{who}: {reason}"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A text the server refused (empty, invalid UTF-8); returned with on_error="return"."""
+    index: int
+    reason: str         # e.g. "is empty or whitespace only"
+
+    @property
+    def message(self) -> str:
+        return describe(self.reason, self.index)
+
+
+Result = Union[Prediction, Failure]
+
+
+class FinsentError(Exception):
+    """Base class of the client's errors."""
+
+
+class TextError(FinsentError, ValueError):
+    """The server refused one text; `index` is its position in the caller's list."""
+
+    def __init__(self, index: int, reason: str):
+        self.index, self.reason = index, reason
+        super().__init__(describe(reason, index))
+
+
+class ModelError(FinsentError):
+    """The model is unknown to the server, or does not follow the finsent contract."""
+
+
+class UnavailableError(FinsentError):
+    """The server could not be reached (after the retries)."""
+
+
+class RequestTimeout(FinsentError):
+    """The server did not answer within the timeout."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    max_batch_size: int
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Health:
+    live: bool
+    ready: bool
+    model: str
+    model_ready: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.live and self.ready and self.model_ready
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    version: str
+    state: str
+    reason: str = ""
+
+
+def model_statuses(index) -> list[ModelStatus]:
+    """get_model_repository_index() of either protocol (gRPC JSON: {"models": [...]}; HTTP: [...])."""
+    rows = index.get("models", []) if isinstance(index, dict) else index
+    return [ModelStatus(m["name"], str(m.get("version", "")), m.get("state", ""), m.get("reason", "")) for m in rows]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Exponential backoff with jitter, for UNAVAILABLE / connection errors only."""
+    attempts: int = 5          # retries after the first try; 0 disables
+    initial_s: float = 0.25
+    max_s: float = 4.0
+
+    def delays(self) -> Iterator[float]:
+        for k in range(self.attempts):
+            yield min(self.max_s, self.initial_s * 2 ** k) * (0.5 + random.random() / 2)
+
+
+# tritonclient's own defaults, plus a short reconnect backoff: after a server restart gRPC would
+# otherwise wait out its own backoff (1 s growing to 120 s) before our retries can get through.
+GRPC_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.keepalive_time_ms", 2**31 - 1),
+    ("grpc.keepalive_timeout_ms", 20000),
+    ("grpc.keepalive_permit_without_calls", False),
+    ("grpc.http2.max_pings_without_data", 2),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def split_url(url: str, protocol: str) -> str:
+    if protocol not in ("grpc", "http"):
+        raise ValueError(f"protocol {protocol!r}: 'grpc' or 'http'")
+    for scheme in ("grpc://", "http://"):
+        if url.startswith(scheme):
+            return url[len(scheme):].rstrip("/")
+    return url.rstrip("/")
+
+
+def model_info(name: str, config: dict) -> ModelInfo:
+    """ModelInfo from get_model_config(as_json=True) of either protocol."""
+    config = config.get("config", config)   # gRPC wraps it in {"config": ...}
+    labels = config.get("parameters", {}).get("labels", {}).get("string_value", "")
+    max_batch = int(config.get("max_batch_size", 0))
+    if not labels or max_batch < 1:
+        raise ModelError(f"model {name!r} is not a finsent ensemble (needs a `labels` parameter and "
+                         f"max_batch_size > 0, has labels={labels!r}, max_batch_size={max_batch})")
+    return ModelInfo(name, max_batch, tuple(labels.split(",")))
+
+
+def encode(texts: Sequence[str | bytes]) -> np.ndarray:
+    """[B, 1] BYTES. str is encoded with surrogateescape so bytes that were not UTF-8 in a
+    file reach the server unchanged (and it names them) instead of failing here."""
+    rows = []
+    for i, t in enumerate(texts):
+        if isinstance(t, str):
+            try:
+                rows.append([t.encode("utf-8", "surrogateescape")])
+            except UnicodeEncodeError as exc:   # a lone surrogate that stands for no byte
+                raise TextError(i, f"is not encodable as UTF-8 ({exc.reason} at {exc.start})") from None
+        elif isinstance(t, (bytes, bytearray)):
+            rows.append([bytes(t)])
+        else:
+            raise TypeError(f"texts must be str or bytes, got {type(t).__name__}")
+    return np.array(rows, dtype=np.object_).reshape(len(rows), 1)
+
+
+def decode(result, labels: tuple[str, ...]) -> list[Prediction]:
+    names = [x.decode() for x in result.as_numpy("LABEL").reshape(-1)]
+    scores = result.as_numpy("SCORE").reshape(-1)
+    probs = result.as_numpy("PROBABILITIES")
+    return [Prediction(n, float(s), dict(zip(labels, map(float, p)))) for n, s, p in zip(names, scores, probs)]
+
+
+def server_error(status: str | None, message: str, model: str) -> FinsentError:
+    """Map a Triton error (gRPC status or HTTP code) to the client's errors."""
+    status = str(status or "")
+    if status.endswith("UNAVAILABLE") or status == "503":
+        return UnavailableError(message)
+    if status.endswith("DEADLINE_EXCEEDED"):
+        return RequestTimeout(message)
+    row = TEXT_ROW.search(message)
+    if row:
+        return TextError(int(row.group(1)), row.group(2).strip())   # index within this request
+    if "unknown model" in message.lower() or status.endswith("NOT_FOUND"):
+        return ModelError(f"model {model!r} is not available on the server: {message}")
+    return FinsentError(message)
+
+
+def retry_delay(exc: Exception, delays: Iterator[float], model: str, url: str, transport) -> float:
+    """The pause before retrying after `exc`; raises the client's error when it is not worth a
+    retry (anything but UNAVAILABLE / connection errors) or the retries are spent."""
+    if isinstance(exc, InferenceServerException):
+        error = server_error(exc.status(), exc.message() or str(exc), model)
+    else:
+        error = transport(exc)      # socket / aiohttp / timeout errors; None: not ours to map
+        if error is None:
+            raise exc
+    if not isinstance(error, UnavailableError):
+        raise error from None
+    delay = next(delays, None)
+    if delay is None:
+        raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
+    return delay
+
+
+@dataclass
+class Chunk:
+    """One request's worth of texts; rows the server refuses are taken out one by one (the
+    server names the first bad row of a request) and the rest is sent again."""
+    texts: Sequence[str | bytes]
+    offset: int
+    raise_errors: bool = True
+    pending: list[int] = field(default_factory=list)
+    out: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.pending = list(range(len(self.texts)))
+        self.out = [None] * len(self.texts)
+
+    def batch(self) -> list:
+        return [self.texts[i] for i in self.pending]
+
+    def refused(self, exc: TextError) -> None:
+        if exc.index >= len(self.pending):   # the server named a row we did not send
+            raise FinsentError(f"server named row {exc.index} of a {len(self.pending)}-row request: {exc.reason}")
+        local = self.pending.pop(exc.index)
+        error = TextError(self.offset + local, exc.reason)
+        if self.raise_errors:
+            raise error from None
+        self.out[local] = Failure(error.index, error.reason)
+
+    def served(self, predictions: list[Prediction]) -> list[Result]:
+        for i, p in zip(self.pending, predictions):
+            self.out[i] = p
+        self.pending = []
+        return self.out
+
+
+def chunks(texts: Sequence, size: int, raise_errors: bool) -> list[Chunk]:
+    return [Chunk(texts[i:i + size], i, raise_errors) for i in range(0, len(texts), size)]
+
+
+def check_on_error(on_error: str) -> bool:
+    if on_error not in ("raise", "return"):
+        raise ValueError(f"on_error {on_error!r}: 'raise' or 'return'")
+    return on_error == "raise"

@@ -1,0 +1,195 @@
+"""REST gateway in front of Triton (Starlette + uvicorn, async gRPC): `finsent gateway`.
+
+    POST /             [{"text": "..."}, ...]  -> [{"label": "positive", "score": 0.89}, ...]
+    POST /v1/classify  {"texts": ["..."], "model": "distilbert"}
+                       -> {"model": "distilbert", "predictions": [{"label", "score", "probabilities"}]}
+    GET  /healthz      the process answers
+    GET  /readyz       Triton is ready and the default model is loaded (503 otherwise)
+
+`POST /` keeps the request/response shape of the classic Starlette FinBERT batch server, so
+its callers switch without changes. Errors are JSON {"error": "...", "item": i?}: 400 bad JSON,
+401 wrong/missing API key (when one is set), 404 unknown model, 413 body or item count over the
+limit, 422 an item that is not valid (which one, why), 503 Triton unreachable, 504 Triton too slow.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from finsent.aio import AsyncClient
+from finsent.core import FinsentError, ModelError, RequestTimeout, Retry, TextError, UnavailableError
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    triton: str = "localhost:8001"       # Triton's gRPC address
+    model: str = "finbert"               # the model of POST / and /readyz
+    api_key: str | None = None           # when set, every POST needs header X-API-Key (or Bearer)
+    max_items: int = 256
+    max_body_bytes: int = 1 << 20
+    timeout_s: float = 10.0              # a whole request, retries included
+    retries: int = 2                     # on UNAVAILABLE, with a short backoff
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, error: str, item: int | None = None, headers: dict | None = None):
+        self.status, self.error, self.item, self.headers = status, error, item, headers
+
+    def response(self) -> JSONResponse:
+        body = {"error": self.error} if self.item is None else {"error": self.error, "item": self.item}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def create_app(settings: Settings = Settings()) -> Starlette:
+    clients: dict[str, AsyncClient] = {}
+    lock = asyncio.Lock()
+    retry = Retry(attempts=settings.retries, initial_s=0.1, max_s=1.0)
+
+    async def client_for(model: str) -> AsyncClient:
+        """A client per model, kept once the server has shown it serves that model."""
+        if model in clients:
+            return clients[model]
+        async with lock:
+            if model not in clients:
+                client = AsyncClient(settings.triton, "grpc", model, timeout_s=settings.timeout_s, retry=retry,
+                                     max_in_flight=4)
+                try:
+                    await client.info()
+                except BaseException:
+                    await client.close()
+                    raise
+                clients[model] = client
+        return clients[model]
+
+    def authorize(request: Request) -> None:
+        if not settings.api_key:
+            return
+        given = request.headers.get("x-api-key") or ""
+        bearer = request.headers.get("authorization", "")
+        if not given and bearer.lower().startswith("bearer "):
+            given = bearer[7:].strip()
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise HTTPProblem(401, "missing or wrong API key (header X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_json(request: Request):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise HTTPProblem(413, f"body of {declared} bytes is over the limit of {settings.max_body_bytes}")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > settings.max_body_bytes:
+                raise HTTPProblem(413, f"body is over the limit of {settings.max_body_bytes} bytes")
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise HTTPProblem(400, f"body is not valid JSON: {exc}") from None
+
+    def check_count(items: list) -> None:
+        if len(items) > settings.max_items:
+            raise HTTPProblem(413, f"{len(items)} items is over the limit of {settings.max_items} per request")
+
+    async def classify(model: str, texts: list[str]):
+        try:
+            client = await client_for(model)
+            return await asyncio.wait_for(client.classify(texts), settings.timeout_s)
+        except TextError as exc:
+            raise HTTPProblem(422, f"item {exc.index}: text {exc.reason}", item=exc.index) from None
+        except ModelError as exc:
+            raise HTTPProblem(404, str(exc)) from None
+        except UnavailableError as exc:
+            raise HTTPProblem(503, str(exc),
+                              headers={"Retry-After": "1"}) from None
+        except (RequestTimeout, asyncio.TimeoutError):
+            raise HTTPProblem(504, f"Triton at {settings.triton} did not answer within {settings.timeout_s} s") \
+                from None
+        except FinsentError as exc:
+            raise HTTPProblem(502, f"Triton refused the request: {exc}") from None
+
+    async def classic(request: Request) -> JSONResponse:
+        authorize(request)
+        items = await read_json(request)
+        if not isinstance(items, list):
+            raise HTTPProblem(422, 'body must be a JSON list of {"text": "..."} objects')
+        check_count(items)
+        texts = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "text" not in item:
+                raise HTTPProblem(422, f'item {i} must be an object with a "text" field', item=i)
+            if not isinstance(item["text"], str):
+                raise HTTPProblem(422, f'item {i}: "text" must be a string, got {type(item["text"]).__name__}',
+                                  item=i)
+            texts.append(item["text"])
+        predictions = await classify(settings.model, texts) if texts else []
+        return JSONResponse([{"label": p.label, "score": p.score} for p in predictions])
+
+    async def v1_classify(request: Request) -> JSONResponse:
+        authorize(request)
+        body = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("texts"), list):
+            raise HTTPProblem(422, 'body must be {"texts": ["...", ...], "model": "finbert"} ("model" optional)')
+        model = body.get("model", settings.model)
+        if not isinstance(model, str) or not MODEL_NAME.match(model):
+            raise HTTPProblem(422, f'"model" must be a model name such as "finbert", got {model!r}')
+        texts = body["texts"]
+        check_count(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise HTTPProblem(422, f"item {i} must be a string, got {type(text).__name__}", item=i)
+        predictions = await classify(model, texts) if texts else []
+        return JSONResponse({"model": model, "predictions": [p.as_dict() for p in predictions]})
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        probe = AsyncClient(settings.triton, "grpc", settings.model, timeout_s=min(2.0, settings.timeout_s))
+        try:
+            health = await asyncio.wait_for(probe.health(), min(3.0, settings.timeout_s))
+        except asyncio.TimeoutError:
+            health = None
+        finally:
+            await probe.close()
+        if health is not None and health.ok:
+            return JSONResponse({"status": "ready", "triton": settings.triton, "model": settings.model})
+        state = {"live": health.live, "ready": health.ready, "model_ready": health.model_ready} if health else {}
+        return JSONResponse({"status": "not ready", "triton": settings.triton, "model": settings.model, **state},
+                            status_code=503)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        for client in list(clients.values()):
+            await client.close()
+
+    def guarded(endpoint):
+        async def handle(request: Request):
+            try:
+                return await endpoint(request)
+            except HTTPProblem as problem:
+                return problem.response()
+        return handle
+
+    return Starlette(routes=[
+        Route("/", guarded(classic), methods=["POST"]),
+        Route("/v1/classify", guarded(v1_classify), methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ], lifespan=lifespan)
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
+    import uvicorn
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=10)

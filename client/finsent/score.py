@@ -1,0 +1,380 @@
+"""Bulk scoring of CSV, JSONL and Parquet files: `finsent score INPUT -o OUTPUT --column text`.
+
+Streaming: the input is read `chunk_size` rows at a time and each chunk is appended to the
+output once scored, so memory does not grow with the file.
+
+Resumable: the output is built as `OUTPUT.partial` (a file; for Parquet a folder of one
+file per chunk, each a row group of the final file) with a progress record
+`OUTPUT.partial.json` (rows done, bytes of the partial file that hold them, counts), which
+is replaced atomically after each chunk's data is flushed to disk. A re-run truncates the
+partial file to the recorded bytes (dropping a chunk torn by a kill), skips the recorded rows
+of the input, and goes on. When the input is exhausted the partial becomes OUTPUT (rename),
+so OUTPUT only ever exists complete; a re-run then does nothing.
+
+Bad rows do not stop a run: a text the server refuses (empty, invalid UTF-8) or a row with
+no text gets empty label/score/probabilities and the reason in the `error` column, and
+is counted as a failure. Errors of the server itself (down past the retries) stop the run;
+re-running resumes it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from finsent.core import Failure, Prediction, Result, describe
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+LABELS = ("negative", "neutral", "positive")
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}   # bytes that are not UTF-8 survive to the server
+
+
+class ScoreError(RuntimeError):
+    """A problem with the files or arguments, reported without a traceback."""
+
+
+def file_format(path: Path) -> str:
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ScoreError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}") from None
+
+
+def new_columns(prefix: str) -> list[str]:
+    return [prefix + c for c in ("label", "score", *(f"p_{l}" for l in LABELS), "error")]
+
+
+def result_values(result: Result) -> list:
+    if isinstance(result, Prediction):
+        return [result.label, result.score, *(result.probabilities.get(l) for l in LABELS), None]
+    return [None] * 5 + [describe(result.reason)]
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A row that has no text to send (a JSONL line that is not a JSON object); written as {}."""
+    reason: str
+
+
+# -- readers: yield (rows, texts) per chunk; rows are dicts (CSV, JSONL) or a RecordBatch ----
+def read_csv(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[list, list]]:
+    with open(path, newline="", **ENCODING) as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            raise ScoreError(f"{path} has no column {column!r}; columns: {reader.fieldnames}")
+        rows = []
+        for i, row in enumerate(reader):
+            if i < skip:
+                continue
+            rows.append(row)
+            if len(rows) == size:
+                yield rows, [r.get(column) for r in rows]
+                rows = []
+        if rows:
+            yield rows, [r.get(column) for r in rows]
+
+
+def read_jsonl(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[list, list]]:
+    def text(row):
+        if isinstance(row, Unusable):
+            return row
+        value = row.get(column)
+        return value if isinstance(value, str) or value is None else str(value)
+
+    with open(path, **ENCODING) as f:
+        rows, seen = [], 0
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue   # blank lines are not rows (skipped identically on every run)
+            seen += 1
+            if seen <= skip:
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    row = Unusable(f"line {n} is not a JSON object")
+            except ValueError as exc:
+                row = Unusable(f"line {n} is not JSON ({exc})")
+            rows.append(row)
+            if len(rows) == size:
+                yield rows, [text(r) for r in rows]
+                rows = []
+        if rows:
+            yield rows, [text(r) for r in rows]
+
+
+def read_parquet(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[object, list]]:
+    import pyarrow.parquet as pq
+    pf = pq.ParquetFile(path)
+    if column not in pf.schema_arrow.names:
+        raise ScoreError(f"{path} has no column {column!r}; columns: {pf.schema_arrow.names}")
+    groups, start = [], 0    # whole row groups before `skip` are not even read
+    for g in range(pf.num_row_groups):
+        rows = pf.metadata.row_group(g).num_rows
+        if groups or start + rows > skip:
+            groups.append(g)
+        else:
+            start += rows
+    drop = skip - start
+    for batch in pf.iter_batches(batch_size=size, row_groups=groups):
+        if drop:
+            cut = min(drop, batch.num_rows)
+            batch, drop = batch.slice(cut), drop - cut
+            if not batch.num_rows:
+                continue
+        yield batch, [v if v is None or isinstance(v, str) else str(v) for v in batch.column(column).to_pylist()]
+
+
+def count_rows(path: Path, fmt: str) -> int | None:
+    """Known without reading the data only for Parquet (its footer)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+READERS = {"csv": read_csv, "jsonl": read_jsonl, "parquet": read_parquet}
+
+
+def as_dicts(rows) -> list[dict]:
+    if not isinstance(rows, list):
+        return rows.to_pylist()
+    return [{} if isinstance(r, Unusable) else r for r in rows]
+
+
+# -- writers: append one chunk, durable on return ------------------------------------------
+class TextWriter:
+    """CSV or JSONL appended to one file; returns its size after each durable append."""
+
+    def __init__(self, path: Path, fmt: str, columns: list[str], size: int | None):
+        self.path, self.fmt, self.columns = path, fmt, columns
+        self.header: list[str] | None = None
+        if size is not None:                   # resuming: drop whatever a kill left after `size`
+            with open(path, "r+b") as f:
+                f.truncate(size)
+            if fmt == "csv" and size:
+                with open(path, newline="", **ENCODING) as f:
+                    self.header = next(csv.reader(f), None)
+
+    def append(self, rows, results: list[Result]) -> int:
+        rows = as_dicts(rows)
+        buf = io.StringIO(newline="")
+        if self.fmt == "csv":
+            if self.header is None:
+                self.header = [c for c in rows[0] if c not in self.columns] + self.columns
+                csv.writer(buf).writerow(self.header)
+            writer = csv.writer(buf)
+            for row, result in zip(rows, results):
+                merged = {**row, **dict(zip(self.columns, result_values(result)))}
+                writer.writerow(["" if merged.get(c) is None else merged[c] for c in self.header])
+        else:
+            for row, result in zip(rows, results):
+                buf.write(json.dumps({**row, **dict(zip(self.columns, result_values(result)))}) + "\n")
+        with open(self.path, "ab") as f:
+            f.write(buf.getvalue().encode(**ENCODING))
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
+
+    def finish(self, output: Path) -> None:
+        os.replace(self.path, output)
+
+
+class ParquetWriter:
+    """One Parquet file per chunk in a folder; finish() joins them as the row groups of OUTPUT."""
+
+    def __init__(self, path: Path, fmt: str, columns: list[str], size: int | None):
+        self.path, self.columns = path, columns
+        path.mkdir(parents=True, exist_ok=True)
+        for stray in path.glob("*.tmp"):
+            stray.unlink()
+
+    def parts(self) -> list[Path]:
+        return sorted(self.path.glob("part-*.parquet"))
+
+    def append(self, rows, results: list[Result]) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else pa.Table.from_pylist(rows)
+        values = list(zip(*(result_values(r) for r in results)))
+        types = [pa.string(), pa.float64(), pa.float64(), pa.float64(), pa.float64(), pa.string()]
+        for name, column, kind in zip(self.columns, values, types):
+            table = table.append_column(pa.field(name, kind), pa.array(column, type=kind))
+        part = self.path / f"part-{len(self.parts()):06d}.parquet"
+        tmp = part.with_suffix(".tmp")
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, part)                   # a part is there complete or not at all
+        return len(self.parts())
+
+    def keep(self, count: int) -> None:
+        for extra in self.parts()[count:]:      # parts written after the last progress record
+            extra.unlink()
+
+    def finish(self, output: Path) -> None:
+        import pyarrow.parquet as pq
+        tmp = output.with_name(output.name + ".tmp")
+        writer = None
+        try:
+            for part in self.parts():
+                table = pq.read_table(part)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ScoreError("no rows were scored")
+        os.replace(tmp, output)
+        shutil.rmtree(self.path)
+
+
+@dataclass
+class Progress:
+    """The resume record, rewritten atomically after each durable chunk."""
+    input: str
+    input_size: int
+    input_mtime_ns: int
+    column: str
+    model: str
+    rows: int = 0
+    written: int | None = None      # bytes (CSV/JSONL) or part files (Parquet) that hold `rows`
+    failures: int = 0
+    labels: dict = field(default_factory=dict)
+
+    def same_job(self, other: "Progress") -> bool:
+        keys = ("input", "input_size", "input_mtime_ns", "column", "model")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.__dict__))
+        os.replace(tmp, path)
+
+
+@dataclass
+class Summary:
+    output: Path
+    rows: int
+    scored_now: int
+    resumed_from: int
+    failures: int
+    labels: dict
+    seconds: float
+    already_complete: bool = False
+
+    @property
+    def texts_per_s(self) -> float:
+        return self.scored_now / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        if self.already_complete:
+            return f"{self.output} is already complete; nothing to do (--overwrite scores it again)"
+        total = sum(self.labels.values()) or 1
+        dist = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in sorted(self.labels.items()))
+        resumed = f" (resumed after {self.resumed_from})" if self.resumed_from else ""
+        return (f"wrote {self.output}: {self.rows} rows{resumed}, {self.failures} failures, "
+                f"{self.texts_per_s:.1f} texts/s this run\nlabels: {dist or 'none'}")
+
+
+def score_file(client, input_path: Path, output: Path, column: str = "text", chunk_size: int = 1024,
+               prefix: str = "", overwrite: bool = False, progress_bar: bool = True) -> Summary:
+    input_path, output = Path(input_path), Path(output)
+    in_fmt, out_fmt = file_format(input_path), file_format(output)
+    if not input_path.is_file():
+        raise ScoreError(f"{input_path}: no such file")
+    partial = output.with_name(output.name + ".partial")
+    record = output.with_name(output.name + ".partial.json")
+    if overwrite:
+        for path in (output, record):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+    if output.exists() and not record.exists():
+        return Summary(output, 0, 0, 0, 0, {}, 0.0, already_complete=True)
+    stat = input_path.stat()
+    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, client.model)
+    columns = new_columns(prefix)
+    Writer = ParquetWriter if out_fmt == "parquet" else TextWriter
+    if record.exists() and (partial.exists()):
+        saved = Progress(**json.loads(record.read_text()))
+        if not saved.same_job(progress):
+            raise ScoreError(f"{partial} was started from a different input, column or model "
+                             f"({saved.input}, column {saved.column!r}, model {saved.model!r}); "
+                             f"use --overwrite to start over")
+        progress = saved
+        writer = Writer(partial, out_fmt, columns, progress.written or 0)
+        if isinstance(writer, ParquetWriter):
+            writer.keep(progress.written or 0)
+    else:
+        if partial.is_dir():
+            shutil.rmtree(partial)
+        partial.unlink(missing_ok=True)
+        if out_fmt != "parquet":
+            partial.touch()
+        writer = Writer(partial, out_fmt, columns, None)
+        progress.save(record)
+    resumed_from = progress.rows
+    labels = Counter(progress.labels)
+    bar = None
+    if progress_bar:
+        from tqdm import tqdm
+        bar = tqdm(total=count_rows(input_path, in_fmt), initial=resumed_from, unit=" texts", dynamic_ncols=True,
+                   desc=f"{output.name}", file=sys.stderr, smoothing=0.1)
+    started, scored = time.monotonic(), 0
+    try:
+        for rows, texts in READERS[in_fmt](input_path, column, progress.rows, chunk_size):
+            names = rows.schema.names if not isinstance(rows, list) else \
+                next((r.keys() for r in rows if isinstance(r, dict)), ())
+            clash = set(columns) & set(names)
+            if clash:
+                raise ScoreError(f"{input_path} already has the output column(s) {sorted(clash)}; "
+                                 f"name ours differently with --prefix, e.g. --prefix finsent_")
+            results = classify_rows(client, texts, column, progress.rows)
+            progress.written = writer.append(rows, results)
+            progress.rows += len(texts)
+            for r in results:
+                if isinstance(r, Failure):
+                    progress.failures += 1
+                else:
+                    labels[r.label] += 1
+            progress.labels = dict(labels)
+            progress.save(record)
+            scored += len(texts)
+            if bar is not None:
+                bar.update(len(texts))
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.monotonic() - started
+    if progress.rows == 0 and out_fmt == "parquet":
+        raise ScoreError(f"{input_path} has no rows")
+    writer.finish(output)
+    record.unlink()
+    return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed)
+
+
+def classify_rows(client, texts: list, column: str, offset: int) -> list[Result]:
+    """Results for one chunk; rows without a usable text fail here, without a request."""
+    results: list[Result | None] = [None] * len(texts)
+    send = []
+    for i, text in enumerate(texts):
+        if isinstance(text, Unusable):
+            results[i] = Failure(offset + i, text.reason)
+        elif text is None:
+            results[i] = Failure(offset + i, f"no value in column {column!r}")
+        else:
+            send.append(i)
+    served = client.classify([texts[i] for i in send], on_error="return") if send else []
+    for i, result in zip(send, served):
+        results[i] = Failure(offset + i, result.reason) if isinstance(result, Failure) else result
+    return results

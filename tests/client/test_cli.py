@@ -1,0 +1,185 @@
+"""The finsent CLI as users run it (a subprocess), against the session's tritonserver."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from finsent import Client, Prediction
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDED = ["label", "score", "p_negative", "p_neutral", "p_positive", "error"]
+
+
+def finsent(*args, stdin=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "finsent", *map(str, args)], input=stdin, capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def texts(n):
+    return [f"Row {i}: quarterly revenue {'increased' if i % 3 else 'dropped'} by {i % 89} percent"
+            + " year on year" * (i % 4) for i in range(n)]
+
+
+def write_input(path: Path, n: int, bad: dict | None = None):
+    """Rows {id, text, source}; `bad` replaces some texts (None: missing value)."""
+    rows = [{"id": i, "text": t, "source": f"feed-{i % 3}"} for i, t in enumerate(texts(n))]
+    for i, text in (bad or {}).items():
+        rows[i]["text"] = text
+    if path.suffix == ".csv":
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, ["id", "text", "source"])
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=max(1, n // 7))
+    return rows
+
+
+def read_output(path: Path) -> list[dict]:
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            return [{**r, "id": int(r["id"])} for r in csv.DictReader(f)]
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    return pq.read_table(path).to_pylist()
+
+
+def expected(triton, rows):
+    good = [r["text"] for r in rows if isinstance(r["text"], str) and r["text"].strip()]
+    with Client(triton.grpc_url) as client:
+        return dict(zip(good, client.classify(good)))
+
+
+def check_scored(triton, rows, out_rows, bad=()):
+    assert [r["id"] for r in out_rows] == [r["id"] for r in rows]          # each row once, in order
+    assert list(out_rows[0])[:3] == ["id", "text", "source"] and list(out_rows[0])[3:] == ADDED
+    want = expected(triton, rows)
+    for row, out in zip(rows, out_rows):
+        assert out["source"] == row["source"]
+        if row["id"] in bad:
+            assert out["error"] and out["label"] in ("", None), out
+            continue
+        p: Prediction = want[row["text"]]
+        assert out["label"] == p.label and out["error"] in ("", None)
+        assert abs(float(out["score"]) - p.score) < 1e-6
+        assert abs(float(out["p_negative"]) - p.probabilities["negative"]) < 1e-6
+
+
+def test_classify_prints_a_table_or_json(triton):
+    args = ["--url", triton.grpc_url]
+    table = finsent("classify", "Profit rose 12%.", "Shares fell.", *args)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["text", "label", "score"] and lines[0].split()[3:] == ["negative", "neutral",
+                                                                                          "positive"]
+    assert len(lines) == 3
+    out = finsent("classify", "--json", "--protocol", "http", "--url", triton.http_url, "--model", "distilbert",
+                  stdin="Profit rose 12%.\n\nShares fell.\n")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    with Client(triton.grpc_url, model="distilbert") as client:
+        want = client.classify(["Profit rose 12%.", "Shares fell."])
+    assert rows == [{"text": t, **p.as_dict()} for t, p in zip(["Profit rose 12%.", "Shares fell."], want)]
+    refused = finsent("classify", "--json", "fine", "  ", *args)
+    assert refused.returncode == 1 and json.loads(refused.stdout)[1]["error"] == "text 1 is empty or whitespace only"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_score_writes_every_row_with_its_prediction_or_error(triton, tmp_path, suffix):
+    bad = {5: "   ", 11: None}
+    rows = write_input(tmp_path / f"in{suffix}", 150, bad if suffix != ".csv" else {5: "   ", 11: ""})
+    out = tmp_path / f"out{suffix}"
+    run = finsent("score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", 40, "--url", triton.grpc_url)
+    assert run.returncode == 0, run.stderr
+    assert "150 rows" in run.stdout and "2 failures" in run.stdout and "texts/s" in run.stdout
+    assert "labels: " in run.stdout and "texts/s" in run.stderr          # the progress bar
+    out_rows = read_output(out)
+    check_scored(triton, rows, out_rows, bad=bad)
+    assert out_rows[5]["error"] == "text is empty or whitespace only"
+    assert not list(tmp_path.glob("*.partial*"))
+    if suffix == ".parquet":
+        assert pq.ParquetFile(out).num_row_groups == 4                    # one row group per chunk
+    again = finsent("score", tmp_path / f"in{suffix}", "-o", out, "--url", triton.grpc_url)
+    assert again.returncode == 0 and "already complete" in again.stdout
+
+
+def test_score_keeps_bytes_that_are_not_utf8_and_reports_them(triton, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"id,text\n0,Profit rose 12%.\n1,caf\xe9 sales fell\n2,Shares fell.\n")
+    out = tmp_path / "out.csv"
+    run = finsent("score", source, "-o", out, "--url", triton.grpc_url, "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert "1 failures" in run.stdout
+    raw = out.read_bytes()
+    assert b"caf\xe9 sales fell" in raw                                    # the original bytes, unchanged
+    rows = read_output(out)
+    assert rows[1]["error"].startswith("text is not valid UTF-8") and rows[0]["label"] and rows[2]["label"]
+
+
+def test_score_refuses_a_missing_column_or_a_clash(triton, tmp_path):
+    write_input(tmp_path / "in.csv", 5)
+    run = finsent("score", tmp_path / "in.csv", "-o", tmp_path / "o.csv", "--column", "headline",
+                  "--url", triton.grpc_url)
+    assert run.returncode == 2 and "no column 'headline'" in run.stderr
+    (tmp_path / "clash.jsonl").write_text(json.dumps({"text": "Profit rose.", "label": "gold"}) + "\n")
+    run = finsent("score", tmp_path / "clash.jsonl", "-o", tmp_path / "o.jsonl", "--url", triton.grpc_url)
+    assert run.returncode == 2 and "--prefix" in run.stderr
+    run = finsent("score", tmp_path / "clash.jsonl", "-o", tmp_path / "o.jsonl", "--prefix", "finsent_",
+                  "--url", triton.grpc_url)
+    assert run.returncode == 0 and read_output(tmp_path / "o.jsonl")[0]["label"] == "gold"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp_path, suffix):
+    rows = write_input(tmp_path / f"in{suffix}", 2000)
+    out = tmp_path / f"out{suffix}"
+    record = tmp_path / f"out{suffix}.partial.json"
+    cmd = [sys.executable, "-m", "finsent", "score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", "10",
+           "--url", triton.grpc_url, "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if record.exists():
+            try:
+                done = json.loads(record.read_text())["rows"]
+            except ValueError:
+                done = 0
+            if done >= 30:
+                break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 30 <= done < len(rows) and not out.exists(), "the kill must land mid-file"
+    if suffix != ".parquet":   # a torn append after the last progress record: dropped on resume
+        with open(tmp_path / f"out{suffix}.partial", "ab") as f:
+            f.write(b'999999,"half a row')
+    resumed = finsent("score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", "500", "--url", triton.grpc_url,
+                      "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"2000 rows (resumed after " in resumed.stdout
+    check_scored(triton, rows, read_output(out))
+
+
+@pytest.mark.parametrize("skip", [0, 30, 284, 285, 286, 1995, 2000])
+def test_parquet_resume_skips_exactly_the_rows_done(tmp_path, skip):
+    from finsent.score import read_parquet
+    write_input(tmp_path / "in.parquet", 2000)      # row groups of 285 and a last one of 5
+    ids = [r["id"] for batch, _ in read_parquet(tmp_path / "in.parquet", "text", skip, 500) for r in batch.to_pylist()]
+    assert ids == list(range(skip, 2000))
+
+
+def test_serve_passes_its_arguments_to_the_local_launcher(tmp_path):
+    run = finsent("serve", "--finbert", "", "--distilbert", "", "--build", tmp_path)
+    assert run.returncode == 2 and "skipping finbert: no source given" in run.stderr
+    assert "no model to serve" in run.stderr

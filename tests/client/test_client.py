@@ -1,0 +1,210 @@
+"""finsent.Client / AsyncClient against the real tritonserver of the session."""
+import asyncio
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from export.facts import CANONICAL_LABELS
+from finsent import (AsyncClient, Client, Failure, ModelError, Prediction, RequestTimeout, Retry, TextError,
+                     UnavailableError)
+from model_repository.assemble import TargetOptions, assemble
+from server.triton import Ports, TritonServer, free_ports
+
+TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 8% after the warning.",
+         "The annual general meeting will be held on 5 May.", "Sales of the unit declined sharply in the quarter."]
+MANY = [f"Item {i}: net sales {'rose' if i % 3 else 'fell'} {i % 97} percent" + " in the period" * (i % 5)
+        for i in range(1000)]
+
+
+def url(triton, protocol):
+    return triton.grpc_url if protocol == "grpc" else triton.http_url
+
+
+def raw(triton, model, texts):
+    """What Triton answers to plain gRPC requests (50 texts each): the reference for the client."""
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    labels, probs = [], []
+    try:
+        for start in range(0, len(texts), 50):
+            part = texts[start:start + 50]
+            tensor = grpcclient.InferInput("TEXT", [len(part), 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[t.encode()] for t in part], dtype=np.object_))
+            result = client.infer(model, [tensor])
+            labels += [x.decode() for x in result.as_numpy("LABEL").reshape(-1)]
+            probs.append(result.as_numpy("PROBABILITIES"))
+        return labels, np.concatenate(probs)
+    finally:
+        client.close()
+
+
+def ensemble_requests(triton, model):
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    try:
+        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+        return int(stats["inference_stats"]["success"].get("count", 0))
+    finally:
+        client.close()
+
+
+def classify(triton, protocol, mode, texts, model="finbert", **kw):
+    if mode == "sync":
+        with Client(url(triton, protocol), protocol, model, **kw) as client:
+            return client.classify(texts)
+
+    async def run():
+        async with AsyncClient(url(triton, protocol), protocol, model, **kw) as client:
+            return await client.classify(texts)
+    return asyncio.run(run())
+
+
+def check_against_raw(triton, model, texts, predictions):
+    labels, probs = raw(triton, model, texts)
+    assert [p.label for p in predictions] == labels
+    got = np.array([[p.probabilities[l] for l in CANONICAL_LABELS] for p in predictions])
+    np.testing.assert_allclose(got, probs, atol=1e-6)
+    assert all(p.score == max(p.probabilities.values()) for p in predictions)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("model", ["finbert", "distilbert"])
+def test_classify_returns_what_triton_answers(triton, protocol, mode, model):
+    predictions = classify(triton, protocol, mode, TEXTS, model)
+    assert all(isinstance(p, Prediction) for p in predictions)
+    assert all(list(p.probabilities) == list(CANONICAL_LABELS) for p in predictions)
+    check_against_raw(triton, model, TEXTS, predictions)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_thousand_texts_go_in_max_batch_chunks_and_come_back_in_order(triton, protocol, mode):
+    before = ensemble_requests(triton, "finbert")
+    predictions = classify(triton, protocol, mode, MANY, max_in_flight=4)
+    assert ensemble_requests(triton, "finbert") - before == -(-len(MANY) // 64)   # 16 requests of <= 64
+    # The reference groups the texts differently (reversed, 50 at a time): any reordering shows.
+    labels, probs = raw(triton, "finbert", MANY[::-1])
+    reference = {t: (l, p) for t, l, p in zip(MANY[::-1], labels, probs)}
+    assert [p.label for p in predictions] == [reference[t][0] for t in MANY]
+    np.testing.assert_allclose([[p.probabilities[l] for l in CANONICAL_LABELS] for p in predictions],
+                               [reference[t][1] for t in MANY], atol=1e-6)
+    assert len({p.label for p in predictions}) >= 2
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_refused_text_is_named_by_its_index_in_the_whole_list(triton, protocol):
+    texts = list(MANY[:300])
+    texts[203] = "   "
+    with Client(url(triton, protocol), protocol) as client:
+        with pytest.raises(TextError) as caught:
+            client.classify(texts)
+        assert caught.value.index == 203 and "text 203 is empty or whitespace only" in str(caught.value)
+        results = client.classify(texts, on_error="return")
+    assert isinstance(results[203], Failure) and results[203].index == 203
+    assert sum(isinstance(r, Failure) for r in results) == 1
+    check_against_raw(triton, "finbert", texts[:203] + texts[204:], results[:203] + results[204:])
+
+
+def test_async_refused_text_and_invalid_utf8(triton):
+    texts = ["fine", "also fine", b"\xff\xfe not utf-8", "fine again"]
+
+    async def run():
+        async with AsyncClient(triton.http_url, "http") as client:
+            with pytest.raises(TextError) as caught:
+                await client.classify(texts)
+            return caught.value, await client.classify(texts, on_error="return")
+    error, results = asyncio.run(run())
+    assert error.index == 2 and "not valid UTF-8" in str(error)
+    assert [type(r).__name__ for r in results] == ["Prediction", "Prediction", "Failure", "Prediction"]
+
+
+def test_health_models_and_model_info(triton):
+    with Client(triton.grpc_url, model="distilbert") as client:
+        assert client.health().ok
+        assert client.info.max_batch_size == 64 and client.info.labels == CANONICAL_LABELS
+        states = {m.name: m.state for m in client.models()}
+    assert states["finbert"] == states["distilbert"] == "READY"
+    with Client(triton.http_url, "http", model="nope") as client:
+        health = client.health()
+        assert health.live and health.ready and not health.model_ready and not health.ok
+        with pytest.raises(ModelError, match="nope"):
+            client.classify(["x"])
+        with pytest.raises(ModelError, match="not a finsent ensemble"):
+            Client(triton.http_url, "http", model="finbert_tokenizer").classify(["x"])
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_an_unreachable_server_fails_fast_and_clearly(protocol):
+    dead = f"localhost:{free_ports(1)[0]}"
+    started = time.monotonic()
+    with Client(dead, protocol, retry=Retry(attempts=2, initial_s=0.05), timeout_s=5) as client:
+        assert not client.health().live
+        with pytest.raises(UnavailableError):
+            client.classify(["x"])
+
+    async def run():
+        async with AsyncClient(dead, protocol, retry=Retry(attempts=2, initial_s=0.05), timeout_s=5) as client:
+            with pytest.raises(UnavailableError):
+                await client.classify(["x"])
+    asyncio.run(run())
+    assert time.monotonic() - started < 10
+
+
+def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
+    """A server of our own (finbert only, free ports) is stopped and started again while a sync
+    gRPC client and an async HTTP client retry; both calls succeed once it is back."""
+    repository = assemble({"finbert": exports["finbert"]}, tmp_path / "repository", TargetOptions("local"))
+    server = TritonServer(repository, Ports(*free_ports()), work_dir=tmp_path, log_path=tmp_path / "triton.log")
+    server.start()
+    retry = Retry(attempts=12, initial_s=0.2, max_s=2.0)   # up to ~20 s of retries: bounded
+    sync_client = Client(server.grpc_url, "grpc", retry=retry, timeout_s=10)
+    try:
+        assert len(sync_client.classify(TEXTS)) == 4        # connected, model config cached
+        server.stop()
+        with pytest.raises(UnavailableError):                # really down
+            Client(server.grpc_url, retry=Retry(attempts=0)).classify(TEXTS)
+        results = {}
+        during = threading.Thread(target=lambda: results.update(grpc=sync_client.classify(TEXTS)))
+        during.start()
+
+        async def http_call():
+            async with AsyncClient(server.http_url, "http", retry=retry, timeout_s=10) as client:
+                return await client.classify(TEXTS)
+        restart = threading.Timer(1.0, server.start)
+        restart.start()
+        results["http"] = asyncio.run(http_call())
+        during.join(30)
+        restart.join()
+        for predictions in results.values():
+            check_against_raw(triton, "finbert", TEXTS, predictions)
+        assert set(results) == {"grpc", "http"}
+    finally:
+        sync_client.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_server_that_never_answers_times_out_instead_of_hanging(protocol):
+    silent = socket.socket()          # accepts connections (kernel backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = f"127.0.0.1:{silent.getsockname()[1]}"
+    # HTTP connects and then waits for an answer; gRPC never gets its SETTINGS frame and says UNAVAILABLE.
+    expected = RequestTimeout if protocol == "http" else (RequestTimeout, UnavailableError)
+    try:
+        started = time.monotonic()
+        with Client(url, protocol, timeout_s=1, retry=Retry(attempts=0)) as client:
+            with pytest.raises(expected):
+                client.classify(["x"])
+
+        async def run():
+            async with AsyncClient(url, protocol, timeout_s=1, retry=Retry(attempts=0)) as client:
+                with pytest.raises(expected):
+                    await client.classify(["x"])
+        asyncio.run(run())
+        assert time.monotonic() - started < 8
+    finally:
+        silent.close()
