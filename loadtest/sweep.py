@@ -215,8 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     args.host = args.host or DEFAULT_HOSTS[args.protocol]
     if args.warmup_seconds is None:
         args.warmup_seconds = min(2.0, 0.2 * args.step_seconds)
-    if args.warmup_seconds >= args.step_seconds:
-        print("error: --warmup-seconds must be shorter than --step-seconds", file=sys.stderr)
+    problems = [why for bad, why in (
+        (args.step_seconds <= 0, "--step-seconds must be positive"),
+        (not 0 <= args.warmup_seconds < args.step_seconds, "--warmup-seconds must be shorter than --step-seconds"),
+        (args.texts_per_request < 1, "--texts-per-request must be at least 1"),
+        (args.corpus and not Path(args.corpus).is_file(), f"corpus file {args.corpus} does not exist"),
+    ) if bad]
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
         return 2
     try:
         sweep(args)

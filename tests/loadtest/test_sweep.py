@@ -68,10 +68,12 @@ def test_grpc_sweep_writes_step_csvs_plot_and_table(triton, tmp_path):
 
 
 def test_http_sweep_counts_texts_per_request(triton, tmp_path):
+    corpus = tmp_path / "texts.csv"
+    corpus.write_text("id,text\n1,Margins widened on lower input costs.\n2,The bank cut 300 jobs.\n")
     code, out, result = run_sweep(tmp_path, "http", "--protocol", "http", "--host", f"http://{triton.http_url}",
                                   "--model", "distilbert", "--users", "2", "--step-seconds", "3",
-                                  "--texts-per-request", "8", "--slo-ms", "10000")
-    assert code == 0
+                                  "--texts-per-request", "8", "--slo-ms", "10000", "--corpus", str(corpus))
+    assert code == 0 and result["target"]["corpus"] == str(corpus)
     (step,) = result["steps"]
     assert step["failures"] == 0 and step["requests"] > 0 and step["texts"] == 8 * step["requests"]
     assert step["texts_per_s"] == pytest.approx(8 * step["requests_per_s"], rel=1e-4)
@@ -97,6 +99,18 @@ def test_nothing_listening_is_a_clear_error(tmp_path, capsys):
         assert code == 2
         assert "make serve" in capsys.readouterr().err
         assert not (tmp_path / protocol / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--users", "1 0"], "positive integers"),
+    (["--texts-per-request", "0"], "at least 1"),
+    (["--step-seconds", "2", "--warmup-seconds", "2"], "shorter than"),
+    (["--corpus", "/nonexistent/texts.txt"], "does not exist"),
+])
+def test_bad_arguments_are_refused_before_any_load(args, message, tmp_path, capsys):
+    port = free_ports(1)[0]                                   # nothing listens: must not get that far
+    assert sweep.main(["--host", f"localhost:{port}", "--out", str(tmp_path / "x"), *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_unknown_model_is_named(triton, tmp_path, capsys):
