@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 GATEWAY_PORT ?= 8080
 TRITON_URL ?= localhost:$(GRPC_PORT)
 
-.PHONY: help setup serve test bench gateway faults soak repository manifests clean
+.PHONY: help setup serve test bench gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
@@ -30,6 +30,10 @@ help:
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
 	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16]   assemble a repository for the NGC image"
 	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
+	@echo "make loadtest  step-load sweep against a running server (make serve first): PROTOCOL=$(PROTOCOL)"
+	@echo "              HOST= MODEL=$(MODEL) USERS=\"$(USERS)\" STEP_SECONDS=$(STEP_SECONDS) SLO_MS=$(SLO_MS) OUT="
+	@echo "make loadtest-local   the same against tiny random-weight models it serves itself (a demo)"
+	@echo "make loadtest-cost SWEEPS=\"dir ...\"   $$ per million texts at the SLO (loadtest/prices.yaml)"
 
 setup: $(VENV)/.installed
 
@@ -69,13 +73,47 @@ gateway: setup
 TARGET ?= container
 DEVICE ?= gpu
 repository: setup
-	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy \
-		--variant $(or $(VARIANT),$(if $(filter gpu,$(DEVICE)),fp16,int8)) \
-		$(foreach f,finbert distilbert,$(if $(wildcard $(BUILD)/export/$(f)/model.onnx),--export $(f)=$(BUILD)/export/$(f)))
+	@set -e; variant="$(or $(VARIANT),$(if $(filter gpu,$(DEVICE)),fp16,int8))"; exports=""; \
+	for f in finbert distilbert; do \
+	  [ -f "$(BUILD)/export/$$f/model.onnx" ] || continue; \
+	  [ "$$variant" = fp32 ] || $(PY) -m export.optimize --export "$(BUILD)/export/$$f" --variants "$$variant"; \
+	  exports="$$exports --export $$f=$(BUILD)/export/$$f"; \
+	done; \
+	[ -n "$$exports" ] || { echo "error: no export in $(BUILD)/export: run make serve (or python -m export.onnx) first"; exit 2; }; \
+	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy --variant "$$variant" $$exports
 
 # k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see docs/gke.md).
 manifests: setup
 	$(PY) -m k8s.render
+
+# Load tests (loadtest/, docs/loadtest.md). HOST is read from the command line only, because
+# some shells export HOST=<this machine's name>; empty means this machine's `make serve` ports.
+PROTOCOL ?= grpc
+MODEL ?= finbert
+USERS ?= 1 4 16
+STEP_SECONDS ?= 10
+SLO_MS ?= 200
+TEXTS_PER_REQUEST ?= 1
+GATEWAY_PATH ?= /
+HARDWARE ?=
+CORPUS ?=
+OUT ?=
+LOADTEST_HOST := $(if $(filter command line,$(origin HOST)),$(HOST),)
+LOADTEST_ARGS = --protocol $(PROTOCOL) --model $(MODEL) --users "$(USERS)" --step-seconds $(STEP_SECONDS) \
+	--slo-ms $(SLO_MS) --texts-per-request $(TEXTS_PER_REQUEST) --gateway-path $(GATEWAY_PATH) \
+	$(if $(CORPUS),--corpus "$(CORPUS)") $(if $(HARDWARE),--hardware "$(HARDWARE)")
+
+loadtest: setup
+	$(PY) -m loadtest.sweep $(LOADTEST_ARGS) $(if $(LOADTEST_HOST),--host "$(LOADTEST_HOST)") \
+		--out "$(or $(OUT),$(BUILD)/loadtest/$(PROTOCOL)-$(MODEL))"
+
+loadtest-local: setup
+	$(PY) -m loadtest.local $(LOADTEST_ARGS) --build "$(BUILD)/loadtest-local" \
+		--out "$(or $(OUT),$(BUILD)/loadtest/local-$(PROTOCOL)-$(MODEL))"
+
+SWEEPS ?= $(or $(OUT),$(BUILD)/loadtest/$(PROTOCOL)-$(MODEL))
+loadtest-cost: setup
+	$(PY) -m loadtest.cost $(SWEEPS) --out "$(firstword $(SWEEPS))/cost.md"
 
 clean:
 	rm -rf $(BUILD)

@@ -131,7 +131,8 @@ def build_variants(export_dir: Path, variants: list[str], *, guard_data: Path | 
         if not result["passed"]:
             (export_dir / variant_filename(variant)).unlink()
             raise GuardError(f"[{facts.name}] {variant} variant refused: it agrees with fp32 on only "
-                             f"{result['agreement']:.2%} of {source} (needs {min_agreement:.1%})")
+                             f"{result['agreement']:.2%} of {source} (needs {min_agreement:.1%}); "
+                             f"serve the fp32 export instead (make serve VARIANT=fp32)")
     (export_dir / FUSED_FILENAME).unlink(missing_ok=True)   # 1x the model's size; variants are built
     return done
 

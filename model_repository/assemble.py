@@ -45,6 +45,7 @@ class TargetOptions:
     buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # container padding lengths
     run_overhead_tokens: int = 48  # local classifier: a run's fixed cost in padded tokens (see classifier.py)
     max_tokens_per_run: int = 8192 # local classifier: bound on one ONNX Runtime run's padded tokens
+    allow_spinning: bool = False   # local classifier: ORT threads spin-wait (faster alone, steals shared cores)
     variant: str = "fp32"          # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
 
     def __post_init__(self):
@@ -113,6 +114,7 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
                 tensor.allow_ragged_batch = True  # requests of different lengths meet in one execute()
             _param(config, "run_overhead_tokens", options.run_overhead_tokens)
             _param(config, "max_tokens_per_run", options.max_tokens_per_run)
+            _param(config, "allow_spinning", int(options.allow_spinning))
         else:
             config.backend = "onnxruntime"
             config.default_model_filename = "model.onnx"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import helm_python as helm
@@ -169,7 +170,11 @@ def test_gateway_is_optional_and_points_at_tritons_grpc_service(profile):
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     (triton_service,) = find(objects, "Service")
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["GATEWAY_PORT"] == "8080" and container["command"] == ["make", "gateway"]
+    assert env["GATEWAY_PORT"] == "8080"
+    # the command is the client package's own console script and its gateway subcommand
+    scripts = tomllib.loads((Path(__file__).resolve().parents[2] / "client" / "pyproject.toml").read_text())["project"]["scripts"]
+    assert container["command"][0] in scripts and container["command"][1:] == ["gateway"]
+    assert "0.0.0.0" in container["args"]
     assert env["TRITON_URL"] == f"{triton_service['metadata']['name']}.{render.NAMESPACE}.svc.cluster.local:8001"
     (service,) = find(objects, "Service", "gateway")
     assert service["spec"]["type"] == "LoadBalancer"

@@ -81,13 +81,18 @@ def test_cloud_build_pushes_the_image_the_chart_pulls():
     build = next(s for s in config["steps"] if s["id"] == "build")
     assert build["args"][:3] == ["build", "-f", "k8s/Dockerfile"] and build["args"][-1] == "."
     image = build["args"][build["args"].index("-t") + 1]
-    assert config["images"] == [image]
+    gateway = next(s for s in config["steps"] if s["id"] == "build-gateway")
+    assert gateway["args"][:3] == ["build", "-f", "k8s/Dockerfile.gateway"] and (K8S / "Dockerfile.gateway").exists()
+    gateway_image = gateway["args"][gateway["args"].index("-t") + 1]
+    assert config["images"] == [image, gateway_image]
     subs = {f"${{{k}}}": str(v) for k, v in config["substitutions"].items()}
     subs["${PROJECT_ID}"] = "PROJECT_ID"
     for key, value in subs.items():
-        image = image.replace(key, value)
-    values = yaml.safe_load((render.CHART / "values.yaml").read_text())["image"]
+        image, gateway_image = image.replace(key, value), gateway_image.replace(key, value)
+    chart = yaml.safe_load((render.CHART / "values.yaml").read_text())
+    values = chart["image"]
     assert image == f"{values['repository']}:{values['tag']}"
+    assert gateway_image == f"{chart['gateway']['image']['repository']}:{chart['gateway']['image']['tag']}"
     cpu = yaml.safe_load((render.PROFILES / "cpu.yaml").read_text())["image"]["tag"]
     assert cpu == values["tag"].replace("-gpu", "-cpu")
 

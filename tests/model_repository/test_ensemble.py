@@ -62,39 +62,56 @@ def classifier_stats(triton, family):
     return stats["inference_stats"]["success"]["count"], stats["execution_count"], stats.get("batch_stats", [])
 
 
+def send_together(triton, family, texts):
+    """All texts as separate single-text requests in flight at once (gRPC async_infer)."""
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    done, results = threading.Event(), [None] * len(texts)
+    remaining = [len(texts)]
+    lock = threading.Lock()
+
+    def callback(i, result, error):
+        results[i] = error or (result.as_numpy("LABEL")[0, 0].decode(), result.as_numpy("PROBABILITIES")[0])
+        with lock:
+            remaining[0] -= 1
+            if not remaining[0]:
+                done.set()
+
+    try:
+        tensors = []
+        for text in texts:
+            tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
+            tensors.append(tensor)
+        for i, tensor in enumerate(tensors):
+            client.async_infer(family, [tensor], callback=lambda result, error, i=i: callback(i, result, error))
+        assert done.wait(60), "requests did not complete"
+    finally:
+        client.close()
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert not errors, errors
+    return results
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_concurrent_requests_of_different_lengths_are_batched_and_correct(triton, family):
     texts = [("Net profit rose sharply on strong demand. " * (1 + i))[: 40 + 37 * i] for i in range(16)]
     sequential = [infer(triton, "grpc", family, [t]) for t in texts]
-    requests_before, executions_before, _ = classifier_stats(triton, family)
-    barrier, results, errors = threading.Barrier(len(texts)), [None] * len(texts), []
-
-    def call(i):
-        client = grpcclient.InferenceServerClient(triton.grpc_url)
-        tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
-        tensor.set_data_from_numpy(np.array([[texts[i].encode()]], dtype=np.object_))
-        barrier.wait()
-        try:
-            result = client.infer(family, [tensor])
-            results[i] = (result.as_numpy("LABEL")[0, 0].decode(), result.as_numpy("PROBABILITIES")[0])
-        except Exception as exc:  # collected and asserted below
-            errors.append(exc)
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
-    for (label, probs), (seq_labels, _, seq_probs) in zip(results, sequential):
-        assert label == seq_labels[0]
-        np.testing.assert_allclose(probs, seq_probs[0], atol=1e-5)
-    requests_after, executions_after, _ = classifier_stats(triton, family)
-    requests, executions = requests_after - requests_before, executions_after - executions_before
-    assert requests == len(texts)
-    assert executions < requests, f"{requests} requests ran in {executions} executions: nothing was batched"
+    # Whether requests meet is a matter of timing on a busy machine: a server that batches
+    # ragged requests does so within three tries; one that cannot never does.
+    history = []
+    for _ in range(3):
+        requests_before, executions_before, _ = classifier_stats(triton, family)
+        results = send_together(triton, family, texts)
+        for (label, probs), (seq_labels, _, seq_probs) in zip(results, sequential):
+            assert label == seq_labels[0]
+            np.testing.assert_allclose(probs, seq_probs[0], atol=1e-5)
+        requests_after, executions_after, _ = classifier_stats(triton, family)
+        requests, executions = requests_after - requests_before, executions_after - executions_before
+        assert requests == len(texts)
+        history.append(executions)
+        if executions < requests:
+            break
+    assert min(history) < len(texts), f"{len(texts)} requests ran in {history} executions: nothing was batched"
 
 
 def test_long_text_is_truncated_not_refused(triton, reference):

@@ -1,0 +1,74 @@
+"""A quick demo sweep without `make serve`: tiny random-weight models on a local tritonserver.
+
+    python -m loadtest.local --protocol grpc --users "1 4 16" --step-seconds 5
+
+Builds tiny random-weight BERT and DistilBERT checkpoints (real vocab, export.random_checkpoint),
+exports them (cached under build/loadtest-local), starts tritonserver on free loopback ports,
+runs loadtest.sweep against it and stops the server. Latencies are those of toy models: they
+show the machinery and the serving overhead, not FinBERT's throughput.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from loadtest import sweep
+
+ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+
+
+def serve_tiny_models(build: Path):
+    from export import random_checkpoint
+    from export.onnx import export_model
+    from model_repository.assemble import TargetOptions, assemble
+    from server.triton import Ports, TritonServer, free_ports
+
+    exports = {}
+    for family, arch in ARCHS.items():
+        checkpoint = build / "checkpoints" / family
+        if not (checkpoint / "config.json").exists():
+            random_checkpoint.build(arch, checkpoint)
+        exports[family] = export_model(str(checkpoint), family, build / "export" / family,
+                                       log=lambda *_: None).path
+    repository = assemble(exports, build / "repository", TargetOptions("local"))
+    server = TritonServer(repository, Ports(*free_ports()), work_dir=build / "triton",
+                          log_path=build / "triton" / "tritonserver.log")
+    print(f"starting tritonserver with tiny random-weight models (log: {server.log_path}) ...", file=sys.stderr)
+    return server.start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = sweep.parser()
+    parser.description = __doc__
+    parser.add_argument("--build", type=Path, default=Path("build/loadtest-local"))
+    args = parser.parse_args(argv)
+    if args.host:
+        parser.error("--host is chosen here (a local server on free ports); use loadtest.sweep for a given host")
+    server = serve_tiny_models(args.build)
+    try:
+        host = {"grpc": server.grpc_url, "http": f"http://{server.http_url}"}.get(args.protocol)
+        if host is None:
+            parser.error("loadtest.local serves Triton only: --protocol grpc or http")
+        forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+        forwarded = _without(forwarded, "--build")
+        if not args.note:
+            forwarded += ["--note", "tiny random-weight models (export.random_checkpoint), not real FinBERT/DistilBERT"]
+        return sweep.main(forwarded + ["--host", host])
+    finally:
+        server.stop()
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

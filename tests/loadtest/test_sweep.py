@@ -1,0 +1,149 @@
+"""Short sweeps against the test suite's tritonserver: files, plot, table, honest failures."""
+import csv
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from loadtest import sweep
+from server.triton import free_ports
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_sweep(tmp_path, name, *args):
+    out = tmp_path / name
+    code = sweep.main([*args, "--out", str(out), "--grace-seconds", "40"])
+    result = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").exists() else None
+    return code, out, result
+
+
+def max_in_flight(step_csv):
+    """Most requests in flight at once, from completion times and latencies."""
+    events = []
+    with open(step_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            end = float(row["time"])
+            events += [(end - float(row["response_time_ms"]) / 1000, 1), (end, -1)]
+    level = peak = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def test_grpc_sweep_writes_step_csvs_plot_and_table(triton, tmp_path):
+    code, out, result = run_sweep(tmp_path, "grpc", "--protocol", "grpc", "--host", triton.grpc_url,
+                                  "--model", "finbert", "--users", "1 4", "--step-seconds", "3",
+                                  "--slo-ms", "10000")
+    assert code == 0 and not result["timed_out"]
+    steps = result["steps"]
+    assert [s["users"] for s in steps] == [1, 4]
+    for s in steps:
+        assert s["requests"] > 0 and s["failures"] == 0 and s["texts"] == s["requests"]
+        assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
+    # the knee is the fastest step (everything is within a 10 s SLO)
+    assert result["knee"]["users"] == max(steps, key=lambda s: s["texts_per_s"])["users"]
+    # per-step CSVs: a summary and every request of each step, window-flagged
+    with open(out / "steps.csv", newline="") as f:
+        assert [int(r["users"]) for r in csv.DictReader(f)] == [1, 4]
+    for s in steps:
+        with open(out / "steps" / f"step_{s['step']}_users_{s['users']}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert sum(r["in_window"] == "1" for r in rows) == s["requests"] and all(r["ok"] == "1" for r in rows)
+    # 4 gevent users really overlap (without grpc's gevent init they would run one at a time)
+    assert max_in_flight(out / "steps" / "step_2_users_4.csv") >= 2
+    assert (out / "latency_vs_throughput.png").read_bytes()[:8] == PNG
+    table = (out / "results.md").read_text()
+    assert "| users | requests | failures | texts/s" in table and "**knee**" in table
+    assert table.count("\n| 1 |") == 1 and table.count("\n| 4 |") == 1
+    # the same requests reached Locust's own statistics under an honest name
+    with open(out / "locust_stats.csv", newline="") as f:
+        stats = {r["Name"]: r for r in csv.DictReader(f)}
+    assert int(stats["ModelInfer finbert [1 texts]"]["Request Count"]) >= sum(s["requests"] for s in steps)
+    assert stats["ModelInfer finbert [1 texts]"]["Type"] == "grpc"
+
+
+def test_http_sweep_counts_texts_per_request(triton, tmp_path):
+    corpus = tmp_path / "texts.csv"
+    corpus.write_text("id,text\n1,Margins widened on lower input costs.\n2,The bank cut 300 jobs.\n")
+    code, out, result = run_sweep(tmp_path, "http", "--protocol", "http", "--host", f"http://{triton.http_url}",
+                                  "--model", "distilbert", "--users", "2", "--step-seconds", "3",
+                                  "--texts-per-request", "8", "--slo-ms", "10000", "--corpus", str(corpus))
+    assert code == 0 and result["target"]["corpus"] == str(corpus)
+    (step,) = result["steps"]
+    assert step["failures"] == 0 and step["requests"] > 0 and step["texts"] == 8 * step["requests"]
+    assert step["texts_per_s"] == pytest.approx(8 * step["requests_per_s"], rel=1e-4)
+    assert result["target"]["texts_per_request"] == 8
+
+
+def test_failed_requests_are_reported_not_hidden(triton, tmp_path):
+    # 65 texts exceed the ensemble's max batch size (64): Triton refuses every request
+    code, out, result = run_sweep(tmp_path, "too-big", "--protocol", "http", "--host", f"http://{triton.http_url}",
+                                  "--users", "1", "--step-seconds", "2", "--texts-per-request", "65")
+    assert code == 0
+    (step,) = result["steps"]
+    assert step["requests"] > 0 and step["failures"] == step["requests"] and step["texts_per_s"] == 0
+    assert result["knee"] is None
+    table = (out / "results.md").read_text()
+    assert "no throughput meets this SLO" in table and "batch-size" in table
+
+
+def test_nothing_listening_is_a_clear_error(tmp_path, capsys):
+    port = free_ports(1)[0]
+    for protocol, host in (("grpc", f"localhost:{port}"), ("http", f"http://localhost:{port}")):
+        code = sweep.main(["--protocol", protocol, "--host", host, "--out", str(tmp_path / protocol)])
+        assert code == 2
+        assert "make serve" in capsys.readouterr().err
+        assert not (tmp_path / protocol / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--users", "1 0"], "positive integers"),
+    (["--texts-per-request", "0"], "at least 1"),
+    (["--step-seconds", "2", "--warmup-seconds", "2"], "shorter than"),
+    (["--corpus", "/nonexistent/texts.txt"], "does not exist"),
+])
+def test_bad_arguments_are_refused_before_any_load(args, message, tmp_path, capsys):
+    port = free_ports(1)[0]                                   # nothing listens: must not get that far
+    assert sweep.main(["--host", f"localhost:{port}", "--out", str(tmp_path / "x"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_model_is_named(triton, tmp_path, capsys):
+    code = sweep.main(["--host", triton.grpc_url, "--model", "nosuch", "--out", str(tmp_path / "x")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'nosuch' is not ready" in err and "finbert" in err
+
+
+def test_gateway_sweep(triton, tmp_path):
+    pytest.importorskip("finsent.gateway", reason="the REST gateway (finsent.gateway, branch `client`) is not "
+                                                  "installed in this checkout")
+    port = free_ports(1)[0]
+    code = (f"from finsent.gateway import Settings, serve; "
+            f"serve(Settings(triton={triton.grpc_url!r}), host='127.0.0.1', port={port}, log_level='warning')")
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
+                time.sleep(0.2)
+        for path in ("/", "/v1/classify"):
+            code_, out, result = run_sweep(tmp_path, f"gateway{path.replace('/', '-')}", "--protocol", "gateway",
+                                           "--host", f"http://127.0.0.1:{port}", "--gateway-path", path,
+                                           "--users", "2", "--step-seconds", "3", "--texts-per-request", "4",
+                                           "--slo-ms", "10000")
+            assert code_ == 0
+            (step,) = result["steps"]
+            assert step["requests"] > 0 and step["failures"] == 0 and step["texts"] == 4 * step["requests"]
+    finally:
+        process.terminate()
+        process.wait(10)
