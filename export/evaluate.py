@@ -127,7 +127,6 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
     checkpoint, model = Path(checkpoint), model or family
     texts = [s for s, _ in rows]
     server = None
-    started = time.monotonic()
     try:
         if url is None:
             export = Path(export) if export else export_model(str(checkpoint), family, build / "export" / family,
@@ -140,11 +139,12 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
             url = server.grpc_url
         facts = ModelFacts.load(export) if export else None
         log(f"scoring {len(texts)} sentences through {model} at {url} ...")
+        started = time.monotonic()
         served = served_probabilities(url, model, texts)
+        served_s = time.monotonic() - started
     finally:
         if server:
             server.stop()
-    served_s = time.monotonic() - started
     max_length = facts.max_length if facts else 512
     log(f"scoring them in-process with PyTorch (max length {max_length}) ...")
     inprocess = inprocess_probabilities(checkpoint, texts, max_length)
