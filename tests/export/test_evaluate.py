@@ -1,0 +1,45 @@
+"""make eval: the same sentences scored through the live `triton` fixture and in-process agree."""
+import json
+
+import numpy as np
+import pytest
+
+from export import evaluate, fpb
+from tests.export.fpb_data import synthetic_rows
+
+ROWS = synthetic_rows(70, seed=3)   # more than one 64-row batch
+
+
+def test_served_and_inprocess_labels_agree_and_are_reported(triton, checkpoints, exports, tmp_path):
+    result = evaluate.evaluate(checkpoints["distilbert"], "distilbert", ROWS, url=triton.grpc_url,
+                               export=exports["distilbert"], out=tmp_path, data_name="synthetic", log=lambda *_: None)
+    assert result["n"] == 70 and result["variant"] == "fp32"
+    assert result["disagreements"] == 0 and result["gate"]["passed"]
+    assert result["max_abs_probability_diff"] < 1e-4
+    assert result["served"] == result["inprocess"]
+    assert result["served"]["confusion"] != [[0] * 3] * 3
+    png = tmp_path / result["confusion_png"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "accuracy" / "distilbert-fp32.json").read_text())["disagreements"] == 0
+    doc = evaluate.render_docs(tmp_path).read_text()
+    assert "**measured**, served by Triton" in doc and "| quoted |" in doc and "distilbert-fp32-confusion.png" in doc
+
+
+def test_a_different_model_in_process_is_caught(triton, checkpoints):
+    # Guards the test above: served distilbert against the finbert checkpoint must disagree.
+    texts = [s for s, _ in ROWS]
+    served = evaluate.served_probabilities(triton.grpc_url, "distilbert", texts)
+    other = evaluate.inprocess_probabilities(checkpoints["finbert"], texts, 512)
+    result = evaluate.compare(ROWS, served, other, "fp32")
+    assert result["disagreements"] > 0 and not result["gate"]["passed"]
+
+
+def test_non_fp32_variants_are_judged_on_agreement():
+    probs = np.eye(3)[[0, 1, 2, 1] * 50]
+    flipped = probs.copy()
+    flipped[0] = [0, 1, 0]                       # 1 of 200 differs: 99.5% agreement
+    rows = [("s", "negative"), ("s", "neutral"), ("s", "positive"), ("s", "neutral")] * 50
+    assert evaluate.compare(rows, flipped, probs, "int8")["gate"]["passed"]
+    assert not evaluate.compare(rows, flipped, probs, "fp32")["gate"]["passed"]
+    flipped[1] = [1, 0, 0]
+    assert not evaluate.compare(rows, flipped, probs, "int8")["gate"]["passed"]
