@@ -11,7 +11,10 @@ def markdown(results: dict) -> str:
              f"Machine: {results['machine']}. Sentences: {results['sentences']}. "
              f"{results['duration_s']:.0f} s measured per load level, all in one run (`make bench`).", ""]
     for family, entry in results["models"].items():
-        lines += [f"## {family} — `{entry['source']}`", "",
+        guard = ", ".join(f"{v} agrees with fp32 on {g['agreement']:.1%}" for v, g in entry.get("guard", {}).items())
+        note = ("random weights: the accuracy guard is not applied (near-tied logits); " if not entry.get("guard_applied")
+                else "accuracy guard applied; ")
+        lines += [f"## {family} — `{entry['source']}`", "", f"_{note}{guard}._" if guard else "", "",
                   "| variant | path | clients × texts | texts/s | p50 ms | p95 ms | p99 ms | errors |",
                   "|---|---|---|---|---|---|---|---|"]
         for variant, v in entry["variants"].items():

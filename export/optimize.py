@@ -28,6 +28,7 @@ from export.runtime import VARIANTS, OnnxClassifier, variant_filename
 from export.sentences import PARITY_SENTENCES
 
 REPORT_FILENAME = "variants.json"
+RECIPES = {"int8": "fused, dynamic int8, per-channel weights", "fp16": "fused, fp16, fp32 inputs/outputs"}
 FUSED_FILENAME = "model.fused.onnx"
 
 
@@ -65,7 +66,9 @@ def build(export_dir: Path, variant: str) -> Path:
     if variant == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
         # DefaultTensorType: the fused graph has ops whose output type the quantizer cannot infer.
-        quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
+        # Per-channel weight scales: per-tensor int8 agreed with fp32 on 98.8% of FPB sentences
+        # for the fine-tuned DistilBERT (refused), per-channel on 99.9%, at the same speed.
+        quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     elif variant == "fp16":
         from onnxruntime.transformers.onnx_model import OnnxModel
@@ -101,11 +104,11 @@ def build_variants(export_dir: Path, variants: list[str], *, guard_data: Path | 
     report_path = export_dir / REPORT_FILENAME
     done = json.loads(report_path.read_text()) if report_path.exists() else {}
     sentences, labels, source = guard_sentences(guard_data, guard_limit)
-    settings = {"guard": source, "min_agreement": min_agreement}
     reference = None
     for variant in [v for v in variants if v != "fp32"]:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}: one of {VARIANTS}")
+        settings = {"guard": source, "min_agreement": min_agreement, "recipe": RECIPES[variant]}
         cached = done.get(variant, {})
         if cached.get("passed") and cached.get("settings") == settings and (export_dir / variant_filename(variant)).exists():
             log(f"[{facts.name}] {variant} variant cached (agreement {cached['agreement']:.2%})")
