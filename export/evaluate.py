@@ -118,7 +118,7 @@ def compare(rows, served: np.ndarray, inprocess: np.ndarray, variant: str) -> di
 
 def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, export: Path | None = None,
              model: str | None = None, build: Path = Path("build"), out: Path = DOCS, data_name: str = "",
-             log=print) -> dict:
+             log=print, variant: str = "fp32") -> dict:
     """Score `rows` served and in-process; write <out>/accuracy/<model>.json and its PNG."""
     from export.onnx import export_model
     from model_repository.assemble import TargetOptions, assemble
@@ -131,7 +131,11 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
         if url is None:
             export = Path(export) if export else export_model(str(checkpoint), family, build / "export" / family,
                                                               log=log).path
-            repository = assemble({family: export}, build / "repository" / "eval", TargetOptions("local"))
+            if variant != "fp32":
+                from export.optimize import build_variants
+                build_variants(export, [variant], log=log)   # guarded; cached when already built
+            repository = assemble({family: export}, build / "repository" / "eval",
+                                  TargetOptions("local", variant=variant))
             server = TritonServer(repository, Ports(*free_ports()), work_dir=build / "triton",
                                   log_path=build / "triton" / "eval.log")
             log(f"starting tritonserver for {family} (log: {server.log_path}) ...")
@@ -148,7 +152,7 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
     max_length = facts.max_length if facts else 512
     log(f"scoring them in-process with PyTorch (max length {max_length}) ...")
     inprocess = inprocess_probabilities(checkpoint, texts, max_length)
-    variant = facts.variant if facts else "fp32"
+    variant = variant if variant != "fp32" else (facts.variant if facts else "fp32")
     result = {"model": model, "family": family, "variant": variant, "checkpoint": str(checkpoint),
               "data": data_name, "n": len(rows), "served_seconds": round(served_s, 1),
               **compare(rows, served, inprocess, variant)}
@@ -231,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="gRPC host:port of a running server (default: start a local one)")
     parser.add_argument("--model", help="served model name (default: the family)")
     parser.add_argument("--export", type=Path, help="serve this export (any variant) instead of exporting")
+    parser.add_argument("--variant", choices=["fp32", "int8", "fp16"], default="fp32",
+                        help="export variant to serve (built and guarded by export.optimize if missing)")
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--out", type=Path, default=DOCS, help="docs folder (default docs/)")
     args = parser.parse_args(argv)
@@ -241,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = fpb.read(data)
     name = f"{data.name} ({data.parent.name})" if data.name == "heldout.txt" else data.name
     result = evaluate(args.checkpoint, args.family, rows, url=args.url, export=args.export, model=args.model,
+                      variant=args.variant,
                       build=args.build, out=args.out, data_name=name)
     print(f"wrote {render_docs(args.out)}")
     return 0 if result["gate"]["passed"] else 1
