@@ -173,6 +173,12 @@ def decode(result, labels: tuple[str, ...]) -> list[Prediction]:
     return [Prediction(n, float(s), dict(zip(labels, map(float, p)))) for n, s, p in zip(names, scores, probs)]
 
 
+# Errors the server gives while the watchdog replaces a dead Python stub (unload + load of the
+# model): the model exists and comes back within seconds. A model that is not in the
+# repository says "... is not found" instead and is not retried.
+TRANSIENT = ("is not healthy", "has no available versions")
+
+
 def server_error(status: str | None, message: str, model: str) -> FinsentError:
     """Map a Triton error (gRPC status or HTTP code) to the client's errors."""
     status = str(status or "")
@@ -180,6 +186,8 @@ def server_error(status: str | None, message: str, model: str) -> FinsentError:
         return UnavailableError(message)
     if status.endswith("DEADLINE_EXCEEDED"):
         return RequestTimeout(message)
+    if any(transient in message for transient in TRANSIENT):
+        return UnavailableError(message)   # a step being healed or reloaded: worth a retry
     row = TEXT_ROW.search(message)
     if row:
         return TextError(int(row.group(1)), row.group(2).strip())   # index within this request

@@ -49,6 +49,50 @@ def test_a_killed_tokenizer_stub_is_detected_and_healed_within_10_s(own_server):
     assert last and not any(c.error for c in last)
 
 
+def test_finsent_clients_ride_through_a_stub_death_without_errors(own_server):
+    """While the watchdog replaces a dead stub, the client's retries hide it from callers."""
+    from finsent import Client
+    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 0.5,
+                               log=print)
+    texts = ["Operating profit rose.", "Shares fell after the warning.", "The dividend is unchanged."]
+    results, errors = [], []
+
+    def caller():
+        with Client(own_server.grpc_url, "grpc", "finbert", timeout_s=10) as client:
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                try:
+                    results.append(client.classify(texts))
+                except Exception as exc:  # asserted below: there must be none
+                    errors.append(exc)
+
+    try:
+        watchdog.start()
+        time.sleep(1)
+        (pid,) = stub_pids(own_server, "finbert_tokenizer")
+        os.kill(pid, signal.SIGKILL)
+        threads = [threading.Thread(target=caller) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        watchdog.stop()
+    assert stub_pids(own_server, "finbert_tokenizer") != [pid], "the stub was not replaced"
+    assert not errors, f"{len(errors)} calls failed: {errors[:2]}"
+    assert results and all(len(r) == len(texts) for r in results)
+
+
+def test_an_unknown_model_is_not_retried():
+    from finsent.core import ModelError, UnavailableError, server_error
+    assert isinstance(server_error("StatusCode.NOT_FOUND", "Request for unknown model: 'foo' is not found", "foo"),
+                      ModelError)
+    transient = "Request for unknown model: 'finbert' has no available versions"
+    assert isinstance(server_error("StatusCode.NOT_FOUND", transient, "finbert"), UnavailableError)
+    assert isinstance(server_error("StatusCode.INTERNAL", "Stub process 'finbert_tokenizer_0_0' is not healthy.",
+                                   "finbert"), UnavailableError)
+
+
 def test_stop_drains_in_flight_requests(own_server):
     """TritonServer.stop() (the launcher's Ctrl-C / SIGTERM) unloads the ensembles first, then SIGTERM.
 
