@@ -1,0 +1,79 @@
+"""A/B of the local classifier's knobs under 16 closed-loop clients, interleaved rounds in one run.
+
+    python -m benchmarks.classifier_knobs --export build/bench/export/finbert --variant int8
+
+Configurations (what docs/serving.md argues from): the shipped one (no queue delay, no ORT
+spinning, one instance with all cores); a 500 us classifier queue delay; ORT threads spinning;
+two instances of one thread each. Each round serves every configuration in turn, so slow
+drifts of a shared machine fall on all of them. Writes docs/benchmarks/classifier-knobs.md.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks import load
+from benchmarks.serving import grpc_sender, machine, sentences
+from model_repository.assemble import TargetOptions, assemble, available_cores
+from server.triton import Ports, TritonServer, free_ports
+
+CONFIGS = {  # name: (queue delay us, allow spinning, instances)
+    "shipped: delay 0, no spinning, 1 instance": (0, False, 1),
+    "classifier queue delay 500 us": (500, False, 1),
+    "ORT threads spinning": (0, True, 1),
+    "2 instances x 1 thread": (0, False, 2),
+}
+
+
+def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, spinning: bool, instances: int,
+                      texts: list[str], seconds: float, work: Path) -> dict:
+    cores = available_cores()
+    repo = assemble({family: export}, work / "repository",
+                    TargetOptions("local", cores=max(1, cores // instances), variant=variant, allow_spinning=spinning))
+    config = repo / f"{family}_classifier" / "config.pbtxt"
+    text = re.sub(r"max_queue_delay_microseconds: \d+", f"max_queue_delay_microseconds: {delay_us}", config.read_text())
+    config.write_text(text.replace("count: 1", f"count: {instances}"))
+    with TritonServer(repo, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log") as server:
+        load.run(grpc_sender(server.grpc_url, family), texts, 4, 2, 0)                # warm up
+        many = load.run(grpc_sender(server.grpc_url, family), texts, 16, seconds, 2).summary()
+        one = load.run(grpc_sender(server.grpc_url, family), texts, 1, seconds / 2, 1).summary()
+    return {"texts_per_s_16": many["texts_per_s"], "p99_ms_16": many["p99_ms"], "p50_ms_1": one["p50_ms"],
+            "errors": many["errors"] + one["errors"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--export", type=Path, default=Path("build/bench/export/finbert"),
+                        help="an export directory (make bench leaves BERT-base's here)")
+    parser.add_argument("--family", default="finbert")
+    parser.add_argument("--variant", default="int8")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/classifier-knobs.md"))
+    args = parser.parse_args(argv)
+    texts, source = sentences(480)
+    rows = {name: [] for name in CONFIGS}
+    for round_ in range(args.rounds):
+        for name, knobs in CONFIGS.items():
+            rows[name].append(serve_and_measure(args.export, args.family, args.variant, *knobs, texts=texts,
+                                                seconds=args.seconds, work=Path("build/knobs")))
+            print(f"round {round_ + 1} {name}: {rows[name][-1]}", flush=True)
+    lines = [f"# Classifier knobs, A/B ({datetime.now(timezone.utc).isoformat(timespec='seconds')})", "",
+             f"Machine: {machine(available_cores())}. `{args.family}` {args.variant} from `{args.export}`; {source}. "
+             f"{args.rounds} interleaved rounds, {args.seconds:.0f} s at 16 clients and {args.seconds / 2:.0f} s at "
+             f"1 client per configuration and round (`python -m benchmarks.classifier_knobs`).", "",
+             "| configuration | texts/s @16 (per round) | p99 ms @16 | p50 ms @1 | errors |", "|---|---|---|---|---|"]
+    for name, results in rows.items():
+        cell = lambda key: " / ".join(f"{r[key]:.1f}" for r in results)
+        lines.append(f"| {name} | {cell('texts_per_s_16')} | {cell('p99_ms_16')} | {cell('p50_ms_1')} | "
+                     f"{sum(r['errors'] for r in results)} |")
+    args.out.write_text("\n".join(lines) + "\n")
+    print(args.out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
