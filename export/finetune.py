@@ -151,8 +151,8 @@ def evaluate(model, tokenizer, rows, max_length) -> dict:
 
 
 def finetune(base: str, rows, out: Path, *, epochs=4, lr=5e-5, batch_size=16, max_length=128, warmup=0.1,
-             weight_decay=0.01, test_size=0.2, seed=42, arch="distilbert", threads=None, data_info=None,
-             log=print, progress=True) -> dict:
+             weight_decay=0.01, test_size=0.2, seed=42, split_seed=42, arch="distilbert", threads=None,
+             data_info=None, log=print, progress=True) -> dict:
     import torch
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -161,7 +161,7 @@ def finetune(base: str, rows, out: Path, *, epochs=4, lr=5e-5, batch_size=16, ma
     if threads:
         torch.set_num_threads(threads)
     rows, removed = fpb.dedupe(rows)
-    train, test = fpb.stratified_split(rows, test_size, seed)
+    train, test = fpb.stratified_split(rows, test_size, split_seed)
     log(f"{len(rows)} sentences after removing {removed} duplicates: {len(train)} train, {len(test)} held out")
     torch.manual_seed(seed)
     try:
@@ -207,7 +207,7 @@ def finetune(base: str, rows, out: Path, *, epochs=4, lr=5e-5, batch_size=16, ma
             "train": len(train), "heldout": len(test), "heldout_file": HELDOUT_FILENAME,
             "hyperparameters": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
                                 "warmup": warmup, "weight_decay": weight_decay, "test_size": test_size,
-                                "seed": seed},
+                                "seed": seed, "split_seed": split_seed},
             "epochs_done": epoch, "complete": epoch == epochs,
             "history": history, "heldout_scores": held, "eval_max_length": tokenizer.model_max_length,
             "seconds": round(time.monotonic() - started, 1), "threads": torch.get_num_threads(),
@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.1, help="fraction of steps with rising lr")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--test-size", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="head initialisation and batch order (default 42)")
+    parser.add_argument("--split-seed", type=int, default=42,
+                        help="the 80/20 split; keep it fixed to compare runs on the same held-out set (default 42)")
     parser.add_argument("--limit", type=int, help="use a random N of the sentences (smoke runs)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -273,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [rows[i] for i in sorted(np.random.RandomState(args.seed).permutation(len(rows))[:args.limit])]
     finetune(args.base, rows, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
              max_length=args.max_length, warmup=args.warmup, weight_decay=args.weight_decay,
-             test_size=args.test_size, seed=args.seed, arch=args.arch, threads=args.threads, data_info=info)
+             test_size=args.test_size, seed=args.seed, split_seed=args.split_seed,
+             arch=args.arch, threads=args.threads, data_info=info)
     return 0
 
 
