@@ -10,14 +10,15 @@ drifts of a shared machine fall on all of them. Writes docs/benchmarks/classifie
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from google.protobuf import text_format
+
 from benchmarks import load
 from benchmarks.serving import grpc_sender, machine, sentences
-from model_repository.assemble import TargetOptions, assemble, available_cores
+from model_repository.assemble import TargetOptions, assemble, available_cores, load_config
 from server.triton import Ports, TritonServer, free_ports
 
 CONFIGS = {  # name: (queue delay us, allow spinning, instances)
@@ -28,18 +29,41 @@ CONFIGS = {  # name: (queue delay us, allow spinning, instances)
 }
 
 
+def configure(repo: Path, family: str, delay_us: int, instances: int) -> None:
+    """Set the classifier's queue delay and instance count in an assembled repository."""
+    path = repo / f"{family}_classifier" / "config.pbtxt"
+    config = load_config(path)
+    config.dynamic_batching.max_queue_delay_microseconds = delay_us
+    config.instance_group[0].count = instances
+    path.write_text(text_format.MessageToString(config))
+
+
+def served_knobs(server: TritonServer, family: str) -> tuple[int, int]:
+    """(queue delay us, instances) of the classifier as the server loaded it."""
+    import tritonclient.http as httpclient
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        config = client.get_model_config(f"{family}_classifier")
+    finally:
+        client.close()
+    delay = int(config.get("dynamic_batching", {}).get("max_queue_delay_microseconds", 0))
+    return delay, sum(int(group.get("count", 1)) for group in config.get("instance_group", []))
+
+
 def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, spinning: bool, instances: int,
                       texts: list[str], seconds: float, work: Path) -> dict:
     cores = available_cores()
     repo = assemble({family: export}, work / "repository",
                     TargetOptions("local", cores=max(1, cores // instances), variant=variant, allow_spinning=spinning))
-    config = repo / f"{family}_classifier" / "config.pbtxt"
-    text = re.sub(r"max_queue_delay_microseconds: \d+", f"max_queue_delay_microseconds: {delay_us}", config.read_text())
-    config.write_text(text.replace("count: 1", f"count: {instances}"))
+    configure(repo, family, delay_us, instances)
     with TritonServer(repo, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log") as server:
-        load.run(grpc_sender(server.grpc_url, family), texts, 4, 2, 0)                # warm up
-        many = load.run(grpc_sender(server.grpc_url, family), texts, 16, seconds, 2).summary()
-        one = load.run(grpc_sender(server.grpc_url, family), texts, 1, seconds / 2, 1).summary()
+        if served_knobs(server, family) != (delay_us, instances):   # a knob that silently did not apply
+            raise RuntimeError(f"the server loaded {served_knobs(server, family)} (delay us, instances), "
+                               f"not {(delay_us, instances)}")
+        warmup = min(2.0, seconds)
+        load.run(grpc_sender(server.grpc_url, family), texts, 4, warmup, 0)                # warm up
+        many = load.run(grpc_sender(server.grpc_url, family), texts, 16, seconds, warmup).summary()
+        one = load.run(grpc_sender(server.grpc_url, family), texts, 1, seconds / 2, warmup / 2).summary()
     return {"texts_per_s_16": many["texts_per_s"], "p99_ms_16": many["p99_ms"], "p50_ms_1": one["p50_ms"],
             "errors": many["errors"] + one["errors"]}
 
@@ -52,14 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="int8")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--sentences", type=int, default=480)
+    parser.add_argument("--work", type=Path, default=Path("build/knobs"), help="repository and server logs")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/classifier-knobs.md"))
     args = parser.parse_args(argv)
-    texts, source = sentences(480)
+    texts, source = sentences(args.sentences)
     rows = {name: [] for name in CONFIGS}
     for round_ in range(args.rounds):
         for name, knobs in CONFIGS.items():
             rows[name].append(serve_and_measure(args.export, args.family, args.variant, *knobs, texts=texts,
-                                                seconds=args.seconds, work=Path("build/knobs")))
+                                                seconds=args.seconds, work=args.work))
             print(f"round {round_ + 1} {name}: {rows[name][-1]}", flush=True)
     lines = [f"# Classifier knobs, A/B ({datetime.now(timezone.utc).isoformat(timespec='seconds')})", "",
              f"Machine: {machine(available_cores())}. `{args.family}` {args.variant} from `{args.export}`; {source}. "
