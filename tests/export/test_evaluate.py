@@ -1,5 +1,6 @@
 """make eval: the same sentences scored through the live `triton` fixture and in-process agree."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -43,3 +44,18 @@ def test_non_fp32_variants_are_judged_on_agreement():
     assert not evaluate.compare(rows, flipped, probs, "fp32")["gate"]["passed"]
     flipped[1] = [1, 0, 0]
     assert not evaluate.compare(rows, flipped, probs, "int8")["gate"]["passed"]
+
+
+def test_a_variant_is_built_guarded_served_and_reported(checkpoints, exports, tmp_path):
+    # `make eval ... --variant int8` on an export without it: built, guarded, served by its own server.
+    export = shutil.copytree(exports["distilbert"], tmp_path / "export")
+    result = evaluate.evaluate(checkpoints["distilbert"], "distilbert", ROWS, export=export, variant="int8",
+                               build=tmp_path / "build", out=tmp_path, data_name="synthetic", log=lambda *_: None)
+    assert result["variant"] == "int8" and result["n"] == 70
+    assert json.loads((export / "variants.json").read_text())["int8"]["passed"]
+    assert result["max_abs_probability_diff"] > 1e-6      # int8 was served, not the fp32 graph
+    assert result["gate"]["rule"].startswith("agreement >=")
+    assert result["gate"]["passed"] == (result["agreement"] >= 0.995
+                                        and result["inprocess"]["accuracy"] - result["served"]["accuracy"] <= 0.005)
+    assert (tmp_path / "accuracy" / "distilbert-int8.json").exists()
+    assert "`distilbert` int8 | **measured**" in evaluate.render_docs(tmp_path).read_text()
