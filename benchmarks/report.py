@@ -4,6 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 TARGET_RATIO, TARGET_P50_EXTRA_MS, TARGET_P99_MS = 0.95, 2.0, 400.0
+CPU_COLUMNS = ("classifier stub", "tokenizer stub", "postprocess stub", "tritonserver (frontend, ensemble)",
+               "load generator (bench client)")
+
+
+def level_name(key: str) -> str:
+    """'16x1' -> '16 × 1'; '16x1 perf_analyzer' -> '16 × 1, perf_analyzer'."""
+    counts, _, client = key.partition(" ")
+    return counts.replace("x", " × ") + (f", {client}" if client else "")
 
 
 def markdown(results: dict) -> str:
@@ -24,7 +32,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| {variant} | in-process ORT, batch 1 | 1 × 1 | {ip['batch1_texts_per_s']:.1f} | "
                          f"{ip['batch1_p50_ms']:.1f} | | | |")
             for key, level in v["triton"].items():
-                lines.append(f"| {variant} | Triton ensemble, gRPC | {key.replace('x', ' × ')} | "
+                client = " (perf_analyzer)" if level.get("client") == "perf_analyzer" else ""
+                lines.append(f"| {variant} | Triton ensemble, gRPC{client} | {level_name(key)} | "
                              f"{level['texts_per_s']:.1f} | {level['p50_ms']:.1f} | {level['p95_ms']:.1f} | "
                              f"{level['p99_ms']:.1f} | {level['errors']} |")
         for key, level in entry.get("baseline", {}).items():
@@ -32,20 +41,22 @@ def markdown(results: dict) -> str:
                          f"{level['texts_per_s']:.1f} | {level['p50_ms']:.1f} | {level['p95_ms']:.1f} | "
                          f"{level['p99_ms']:.1f} | {level['errors']} |")
         lines += ["", "Targets (same run):", "",
-                  "| variant | ensemble@16 / limit | ensemble@16 / baseline@16 | 1-client p50 vs batch-1 + 2 ms | "
-                  "p99@16 |", "|---|---|---|---|---|"]
+                  "| variant | load generator | ensemble@16 / limit | ensemble@16 / baseline@16 | "
+                  "1-client p50 vs batch-1 + 2 ms | p99@16 |", "|---|---|---|---|---|---|"]
         base16 = entry.get("baseline", {}).get("16x1", {}).get("texts_per_s")
         for variant, v in entry["variants"].items():
-            t16, t1, ip = v["triton"].get("16x1"), v["triton"].get("1x1"), v["in_process"]
-            if not t16 or not t1:
-                continue
-            ratio = t16["texts_per_s"] / ip["limit_texts_per_s"]
-            budget = ip["batch1_p50_ms"] + TARGET_P50_EXTRA_MS
-            lines.append(
-                f"| {variant} | {ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'short'} ≥ {TARGET_RATIO}) | "
-                f"{t16['texts_per_s'] / base16:.1f}× | " if base16 else f"| {variant} | {ratio:.2f} | - | ")
-            lines[-1] += (f"{t1['p50_ms']:.1f} vs {budget:.1f} ms ({'met' if t1['p50_ms'] <= budget else 'short'}) | "
-                          f"{t16['p99_ms']:.0f} ms |")
+            ip = v["in_process"]
+            for client, suffix in (("Python gRPC threads", ""), ("perf_analyzer", " perf_analyzer")):
+                t16, t1 = v["triton"].get(f"16x1{suffix}"), v["triton"].get(f"1x1{suffix}")
+                if not t16 or not t1:
+                    continue
+                ratio = t16["texts_per_s"] / ip["limit_texts_per_s"]
+                budget = ip["batch1_p50_ms"] + TARGET_P50_EXTRA_MS
+                versus = f"{t16['texts_per_s'] / base16:.1f}×" if base16 else "-"
+                lines.append(
+                    f"| {variant} | {client} | {ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'short'} ≥ "
+                    f"{TARGET_RATIO}) | {versus} | {t1['p50_ms']:.1f} vs {budget:.1f} ms "
+                    f"({'met' if t1['p50_ms'] <= budget else 'short'}) | {t16['p99_ms']:.0f} ms |")
         lines += ["", "Per-step Triton times at 16 clients (µs per request) and the classifier's batch sizes:", "",
                   "| variant | step | requests | executions | queue µs | compute µs | batch sizes (size: executions) |",
                   "|---|---|---|---|---|---|---|"]
@@ -54,6 +65,17 @@ def markdown(results: dict) -> str:
                 hist = ", ".join(f"{k}: {n}" for k, n in sorted(s["batch_histogram"].items(), key=lambda x: int(x[0])))
                 lines.append(f"| {variant} | {step} | {s['requests']} | {s['executions']} | "
                              f"{s['queue_us_per_request']:.0f} | {s['compute_us_per_request']:.0f} | {hist} |")
+        lines += ["", "Where the cores went (CPU time over each level as a share of all cores; the load generator "
+                  "is this benchmark's Python gRPC clients, on the same cores):", "",
+                  "| variant | clients × texts | " + " | ".join(CPU_COLUMNS) + " | idle |",
+                  "|---|---|" + "---|" * (len(CPU_COLUMNS) + 1)]
+        for variant, v in entry["variants"].items():
+            for key, level in v["triton"].items():
+                share = level.get("cpu_share")
+                if share:
+                    cells = [share.get(name, 0.0) for name in CPU_COLUMNS]
+                    lines.append(f"| {variant} | {level_name(key)} | " + " | ".join(f"{c:.0%}" for c in cells)
+                                 + f" | {max(0.0, 1 - sum(cells)):.0%} |")
         splits = {variant: v["classifier_split"] for variant, v in entry["variants"].items() if "classifier_split" in v}
         if splits:
             lines += ["", "How the classifier runs a batch of 16 mixed-length texts (in-process, texts/s):", "",
@@ -82,6 +104,10 @@ def plot(results: dict, path: Path) -> None:
             for lv in singles:
                 ax.annotate(f"{lv['clients']}c", (lv["texts_per_s"], lv["p50_ms"]), textcoords="offset points",
                             xytext=(4, -10), fontsize=7, color=color)
+            pa = [lv for key, lv in v["triton"].items() if key.endswith("perf_analyzer")]
+            if pa:
+                ax.plot([lv["texts_per_s"] for lv in pa], [lv["p99_ms"] for lv in pa], "D", color=color, mfc="none",
+                        label=f"perf_analyzer {variant} p99")
             ax.axvline(v["in_process"]["limit_texts_per_s"], color=color, alpha=0.4,
                        label=f"in-process limit {variant}")
         base = list(entry.get("baseline", {}).values())

@@ -144,6 +144,23 @@ def stats_delta(before: dict, after: dict) -> dict:
     return out
 
 
+def process_cpu(server: TritonServer, family: str) -> dict[str, float]:
+    """CPU seconds used so far by tritonserver, each Python step's stub, and this process (the load)."""
+    from benchmarks.faults import stub_pids
+
+    def cpu(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+    out = {"tritonserver (frontend, ensemble)": cpu(server.process.pid)}
+    for step in STEPS:
+        out[f"{step} stub"] = sum(cpu(pid) for pid in stub_pids(server, f"{family}_{step}"))
+    out["load generator (bench client)"] = cpu(os.getpid())
+    return out
+
+
 def grpc_sender(url: str, model: str):
     import tritonclient.grpc as grpcclient
 
@@ -169,6 +186,34 @@ def http_sender(url: str):
     return make
 
 
+def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], clients: int, duration: float,
+                        work: Path) -> dict:
+    """NVIDIA's perf_analyzer (C++ gRPC client, `clients` synchronous threads) on the ensemble: the same
+    load with a lighter client than this process's Python threads, which share the cores."""
+    import resource
+    from server import perf_analyzer
+    data = perf_analyzer.input_data(texts, work / "perf_analyzer_input.json")
+    csv = work / f"perf_analyzer_{clients}.csv"
+    window_ms = max(1000, int(duration * 1000 / 3))     # 3 windows (its stability check) ~ one level's time
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = perf_analyzer.run(["-m", family, "-u", server.grpc_url, "-i", "grpc", "--sync", f"--input-data={data}",
+                              f"--concurrency-range={clients}:{clients}", f"-p{window_ms}", "-s", "100", "-r", "3",
+                              "--percentile=99", "-f", str(csv)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0 or not csv.exists():
+        raise RuntimeError(f"perf_analyzer failed ({done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    header, row = [line.split(",") for line in csv.read_text().splitlines()[:2]]
+    values = dict(zip(header, row))
+    us = lambda key: float(values[key]) / 1000
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"clients": clients, "texts_per_request": 1, "texts_per_s": round(float(values["Inferences/Second"]), 2),
+            "p50_ms": round(us("p50 latency"), 2), "p95_ms": round(us("p95 latency"), 2),
+            "p99_ms": round(us("p99 latency"), 2), "errors": 0, "client": "perf_analyzer",
+            "client_cpu_share": round(cpu / elapsed / available_cores(), 3)}
+
+
 def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict:
     repository = assemble({family: export_dir}, work / "repository", TargetOptions("local", cores=args.cores,
                                                                                variant=variant))
@@ -177,11 +222,26 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
     with server:
         load.run(grpc_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
         for clients, per_request in [(c, 1) for c in args.clients] + [(1, 64)]:
-            before = triton_stats(server, family)
+            before, cpu_before = triton_stats(server, family), process_cpu(server, family)
             result = load.run(grpc_sender(server.grpc_url, family), texts, clients, args.duration, args.warmup,
                               texts_per_request=per_request)
+            cpu_after, window = process_cpu(server, family), args.duration + args.warmup
             key = f"{clients}x{per_request}"
-            levels[key] = {**result.summary(), "steps": stats_delta(before, triton_stats(server, family))}
+            # CPU over warm-up + window, as a share of the cores: where the machine's time went.
+            levels[key] = {**result.summary(), "steps": stats_delta(before, triton_stats(server, family)),
+                           "cpu_share": {name: (cpu_after[name] - cpu_before[name]) / window / args.cores
+                                         for name in cpu_after}}
+            print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
+                  f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
+        for clients in args.perf_analyzer_clients:
+            key = f"{clients}x1 perf_analyzer"
+            before, cpu_before, began = triton_stats(server, family), process_cpu(server, family), time.perf_counter()
+            levels[key] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
+            cpu_after, window = process_cpu(server, family), time.perf_counter() - began
+            share = {name: (cpu_after[name] - cpu_before[name]) / window / args.cores for name in cpu_after}
+            share["load generator (bench client)"] = levels[key]["client_cpu_share"]   # perf_analyzer's own
+            steps = stats_delta(before, triton_stats(server, family))
+            levels[key].update(steps=steps, cpu_share=share, requests=steps[family]["requests"])
             print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
                   f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
     return levels
@@ -223,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distilbert", help="checkpoint (default: random-weight DistilBERT-base)")
     parser.add_argument("--variants", default="fp32,int8")
     parser.add_argument("--clients", default="1,4,16", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--perf-analyzer-clients", default="1,16", type=lambda s: [int(x) for x in s.split(",") if x],
+                        help="levels driven by NVIDIA's perf_analyzer instead of Python clients ('' for none)")
     parser.add_argument("--baseline-clients", default="1,16", type=lambda s: [int(x) for x in s.split(",") if x])
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per load level")
     parser.add_argument("--warmup", type=float, default=3.0)
