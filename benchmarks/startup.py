@@ -1,0 +1,152 @@
+"""Start-up time of `make serve` (`python -m server`): from the command to the first classified text.
+
+    python -m benchmarks.startup                       # every scenario below, 3 warm starts each
+    python -m benchmarks.startup --scenarios tiny --repeats 5
+
+Each scenario runs once cold (exports and variants built: the first `make serve`) and then
+--repeats times warm (exports cached: every later start). Per start it records the seconds to
+"ready" (the launcher's own line, after Triton's /v2/health/ready), to the first classification
+through every ensemble over HTTP, and to a clean exit after SIGINT (drain included).
+Writes docs/benchmarks/startup.{md,json}.
+
+Scenarios use random-weight checkpoints (offline). int8 is served only where random weights pass
+the export's accuracy guard (random BERT-base and tiny DistilBERT do; random DistilBERT-base's
+near-tied logits do not), so both base models together run fp32.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.serving import machine
+from export import random_checkpoint
+from model_repository.assemble import available_cores
+from server.triton import free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+SCENARIOS = {   # key: (name, families, checkpoint size, variant)
+    "base": ("BERT-base + DistilBERT-base", ("finbert", "distilbert"), "base", "fp32"),
+    "finbert-int8": ("BERT-base (FinBERT's size)", ("finbert",), "base", "int8"),
+    "tiny": ("one tiny DistilBERT", ("distilbert",), "tiny", "int8"),
+}
+
+
+def classify(http_port: int, model: str) -> bool:
+    body = json.dumps({"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1, 1],
+                                   "data": ["Operating profit rose."]}]}).encode()
+    request = urllib.request.Request(f"http://localhost:{http_port}/v2/models/{model}/infer", body,
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: float = 600) -> dict:
+    http, grpc, metrics = free_ports()
+    command = [sys.executable, "-m", "server", "--variant", variant, "--build", str(build), "--http-port", str(http),
+               "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--watchdog-interval", "0"]
+    for family in ("finbert", "distilbert"):
+        command += [f"--{family}", sources.get(family, "")]
+    began = time.monotonic()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines, ready_s = [], None
+    try:
+        for line in proc.stdout:                 # the launcher prints "ready in ..." once Triton is ready
+            lines.append(line)
+            if line.startswith("ready in "):
+                ready_s = time.monotonic() - began
+                break
+            if time.monotonic() - began > timeout_s:
+                break
+        if ready_s is None:
+            raise RuntimeError("the server did not start:\n" + "".join(lines[-20:]))
+        pending = set(sources)
+        while pending and time.monotonic() - began < timeout_s:
+            pending = {model for model in pending if not classify(http, model)}
+            time.sleep(0.01 if pending else 0)
+        if pending:
+            raise RuntimeError(f"{', '.join(sorted(pending))} never classified a text")
+        first_s = time.monotonic() - began
+        stop_began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=120)[0]
+        stop_s = time.monotonic() - stop_began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the server exited with {proc.returncode}:\n{rest[-2000:]}")
+    return {"ready_s": round(ready_s, 2), "first_classification_s": round(first_s, 2), "stop_s": round(stop_s, 2)}
+
+
+def scenario(name: str, sources: dict[str, str], variant: str, build: Path, repeats: int, log=print) -> dict:
+    shutil.rmtree(build / "export", ignore_errors=True)           # cold: nothing cached
+    cold = start_once(sources, variant, build)
+    log(f"{name}: cold {cold}")
+    warm = []
+    for i in range(repeats):
+        warm.append(start_once(sources, variant, build))
+        log(f"{name}: warm {i + 1}/{repeats} {warm[-1]}")
+    median = {key: round(float(np.median([w[key] for w in warm])), 2) for key in cold} if warm else {}
+    return {"name": name, "variant": variant, "sources": sources, "cold": cold, "warm": warm, "warm_median": median}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="warm starts per scenario")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)}")
+    parser.add_argument("--build", type=Path, default=Path("build/startup"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args(argv)
+    runs = []
+    for key in args.scenarios.split(","):
+        name, families, size, variant = SCENARIOS[key]
+        sources = {}
+        for family in families:
+            path = args.build / "checkpoints" / f"{family}-{size}"
+            if not (path / "config.json").exists():
+                random_checkpoint.build(ARCHS[family], path, size=size)
+            sources[family] = str(path)
+        runs.append(scenario(name, sources, variant, args.build / key, args.repeats))
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "startup.json").write_text(json.dumps({"when": when, "machine": machine(available_cores()),
+                                                       "runs": runs}, indent=2) + "\n")
+    lines = [f"# Start-up of `make serve` ({when})", "",
+             f"Machine: {machine(available_cores())}. `python -m benchmarks.startup`: `python -m server "
+             f"--variant ...` from the command to \"ready\" (Triton's /v2/health/ready), to the first "
+             f"text classified through every ensemble (HTTP), and from SIGINT to a clean exit (drain included). "
+             f"Cold: no export cached (export, parity check, variant build and guard); warm: median of "
+             f"{args.repeats} starts with the exports cached.", "",
+             "| scenario | variant | start | ready s | first classification s | stop s |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        lines.append(f"| {run['name']} | {run['variant']} | cold | {run['cold']['ready_s']} | {run['cold']['first_classification_s']} | "
+                     f"{run['cold']['stop_s']} |")
+        if run["warm_median"]:
+            m = run["warm_median"]
+            lines.append(f"| {run['name']} | {run['variant']} | warm (median of {len(run['warm'])}) | {m['ready_s']} | "
+                         f"{m['first_classification_s']} | {m['stop_s']} |")
+    (args.out / "startup.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
