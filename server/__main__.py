@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     watchdog = None
     if args.watchdog_interval > 0:
         watchdog = Watchdog(server.http_url, list(exports), admin_key, args.watchdog_interval,
-                            log=lambda line: print(f"watchdog: {line}", flush=True))
+                            log=lambda line: print(f"watchdog: {line}", flush=True), server_pid=server.process.pid)
         watchdog.start()
     stop = {"signal": None}
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -154,33 +154,100 @@ def heal(triton: Triton, errors: dict[str, str], log=print) -> dict[str, str]:
     return check(triton, list(errors))
 
 
-def watch(triton: Triton, models, interval_s: float = 1.0, should_stop=lambda: False, log=print) -> None:
-    """Check every interval_s and repair what broke, until should_stop() (the launcher's watchdog)."""
+def python_stubs(parent: int) -> dict[int, str]:
+    """{pid: model} of the Python-backend stubs that tritonserver `parent` started."""
+    stubs = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if not argv[0].endswith(b"triton_python_backend_stub") or len(argv) < 2 or _stat(int(entry))[1] != parent:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        # argv[1] is <repository>/<model>/<version>/model.py
+        stubs[int(entry)] = os.path.basename(os.path.dirname(os.path.dirname(argv[1].decode(errors="replace"))))
+    return stubs
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(state, parent pid) of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        return _stat(pid)[0] not in ("Z", "X")       # a killed stub stays a zombie until Triton reaps it
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def reload_dead_stubs(triton: Triton, dead: list[str], models, log=print) -> None:
+    """Reload the models whose stub died; one being unloaded on purpose (not READY) is left alone."""
+    started = time.monotonic()
+    for model in dead:
+        if not triton.ready(model):
+            continue
+        log(f"{model}'s Python stub died; reloading {model}")
+        failure = triton.reload(model)
+        if failure:
+            log(f"  {failure}")
+    errors = check(triton, models)
+    if errors:
+        errors = heal(triton, errors, log=log)
+    for model, error in errors.items():
+        log(f"{model} is still unhealthy: {error.strip()[:160]}")
+    if not errors:
+        log(f"healed {', '.join(models)} in {time.monotonic() - started:.1f} s")
+
+
+def watch(triton: Triton, models, interval_s: float = 1.0, should_stop=lambda: False, log=print,
+          server_pid: int | None = None, poll_s: float = 0.1) -> None:
+    """Check every interval_s and repair what broke, until should_stop() (the launcher's watchdog).
+
+    With server_pid (the launcher knows it), the Python stubs are also looked at every poll_s: a dead
+    one is reloaded at once, instead of after the next check, whose inference waits ~1 s on the dead
+    stub like every request sent to it meanwhile."""
+    stubs = python_stubs(server_pid) if server_pid else {}
+    next_check = time.monotonic()
     while not should_stop():
         started = time.monotonic()
-        errors = check(triton, models)
-        if errors:
-            still = heal(triton, errors, log=log)
-            healed = sorted(set(errors) - set(still))
-            if healed:
-                log(f"healed {', '.join(healed)} in {time.monotonic() - started:.1f} s")
-            for model, error in still.items():
-                log(f"{model} is still unhealthy: {error.strip()[:160]}")
-        time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+        if started >= next_check:
+            errors = check(triton, models)
+            if errors:
+                still = heal(triton, errors, log=log)
+                healed = sorted(set(errors) - set(still))
+                if healed:
+                    log(f"healed {', '.join(healed)} in {time.monotonic() - started:.1f} s")
+                for model, error in still.items():
+                    log(f"{model} is still unhealthy: {error.strip()[:160]}")
+            stubs = python_stubs(server_pid) if server_pid else {}     # new models, new stubs
+            next_check = started + interval_s
+        else:
+            dead = sorted({model for pid, model in stubs.items() if not alive(pid)})
+            if dead:
+                reload_dead_stubs(triton, dead, models, log)
+                stubs = python_stubs(server_pid)
+        time.sleep(max(0.0, min(poll_s if stubs else interval_s, next_check - time.monotonic())))
 
 
 class Watchdog(threading.Thread):
     """watch() in a daemon thread: `python -m server` runs one next to tritonserver."""
 
-    def __init__(self, url: str, models, admin_key: str | None, interval_s: float = 1.0, log=print):
+    def __init__(self, url: str, models, admin_key: str | None, interval_s: float = 1.0, log=print,
+                 server_pid: int | None = None):
         super().__init__(name="finsent-watchdog", daemon=True)
         # A dead stub answers after about 1 s: a shorter timeout would hide which model it is.
         self.triton = Triton(url, admin_key, timeout_s=5.0)
-        self.models, self.interval_s, self.log = list(models), interval_s, log
+        self.models, self.interval_s, self.log, self.server_pid = list(models), interval_s, log, server_pid
         self._halt = threading.Event()
 
     def run(self) -> None:
-        watch(self.triton, self.models, self.interval_s, self._halt.is_set, self.log)
+        watch(self.triton, self.models, self.interval_s, self._halt.is_set, self.log, self.server_pid)
 
     def stop(self) -> None:
         self._halt.set()

@@ -83,6 +83,32 @@ def test_finsent_clients_ride_through_a_stub_death_without_errors(own_server):
     assert results and all(len(r) == len(texts) for r in results)
 
 
+def test_the_launchers_watchdog_reloads_a_dead_stub_without_waiting_for_a_check(own_server):
+    """With the server's pid (as `python -m server` runs it) the watchdog sees the stub process die.
+
+    Its inference check runs only every 30 s here, so a repair within seconds is the stub watch's."""
+    lines = []
+    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 30.0,
+                               log=lines.append, server_pid=own_server.process.pid)
+    triton = health.Triton(own_server.http_url, own_server.admin_key)
+    try:
+        watchdog.start()
+        time.sleep(1)                                   # past the first check
+        assert health.python_stubs(own_server.process.pid)           # it sees the stubs
+        (pid,) = stub_pids(own_server, "finbert_tokenizer")
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        while not any(line.startswith("healed") for line in lines) and time.monotonic() - killed_at < 10:
+            time.sleep(0.05)
+        healed_s = time.monotonic() - killed_at
+    finally:
+        watchdog.stop()
+    assert any("finbert_tokenizer's Python stub died" in line for line in lines), lines
+    assert healed_s < 5, f"healed after {healed_s:.1f} s: {lines}"
+    assert health.check(triton) == {}
+    assert stub_pids(own_server, "finbert_tokenizer") not in ([], [pid])
+
+
 def test_an_unknown_model_is_not_retried():
     from finsent.core import ModelError, UnavailableError, server_error
     assert isinstance(server_error("StatusCode.NOT_FOUND", "Request for unknown model: 'foo' is not found", "foo"),
