@@ -28,7 +28,7 @@ FAMILY ?= distilbert
 URL ?=
 EVAL_ARGS ?=
 
-.PHONY: help setup serve test bench gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
+.PHONY: help setup serve test bench startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
 	finetune eval
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
@@ -38,6 +38,7 @@ help:
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
 	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
+	@echo "make startup  make serve's start-up time, cold and warm -> docs/benchmarks/startup.md"
 	@echo "make gateway  REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of Triton gRPC TRITON_URL=$(TRITON_URL)"
 	@echo "make faults   kill a Python stub / restart Triton under 16 clients -> docs/benchmarks/faults.md"
 	@echo "make soak     DURATION=600 s at ~70% of measured max throughput -> docs/benchmarks/soak.md"
@@ -78,6 +79,9 @@ bench: setup
 	$(PY) -m benchmarks.serving --variants $(BENCH_VARIANTS) --duration $(BENCH_SECONDS) \
 		$(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
+startup: setup
+	$(PY) -m benchmarks.startup
+
 faults: setup
 	$(PY) -m benchmarks.faults
 

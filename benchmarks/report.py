@@ -31,6 +31,9 @@ def markdown(results: dict) -> str:
                          f"{ip['limit_texts_per_s']:.1f} | | | | |")
             lines.append(f"| {variant} | in-process ORT, batch 1 | 1 × 1 | {ip['batch1_texts_per_s']:.1f} | "
                          f"{ip['batch1_p50_ms']:.1f} | | | |")
+            if "batch1_no_spinning_p50_ms" in ip:
+                lines.append(f"| {variant} | in-process ORT, batch 1, threads not spinning (as served) | 1 × 1 | | "
+                             f"{ip['batch1_no_spinning_p50_ms']:.1f} | | | |")
             for key, level in v["triton"].items():
                 client = " (perf_analyzer)" if level.get("client") == "perf_analyzer" else ""
                 lines.append(f"| {variant} | Triton ensemble, gRPC{client} | {level_name(key)} | "

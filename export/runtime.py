@@ -26,12 +26,13 @@ def variant_filename(variant: str) -> str:
 
 class OnnxClassifier:
     def __init__(self, export_dir: Path, variant: str = "fp32", threads: int | None = None,
-                 providers: list[str] | None = None):
+                 providers: list[str] | None = None, allow_spinning: bool = True):
         export_dir = Path(export_dir)
         self.facts = ModelFacts.load(export_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(allow_spinning)))
         self.session = ort.InferenceSession(str(export_dir / variant_filename(variant)), options,
                                             providers=providers or ["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 from typing import Sequence
 
-from finsent.client import DEFAULT_URLS, transport_error
+from finsent.client import transport_error
 from finsent.core import (
-    GRPC_CHANNEL_ARGS, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result, Retry,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay, split_url)
+    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay)
 
 
 def _aio_transport_error(exc: BaseException) -> FinsentError | None:
@@ -26,15 +26,9 @@ def _aio_transport_error(exc: BaseException) -> FinsentError | None:
     return transport_error(exc)
 
 
-class AsyncClient:
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = "finbert", *,
-                 timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
-                 batch_size: int | None = None):
-        self.protocol = protocol
-        self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
-        self.model, self.timeout_s, self.retry = model, timeout_s, retry
-        self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
-        if protocol == "grpc":
+class AsyncClient(ClientBase):
+    def _setup(self) -> None:
+        if self.protocol == "grpc":
             import tritonclient.grpc.aio as module
             import tritonclient.grpc as types
         else:
@@ -42,7 +36,6 @@ class AsyncClient:
             import tritonclient.http as types
         self._module, self._types = module, types
         self._client = None
-        self._info: ModelInfo | None = None
 
     def _triton(self):
         # Created on first use, inside the running loop (aiohttp and grpc.aio bind to it).

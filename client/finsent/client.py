@@ -11,12 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from finsent.core import (
-    GRPC_CHANNEL_ARGS, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result, Retry,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay, split_url)
-
-DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
-
+from finsent.core import (  # noqa: F401  (DEFAULT_URLS: re-exported)
+    DEFAULT_URLS, GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay)
 
 def transport_error(exc: BaseException) -> FinsentError | None:
     """Errors raised below tritonclient (sockets, gevent timeouts) as the client's errors."""
@@ -35,19 +32,12 @@ def _module(protocol: str):
     return module
 
 
-class Client:
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = "finbert", *,
-                 timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
-                 batch_size: int | None = None):
-        self.protocol = protocol
-        self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
-        self.model, self.timeout_s, self.retry = model, timeout_s, retry
-        self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
-        self._module = _module(protocol)
+class Client(ClientBase):
+    def _setup(self) -> None:
+        self._module = _module(self.protocol)
         self._local = threading.local()
         self._clients: list = []
         self._lock = threading.Lock()
-        self._info: ModelInfo | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     # -- plumbing ---------------------------------------------------------------------------

@@ -129,6 +129,26 @@ GRPC_CHANNEL_ARGS = [
 ]
 
 
+DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
+
+
+class ClientBase:
+    """The settings Client and AsyncClient share; each sets up its transport in _setup()."""
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = "finbert", *,
+                 timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
+                 batch_size: int | None = None):
+        self.protocol = protocol
+        self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
+        self.model, self.timeout_s, self.retry = model, timeout_s, retry
+        self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
+        self._info: ModelInfo | None = None
+        self._setup()
+
+    def _setup(self) -> None:
+        raise NotImplementedError
+
+
 def split_url(url: str, protocol: str) -> str:
     if protocol not in ("grpc", "http"):
         raise ValueError(f"protocol {protocol!r}: 'grpc' or 'http'")
