@@ -2,9 +2,9 @@
 
     python -m benchmarks.classifier_knobs --export build/bench/export/finbert --variant int8
 
-Configurations (what docs/serving.md argues from): the shipped one (no queue delay, no ORT
-spinning, one instance with all cores); a 500 us classifier queue delay; ORT threads spinning;
-two instances of one thread each. Each round serves every configuration in turn, so slow
+Configurations (what docs/serving.md argues from): no queue delay, no ORT spinning, one instance
+with all cores; a 500 us classifier queue delay; ORT threads spinning (shipped); two instances of
+one thread each; and spinning with the delay or with two instances. Each round serves every configuration in turn, so slow
 drifts of a shared machine fall on all of them. Writes docs/benchmarks/classifier-knobs.md.
 """
 from __future__ import annotations
@@ -22,10 +22,12 @@ from model_repository.assemble import TargetOptions, assemble, available_cores, 
 from server.triton import Ports, TritonServer, free_ports
 
 CONFIGS = {  # name: (queue delay us, allow spinning, instances)
-    "shipped: delay 0, no spinning, 1 instance": (0, False, 1),
+    "delay 0, no spinning, 1 instance": (0, False, 1),
     "classifier queue delay 500 us": (500, False, 1),
-    "ORT threads spinning": (0, True, 1),
+    "ORT threads spinning (shipped)": (0, True, 1),
     "2 instances x 1 thread": (0, False, 2),
+    "spinning + delay 500 us": (500, True, 1),
+    "spinning + 2 instances x 1 thread": (0, True, 2),
 }
 
 

@@ -45,7 +45,7 @@ class TargetOptions:
     buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # container padding lengths
     run_overhead_tokens: int = 48  # local classifier: a run's fixed cost in padded tokens (see classifier.py)
     max_tokens_per_run: int = 8192 # local classifier: bound on one ONNX Runtime run's padded tokens
-    allow_spinning: bool = False   # local classifier: ORT threads spin-wait (faster alone, steals shared cores)
+    allow_spinning: bool = True    # local classifier: ORT threads spin-wait between ops (benchmarks/classifier_knobs.py)
     variant: str = "fp32"          # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
 
     def __post_init__(self):

@@ -23,9 +23,9 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(params.get("intra_op_thread_count", "0"))
         options.inter_op_num_threads = int(params.get("inter_op_thread_count", "1"))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle ORT threads spin by default: right in-process, but here they can take the cores
-        # the tokenizer and postprocess steps need between runs (worse when cores are contended).
-        options.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "0"))
+        # ORT's default, measured a little faster here too (docs/benchmarks/classifier-knobs.md);
+        # "0" gives the cores back at once when other programs need them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "1"))
         self.session = ort.InferenceSession(str(here / params.get("model_filename", "model.onnx")), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = facts["input_names"]
