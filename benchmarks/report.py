@@ -32,7 +32,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {variant} | in-process ORT, batch 1 | 1 × 1 | {ip['batch1_texts_per_s']:.1f} | "
                          f"{ip['batch1_p50_ms']:.1f} | | | |")
             if "batch1_no_spinning_p50_ms" in ip:
-                lines.append(f"| {variant} | in-process ORT, batch 1, threads not spinning (as served) | 1 × 1 | | "
+                lines.append(f"| {variant} | in-process ORT, batch 1, threads not spinning | 1 × 1 | | "
                              f"{ip['batch1_no_spinning_p50_ms']:.1f} | | | |")
             for key, level in v["triton"].items():
                 client = " (perf_analyzer)" if level.get("client") == "perf_analyzer" else ""

@@ -86,8 +86,7 @@ def in_process(export_dir: Path, variant: str, texts: list[str], cores: int) -> 
     n = len(texts)
     result = {"limit_texts_per_s": n / timed(lambda: model.logits(texts, batch_size=32, sort=True)),
               "batch1_p50_ms": float(np.median(single)), "batch1_texts_per_s": 1000 / float(np.mean(single))}
-    # The served classifier does not let ORT threads spin (they would take the cores the other
-    # steps need): the same batch-1 loop with that setting shows what it costs alone.
+    # What ORT's thread spinning (on in-process and in the served classifier) buys at batch 1.
     quiet = OnnxClassifier(export_dir, variant, threads=cores, allow_spinning=False)
     result["batch1_no_spinning_p50_ms"] = float(np.median(batch1_ms(quiet, texts[:100])))
     result["padded32_texts_per_s"] = n / timed(lambda: model.logits(texts, batch_size=32, sort=False))
