@@ -26,6 +26,7 @@ import numpy as np
 
 from export import fpb
 from export.facts import CANONICAL_LABELS, ModelFacts
+from export.optimize import GuardError
 
 DOCS = fpb.REPO_ROOT / "docs"
 MAX_BATCH = 64                       # the ensembles' max_batch_size
@@ -118,7 +119,7 @@ def compare(rows, served: np.ndarray, inprocess: np.ndarray, variant: str) -> di
 
 def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, export: Path | None = None,
              model: str | None = None, build: Path = Path("build"), out: Path = DOCS, data_name: str = "",
-             log=print, variant: str = "fp32") -> dict:
+             log=print, variant: str = "fp32", min_agreement: float = 0.995) -> dict:
     """Score `rows` served and in-process; write <out>/accuracy/<model>.json and its PNG."""
     from export.onnx import export_model
     from model_repository.assemble import TargetOptions, assemble
@@ -133,7 +134,7 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
                                                               log=log).path
             if variant != "fp32":
                 from export.optimize import build_variants
-                build_variants(export, [variant], log=log)   # guarded; cached when already built
+                build_variants(export, [variant], min_agreement=min_agreement, log=log)   # guarded; cached
             repository = assemble({family: export}, build / "repository" / "eval",
                                   TargetOptions("local", variant=variant))
             server = TritonServer(repository, Ports(*free_ports()), work_dir=build / "triton",
@@ -201,7 +202,7 @@ def render_docs(out: Path = DOCS) -> Path:
                       f"{ft['duplicates_removed']} duplicates, stratified {1 - hp['test_size']:.0%}/"
                       f"{hp['test_size']:.0%} split (seed {hp['seed']}): {ft['train']} train, {ft['heldout']} held "
                       f"out. {hp['epochs']} epochs, lr {hp['lr']:g}, batch {hp['batch_size']}, max length "
-                      f"{hp['max_length']}, {ft['seconds'] / 60:.0f} min on 2 shared CPU cores.", ""]
+                      f"{hp['max_length']}, {ft['seconds'] / 60:.0f} min on 2 CPU cores.", ""]
         lines += ["| model | rows | data | n | accuracy | macro-F1 | F1 neg / neu / pos |",
                   "|---|---|---|---|---|---|---|"]
         for label, sc in (("served by Triton (gRPC)", s), ("in-process PyTorch", p)):
@@ -237,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", type=Path, help="serve this export (any variant) instead of exporting")
     parser.add_argument("--variant", choices=["fp32", "int8", "fp16"], default="fp32",
                         help="export variant to serve (built and guarded by export.optimize if missing)")
+    parser.add_argument("--min-agreement", type=float, default=0.995,
+                        help="the variant's accuracy guard (export.optimize); 0 scores a variant it would refuse")
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--out", type=Path, default=DOCS, help="docs folder (default docs/)")
     args = parser.parse_args(argv)
@@ -246,9 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = fpb.read(data)
     name = f"{data.name} ({data.parent.name})" if data.name == "heldout.txt" else data.name
-    result = evaluate(args.checkpoint, args.family, rows, url=args.url, export=args.export, model=args.model,
-                      variant=args.variant,
-                      build=args.build, out=args.out, data_name=name)
+    try:
+        result = evaluate(args.checkpoint, args.family, rows, url=args.url, export=args.export, model=args.model,
+                          variant=args.variant, min_agreement=args.min_agreement,
+                          build=args.build, out=args.out, data_name=name)
+    except GuardError as exc:
+        print(f"error: {exc}; --min-agreement 0 scores it anyway", file=sys.stderr)
+        return 1
     print(f"wrote {render_docs(args.out)}")
     return 0 if result["gate"]["passed"] else 1
 

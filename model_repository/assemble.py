@@ -130,8 +130,10 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 
 
 def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = TargetOptions(),
-             link: bool | None = None) -> Path:
-    """Write the repository for `exports` ({family: export dir}) to `out`, replacing what is there."""
+             link: bool | None = None, variants: dict[str, str] | None = None) -> Path:
+    """Write the repository for `exports` ({family: export dir}) to `out`, replacing what is there.
+
+    variants: {family: variant} where one differs from options.variant (a refused int8, say)."""
     if not exports:
         raise ValueError("no model to put in the repository")
     link = options.target == "local" if link is None else link
@@ -143,11 +145,12 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
             raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
         export_dir = Path(export_dir)
         facts = ModelFacts.load(export_dir)
-        model_file = export_dir / variant_filename(options.variant)
+        variant = (variants or {}).get(family, options.variant)
+        model_file = export_dir / variant_filename(variant)
         if not model_file.exists():
             raise FileNotFoundError(f"{model_file} is missing: build it with "
-                                    f"`python -m export.optimize --export {export_dir} --variants {options.variant}`")
-        served = dataclasses.replace(facts, variant=options.variant)
+                                    f"`python -m export.optimize --export {export_dir} --variants {variant}`")
+        served = dataclasses.replace(facts, variant=variant)
         for step in (None, *STEPS):
             config = render(family, step, facts, options)
             version = out / config.name / "1"

@@ -25,33 +25,43 @@ from server.triton import LaunchError, Ports, TritonServer
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
 
 
-def prepare(sources: dict[str, str], build: Path, variant: str = "fp32") -> dict[str, Path]:
-    """Export every family that has a source (and its variant); say why any is skipped."""
-    exports, skipped = {}, {}
+def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
+            min_agreement: float = 0.995) -> tuple[dict[str, Path], dict[str, str]]:
+    """Export every family that has a source and build its variant; say why any is skipped.
+
+    Returns ({family: export dir}, {family: variant to serve}). A variant the accuracy guard refuses
+    for one model falls back to that model's fp32 export (said on stderr): the others keep theirs."""
+    exports, variants, skipped = {}, {}, {}
     for family, source in sources.items():
         if not source:
             skipped[family] = "no source given"
             continue
         try:
             path = export_model(source, family, build / "export" / family).path
-            if variant != "fp32":
-                build_variants(path, [variant])
-            exports[family] = path
-        except (SourceUnavailable, FactsError, ParityError, GuardError) as exc:
+        except (SourceUnavailable, FactsError, ParityError) as exc:
             skipped[family] = str(exc)
+            continue
+        exports[family], variants[family] = path, variant
+        if variant != "fp32":
+            try:
+                build_variants(path, [variant], min_agreement=min_agreement)
+            except GuardError as exc:
+                variants[family] = "fp32"
+                print(f"{family}: {exc}. Serving {family} in fp32 (exact, slower) instead.", file=sys.stderr)
     for family, why in skipped.items():
         print(f"skipping {family}: {why}", file=sys.stderr)
     if not exports:
         raise LaunchError("no model to serve. Point FINBERT= or DISTILBERT= at a Hugging Face hub id (needs the "
                           "internet) or a local checkpoint directory, e.g. `make serve FINBERT=path/to/checkpoint`"
                           " (`make finetune` writes the DistilBERT default)")
-    return exports
+    return exports, variants
 
 
-def usage(models: list[str], ports: Ports, variant: str) -> str:
-    model = models[0]
+def usage(variants: dict[str, str], ports: Ports) -> str:
+    model = next(iter(variants))
+    served = ", ".join(f"{family} ({variant})" for family, variant in variants.items())
     return f"""
-finsent is serving {', '.join(models)} ({variant}):  HTTP :{ports.http}  gRPC :{ports.grpc}  metrics :{ports.metrics}
+finsent is serving {served}:  HTTP :{ports.http}  gRPC :{ports.grpc}  metrics :{ports.metrics}
 
   curl -s localhost:{ports.http}/v2/models/{model}/infer -d \\
     '{{"inputs":[{{"name":"TEXT","datatype":"BYTES","shape":[2,1],"data":["Profit rose 12%.","Shares fell."]}}]}}'
@@ -82,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     started = time.monotonic()
     try:
-        exports = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant)
-        repository = assemble(exports, args.build / "repository" / "local", TargetOptions("local", variant=args.variant))
+        exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant)
+        repository = assemble(exports, args.build / "repository" / "local", TargetOptions("local", variant=args.variant),
+                              variants=variants)
         log = args.build / "triton" / "tritonserver.log"
         log.unlink(missing_ok=True)
         # Explicit model control lets the watchdog reload a model whose stub died; the key keeps
@@ -97,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"ready in {time.monotonic() - started:.1f} s")
-    print(usage(list(exports), ports, args.variant))
+    print(usage(variants, ports))
     watchdog = None
     if args.watchdog_interval > 0:
         watchdog = Watchdog(server.http_url, list(exports), admin_key, args.watchdog_interval,

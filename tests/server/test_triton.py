@@ -1,9 +1,11 @@
+import json
 import socket
 import subprocess
 import sys
 
 import pytest
 
+from model_repository.assemble import TargetOptions, assemble
 from server import perf_analyzer
 from server.__main__ import prepare
 from server.triton import LaunchError, Ports, TritonServer, check_ports, free_ports, triton_args
@@ -35,9 +37,21 @@ def test_a_broken_repository_fails_with_the_log_lines_that_say_why(tmp_path):
 
 
 def test_unavailable_models_are_skipped_with_the_reason(checkpoints, tmp_path, capsys):
-    exports = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": str(tmp_path / "missing")}, tmp_path)
-    assert list(exports) == ["finbert"]
+    exports, variants = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": str(tmp_path / "missing")},
+                                tmp_path)
+    assert list(exports) == ["finbert"] and variants == {"finbert": "fp32"}
     assert f"skipping distilbert: checkpoint directory {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+
+
+def test_a_variant_the_guard_refuses_falls_back_to_fp32_for_that_model(checkpoints, tmp_path, capsys):
+    exports, variants = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": ""}, tmp_path, "int8",
+                                min_agreement=1.01)              # no variant can pass
+    assert variants == {"finbert": "fp32"}
+    assert "int8 variant refused" in capsys.readouterr().err
+    repository = assemble(exports, tmp_path / "repo", TargetOptions("local", variant="int8"), variants=variants)
+    served = repository / "finbert_classifier" / "1"
+    assert json.loads((served / "model_facts.json").read_text())["variant"] == "fp32"
+    assert (served / "model.onnx").resolve() == (exports["finbert"] / "model.onnx").resolve()
 
 
 def test_no_model_at_all_fails_clearly(tmp_path):
