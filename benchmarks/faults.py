@@ -254,6 +254,9 @@ def restart(server: TritonServer, model: str = "finbert", clients: int = 16, bef
     result = outcome(calls, stopped_at)
     result.update(model=model, clients=clients, exit_code=code, stop_s=round(down_s, 2),
                   ready_again_s=round(back_s, 2),
+                  served_after_ready_s=round(min((c.ended for c in calls if not c.error
+                                                  and c.ended >= stopped_at + back_s), default=float("nan"))
+                                             - stopped_at, 2),
                   callers_failed=len({c.caller for c in calls if c.error}),
                   callers_back=len({c.caller for c in calls if not c.error and c.began > stopped_at + back_s}))
     return result
@@ -293,11 +296,13 @@ def markdown(results: dict) -> str:
                       "(relative to the kill):", "", "```", *s_["watchdog"], "```"]
     lines += ["",
               "## Server restart", "",
-              f"{rs['clients']} `finsent.Client` gRPC callers (retries on UNAVAILABLE with backoff, about 8 s in all) "
+              f"{rs['clients']} `finsent.Client` gRPC callers (retries on UNAVAILABLE with backoff, 8–16 s in all) "
               f"while tritonserver gets SIGTERM (exit code {rs['exit_code']} after {rs['stop_s']} s of draining) and is "
               f"started again on the same ports (ready {rs['ready_again_s']} s after the SIGTERM).", "",
               "| | |", "|---|---|",
-              f"| callers back (first success after the last failure) | {rs['healed_s']} s after the SIGTERM |",
+              f"| callers back (first success after the last failure) | "
+              + (f"{rs['healed_s']} s after the SIGTERM |" if rs["failed"] else "no caller failed |"),
+              f"| first call answered by the restarted server | {rs['served_after_ready_s']} s after the SIGTERM |",
               f"| failed calls (after the client's retries) | {rs['failed']} of {rs['requests']} |",
               f"| failures seen | from {rs['failing_s'][0] if rs['failing_s'] else '-'} s to {rs['failing_s'][1] if rs['failing_s'] else '-'} s after the SIGTERM |",
               f"| callers that saw a failure / callers served after the restart | {rs['callers_failed']} / {rs['callers_back']} of {rs['clients']} |", ""]

@@ -189,13 +189,14 @@ def alive(pid: int) -> bool:
 def reload_dead_stubs(triton: Triton, dead: list[str], models, log=print) -> None:
     """Reload the models whose stub died; one being unloaded on purpose (not READY) is left alone."""
     started = time.monotonic()
-    for model in dead:
-        if not triton.ready(model):
-            continue
+    reloaded = [model for model in dead if triton.ready(model)]
+    for model in reloaded:
         log(f"{model}'s Python stub died; reloading {model}")
         failure = triton.reload(model)
         if failure:
             log(f"  {failure}")
+    if not reloaded:
+        return
     errors = check(triton, models)
     if errors:
         errors = heal(triton, errors, log=log)
@@ -206,52 +207,69 @@ def reload_dead_stubs(triton: Triton, dead: list[str], models, log=print) -> Non
 
 
 def watch(triton: Triton, models, interval_s: float = 1.0, should_stop=lambda: False, log=print,
-          server_pid: int | None = None, poll_s: float = 0.1) -> None:
-    """Check every interval_s and repair what broke, until should_stop() (the launcher's watchdog).
-
-    With server_pid (the launcher knows it), the Python stubs are also looked at every poll_s: a dead
-    one is reloaded at once, instead of after the next check, whose inference waits ~1 s on the dead
-    stub like every request sent to it meanwhile."""
-    stubs = python_stubs(server_pid) if server_pid else {}
-    next_check = time.monotonic()
+          lock: threading.Lock | None = None) -> None:
+    """Check every interval_s and repair what broke, until should_stop() (the launcher's watchdog)."""
+    lock = lock or threading.Lock()
     while not should_stop():
         started = time.monotonic()
-        if started >= next_check:
-            errors = check(triton, models)
-            if errors:
-                still = heal(triton, errors, log=log)
-                healed = sorted(set(errors) - set(still))
-                if healed:
-                    log(f"healed {', '.join(healed)} in {time.monotonic() - started:.1f} s")
-                for model, error in still.items():
-                    log(f"{model} is still unhealthy: {error.strip()[:160]}")
-            stubs = python_stubs(server_pid) if server_pid else {}     # new models, new stubs
-            next_check = started + interval_s
-        else:
-            dead = sorted({model for pid, model in stubs.items() if not alive(pid)})
-            if dead:
+        errors = check(triton, models)
+        if errors:
+            if not lock.acquire(blocking=False):    # the stub watch is repairing: see what is left after
+                lock.acquire()
+                errors = check(triton, list(errors))
+            try:
+                still = heal(triton, errors, log=log) if errors else {}
+            finally:
+                lock.release()
+            healed = sorted(set(errors) - set(still))
+            if healed:
+                log(f"healed {', '.join(healed)} in {time.monotonic() - started:.1f} s")
+            for model, error in still.items():
+                log(f"{model} is still unhealthy: {error.strip()[:160]}")
+        time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+
+
+def watch_stubs(triton: Triton, models, server_pid: int, should_stop=lambda: False, log=print,
+                lock: threading.Lock | None = None, poll_s: float = 0.1) -> None:
+    """Reload a model as soon as its Python stub process dies (every poll_s), without waiting for
+    an inference check: a check sent to the dead stub, like every request, waits ~1 s on it."""
+    lock = lock or threading.Lock()
+    stubs, rescan = python_stubs(server_pid), time.monotonic() + 1.0
+    while not should_stop():
+        dead = sorted({model for pid, model in stubs.items() if not alive(pid)})
+        if dead:
+            with lock:
                 reload_dead_stubs(triton, dead, models, log)
-                stubs = python_stubs(server_pid)
-        time.sleep(max(0.0, min(poll_s if stubs else interval_s, next_check - time.monotonic())))
+        if dead or time.monotonic() >= rescan:   # models (re)loaded by anyone start new stubs
+            stubs, rescan = python_stubs(server_pid), time.monotonic() + 1.0
+        time.sleep(poll_s)
 
 
 class Watchdog(threading.Thread):
-    """watch() in a daemon thread: `python -m server` runs one next to tritonserver."""
+    """watch() in a daemon thread (`python -m server` runs one next to tritonserver); with the
+    server's pid, watch_stubs() in a second one."""
 
     def __init__(self, url: str, models, admin_key: str | None, interval_s: float = 1.0, log=print,
                  server_pid: int | None = None):
         super().__init__(name="finsent-watchdog", daemon=True)
         # A dead stub answers after about 1 s: a shorter timeout would hide which model it is.
         self.triton = Triton(url, admin_key, timeout_s=5.0)
-        self.models, self.interval_s, self.log, self.server_pid = list(models), interval_s, log, server_pid
-        self._halt = threading.Event()
+        self.models, self.interval_s, self.log = list(models), interval_s, log
+        self._halt, self._lock = threading.Event(), threading.Lock()
+        self._stubs = None if server_pid is None else threading.Thread(
+            target=watch_stubs, name="finsent-stub-watch", daemon=True,
+            args=(Triton(url, admin_key, timeout_s=5.0), self.models, server_pid, self._halt.is_set, log, self._lock))
 
     def run(self) -> None:
-        watch(self.triton, self.models, self.interval_s, self._halt.is_set, self.log, self.server_pid)
+        if self._stubs:
+            self._stubs.start()
+        watch(self.triton, self.models, self.interval_s, self._halt.is_set, self.log, self._lock)
 
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=10)
+        if self._stubs and self._stubs.is_alive():
+            self._stubs.join(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:

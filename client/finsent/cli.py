@@ -28,7 +28,7 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL", "finbert"),
                         help="ensemble name (default finbert)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    parser.add_argument("--retries", type=int, default=5, help="retries when Triton is unreachable (default 5)")
+    parser.add_argument("--retries", type=int, default=7, help="retries when Triton is unreachable (default 7: 8-16 s of backoff)")
 
 
 def make_client(args, **kw) -> Client:
