@@ -8,6 +8,7 @@ also the dataset's own order (0 negative, 1 neutral, 2 positive).
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,8 @@ HUB_DATASET = "takala/financial_phrasebank"
 HUB_ARCHIVE = "data/FinancialPhraseBank-v1.0.zip"        # what the dataset's loading script reads
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where this workplace (and CI, next to the clone) keeps a read-only copy.
-SHARED_DIR = REPO_ROOT.parent / "shared" / "data" / "financial_phrasebank"
+# A local Financial PhraseBank copy: FINSENT_FPB_DIR, else ../shared/data/financial_phrasebank next to the clone.
+SHARED_DIR = Path(os.environ.get("FINSENT_FPB_DIR") or REPO_ROOT.parent / "shared" / "data" / "financial_phrasebank")
 
 
 class DataError(ValueError):

@@ -40,7 +40,8 @@ def guard_sentences(path: Path | None, limit: int, seed: int = 0) -> tuple[list[
     """FPB sentences (a fixed random sample of `limit`), their labels, and where they came from."""
     path = path or fpb.shared_file("75")
     if path is None:
-        return list(PARITY_SENTENCES), None, "built-in parity sentences (no Financial PhraseBank file found)"
+        return (list(PARITY_SENTENCES), None, f"the {len(PARITY_SENTENCES)} built-in parity sentences (a weak check: "
+                f"no Financial PhraseBank in {fpb.SHARED_DIR}; set FINSENT_FPB_DIR to use 1,000 of its sentences)")
     sentences, labels = map(list, zip(*fpb.read(path)))
     if limit and len(sentences) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(sentences), limit, replace=False))
