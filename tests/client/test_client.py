@@ -97,7 +97,11 @@ def test_a_thousand_texts_go_in_max_batch_chunks_and_come_back_in_order(triton, 
     before = ensemble_requests(triton, "finbert")
     predictions = classify(triton, protocol, mode, MANY, max_in_flight=4)
     assert sorted(sent, reverse=True) == [64] * 15 + [len(MANY) - 15 * 64]    # 16 requests of <= 64
-    assert ensemble_requests(triton, "finbert") - before >= len(sent)         # and the server saw them
+    # ...and the server saw them (its statistics are recorded just after a response is sent).
+    deadline = time.monotonic() + 5
+    while ensemble_requests(triton, "finbert") - before < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ensemble_requests(triton, "finbert") - before >= len(sent)
     # The reference groups the texts differently (reversed, 50 at a time): any reordering shows.
     labels, probs = raw(triton, "finbert", MANY[::-1])
     reference = {t: (l, p) for t, l, p in zip(MANY[::-1], labels, probs)}
