@@ -59,18 +59,7 @@ def start_server(repository: Path, work: Path, ports: Ports | None = None) -> Tr
 
 def stub_pids(server: TritonServer, model: str) -> list[int]:
     """Python-backend stubs of `model` started by this server (other servers on the machine left alone)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == server.process.pid and "triton_python_backend_stub" in cmdline and f"/{model}/" in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, name in health.python_stubs(server.process.pid).items() if name == model]
 
 
 def server_rss_mb(server: TritonServer) -> float:

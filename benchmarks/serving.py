@@ -154,7 +154,7 @@ def stats_delta(before: dict, after: dict) -> dict:
 
 def process_cpu(server: TritonServer, family: str) -> dict[str, float]:
     """CPU seconds used so far by tritonserver, each Python step's stub, and this process (the load)."""
-    from benchmarks.faults import stub_pids
+    from server.health import python_stubs
 
     def cpu(pid: int) -> float:
         try:
@@ -163,10 +163,16 @@ def process_cpu(server: TritonServer, family: str) -> dict[str, float]:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
     out = {"tritonserver (frontend, ensemble)": cpu(server.process.pid)}
+    stubs = python_stubs(server.process.pid)
     for step in STEPS:
-        out[f"{step} stub"] = sum(cpu(pid) for pid in stub_pids(server, f"{family}_{step}"))
+        out[f"{step} stub"] = sum(cpu(pid) for pid, model in stubs.items() if model == f"{family}_{step}")
     out["load generator (bench client)"] = cpu(os.getpid())
     return out
+
+
+def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float, cores: int) -> dict[str, float]:
+    """process_cpu() deltas as a share of all cores over `seconds`."""
+    return {name: (after[name] - before[name]) / seconds / cores for name in after}
 
 
 def grpc_sender(url: str, model: str):
@@ -237,8 +243,7 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
             key = f"{clients}x{per_request}"
             # CPU over warm-up + window, as a share of the cores: where the machine's time went.
             levels[key] = {**result.summary(), "steps": stats_delta(before, triton_stats(server, family)),
-                           "cpu_share": {name: (cpu_after[name] - cpu_before[name]) / window / args.cores
-                                         for name in cpu_after}}
+                           "cpu_share": cpu_share(cpu_before, cpu_after, window, args.cores)}
             print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
                   f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
         for clients in args.perf_analyzer_clients:
@@ -246,7 +251,7 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
             before, cpu_before, began = triton_stats(server, family), process_cpu(server, family), time.perf_counter()
             levels[key] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
             cpu_after, window = process_cpu(server, family), time.perf_counter() - began
-            share = {name: (cpu_after[name] - cpu_before[name]) / window / args.cores for name in cpu_after}
+            share = cpu_share(cpu_before, cpu_after, window, args.cores)
             share["load generator (bench client)"] = levels[key]["client_cpu_share"]   # perf_analyzer's own
             steps = stats_delta(before, triton_stats(server, family))
             levels[key].update(steps=steps, cpu_share=share, requests=steps[family]["requests"])
