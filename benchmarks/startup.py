@@ -18,42 +18,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import machine
+from benchmarks.serving import ARCHS, machine
 from export import random_checkpoint
 from model_repository.assemble import available_cores
+from server.health import Triton
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
-ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
 SCENARIOS = {   # key: (name, families, checkpoint size, variant)
     "base": ("BERT-base + DistilBERT-base", ("finbert", "distilbert"), "base", "fp32"),
     "finbert-int8": ("BERT-base (FinBERT's size)", ("finbert",), "base", "int8"),
     "tiny": ("one tiny DistilBERT", ("distilbert",), "tiny", "int8"),
 }
-
-
-def classify(http_port: int, model: str) -> bool:
-    body = json.dumps({"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1, 1],
-                                   "data": ["Operating profit rose."]}]}).encode()
-    request = urllib.request.Request(f"http://localhost:{http_port}/v2/models/{model}/infer", body,
-                                     {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: float = 600) -> dict:
@@ -76,9 +62,9 @@ def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: fl
                 break
         if ready_s is None:
             raise RuntimeError("the server did not start:\n" + "".join(lines[-20:]))
-        pending = set(sources)
+        pending, triton = set(sources), Triton(f"localhost:{http}", timeout_s=5.0)
         while pending and time.monotonic() - began < timeout_s:
-            pending = {model for model in pending if not classify(http, model)}
+            pending = {model for model in pending if triton.infer_error(model)}
             time.sleep(0.01 if pending else 0)
         if pending:
             raise RuntimeError(f"{', '.join(sorted(pending))} never classified a text")
