@@ -4,8 +4,8 @@
 
 Configurations (what docs/serving.md argues from): no queue delay, no ORT spinning, one instance
 with all cores; a 500 us classifier queue delay; ORT threads spinning (shipped); two instances of
-one thread each; and spinning with the delay or with two instances. Each round serves every configuration in turn, so slow
-drifts of a shared machine fall on all of them. Writes docs/benchmarks/classifier-knobs.md.
+one thread each; and spinning with the delay or with two instances. Each round serves every
+configuration in turn, so slow drifts of a shared machine fall on all of them. Writes docs/benchmarks/classifier-knobs.md.
 """
 from __future__ import annotations
 
@@ -59,9 +59,9 @@ def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, sp
                     TargetOptions("local", cores=max(1, cores // instances), variant=variant, allow_spinning=spinning))
     configure(repo, family, delay_us, instances)
     with TritonServer(repo, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log") as server:
-        if served_knobs(server, family) != (delay_us, instances):   # a knob that silently did not apply
-            raise RuntimeError(f"the server loaded {served_knobs(server, family)} (delay us, instances), "
-                               f"not {(delay_us, instances)}")
+        loaded = served_knobs(server, family)
+        if loaded != (delay_us, instances):                       # a knob that silently did not apply
+            raise RuntimeError(f"the server loaded {loaded} (delay us, instances), not {(delay_us, instances)}")
         warmup = min(2.0, seconds)
         load.run(grpc_sender(server.grpc_url, family), texts, 4, warmup, 0)                # warm up
         many = load.run(grpc_sender(server.grpc_url, family), texts, 16, seconds, warmup).summary()
