@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from finsent.client import DEFAULT_URLS, Client
-from finsent.core import Failure, FinsentError, Retry
+from finsent.client import Client
+from finsent.core import DEFAULT_URLS, Failure, FinsentError, Retry
 from finsent.score import ScoreError, score_file
 
 

@@ -11,8 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from finsent.core import (  # noqa: F401  (DEFAULT_URLS: re-exported)
-    DEFAULT_URLS, GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
+from finsent.core import (
+    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
     TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay)
 
 def transport_error(exc: BaseException) -> FinsentError | None:
