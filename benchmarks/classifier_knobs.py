@@ -2,10 +2,12 @@
 
     python -m benchmarks.classifier_knobs --export build/bench/export/finbert --variant int8
 
-Configurations (what docs/serving.md argues from): no queue delay, no ORT spinning, one instance
-with all cores; a 500 us classifier queue delay; ORT threads spinning (shipped); two instances of
-one thread each; and spinning with the delay or with two instances. Each round serves every
-configuration in turn, so slow drifts of a shared machine fall on all of them. Writes docs/benchmarks/classifier-knobs.md.
+Configurations (what docs/serving.md argues from), one instance with all cores and no queue delay
+unless named: ORT threads never spinning; spinning always (ORT's default); spinning only while a
+run lasts (shipped); and the shipped one with a 500 us classifier queue delay or with two
+instances of one thread each. Each round serves every configuration in turn, so slow drifts of a
+shared machine fall on all of them; each round also times in-process batch-1 latency, the
+one-client target's reference. Writes docs/benchmarks/classifier-knobs.md.
 """
 from __future__ import annotations
 
@@ -14,20 +16,21 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from google.protobuf import text_format
 
 from benchmarks import load
-from benchmarks.serving import grpc_sender, machine, sentences
+from benchmarks.serving import batch1_ms, grpc_sender, machine, sentences
+from export.runtime import OnnxClassifier
 from model_repository.assemble import TargetOptions, assemble, available_cores, load_config
 from server.triton import Ports, TritonServer, free_ports
 
-CONFIGS = {  # name: (queue delay us, allow spinning, instances)
-    "delay 0, no spinning, 1 instance": (0, False, 1),
-    "classifier queue delay 500 us": (500, False, 1),
-    "ORT threads spinning (shipped)": (0, True, 1),
-    "2 instances x 1 thread": (0, False, 2),
-    "spinning + delay 500 us": (500, True, 1),
-    "spinning + 2 instances x 1 thread": (0, True, 2),
+CONFIGS = {  # name: (queue delay us, ORT spinning, instances)
+    "no spinning": (0, "off", 1),
+    "spinning always (ORT default)": (0, "always", 1),
+    "spinning within runs (shipped)": (0, "runs", 1),
+    "within runs + queue delay 500 us": (500, "runs", 1),
+    "within runs + 2 instances x 1 thread": (0, "runs", 2),
 }
 
 
@@ -40,8 +43,8 @@ def configure(repo: Path, family: str, delay_us: int, instances: int) -> None:
     path.write_text(text_format.MessageToString(config))
 
 
-def served_knobs(server: TritonServer, family: str) -> tuple[int, int]:
-    """(queue delay us, instances) of the classifier as the server loaded it."""
+def served_knobs(server: TritonServer, family: str) -> tuple[int, str, int]:
+    """(queue delay us, spinning, instances) of the classifier as the server loaded it."""
     import tritonclient.http as httpclient
     client = httpclient.InferenceServerClient(server.http_url)
     try:
@@ -49,19 +52,21 @@ def served_knobs(server: TritonServer, family: str) -> tuple[int, int]:
     finally:
         client.close()
     delay = int(config.get("dynamic_batching", {}).get("max_queue_delay_microseconds", 0))
-    return delay, sum(int(group.get("count", 1)) for group in config.get("instance_group", []))
+    spinning = config.get("parameters", {}).get("spinning", {}).get("string_value")
+    return delay, spinning, sum(int(group.get("count", 1)) for group in config.get("instance_group", []))
 
 
-def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, spinning: bool, instances: int,
+def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, spinning: str, instances: int,
                       texts: list[str], seconds: float, work: Path) -> dict:
     cores = available_cores()
     repo = assemble({family: export}, work / "repository",
-                    TargetOptions("local", cores=max(1, cores // instances), variant=variant, allow_spinning=spinning))
+                    TargetOptions("local", cores=max(1, cores // instances), variant=variant, spinning=spinning))
     configure(repo, family, delay_us, instances)
     with TritonServer(repo, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log") as server:
         loaded = served_knobs(server, family)
-        if loaded != (delay_us, instances):                       # a knob that silently did not apply
-            raise RuntimeError(f"the server loaded {loaded} (delay us, instances), not {(delay_us, instances)}")
+        if loaded != (delay_us, spinning, instances):              # a knob that silently did not apply
+            raise RuntimeError(f"the server loaded {loaded} (delay us, spinning, instances), "
+                               f"not {(delay_us, spinning, instances)}")
         warmup = min(2.0, seconds)
         load.run(grpc_sender(server.grpc_url, family), texts, 4, warmup, 0)                # warm up
         many = load.run(grpc_sender(server.grpc_url, family), texts, 16, seconds, warmup).summary()
@@ -84,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     texts, source = sentences(args.sentences)
     rows = {name: [] for name in CONFIGS}
+    reference = []            # in-process batch-1 p50 per round: the one-client target is this + 2 ms
     for round_ in range(args.rounds):
+        model = OnnxClassifier(args.export, args.variant, threads=available_cores())
+        reference.append(float(np.median(batch1_ms(model, texts[:100]))))
+        del model
+        print(f"round {round_ + 1} in-process batch-1 p50: {reference[-1]:.1f} ms", flush=True)
         for name, knobs in CONFIGS.items():
             rows[name].append(serve_and_measure(args.export, args.family, args.variant, *knobs, texts=texts,
                                                 seconds=args.seconds, work=args.work))
@@ -93,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
              f"Machine: {machine(available_cores())}. `{args.family}` {args.variant} from `{args.export}`; {source}. "
              f"{args.rounds} interleaved rounds, {args.seconds:.0f} s at 16 clients and {args.seconds / 2:.0f} s at "
              f"1 client per configuration and round (`python -m benchmarks.classifier_knobs`).", "",
+             "In-process ONNX Runtime, batch 1, p50 (per round): "
+             + " / ".join(f"{ms:.1f}" for ms in reference) + " ms (threads spinning always, ORT's default).", "",
              "| configuration | texts/s @16 (per round) | p99 ms @16 | p50 ms @1 | errors |", "|---|---|---|---|---|"]
     for name, results in rows.items():
         cell = lambda key: " / ".join(f"{r[key]:.1f}" for r in results)

@@ -30,6 +30,7 @@ SOURCE = Path(__file__).resolve().parent
 FAMILIES = ("finbert", "distilbert")
 STEPS = ("tokenizer", "classifier", "postprocess")
 TARGETS = ("local", "container")
+SPINNING = ("runs", "always", "off")   # see classifier.py
 OPTIONAL_INPUTS = ("token_type_ids",)
 
 
@@ -45,7 +46,8 @@ class TargetOptions:
     buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # container padding lengths
     run_overhead_tokens: int = 48  # local classifier: a run's fixed cost in padded tokens (see classifier.py)
     max_tokens_per_run: int = 8192 # local classifier: bound on one ONNX Runtime run's padded tokens
-    allow_spinning: bool = True    # local classifier: ORT threads spin-wait between ops (benchmarks/classifier_knobs.py)
+    spinning: str = "runs"         # local classifier's ORT threads: spin-wait between ops only while a run lasts
+                                   # ("runs"), also between runs ("always", ORT's default) or never ("off")
     variant: str = "fp32"          # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
 
     def __post_init__(self):
@@ -53,6 +55,8 @@ class TargetOptions:
             raise ValueError(f"target {self.target!r}: one of {TARGETS}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant {self.variant!r}: one of {VARIANTS}")
+        if self.spinning not in SPINNING:
+            raise ValueError(f"spinning {self.spinning!r}: one of {SPINNING}")
         if self.device not in ("cpu", "gpu") or (self.target == "local" and self.device != "cpu"):
             raise ValueError(f"device {self.device!r}: the local target is cpu, the container target cpu or gpu")
 
@@ -114,7 +118,7 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
                 tensor.allow_ragged_batch = True  # requests of different lengths meet in one execute()
             _param(config, "run_overhead_tokens", options.run_overhead_tokens)
             _param(config, "max_tokens_per_run", options.max_tokens_per_run)
-            _param(config, "allow_spinning", int(options.allow_spinning))
+            _param(config, "spinning", options.spinning)
         else:
             config.backend = "onnxruntime"
             config.default_model_filename = "model.onnx"

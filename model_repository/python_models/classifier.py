@@ -23,9 +23,12 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(params.get("intra_op_thread_count", "0"))
         options.inter_op_num_threads = int(params.get("inter_op_thread_count", "1"))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ORT's default, measured a little faster here too (docs/benchmarks/classifier-knobs.md);
-        # "0" gives the cores back at once when other programs need them.
-        options.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "1"))
+        # Threads spin-wait between ops (faster runs), but by default stop when a run returns so
+        # they do not take the cores the tokenizer, postprocess and Triton need between runs
+        # (docs/benchmarks/classifier-knobs.md). "always" is ORT's default, "off" never spins.
+        spinning = params.get("spinning", "runs")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1" if spinning == "runs" else "0")
         self.session = ort.InferenceSession(str(here / params.get("model_filename", "model.onnx")), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = facts["input_names"]
