@@ -14,6 +14,14 @@ def level_name(key: str) -> str:
     return counts.replace("x", " × ") + (f", {client}" if client else "")
 
 
+def runs(measured: dict, key: str, unit: str = "") -> str:
+    """' (mean of a / b, before / after the ensemble)' where the bench measured `key` twice."""
+    values = measured.get(f"{key}_runs")
+    if not values:
+        return ""
+    return f" (mean of {' / '.join(f'{v:.1f}' for v in values)}{unit}, before / after the ensemble)"
+
+
 def markdown(results: dict) -> str:
     lines = [f"# Serving benchmark ({results['when']})", "",
              f"Machine: {results['machine']}. Sentences: {results['sentences']}. "
@@ -27,10 +35,10 @@ def markdown(results: dict) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for variant, v in entry["variants"].items():
             ip = v["in_process"]
-            lines.append(f"| {variant} | in-process ORT, sorted batches of 32 (limit) | - | "
+            lines.append(f"| {variant} | in-process ORT, sorted batches of 32 (limit){runs(ip, 'limit_texts_per_s')} | - | "
                          f"{ip['limit_texts_per_s']:.1f} | | | | |")
-            lines.append(f"| {variant} | in-process ORT, batch 1 | 1 × 1 | {ip['batch1_texts_per_s']:.1f} | "
-                         f"{ip['batch1_p50_ms']:.1f} | | | |")
+            lines.append(f"| {variant} | in-process ORT, batch 1{runs(ip, 'batch1_p50_ms', ' ms')} | 1 × 1 | "
+                         f"{ip['batch1_texts_per_s']:.1f} | {ip['batch1_p50_ms']:.1f} | | | |")
             if "batch1_no_spinning_p50_ms" in ip:
                 lines.append(f"| {variant} | in-process ORT, batch 1, threads not spinning | 1 × 1 | | "
                              f"{ip['batch1_no_spinning_p50_ms']:.1f} | | | |")
