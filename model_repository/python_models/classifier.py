@@ -37,27 +37,25 @@ class TritonPythonModel:
         self.max_tokens = int(params.get("max_tokens_per_run", "8192"))
 
     def execute(self, requests):
-        per_request = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs]
-                       for r in requests]
-        counts = [arrays[0].shape[0] for arrays in per_request]
-        rows = {name: [row for arrays in per_request for row in arrays[k]] for k, name in enumerate(self.inputs)}
-        lengths = np.array([int(mask.sum()) for mask in rows["attention_mask"]])
+        arrays = {name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs}
+        rows = {name: stack(arrays[name]) for name in self.inputs}
+        lengths = rows["attention_mask"].sum(axis=1)
         logits = np.empty((len(lengths), 3), dtype=np.float32)
         for group in length_groups(lengths, self.run_overhead_tokens, self.max_tokens):
             width = int(lengths[group].max())
-            feeds = {name: pad_rows([rows[name][i] for i in group], width) for name in self.inputs}
-            logits[group] = self.session.run([self.output], feeds)[0]
-        bounds = np.cumsum([0] + counts)
+            logits[group] = self.session.run([self.output], {name: rows[name][group, :width] for name in self.inputs})[0]
+        bounds = np.cumsum([0] + [a.shape[0] for a in arrays["attention_mask"]])
         return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("logits", logits[a:b])])
                 for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def pad_rows(rows, width):
-    """Rows of different padded widths -> one [n, width] array (zeros are padding)."""
-    out = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        n = min(width, len(row))
-        out[i, :n] = row[:n]
+def stack(arrays):
+    """Requests' [rows, width] arrays (widths differ) -> one [all rows, widest] array; zeros pad."""
+    out = np.zeros((sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)), dtype=np.int64)
+    row = 0
+    for a in arrays:
+        out[row:row + a.shape[0], :a.shape[1]] = a
+        row += a.shape[0]
     return out
 
 

@@ -5,7 +5,7 @@ import pytest
 from benchmarks.serving import python_model
 
 length_groups = python_model("classifier").length_groups
-pad_rows = python_model("classifier").pad_rows
+stack = python_model("classifier").stack
 LENGTHS = np.array([30, 12, 64, 31, 29, 150, 33, 12, 28])
 
 
@@ -36,6 +36,6 @@ def test_no_run_exceeds_the_token_bound_unless_a_row_alone_does():
         assert len(group) * LENGTHS[group].max() <= 100 or len(group) == 1
 
 
-def test_rows_of_different_widths_are_padded_with_zeros():
-    out = pad_rows([np.array([1, 2, 3]), np.array([4, 0, 0, 0, 0])], 4)
-    assert out.tolist() == [[1, 2, 3, 0], [4, 0, 0, 0]]
+def test_requests_of_different_widths_are_stacked_and_padded_with_zeros():
+    out = stack([np.array([[1, 2, 3]]), np.array([[4, 0, 0, 0, 0], [5, 6, 0, 0, 0]])])
+    assert out.dtype == np.int64 and out.tolist() == [[1, 2, 3, 0, 0], [4, 0, 0, 0, 0], [5, 6, 0, 0, 0]]
