@@ -229,6 +229,14 @@ def watch(triton: Triton, models, interval_s: float = 1.0, should_stop=lambda: F
         time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
 
 
+def rescan_stubs(stubs: dict[int, str], server_pid: int) -> dict[int, str]:
+    """python_stubs(server_pid), plus the stubs of `stubs` that died since: a new scan misses
+    those (a zombie has no command line, a reaped process no /proc entry), and dropping them
+    lost a death that fell between a look and a rescan (a fresh-clone CI run saw it)."""
+    fresh = python_stubs(server_pid)
+    return {**{pid: model for pid, model in stubs.items() if not alive(pid)}, **fresh}
+
+
 def watch_stubs(triton: Triton, models, server_pid: int, should_stop=lambda: False, log=print,
                 lock: threading.Lock | None = None, poll_s: float = 0.1) -> None:
     """Reload a model as soon as its Python stub process dies (every poll_s), without waiting for
@@ -236,11 +244,12 @@ def watch_stubs(triton: Triton, models, server_pid: int, should_stop=lambda: Fal
     lock = lock or threading.Lock()
     stubs, rescan = python_stubs(server_pid), time.monotonic() + 1.0
     while not should_stop():
+        if time.monotonic() >= rescan:           # models (re)loaded by anyone start new stubs
+            stubs, rescan = rescan_stubs(stubs, server_pid), time.monotonic() + 1.0
         dead = sorted({model for pid, model in stubs.items() if not alive(pid)})
         if dead:
             with lock:
                 reload_dead_stubs(triton, dead, models, log)
-        if dead or time.monotonic() >= rescan:   # models (re)loaded by anyone start new stubs
             stubs, rescan = python_stubs(server_pid), time.monotonic() + 1.0
         time.sleep(poll_s)
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -107,6 +109,27 @@ def test_the_launchers_watchdog_reloads_a_dead_stub_without_waiting_for_a_check(
     assert healed_s < 5, f"healed after {healed_s:.1f} s: {lines}"
     assert health.check(triton) == {}
     assert stub_pids(own_server, "finbert_tokenizer") not in ([], [pid])
+
+
+def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
+    """A stub that died since the stub watch's last look is absent from a new scan; the rescan keeps
+    it, so the watch still reloads its model (a fresh-clone CI run lost a death between the two)."""
+    model_py = tmp_path / "finbert_tokenizer" / "1" / "model.py"
+    model_py.parent.mkdir(parents=True)
+    model_py.touch()
+    # A stand-in stub, child of this process, with the command line python_stubs() recognises.
+    fake = subprocess.Popen(["/opt/triton_python_backend_stub", str(model_py), "-f"], executable=shutil.which("tail"),
+                            stdout=subprocess.DEVNULL)
+    try:
+        stubs = health.python_stubs(os.getpid())
+        assert stubs == {fake.pid: "finbert_tokenizer"}
+        fake.kill()
+        assert health.rescan_stubs(stubs, os.getpid()) == stubs      # a zombie: no command line to scan
+        fake.wait()
+        assert health.python_stubs(os.getpid()) == {}                 # reaped: a plain scan forgets it
+        assert health.rescan_stubs(stubs, os.getpid()) == stubs and not health.alive(fake.pid)
+    finally:
+        fake.kill()
 
 
 def test_an_unknown_model_is_not_retried():
