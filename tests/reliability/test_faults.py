@@ -121,7 +121,9 @@ def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
     fake = subprocess.Popen(["/opt/triton_python_backend_stub", str(model_py), "-f"], executable=shutil.which("tail"),
                             stdout=subprocess.DEVNULL)
     try:
-        stubs = health.python_stubs(os.getpid())
+        deadline = time.monotonic() + 5
+        while not (stubs := health.python_stubs(os.getpid())) and time.monotonic() < deadline:
+            time.sleep(0.05)                              # until the child shows its new command line
         assert stubs == {fake.pid: "finbert_tokenizer"}
         fake.kill()
         assert health.rescan_stubs(stubs, os.getpid()) == stubs      # a zombie: no command line to scan
