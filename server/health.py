@@ -230,11 +230,10 @@ def watch(triton: Triton, models, interval_s: float = 1.0, should_stop=lambda: F
 
 
 def rescan_stubs(stubs: dict[int, str], server_pid: int) -> dict[int, str]:
-    """python_stubs(server_pid), plus the stubs of `stubs` that died since: a new scan misses
-    those (a zombie has no command line, a reaped process no /proc entry), and dropping them
-    lost a death that fell between a look and a rescan (a fresh-clone CI run saw it)."""
-    fresh = python_stubs(server_pid)
-    return {**{pid: model for pid, model in stubs.items() if not alive(pid)}, **fresh}
+    """python_stubs(server_pid), keeping the stubs of `stubs` the scan misses until alive() calls
+    them dead: an exiting process loses its command line before it is a zombie, and a reaped one
+    has no /proc entry, so dropping them lost a death that fell between two looks (one CI run)."""
+    return {**stubs, **python_stubs(server_pid)}
 
 
 def watch_stubs(triton: Triton, models, server_pid: int, should_stop=lambda: False, log=print,
@@ -250,7 +249,10 @@ def watch_stubs(triton: Triton, models, server_pid: int, should_stop=lambda: Fal
         if dead:
             with lock:
                 reload_dead_stubs(triton, dead, models, log)
-            stubs, rescan = python_stubs(server_pid), time.monotonic() + 1.0
+            # The reloaded models' dead stubs are done with; another model's stays to be seen.
+            stubs = {pid: model for pid, model in rescan_stubs(stubs, server_pid).items()
+                     if model not in dead or alive(pid)}
+            rescan = time.monotonic() + 1.0
         time.sleep(poll_s)
 
 

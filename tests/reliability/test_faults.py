@@ -112,8 +112,9 @@ def test_the_launchers_watchdog_reloads_a_dead_stub_without_waiting_for_a_check(
 
 
 def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
-    """A stub that died since the stub watch's last look is absent from a new scan; the rescan keeps
-    it, so the watch still reloads its model (a fresh-clone CI run lost a death between the two)."""
+    """A dying stub drops out of a new scan (an exiting process loses its command line before it is
+    a zombie; a reaped one has no /proc entry). The stub watch's rescan keeps it until alive() calls
+    it dead, so its model is still reloaded: a fresh-clone CI run lost a death between two looks."""
     model_py = tmp_path / "finbert_tokenizer" / "1" / "model.py"
     model_py.parent.mkdir(parents=True)
     model_py.touch()
@@ -126,9 +127,8 @@ def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
             time.sleep(0.05)                              # until the child shows its new command line
         assert stubs == {fake.pid: "finbert_tokenizer"}
         fake.kill()
-        assert health.rescan_stubs(stubs, os.getpid()) == stubs      # a zombie: no command line to scan
         fake.wait()
-        assert health.python_stubs(os.getpid()) == {}                 # reaped: a plain scan forgets it
+        assert health.python_stubs(os.getpid()) == {}                 # a plain scan forgets it
         assert health.rescan_stubs(stubs, os.getpid()) == stubs and not health.alive(fake.pid)
     finally:
         fake.kill()
