@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import load
+from benchmarks.report import SPLIT_RULE
 from export import fpb, random_checkpoint
 from export.onnx import export_model
 from export.optimize import build_variants
@@ -122,7 +123,7 @@ def server_groups(export_dir: Path, variant: str, texts: list[str], cores: int, 
                 batch = np.arange(start, start + 16)
                 for group in length_groups(lengths[batch], overhead, 8192):
                     model.run([encodings[i] for i in batch[group]])
-        out[{0: "every text alone", 48: "split (overhead 48 tokens)", 10**6: "one run padded to longest"}[overhead]] = \
+        out[{0: "every text alone", 48: SPLIT_RULE, 10**6: "one run padded to longest"}[overhead]] = \
             (len(encodings) // 16 * 16) / timed(run_all)
     return out
 
@@ -341,8 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants.split(","):
             print(f"{family} {variant}: in-process ...")
             entry["variants"][variant] = {"in_process": in_process(export_dir, variant, texts, args.cores)}
-            if family == args.models.split(",")[0]:
-                entry["variants"][variant]["classifier_split"] = server_groups(export_dir, variant, texts, args.cores)
+            entry["variants"][variant]["classifier_split"] = server_groups(export_dir, variant, texts, args.cores)
             entry["variants"][variant]["triton"] = ensemble(export_dir, family, variant, texts, args,
                                                             args.build / "run" / family / variant)
             remeasure(entry["variants"][variant]["in_process"], export_dir, variant, texts, args.cores)

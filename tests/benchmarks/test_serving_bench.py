@@ -34,4 +34,6 @@ def test_bench_writes_the_report_table_and_plot(checkpoints, tmp_path):
     assert "Starlette + pipeline baseline" in table and "in-process ORT" in table and "Where the cores went" in table
     assert "| Triton ensemble, gRPC (perf_analyzer) | 4 × 1, perf_analyzer |" in table
     assert "before / after the ensemble" in table
+    assert all(v["classifier_split"]["split (overhead 48 tokens)"] > 0 for v in finbert["variants"].values())
+    assert "| ensemble@16 / groups of 16 |" in table
     assert (out / "serving.png").read_bytes()[:4] == b"\x89PNG"
