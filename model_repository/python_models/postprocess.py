@@ -4,6 +4,7 @@ The checkpoint's id2label order comes from model_facts.json; outputs always foll
 canonical order negative, neutral, positive.
 """
 import json
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,13 @@ class TritonPythonModel:
 
     def execute(self, requests):
         logits = [pb_utils.get_input_tensor_by_name(r, "logits").as_numpy() for r in requests]
-        z = np.concatenate(logits).astype(np.float64)[:, self.columns]
+        # Few numpy calls: at one request a Python step runs on cold caches, ~10 µs a call.
+        z = np.concatenate(logits)[:, self.columns].astype(np.float64)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         probs = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
-        best = probs.argmax(axis=1)
-        label = self.labels[best].reshape(-1, 1)
-        score = probs[np.arange(len(best)), best].reshape(-1, 1)
-        bounds = np.cumsum([0] + [len(x) for x in logits])
+        label = self.labels[probs.argmax(axis=1)].reshape(-1, 1)
+        score = probs.max(axis=1, keepdims=True)
+        bounds = list(accumulate(map(len, logits), initial=0))
         return [pb_utils.InferenceResponse(output_tensors=[
                     pb_utils.Tensor("LABEL", label[a:b]), pb_utils.Tensor("SCORE", score[a:b]),
                     pb_utils.Tensor("PROBABILITIES", probs[a:b])])
