@@ -30,7 +30,7 @@ FAMILY ?= distilbert
 URL ?=
 EVAL_ARGS ?=
 
-.PHONY: help setup serve test bench startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
+.PHONY: help setup serve test bench timeline startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
 	finetune eval
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
@@ -40,6 +40,8 @@ help:
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
 	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
+	@echo "make timeline where one client's latency goes, step by step (Triton's trace) -> docs/benchmarks/"
+	@echo "              TIMELINE_MODEL=$(TIMELINE_MODEL) TIMELINE_VARIANT=$(TIMELINE_VARIANT)"
 	@echo "make startup  make serve's start-up time, cold and warm -> docs/benchmarks/startup.md"
 	@echo "make gateway  REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of Triton gRPC TRITON_URL=$(TRITON_URL)"
 	@echo "make faults   kill a Python stub / restart Triton under 16 clients -> docs/benchmarks/faults.md"
@@ -81,6 +83,13 @@ bench: setup
 	$(PY) -m benchmarks.serving --variants $(BENCH_VARIANTS) --duration $(BENCH_SECONDS) \
 		$(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
+TIMELINE_MODEL ?= finbert
+TIMELINE_VARIANT ?= int8
+# make bench's random-weight architecture unless FINBERT=/DISTILBERT= are given on the command line.
+timeline: setup
+	$(PY) -m benchmarks.timeline --model $(TIMELINE_MODEL) --variant $(TIMELINE_VARIANT) \
+		$(if $(filter command line,$(origin $(shell echo $(TIMELINE_MODEL) | tr a-z A-Z))),--checkpoint "$($(shell echo $(TIMELINE_MODEL) | tr a-z A-Z))")
+
 startup: setup
 	$(PY) -m benchmarks.startup
 

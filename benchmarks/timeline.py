@@ -1,0 +1,253 @@
+"""`make timeline`: where one client's latency goes, step by step, from Triton's own trace.
+
+One single-text gRPC client sends the Financial PhraseBank sentences `make bench` uses to the
+ensemble while Triton traces every request (`--trace-config level=TIMESTAMPS rate=1`). Each
+request's time from gRPC read to gRPC send is cut at the steps' compute start and end into
+contiguous segments, so their means add up to the time inside Triton; the rest of the client's
+latency is the load generator and the transport. In the same run and on the same sentences, the
+in-process batch-1 path `make bench` compares against: tokenize, then one ORT run.
+
+Tracing costs a little; `make bench`'s figures come from untraced servers. Writes
+docs/benchmarks/one-client-<model>-<variant>.{md,json,png}.
+
+    python -m benchmarks.timeline --model finbert --variant int8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.serving import checkpoint, grpc_sender, machine, sentences
+from export.onnx import export_model
+from export.optimize import build_variants
+from export.runtime import OnnxClassifier
+from model_repository.assemble import TargetOptions, assemble, available_cores
+from server.triton import Ports, TritonServer, free_ports
+
+# Contiguous cuts of one request's time inside Triton: (segment, from, to) as (step, timestamp).
+SEGMENTS = [
+    ("gRPC read → tokenizer starts", ("ensemble", "GRPC_WAITREAD_END"), ("tokenizer", "COMPUTE_START")),
+    ("tokenizer", ("tokenizer", "COMPUTE_START"), ("tokenizer", "COMPUTE_END")),
+    ("→ classifier starts", ("tokenizer", "COMPUTE_END"), ("classifier", "COMPUTE_START")),
+    ("classifier", ("classifier", "COMPUTE_START"), ("classifier", "COMPUTE_END")),
+    ("→ postprocess starts", ("classifier", "COMPUTE_END"), ("postprocess", "COMPUTE_START")),
+    ("postprocess", ("postprocess", "COMPUTE_START"), ("postprocess", "COMPUTE_END")),
+    ("→ gRPC response sent", ("postprocess", "COMPUTE_END"), ("ensemble", "GRPC_SEND_END")),
+]
+STEP_PARTS = [("queue", "REQUEST_START", "COMPUTE_START"), ("input", "COMPUTE_START", "COMPUTE_INPUT_END"),
+              ("execute (stub round trip)", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START"),
+              ("output", "COMPUTE_OUTPUT_START", "COMPUTE_END")]
+STEPS = ("tokenizer", "classifier", "postprocess")
+
+
+def trace_args(path: Path) -> tuple[str, ...]:
+    return ("--trace-config", f"triton,file={path}", "--trace-config", "level=TIMESTAMPS",
+            "--trace-config", "rate=1")
+
+
+def requests_from_trace(path: Path, family: str) -> list[dict[str, dict[str, int]]]:
+    """Each ensemble request as {"ensemble"|step: {timestamp name: ns}}, in arrival order."""
+    models, stamps = {}, {}
+    for event in json.loads(path.read_text()):
+        if "model_name" in event:
+            models[event["id"]] = event
+        for stamp in event.get("timestamps", []):
+            stamps.setdefault(event["id"], {})[stamp["name"]] = stamp["ns"]
+    requests = {i: {"ensemble": stamps.get(i, {})} for i, m in models.items() if m["model_name"] == family}
+    for i, m in models.items():
+        parent = m.get("parent_id")
+        if parent in requests and m["model_name"].startswith(f"{family}_"):
+            requests[parent][m["model_name"][len(family) + 1:]] = stamps.get(i, {})
+    complete = [r for r in requests.values() if all(name in r for name in STEPS)
+                and "GRPC_WAITREAD_END" in r["ensemble"] and "GRPC_SEND_END" in r["ensemble"]]
+    return sorted(complete, key=lambda r: r["ensemble"]["GRPC_WAITREAD_END"])
+
+
+def segments_us(requests: list[dict]) -> dict[str, list[float]]:
+    out = {name: [(r[b[0]][b[1]] - r[a[0]][a[1]]) / 1000 for r in requests] for name, a, b in SEGMENTS}
+    for step in STEPS:
+        for part, a, b in STEP_PARTS:
+            out[f"{step}: {part}"] = [(r[step][b] - r[step][a]) / 1000 for r in requests]
+    out["inside Triton"] = [(r["ensemble"]["GRPC_SEND_END"] - r["ensemble"]["GRPC_WAITREAD_END"]) / 1000
+                            for r in requests]
+    return out
+
+
+def in_process_us(model: OnnxClassifier, texts: list[str], rounds: int = 3) -> dict[str, list[float]]:
+    """The batch-1 path make bench's target is relative to, timed in its two parts."""
+    model.logits(texts[:64])                                                   # warm up
+    tokenize, run = [], []
+    for _ in range(rounds):
+        for text in texts:
+            began = time.perf_counter()
+            encodings = model.encode([text])
+            encoded = time.perf_counter()
+            model.run(encodings)
+            tokenize.append((encoded - began) * 1e6)
+            run.append((time.perf_counter() - encoded) * 1e6)
+    return {"tokenize": tokenize, "ORT run": run, "total": [a + b for a, b in zip(tokenize, run)]}
+
+
+def served(export_dir: Path, family: str, variant: str, texts: list[str], requests: int, warmup: int,
+           cores: int, work: Path) -> tuple[list[float], list[dict]]:
+    """Client latencies (µs) of `requests` single-text calls, and their traces."""
+    trace = work / "trace.json"
+    trace.unlink(missing_ok=True)
+    repository = assemble({family: export_dir}, work / "repository", TargetOptions("local", cores=cores, variant=variant))
+    server = TritonServer(repository, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log",
+                          extra_args=trace_args(trace))
+    latencies = []
+    with server:
+        send, close = grpc_sender(server.grpc_url, family)()
+        try:
+            for i in range(warmup + requests):
+                began = time.perf_counter()
+                send([texts[i % len(texts)]])
+                if i >= warmup:
+                    latencies.append((time.perf_counter() - began) * 1e6)
+        finally:
+            close()
+    if not trace.exists():                    # Triton writes the trace file when it stops
+        raise RuntimeError(f"tritonserver wrote no trace; see {work / 'tritonserver.log'}")
+    traced = requests_from_trace(trace, family)
+    if len(traced) < requests:
+        raise RuntimeError(f"the trace holds {len(traced)} complete requests, {requests} expected")
+    return latencies, traced[-requests:]
+
+
+def summarise(client_us: list[float], segments: dict[str, list[float]], local: dict[str, list[float]]) -> dict:
+    stat = lambda v: {"mean_us": round(float(np.mean(v)), 1), "p50_us": round(float(np.median(v)), 1)}
+    out = {"client": stat(client_us), "segments": {k: stat(v) for k, v in segments.items()},
+           "in_process": {k: stat(v) for k, v in local.items()}}
+    out["outside Triton (client, transport)"] = round(out["client"]["mean_us"] - out["segments"]["inside Triton"]["mean_us"], 1)
+    seg, ip = out["segments"], out["in_process"]
+    # What the ensemble adds to the in-process path, by mean (means add up; medians do not).
+    out["added"] = {
+        "tokenizer step beyond in-process tokenizing": seg["tokenizer"]["mean_us"] - ip["tokenize"]["mean_us"],
+        "classifier step beyond an in-process ORT run": seg["classifier"]["mean_us"] - ip["ORT run"]["mean_us"],
+        "postprocess step": seg["postprocess"]["mean_us"],
+        "hand-offs between steps": sum(seg[k]["mean_us"] for k, _, _ in SEGMENTS if k.startswith("→") or k.startswith("gRPC")),
+        "outside Triton (client, transport)": out["outside Triton (client, transport)"],
+    }
+    out["added"] = {k: round(v, 1) for k, v in out["added"].items()}
+    out["excess_mean_us"] = round(out["client"]["mean_us"] - ip["total"]["mean_us"], 1)
+    out["excess_p50_us"] = round(out["client"]["p50_us"] - ip["total"]["p50_us"], 1)
+    return out
+
+
+def markdown(results: dict) -> str:
+    s = results["summary"]
+    ms = lambda us: f"{us / 1000:.2f}"
+    lines = [f"# Where one client's latency goes: {results['model']} {results['variant']}", "",
+             f"`python -m benchmarks.timeline` ({results['when']}, {results['machine']}). {results['requests']} "
+             f"single-text gRPC requests from one Python client, traced by Triton "
+             f"(`--trace-config level=TIMESTAMPS rate=1`); {results['sentences']}. In-process batch 1 on the "
+             f"same sentences, same run. Means in ms unless marked; means add up, medians do not.", "",
+             "| | mean | p50 |", "|---|---|---|",
+             f"| **client latency (1 client)** | **{ms(s['client']['mean_us'])}** | **{ms(s['client']['p50_us'])}** |",
+             f"| **in-process batch 1 (tokenize + ORT run)** | **{ms(s['in_process']['total']['mean_us'])}** | "
+             f"**{ms(s['in_process']['total']['p50_us'])}** |",
+             f"| excess (the target: p50 ≤ 2 ms) | {ms(s['excess_mean_us'])} | {ms(s['excess_p50_us'])} |", "",
+             "## The request inside Triton, cut at each step's compute start and end", "",
+             "| segment | mean | p50 |", "|---|---|---|"]
+    for name, _, _ in SEGMENTS:
+        v = s["segments"][name]
+        lines.append(f"| {name} | {ms(v['mean_us'])} | {ms(v['p50_us'])} |")
+    v = s["segments"]["inside Triton"]
+    lines += [f"| **inside Triton** (gRPC read → response sent) | **{ms(v['mean_us'])}** | **{ms(v['p50_us'])}** |",
+              f"| outside Triton (Python client, transport) | {ms(s['outside Triton (client, transport)'])} | |", "",
+              "Each step's own parts (µs, mean); *execute* is the Python stub's round trip: Triton → stub over "
+              "shared memory, `execute`, back.", "", "| step | " + " | ".join(p for p, _, _ in STEP_PARTS) + " |",
+              "|---|" + "---|" * len(STEP_PARTS)]
+    for step in STEPS:
+        lines.append(f"| {step} | " + " | ".join(f"{s['segments'][f'{step}: {p}']['mean_us']:.0f}"
+                                                for p, _, _ in STEP_PARTS) + " |")
+    ip = s["in_process"]
+    lines += ["", f"In process: tokenize {ip['tokenize']['mean_us']:.0f} µs, ORT run {ms(ip['ORT run']['mean_us'])} ms "
+              "(mean; a hot loop).", "", "## What the ensemble adds to the in-process path (ms, mean)", "",
+              "| | ms |", "|---|---|"]
+    lines += [f"| {k} | {ms(v)} |" for k, v in s["added"].items()]
+    lines += [f"| **sum = excess** | **{ms(sum(s['added'].values()))}** |", "",
+              f"![one client's timeline](one-client-{results['model']}-{results['variant']}.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    s = results["summary"]
+    seg, ip = s["segments"], s["in_process"]
+    served = [(name, seg[name]["mean_us"]) for name, _, _ in SEGMENTS]
+    served.append(("outside Triton", s["outside Triton (client, transport)"]))
+    local = [("tokenize", ip["tokenize"]["mean_us"]), ("ORT run", ip["ORT run"]["mean_us"])]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), gridspec_kw={"height_ratios": [1, 1.4]})
+    roles = {"tokenizer": "tab:green", "model run": "tab:blue", "postprocess": "tab:pink",
+             "hand-offs": "tab:gray", "outside Triton": "tab:olive"}
+    role = {"tokenize": "tokenizer", "classifier": "model run", "ORT run": "model run"}
+    for row, parts in ((1, served), (0, local)):
+        left = 0.0
+        for name, us in parts:
+            colour = roles.get(role.get(name, name), roles["hand-offs"])
+            top.barh(row, us / 1000, left=left / 1000, color=colour, edgecolor="white")
+            left += us
+    top.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in roles.values()], labels=list(roles),
+               loc="upper left", fontsize=8, ncol=len(roles), frameon=False)
+    top.set_ylim(-0.5, 2.0)
+    top.set_yticks([0, 1], ["in-process batch 1", "Triton ensemble, 1 client"])
+    top.set_xlabel("ms (mean)")
+    top.set_title(f"{results['model']} {results['variant']}: one single-text request, segment by segment")
+    added = list(s["added"].items())
+    bottom.barh([k for k, _ in added][::-1], [v / 1000 for _, v in added][::-1], color="tab:orange")
+    bottom.axvline(0, color="black", linewidth=0.5)
+    bottom.set_xlabel("ms the ensemble adds to the in-process path (mean)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="finbert", choices=["finbert", "distilbert"])
+    parser.add_argument("--checkpoint", help="checkpoint (default: make bench's random-weight base architecture)")
+    parser.add_argument("--variant", default="int8")
+    parser.add_argument("--requests", type=int, default=500, help="traced single-text requests")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
+    parser.add_argument("--sentences", type=int, default=100, help="distinct sentences, cycled")
+    parser.add_argument("--cores", type=int, default=available_cores())
+    parser.add_argument("--build", type=Path, default=Path("build/bench"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.warmup < 0:
+        parser.error("--requests must be at least 1 and --warmup at least 0")
+    texts, source = sentences(480)
+    texts = texts[: args.sentences]
+    export_dir = export_model(checkpoint(args.model, args.checkpoint, args.build), args.model,
+                              args.build / "export" / args.model).path
+    build_variants(export_dir, [args.variant], min_agreement=0.995 if args.checkpoint else 0.0)
+    print(f"{args.model} {args.variant}: in-process batch 1 ...")
+    local = in_process_us(OnnxClassifier(export_dir, args.variant, threads=args.cores), texts)
+    print(f"{args.model} {args.variant}: {args.requests} traced requests through the ensemble ...")
+    client, traced = served(export_dir, args.model, args.variant, texts, args.requests, args.warmup, args.cores,
+                            args.build / "run" / "timeline" / args.model / args.variant)
+    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
+               "model": args.model, "variant": args.variant, "requests": args.requests,
+               "sentences": f"{len(texts)} of: {source}",
+               "summary": summarise(client, segments_us(traced), local)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"one-client-{args.model}-{args.variant}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(results))
+    plot(results, stem.with_suffix(".png"))
+    print(stem.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
