@@ -306,6 +306,13 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict:
         log.close()
 
 
+def shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """Cores, the build folder (exports cached there are shared by the benchmarks) and the report folder."""
+    parser.add_argument("--cores", type=int, default=available_cores())
+    parser.add_argument("--build", type=Path, default=Path("build/bench"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="finbert,distilbert")
@@ -320,9 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--sentences", type=int, default=480, help="sentences for the in-process runs and the load")
     parser.add_argument("--min-agreement", type=float, default=0.995, help="variant accuracy guard (export.optimize)")
-    parser.add_argument("--cores", type=int, default=available_cores())
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    shared_arguments(parser)
     args = parser.parse_args(argv)
     texts, text_source = sentences(args.sentences)
     results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),

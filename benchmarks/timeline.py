@@ -4,13 +4,13 @@ One single-text gRPC client sends the Financial PhraseBank sentences `make bench
 ensemble while Triton traces every request (`--trace-config level=TIMESTAMPS rate=1`). Each
 request's time from gRPC read to gRPC send is cut at the steps' compute start and end into
 contiguous segments, so their means add up to the time inside Triton; the rest of the client's
-latency is the load generator and the transport. In the same run and on the same sentences, the
-in-process batch-1 path `make bench` compares against: tokenize, then one ORT run.
+latency is the load generator and the transport. Interleaved with it, in rounds, on the same
+sentences: the in-process batch-1 path `make bench` compares against (tokenize, then one ORT run).
 
 Tracing costs a little; `make bench`'s figures come from untraced servers. Writes
 docs/benchmarks/one-client-<model>-<variant>.{md,json,png}.
 
-    python -m benchmarks.timeline --model finbert --variant int8
+    python -m benchmarks.timeline --model finbert --variant int8 --rounds 5
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import checkpoint, grpc_sender, machine, sentences
+from benchmarks.serving import checkpoint, grpc_sender, machine, sentences, shared_arguments
 from export.onnx import export_model
 from export.optimize import build_variants
 from export.runtime import OnnxClassifier
-from model_repository.assemble import TargetOptions, assemble, available_cores
+from model_repository.assemble import TargetOptions, assemble
 from server.triton import Ports, TritonServer, free_ports
 
 # Contiguous cuts of one request's time inside Triton: (segment, from, to) as (step, timestamp).
@@ -79,46 +79,48 @@ def segments_us(requests: list[dict]) -> dict[str, list[float]]:
     return out
 
 
-def in_process_us(model: OnnxClassifier, texts: list[str], rounds: int = 3) -> dict[str, list[float]]:
-    """The batch-1 path make bench's target is relative to, timed in its two parts."""
-    model.logits(texts[:64])                                                   # warm up
-    tokenize, run = [], []
-    for _ in range(rounds):
-        for text in texts:
-            began = time.perf_counter()
-            encodings = model.encode([text])
-            encoded = time.perf_counter()
-            model.run(encodings)
-            tokenize.append((encoded - began) * 1e6)
-            run.append((time.perf_counter() - encoded) * 1e6)
-    return {"tokenize": tokenize, "ORT run": run, "total": [a + b for a, b in zip(tokenize, run)]}
+def in_process_pass(model: OnnxClassifier, texts: list[str], into: dict[str, list[float]]) -> None:
+    """The batch-1 path make bench's target is relative to, timed in its two parts, each text once."""
+    for text in texts:
+        began = time.perf_counter()
+        encodings = model.encode([text])
+        encoded = time.perf_counter()
+        model.run(encodings)
+        into["tokenize"].append((encoded - began) * 1e6)
+        into["ORT run"].append((time.perf_counter() - encoded) * 1e6)
+        into["total"].append((time.perf_counter() - began) * 1e6)
 
 
-def served(export_dir: Path, family: str, variant: str, texts: list[str], requests: int, warmup: int,
-           cores: int, work: Path) -> tuple[list[float], list[dict]]:
-    """Client latencies (µs) of `requests` single-text calls, and their traces."""
+def measure(model: OnnxClassifier, export_dir: Path, family: str, variant: str, texts: list[str], rounds: int,
+            warmup: int, cores: int, work: Path) -> tuple[list[float], list[dict], dict[str, list[float]]]:
+    """Rounds of one in-process pass then one served pass over the sentences, so that a shared
+    machine's drift falls on both sides; returns client latencies (µs), their traces, in-process times."""
     trace = work / "trace.json"
     trace.unlink(missing_ok=True)
     repository = assemble({family: export_dir}, work / "repository", TargetOptions("local", cores=cores, variant=variant))
     server = TritonServer(repository, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log",
                           extra_args=trace_args(trace))
-    latencies = []
+    latencies, local = [], {"tokenize": [], "ORT run": [], "total": []}
+    model.logits(texts[:64])                                                     # warm up
     with server:
         send, close = grpc_sender(server.grpc_url, family)()
         try:
-            for i in range(warmup + requests):
-                began = time.perf_counter()
+            for i in range(warmup):
                 send([texts[i % len(texts)]])
-                if i >= warmup:
+            for _ in range(rounds):
+                in_process_pass(model, texts, local)
+                for text in texts:
+                    began = time.perf_counter()
+                    send([text])
                     latencies.append((time.perf_counter() - began) * 1e6)
         finally:
             close()
     if not trace.exists():                    # Triton writes the trace file when it stops
         raise RuntimeError(f"tritonserver wrote no trace; see {work / 'tritonserver.log'}")
     traced = requests_from_trace(trace, family)
-    if len(traced) < requests:
-        raise RuntimeError(f"the trace holds {len(traced)} complete requests, {requests} expected")
-    return latencies, traced[-requests:]
+    if len(traced) < len(latencies):
+        raise RuntimeError(f"the trace holds {len(traced)} complete requests, {len(latencies)} expected")
+    return latencies, traced[-len(latencies):], local
 
 
 def summarise(client_us: list[float], segments: dict[str, list[float]], local: dict[str, list[float]]) -> dict:
@@ -147,8 +149,9 @@ def markdown(results: dict) -> str:
     lines = [f"# Where one client's latency goes: {results['model']} {results['variant']}", "",
              f"`python -m benchmarks.timeline` ({results['when']}, {results['machine']}). {results['requests']} "
              f"single-text gRPC requests from one Python client, traced by Triton "
-             f"(`--trace-config level=TIMESTAMPS rate=1`); {results['sentences']}. In-process batch 1 on the "
-             f"same sentences, same run. Means in ms unless marked; means add up, medians do not.", "",
+             f"(`--trace-config level=TIMESTAMPS rate=1`); {results['sentences']}. In {results['rounds']} rounds, "
+             f"each sentence once in process (batch 1) then once through the ensemble. Means in ms unless marked; "
+             f"means add up, medians do not.", "",
              "| | mean | p50 |", "|---|---|---|",
              f"| **client latency (1 client)** | **{ms(s['client']['mean_us'])}** | **{ms(s['client']['p50_us'])}** |",
              f"| **in-process batch 1 (tokenize + ORT run)** | **{ms(s['in_process']['total']['mean_us'])}** | "
@@ -217,27 +220,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="finbert", choices=["finbert", "distilbert"])
     parser.add_argument("--checkpoint", help="checkpoint (default: make bench's random-weight base architecture)")
     parser.add_argument("--variant", default="int8")
-    parser.add_argument("--requests", type=int, default=500, help="traced single-text requests")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of one in-process pass and one served pass over the sentences")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
     parser.add_argument("--sentences", type=int, default=100, help="distinct sentences, cycled")
-    parser.add_argument("--cores", type=int, default=available_cores())
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    shared_arguments(parser)
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.warmup < 0:
-        parser.error("--requests must be at least 1 and --warmup at least 0")
+    if args.rounds < 1 or args.warmup < 0 or args.sentences < 1:
+        parser.error("--rounds and --sentences must be at least 1, --warmup at least 0")
     texts, source = sentences(480)
     texts = texts[: args.sentences]
     export_dir = export_model(checkpoint(args.model, args.checkpoint, args.build), args.model,
                               args.build / "export" / args.model).path
     build_variants(export_dir, [args.variant], min_agreement=0.995 if args.checkpoint else 0.0)
-    print(f"{args.model} {args.variant}: in-process batch 1 ...")
-    local = in_process_us(OnnxClassifier(export_dir, args.variant, threads=args.cores), texts)
-    print(f"{args.model} {args.variant}: {args.requests} traced requests through the ensemble ...")
-    client, traced = served(export_dir, args.model, args.variant, texts, args.requests, args.warmup, args.cores,
-                            args.build / "run" / "timeline" / args.model / args.variant)
+    print(f"{args.model} {args.variant}: {args.rounds} rounds of {len(texts)} texts in process, "
+          f"then {len(texts)} traced requests through the ensemble ...")
+    client, traced, local = measure(OnnxClassifier(export_dir, args.variant, threads=args.cores), export_dir,
+                                    args.model, args.variant, texts, args.rounds, args.warmup, args.cores,
+                                    args.build / "run" / "timeline" / args.model / args.variant)
     results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
-               "model": args.model, "variant": args.variant, "requests": args.requests,
+               "model": args.model, "variant": args.variant, "requests": len(client), "rounds": args.rounds,
                "sentences": f"{len(texts)} of: {source}",
                "summary": summarise(client, segments_us(traced), local)}
     args.out.mkdir(parents=True, exist_ok=True)

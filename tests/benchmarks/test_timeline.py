@@ -9,11 +9,11 @@ from benchmarks import timeline
 def test_the_traced_segments_add_up_to_the_time_inside_triton(checkpoints, tmp_path):
     out = tmp_path / "out"
     assert timeline.main(["--model", "distilbert", "--checkpoint", str(checkpoints["distilbert"]), "--variant", "fp32",
-                          "--requests", "20", "--warmup", "3", "--sentences", "8", "--build", str(tmp_path / "build"),
+                          "--rounds", "2", "--warmup", "3", "--sentences", "8", "--build", str(tmp_path / "build"),
                           "--out", str(out)]) == 0
     results = json.loads((out / "one-client-distilbert-fp32.json").read_text())
     s = results["summary"]
-    assert results["requests"] == 20
+    assert results["requests"] == 16 and results["rounds"] == 2
     segments = [s["segments"][name]["mean_us"] for name, _, _ in timeline.SEGMENTS]
     assert sum(segments) == pytest.approx(s["segments"]["inside Triton"]["mean_us"], abs=1)
     # Each step's compute is its four parts, and the model's step is there with a real duration.
@@ -42,6 +42,6 @@ def test_a_request_whose_steps_are_not_all_traced_is_left_out(tmp_path):
 
 def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
-        timeline.main(["--requests", "0"])
+        timeline.main(["--rounds", "0"])
     assert exc.value.code == 2
-    assert "--requests must be at least 1" in capsys.readouterr().err
+    assert "--rounds and --sentences must be at least 1" in capsys.readouterr().err
