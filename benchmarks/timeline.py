@@ -30,16 +30,16 @@ from export.runtime import OnnxClassifier
 from model_repository.assemble import TargetOptions, assemble
 from server.triton import Ports, TritonServer, free_ports
 
-# Contiguous cuts of one request's time inside Triton: (segment, from, to) as (step, timestamp).
-SEGMENTS = [
-    ("gRPC read → tokenizer starts", ("ensemble", "GRPC_WAITREAD_END"), ("tokenizer", "COMPUTE_START")),
-    ("tokenizer", ("tokenizer", "COMPUTE_START"), ("tokenizer", "COMPUTE_END")),
-    ("→ classifier starts", ("tokenizer", "COMPUTE_END"), ("classifier", "COMPUTE_START")),
-    ("classifier", ("classifier", "COMPUTE_START"), ("classifier", "COMPUTE_END")),
-    ("→ postprocess starts", ("classifier", "COMPUTE_END"), ("postprocess", "COMPUTE_START")),
-    ("postprocess", ("postprocess", "COMPUTE_START"), ("postprocess", "COMPUTE_END")),
-    ("→ gRPC response sent", ("postprocess", "COMPUTE_END"), ("ensemble", "GRPC_SEND_END")),
-]
+# One request's time inside Triton, cut at these points into contiguous segments. A step's
+# compute ends when Triton has released it, which can be after the next step (or the gRPC
+# send) has begun: a cut at two stamps is the earlier one, so no segment is negative and the
+# overlap counts for the step that is running.
+CUTS = [(("ensemble", "GRPC_WAITREAD_END"),), (("tokenizer", "COMPUTE_START"),),
+        (("tokenizer", "COMPUTE_END"), ("classifier", "COMPUTE_START")), (("classifier", "COMPUTE_START"),),
+        (("classifier", "COMPUTE_END"), ("postprocess", "COMPUTE_START")), (("postprocess", "COMPUTE_START"),),
+        (("postprocess", "COMPUTE_END"), ("ensemble", "GRPC_SEND_END")), (("ensemble", "GRPC_SEND_END"),)]
+SEGMENTS = ["gRPC read → tokenizer starts", "tokenizer", "→ classifier starts", "classifier",
+            "→ postprocess starts", "postprocess", "→ gRPC response sent"]
 STEP_PARTS = [("queue", "REQUEST_START", "COMPUTE_START"), ("input", "COMPUTE_START", "COMPUTE_INPUT_END"),
               ("execute (stub round trip)", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START"),
               ("output", "COMPUTE_OUTPUT_START", "COMPUTE_END")]
@@ -70,12 +70,13 @@ def requests_from_trace(path: Path, family: str) -> list[dict[str, dict[str, int
 
 
 def segments_us(requests: list[dict]) -> dict[str, list[float]]:
-    out = {name: [(r[b[0]][b[1]] - r[a[0]][a[1]]) / 1000 for r in requests] for name, a, b in SEGMENTS}
+    cuts = np.array([[min(r[step][stamp] for step, stamp in cut) for cut in CUTS] for r in requests], dtype=np.int64)
+    lengths = np.diff(cuts, axis=1) / 1000
+    out = {name: lengths[:, i].tolist() for i, name in enumerate(SEGMENTS)}
     for step in STEPS:
         for part, a, b in STEP_PARTS:
             out[f"{step}: {part}"] = [(r[step][b] - r[step][a]) / 1000 for r in requests]
-    out["inside Triton"] = [(r["ensemble"]["GRPC_SEND_END"] - r["ensemble"]["GRPC_WAITREAD_END"]) / 1000
-                            for r in requests]
+    out["inside Triton"] = ((cuts[:, -1] - cuts[:, 0]) / 1000).tolist()
     return out
 
 
@@ -134,7 +135,7 @@ def summarise(client_us: list[float], segments: dict[str, list[float]], local: d
         "tokenizer step beyond in-process tokenizing": seg["tokenizer"]["mean_us"] - ip["tokenize"]["mean_us"],
         "classifier step beyond an in-process ORT run": seg["classifier"]["mean_us"] - ip["ORT run"]["mean_us"],
         "postprocess step": seg["postprocess"]["mean_us"],
-        "hand-offs between steps": sum(seg[k]["mean_us"] for k, _, _ in SEGMENTS if k.startswith("→") or k.startswith("gRPC")),
+        "hand-offs between steps": sum(seg[k]["mean_us"] for k in SEGMENTS if k not in STEPS),
         "outside Triton (client, transport)": out["outside Triton (client, transport)"],
     }
     out["added"] = {k: round(v, 1) for k, v in out["added"].items()}
@@ -159,14 +160,15 @@ def markdown(results: dict) -> str:
              f"| excess (the target: p50 ≤ 2 ms) | {ms(s['excess_mean_us'])} | {ms(s['excess_p50_us'])} |", "",
              "## The request inside Triton, cut at each step's compute start and end", "",
              "| segment | mean | p50 |", "|---|---|---|"]
-    for name, _, _ in SEGMENTS:
+    for name in SEGMENTS:
         v = s["segments"][name]
         lines.append(f"| {name} | {ms(v['mean_us'])} | {ms(v['p50_us'])} |")
     v = s["segments"]["inside Triton"]
     lines += [f"| **inside Triton** (gRPC read → response sent) | **{ms(v['mean_us'])}** | **{ms(v['p50_us'])}** |",
               f"| outside Triton (Python client, transport) | {ms(s['outside Triton (client, transport)'])} | |", "",
-              "Each step's own parts (µs, mean); *execute* is the Python stub's round trip: Triton → stub over "
-              "shared memory, `execute`, back.", "", "| step | " + " | ".join(p for p, _, _ in STEP_PARTS) + " |",
+              "Each step's own parts (µs, mean), from its compute start to its release (which can overlap the "
+              "next step); *execute* is the Python stub's round trip: Triton → stub over shared memory, "
+              "`execute`, back.", "", "| step | " + " | ".join(p for p, _, _ in STEP_PARTS) + " |",
               "|---|" + "---|" * len(STEP_PARTS)]
     for step in STEPS:
         lines.append(f"| {step} | " + " | ".join(f"{s['segments'][f'{step}: {p}']['mean_us']:.0f}"
@@ -187,7 +189,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     s = results["summary"]
     seg, ip = s["segments"], s["in_process"]
-    served = [(name, seg[name]["mean_us"]) for name, _, _ in SEGMENTS]
+    served = [(name, seg[name]["mean_us"]) for name in SEGMENTS]
     served.append(("outside Triton", s["outside Triton (client, transport)"]))
     local = [("tokenize", ip["tokenize"]["mean_us"]), ("ORT run", ip["ORT run"]["mean_us"])]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), gridspec_kw={"height_ratios": [1, 1.4]})

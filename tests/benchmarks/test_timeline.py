@@ -14,13 +14,13 @@ def test_the_traced_segments_add_up_to_the_time_inside_triton(checkpoints, tmp_p
     results = json.loads((out / "one-client-distilbert-fp32.json").read_text())
     s = results["summary"]
     assert results["requests"] == 16 and results["rounds"] == 2
-    segments = [s["segments"][name]["mean_us"] for name, _, _ in timeline.SEGMENTS]
+    segments = [s["segments"][name]["mean_us"] for name in timeline.SEGMENTS]
     assert sum(segments) == pytest.approx(s["segments"]["inside Triton"]["mean_us"], abs=1)
-    # Each step's compute is its four parts, and the model's step is there with a real duration.
+    assert min(segments) >= 0                          # the cuts never run backwards
+    # A step's segment is at most its compute (input + execute + output), and the model's is real.
     for step in timeline.STEPS:
         parts = sum(s["segments"][f"{step}: {part}"]["mean_us"] for part, _, _ in timeline.STEP_PARTS[1:])
-        assert parts == pytest.approx(s["segments"][step]["mean_us"], abs=1)
-        assert s["segments"][step]["mean_us"] > 0
+        assert 0 < s["segments"][step]["mean_us"] <= parts + 1
     assert 0 < s["segments"]["inside Triton"]["mean_us"] < s["client"]["mean_us"]
     assert sum(s["added"].values()) == pytest.approx(s["excess_mean_us"], abs=1)
     assert s["in_process"]["ORT run"]["mean_us"] > 0
