@@ -34,6 +34,11 @@ SPINNING = ("runs", "always", "off")   # see classifier.py
 OPTIONAL_INPUTS = ("token_type_ids",)
 
 
+# The container's CPU profile requests this many cores (k8s/values/cpu.yaml; a test keeps them equal):
+# the image is built elsewhere, so the build machine's core count would be the wrong default.
+CONTAINER_CPU_CORES = 4
+
+
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -133,27 +138,43 @@ def _place(src: Path, dst: Path, link: bool) -> None:
         shutil.copy2(src, dst)
 
 
+def check_export(family: str, export_dir: Path, variant: str, out: Path) -> tuple:
+    """Everything assemble() needs from one export, checked before anything is written."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
+    if not (export_dir / "model_facts.json").is_file():
+        raise ValueError(f"{export_dir} is not an export (no model_facts.json): make one with "
+                         f"`python -m export.onnx --model <checkpoint> --name {family}`")
+    if out.resolve() == export_dir.resolve() or out.resolve() in export_dir.resolve().parents:
+        raise ValueError(f"--out {out} holds the export {export_dir}: replacing it would delete the export")
+    model_file = export_dir / variant_filename(variant)
+    if not model_file.exists():
+        raise FileNotFoundError(f"{model_file} is missing: build it with "
+                                f"`python -m export.optimize --export {export_dir} --variants {variant}`")
+    return export_dir, ModelFacts.load(export_dir), variant, model_file
+
+
+def is_repository(path: Path) -> bool:
+    """A folder assemble() may replace: empty, or only model folders (each with its config.pbtxt)."""
+    return path.is_dir() and all(child.is_dir() and (child / "config.pbtxt").is_file() for child in path.iterdir())
+
+
 def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = TargetOptions(),
              link: bool | None = None, variants: dict[str, str] | None = None) -> Path:
-    """Write the repository for `exports` ({family: export dir}) to `out`, replacing what is there.
+    """Write the repository for `exports` ({family: export dir}) to `out`, replacing a repository there.
 
     variants: {family: variant} where one differs from options.variant (a refused int8, say)."""
     if not exports:
         raise ValueError("no model to put in the repository")
     link = options.target == "local" if link is None else link
     out = Path(out)
+    checked = {family: check_export(family, Path(export_dir), (variants or {}).get(family, options.variant), out)
+               for family, export_dir in exports.items()}
     if out.exists():
+        if not is_repository(out):
+            raise ValueError(f"{out} exists and is not a model repository: refusing to replace it (choose another --out)")
         shutil.rmtree(out)
-    for family, export_dir in exports.items():
-        if family not in FAMILIES:
-            raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
-        export_dir = Path(export_dir)
-        facts = ModelFacts.load(export_dir)
-        variant = (variants or {}).get(family, options.variant)
-        model_file = export_dir / variant_filename(variant)
-        if not model_file.exists():
-            raise FileNotFoundError(f"{model_file} is missing: build it with "
-                                    f"`python -m export.optimize --export {export_dir} --variants {variant}`")
+    for family, (export_dir, facts, variant, model_file) in checked.items():
         served = dataclasses.replace(facts, variant=variant)
         for step in (None, *STEPS):
             config = render(family, step, facts, options)
@@ -179,15 +200,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", action="append", required=True, metavar="FAMILY=DIR",
                         help="an export directory per model family, e.g. finbert=build/export/finbert")
     parser.add_argument("--variant", choices=VARIANTS, default="fp32", help="which export variant to serve")
-    parser.add_argument("--cores", type=int, default=available_cores(), help="ONNX Runtime intra-op threads")
+    parser.add_argument("--cores", type=int, help="the classifier's ONNX Runtime intra-op threads (default: this "
+                        f"machine's cores for the local target, {CONTAINER_CPU_CORES} for the container on cpu: "
+                        "the CPU request of k8s/values/cpu.yaml)")
     parser.add_argument("--out", type=Path, help="default: build/repository/<target>")
     parser.add_argument("--copy", action="store_true", help="copy exported files instead of symlinking")
     args = parser.parse_args(argv)
     device = args.device or ("gpu" if args.target == "container" else "cpu")
+    if any("=" not in item for item in args.export):
+        parser.error("--export takes FAMILY=DIR, e.g. finbert=build/export/finbert")
+    if args.cores is not None and args.cores < 1:
+        parser.error("--cores must be at least 1")
+    cores = args.cores or (CONTAINER_CPU_CORES if args.target == "container" else available_cores())
     exports = dict(item.split("=", 1) for item in args.export)
     out = args.out or Path("build/repository") / args.target
     try:
-        assemble(exports, out, TargetOptions(args.target, device, args.cores, variant=args.variant), link=False if args.copy else None)
+        assemble(exports, out, TargetOptions(args.target, device, cores, variant=args.variant), link=False if args.copy else None)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,6 @@
 """Both targets render from the one source and parse as Triton ModelConfig protobufs."""
+import shutil
+
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -81,3 +83,39 @@ def test_a_config_that_disagrees_with_the_export_is_refused(exports, tmp_path):
 def test_local_target_cannot_be_gpu():
     with pytest.raises(ValueError, match="local target is cpu"):
         TargetOptions("local", "gpu")
+
+
+def test_inputs_are_checked_before_anything_is_replaced(exports, tmp_path):
+    out = assemble({"finbert": exports["finbert"]}, tmp_path / "r", TargetOptions("local", cores=2))
+    with pytest.raises(ValueError, match="is not an export"):
+        assemble({"finbert": tmp_path / "typo"}, out)
+    assert (out / "finbert_classifier" / "config.pbtxt").is_file()      # a running server's repository survives
+    # An --out that holds an export, or a folder that is not a repository, is never deleted.
+    copy = tmp_path / "exports" / "finbert"
+    shutil.copytree(exports["finbert"], copy)
+    with pytest.raises(ValueError, match="replacing it would delete the export"):
+        assemble({"finbert": copy}, copy.parent)
+    assert (copy / "model_facts.json").is_file()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a model repository"):
+        assemble({"finbert": exports["finbert"]}, other)
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_cli_errors_are_one_line(exports, tmp_path, capsys):
+    from model_repository.assemble import main
+    with pytest.raises(SystemExit) as exc:
+        main(["--export", "finbert"])
+    assert exc.value.code == 2 and "--export takes FAMILY=DIR" in capsys.readouterr().err
+    assert main(["--export", f"finbert={tmp_path / 'missing'}", "--out", str(tmp_path / "r")]) == 2
+    assert "is not an export (no model_facts.json)" in capsys.readouterr().err
+
+
+def test_the_container_cpu_target_is_built_for_the_charts_cpu_request(exports, tmp_path):
+    from model_repository.assemble import main
+    assert main(["--target", "container", "--device", "cpu", "--export", f"finbert={exports['finbert']}",
+                 "--out", str(tmp_path / "r")]) == 0
+    config = text_format.Parse((tmp_path / "r" / "finbert_classifier" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert config.parameters["intra_op_thread_count"].string_value == "4"
