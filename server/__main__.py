@@ -8,6 +8,8 @@ reason; the server starts with the others, and fails clearly when none is left.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import secrets
 import signal
 import sys
@@ -20,7 +22,7 @@ from export.optimize import GuardError, build_variants
 from export.runtime import VARIANTS
 from model_repository.assemble import FAMILIES, TargetOptions, assemble
 from server.health import Watchdog
-from server.triton import LaunchError, Ports, TritonServer
+from server.triton import LaunchError, Ports, TritonServer, check_ports
 
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
 
@@ -55,6 +57,25 @@ def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
                           "internet) or a local checkpoint directory, e.g. `make serve FINBERT=path/to/checkpoint`"
                           " (`make finetune` writes the DistilBERT default)")
     return exports, variants
+
+
+def claim(build: Path):
+    """Hold build/serve.lock while serving: a second `make serve` on the same build folder would
+    rebuild the repository and delete the log under the running server (even if its ports clash)."""
+    build.mkdir(parents=True, exist_ok=True)
+    lock = open(build / "serve.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        owner = lock.read().strip() or "another process"
+        lock.close()
+        raise LaunchError(f"{build} is in use by a running `make serve` (pid {owner}): stop it, or give this one "
+                          f"its own folder, e.g. `make serve BUILD=build-2`") from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock                   # the lock lasts as long as this file object (the process)
 
 
 def usage(variants: dict[str, str], ports: Ports) -> str:
@@ -92,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     started = time.monotonic()
     try:
+        check_ports(ports)                       # before anything is built or deleted
+        lock = claim(args.build)                 # noqa: F841 (held until the process exits)
         exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant)
         repository = assemble(exports, args.build / "repository" / "local", TargetOptions("local", variant=args.variant),
                               variants=variants)

@@ -7,7 +7,7 @@ import pytest
 
 from model_repository.assemble import TargetOptions, assemble
 from server import perf_analyzer
-from server.__main__ import prepare
+from server.__main__ import claim, prepare
 from server.triton import LaunchError, Ports, TritonServer, check_ports, free_ports, triton_args
 
 
@@ -65,6 +65,32 @@ def test_serve_command_exits_2_when_nothing_can_be_served(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "skipping finbert" in result.stderr and "no model to serve" in result.stderr
+
+
+def serve(build, *args):
+    return subprocess.run([sys.executable, "-m", "server", "--finbert", str(build / "none"), "--distilbert", "",
+                           "--build", str(build), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_second_serve_on_the_same_build_folder_touches_nothing(tmp_path):
+    lock = claim(tmp_path)                       # as a running `make serve` holds it
+    (tmp_path / "repository" / "local").mkdir(parents=True)
+    result = serve(tmp_path)
+    assert result.returncode == 2 and "is in use by a running `make serve` (pid " in result.stderr
+    assert "BUILD=" in result.stderr and "skipping" not in result.stderr      # it stopped before exporting
+    assert (tmp_path / "repository" / "local").is_dir()
+    lock.close()
+    assert "is in use" not in serve(tmp_path).stderr                           # released with its holder
+
+
+def test_a_taken_port_stops_serve_before_it_builds_anything(tmp_path):
+    http, grpc, metrics = free_ports()
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", http))
+        sock.listen()
+        result = serve(tmp_path, "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics))
+    assert result.returncode == 2 and f"HTTP port {http} is already in use" in result.stderr
+    assert not (tmp_path / "export").exists() and not (tmp_path / "repository").exists()
 
 
 def test_perf_analyzer_drives_the_ensemble_with_string_input(triton):
