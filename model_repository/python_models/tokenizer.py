@@ -28,6 +28,7 @@ class TritonPythonModel:
         self.tokenizer = Tokenizer.from_file(str(here / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
+        self.specials = self.tokenizer.post_processor.num_special_tokens_to_add(False)   # [CLS] ... [SEP]
 
     def execute(self, requests):
         texts, spans, errors = [], [], {}
@@ -43,6 +44,9 @@ class TritonPythonModel:
         encodings = self.tokenizer.encode_batch(texts) if texts else []
         responses = []
         for i, (start, end) in enumerate(spans):
+            blank = next((row for row, e in enumerate(encodings[start:end]) if len(e) <= self.specials), None)
+            if i not in errors and blank is not None:     # zero-width spaces, NULs, a lone BOM: nothing to read
+                errors[i] = f"TEXT[{blank}] has no token the model can read (only invisible or control characters)"
             if i in errors:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], pb_utils.TritonError.INVALID_ARG)))
                 continue
@@ -52,6 +56,10 @@ class TritonPythonModel:
         return responses
 
     def cut(self, text):
+        if len(text) <= self.max_chars:
+            return text
+        # Whitespace makes no token: a run of it must not push the words past the cut.
+        text = " ".join(text.split())
         if len(text) <= self.max_chars:
             return text
         space = text.rfind(" ", 0, self.max_chars)

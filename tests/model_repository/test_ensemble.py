@@ -121,6 +121,13 @@ def test_long_text_is_truncated_not_refused(triton, reference):
         np.testing.assert_allclose(probs, expected(reference, family, [text]), atol=1e-4)
 
 
+def test_a_long_run_of_whitespace_does_not_push_the_words_out(triton, reference):
+    sentence = "Net sales decreased and the company reported heavy losses."
+    for family in FAMILIES:
+        _, _, probs = infer(triton, "grpc", family, [" " * 9000 + sentence])
+        np.testing.assert_allclose(probs, expected(reference, family, [sentence]), atol=1e-4)
+
+
 def test_megabyte_text_is_truncated_and_served(triton, reference):
     text = "Shares of the company fell after the profit warning. " * 20_000   # ~1 MB
     _, _, probs = infer(triton, "grpc", "finbert", [text])
@@ -132,6 +139,8 @@ def test_megabyte_text_is_truncated_and_served(triton, reference):
     (["fine", b"\xff\xfe bad"], "TEXT[1] is not valid UTF-8"),
     (["fine", "   "], "TEXT[1] is empty or whitespace only"),
     ([""], "TEXT[0] is empty"),
+    (["fine", "\u200b\u200b", "fine"], "TEXT[1] has no token the model can read"),
+    (["\ufeff\x00"], "TEXT[0] has no token the model can read"),
 ])
 def test_bad_text_gets_a_clear_error_and_the_server_keeps_serving(triton, protocol, texts, message):
     with pytest.raises(InferenceServerException, match=message.replace("[", r"\[").replace("]", r"\]")) as info:

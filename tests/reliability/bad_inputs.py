@@ -19,6 +19,8 @@ CASES = [
     ("whitespace only", "http", {"inputs": [text_input([" \t\n "])]}, 400, r"TEXT\[0\] is empty or whitespace only"),
     ("one bad row of three", "http", {"inputs": [text_input(["Profit rose.", "", "Shares fell."])]}, 400,
      r"TEXT\[1\] is empty"),
+    ("only invisible characters", "http", {"inputs": [text_input(["\u200b\u200b\ufeff"])]}, 400,
+     r"TEXT\[0\] has no token the model can read"),
     ("invalid UTF-8", "grpc", ("finbert", [b"Profit \xff\xfe rose"], "BYTES"), "INVALID_ARGUMENT",
      r"TEXT\[0\] is not valid UTF-8 \(byte 7"),
     ("invalid UTF-8, second row", "grpc", ("distilbert", [b"fine", b"\xc3\x28"], "BYTES"), "INVALID_ARGUMENT",
@@ -46,9 +48,11 @@ CASES = [
      r"unexpected inference output 'LOGITS' for model 'finbert'"),
     # Triton answers 500 here (its HTTP frontend's choice); the gateway answers 400.
     ("body is not JSON", "http", b"TEXT=Profit rose.", 500, r"failed to parse the request JSON buffer"),
+    ("JSON without inputs", "http", {}, 500, r"Unable to parse 'inputs'"),
     # Not errors: served, truncated to the model's max_length tokens (ensemble config parameter).
     ("1 MB text", "http", {"inputs": [text_input(["Profit rose. " * (MB // 13)])]}, 200, None),
     ("1 MB without a space", "http", {"inputs": [text_input(["x" * MB])]}, 200, None),
+    ("1 MB of spaces, then a sentence", "http", {"inputs": [text_input([" " * MB + "Profit rose."])]}, 200, None),
     ("64 texts (max batch)", "http", {"inputs": [text_input(["Profit rose."] * 64)]}, 200, None),
 ]
 
