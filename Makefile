@@ -11,6 +11,7 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 VARIANT ?=
+REPRODUCIBLE ?=
 PYTEST_ARGS ?=
 GATEWAY_PORT ?= 8080
 TRITON_URL ?= localhost:$(GRPC_PORT)
@@ -35,7 +36,7 @@ EVAL_ARGS ?=
 help:
 	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
-	@echo "              VARIANT=int8|fp32|fp16 (default int8)"
+	@echo "              VARIANT=int8|fp32|fp16 (default int8)  REPRODUCIBLE=1 (int8 independent of batching)"
 	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
@@ -70,7 +71,7 @@ $(VENV)/.installed: requirements.txt
 
 serve: setup
 	$(PY) -m server --finbert "$(FINBERT)" --distilbert "$(DISTILBERT)" --build "$(BUILD)" \
-		--variant $(or $(VARIANT),int8) \
+		--variant $(or $(VARIANT),int8) $(if $(REPRODUCIBLE),--reproducible) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 test: setup

@@ -51,6 +51,7 @@ class TargetOptions:
     buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # container padding lengths
     run_overhead_tokens: int = 48  # local classifier: a run's fixed cost in padded tokens (see classifier.py)
     max_tokens_per_run: int = 8192 # local classifier: bound on one ONNX Runtime run's padded tokens
+    max_rows_per_run: int = 0      # local classifier: bound on a run's rows (0: none; 1: reproducible int8)
     spinning: str = "runs"         # local classifier's ORT threads: spin-wait between ops only while a run lasts
                                    # ("runs"), also between runs ("always", ORT's default) or never ("off")
     variant: str = "fp32"          # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
@@ -64,6 +65,9 @@ class TargetOptions:
             raise ValueError(f"spinning {self.spinning!r}: one of {SPINNING}")
         if self.device not in ("cpu", "gpu") or (self.target == "local" and self.device != "cpu"):
             raise ValueError(f"device {self.device!r}: the local target is cpu, the container target cpu or gpu")
+        if self.max_rows_per_run and self.target != "local":
+            raise ValueError("max_rows_per_run is the local classifier's: the native onnxruntime backend runs "
+                             "each batch Triton forms as one")
 
 
 def load_config(path: Path) -> mc.ModelConfig:
@@ -123,6 +127,7 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
                 tensor.allow_ragged_batch = True  # requests of different lengths meet in one execute()
             _param(config, "run_overhead_tokens", options.run_overhead_tokens)
             _param(config, "max_tokens_per_run", options.max_tokens_per_run)
+            _param(config, "max_rows_per_run", options.max_rows_per_run)
             _param(config, "spinning", options.spinning)
         else:
             config.backend = "onnxruntime"

@@ -36,13 +36,14 @@ class TritonPythonModel:
         self.output = facts["output_name"]
         self.run_overhead_tokens = float(params.get("run_overhead_tokens", "48"))
         self.max_tokens = int(params.get("max_tokens_per_run", "8192"))
+        self.max_rows = int(params.get("max_rows_per_run", "0"))     # 1: each text alone (see length_groups)
 
     def execute(self, requests):
         arrays = {name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs}
         rows = {name: stack(arrays[name]) for name in self.inputs}
         lengths = rows["attention_mask"].sum(axis=1)
         logits = np.empty((len(lengths), 3), dtype=np.float32)
-        for group in length_groups(lengths, self.run_overhead_tokens, self.max_tokens):
+        for group in length_groups(lengths, self.run_overhead_tokens, self.max_tokens, self.max_rows):
             width = int(lengths[group].max())
             logits[group] = self.session.run([self.output], {name: rows[name][group, :width] for name in self.inputs})[0]
         bounds = list(accumulate((a.shape[0] for a in arrays["attention_mask"]), initial=0))
@@ -62,11 +63,14 @@ def stack(arrays):
     return out
 
 
-def length_groups(lengths, run_overhead_tokens, max_tokens):
+def length_groups(lengths, run_overhead_tokens, max_tokens, max_rows=0):
     """Split the length-sorted rows into runs minimising padded tokens + overhead per run.
 
     Cost of a run = rows x its longest row (padding included) + run_overhead_tokens (a run's
     fixed cost, in tokens); exact by dynamic programming over split points (n <= 64).
+    max_rows (0: no bound) bounds a run's rows: 1 runs each text alone, which an int8 model needs
+    for probabilities that do not depend on the other texts (its activations are quantized with
+    one scale per run).
     """
     order = np.argsort(lengths, kind="stable")
     n = len(order)
@@ -79,6 +83,8 @@ def length_groups(lengths, run_overhead_tokens, max_tokens):
         starts = np.arange(end)
         cost = best[:end] + run_overhead_tokens + (end - starts) * sorted_lengths[end - 1]
         cost[(end - starts) * sorted_lengths[end - 1] > max_tokens] = np.inf
+        if max_rows:
+            cost[end - starts > max_rows] = np.inf
         cost[end - 1] = best[end - 1] + run_overhead_tokens + sorted_lengths[end - 1]   # a row alone always fits
         cut[end] = int(np.argmin(cost))
         best[end] = cost[cut[end]]

@@ -36,6 +36,17 @@ def test_no_run_exceeds_the_token_bound_unless_a_row_alone_does():
         assert len(group) * LENGTHS[group].max() <= 100 or len(group) == 1
 
 
+@pytest.mark.parametrize("max_rows", [1, 3])
+def test_a_row_bound_caps_every_run(max_rows):
+    groups = length_groups(LENGTHS, 10**6, 8192, max_rows)      # runs cost everything, yet stay bounded
+    assert max(len(g) for g in groups) == max_rows
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(LENGTHS)))
+
+
+def test_one_text_is_its_own_run():
+    assert [g.tolist() for g in length_groups(np.array([17]), 48, 8192)] == [[0]]
+
+
 def test_requests_of_different_widths_are_stacked_and_padded_with_zeros():
     out = stack([np.array([[1, 2, 3]]), np.array([[4, 0, 0, 0, 0], [5, 6, 0, 0, 0]])])
     assert out.dtype == np.int64 and out.tolist() == [[1, 2, 3, 0, 0], [4, 0, 0, 0, 0], [5, 6, 0, 0, 0]]

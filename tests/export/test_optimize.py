@@ -60,3 +60,16 @@ def test_served_int8_matches_in_process_int8(variants, tmp_path):
             for text in PARITY_SENTENCES[:4]:   # one text per request: dynamic int8 depends on the batch
                 _, _, probs = infer(server, "grpc", family, [text])
                 np.testing.assert_allclose(probs, local[family].probabilities([text]), atol=1e-5)
+
+
+def test_reproducible_int8_does_not_depend_on_the_texts_batched_with_it(variants, tmp_path):
+    from tests.model_repository.test_ensemble import MANY
+    local = OnnxClassifier(variants["finbert"], "int8")
+    alone = np.concatenate([local.probabilities([text]) for text in MANY])
+    together = local.probabilities(MANY, batch_size=len(MANY))
+    assert np.abs(together - alone).max() > 1e-4        # the effect: one activation scale per run
+    options = TargetOptions("local", variant="int8", max_rows_per_run=1)      # make serve REPRODUCIBLE=1
+    repository = assemble({"finbert": variants["finbert"]}, tmp_path / "repo", options)
+    with TritonServer(repository, Ports(*free_ports()), work_dir=tmp_path / "w", log_path=tmp_path / "w" / "log") as server:
+        _, _, probs = infer(server, "grpc", "finbert", MANY)
+    np.testing.assert_allclose(probs, alone, atol=1e-5)
