@@ -122,4 +122,5 @@ run kubectl apply -f https://raw.githubusercontent.com/GoogleCloudPlatform/k8s-s
 ensure "namespace $NAMESPACE" kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
 
 echo "# next: make repository TARGET=container DEVICE=gpu && gcloud builds submit --config k8s/cloudbuild.yaml ."
-echo "#       helm install finsent k8s/chart/finsent -n $NAMESPACE --set image.repository=$REGION-docker.pkg.dev/$PROJECT/$REGISTRY/triton"
+# The chart's node selector must name the pool's GPU, or the pods stay Pending.
+echo "#       helm install finsent k8s/chart/finsent -n $NAMESPACE --set image.repository=$REGION-docker.pkg.dev/$PROJECT/$REGISTRY/triton --set gpu.accelerator=$GPU_TYPE"

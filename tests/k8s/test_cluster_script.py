@@ -43,6 +43,8 @@ def test_accelerator_type_and_count_are_parameters():
     result = run("--project=demo", "--dry-run", "--gpu-type", "nvidia-tesla-t4", "--gpu-count=2")
     assert result.returncode == 0, result.stderr
     assert "type=nvidia-tesla-t4,count=2,gpu-driver-version=default" in result.stdout.replace("\\", "")
+    # The chart must be told the same GPU, or its node selector (nvidia-l4 by default) leaves pods Pending.
+    assert "--set gpu.accelerator=nvidia-tesla-t4" in result.stdout
 
 
 def test_bad_invocations_fail_clearly(tmp_path):
