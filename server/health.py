@@ -116,6 +116,12 @@ def drain(triton: Triton, timeout_s: float = 25.0, log=print) -> list[str]:
     return ensembles
 
 
+def served(triton: Triton, models=DEFAULT_MODELS) -> list[str]:
+    """The models the server's repository holds. One it lacks ("is not found") is left out, as with
+    `make serve DISTILBERT=`; one unloaded or failed ("has no available versions") stays, to fail."""
+    return [m for m in models if "is not found" not in triton.call(f"/v2/models/{m}")[1].get("error", "")]
+
+
 def check(triton: Triton, models=DEFAULT_MODELS) -> dict[str, str]:
     """{model: error} for every model that cannot classify a text (empty: healthy)."""
     errors = {}
@@ -286,7 +292,8 @@ class Watchdog(threading.Thread):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="localhost:8000", help="Triton's HTTP address")
-    parser.add_argument("--model", action="append", help=f"ensemble to check (default: {', '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--model", action="append",
+                        help=f"ensemble to check (default: those of {', '.join(DEFAULT_MODELS)} the server has)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per inference")
     parser.add_argument("--heal", action="store_true", help="reload the broken models (explicit model control)")
     parser.add_argument("--watch", action="store_true", help="keep checking and healing (a watchdog)")
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between checks with --watch")
     args = parser.parse_args(argv)
     triton = Triton(args.url, os.environ.get("TRITON_ADMIN_KEY"), args.timeout)
-    models = args.model or list(DEFAULT_MODELS)
+    models = args.model or served(triton) or list(DEFAULT_MODELS)
     if args.drain:
         time.sleep(args.drain_delay)
         drained = drain(triton, args.drain_timeout)

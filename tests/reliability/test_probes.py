@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.faults import stub_pids
+from benchmarks.faults import start_server, stub_pids
 from k8s import render
+from model_repository.assemble import TargetOptions, assemble
 from server import health
 
 SCRIPT = Path(health.__file__)
@@ -54,3 +55,15 @@ def test_chart_prestop_drains_the_ensembles_and_liveness_leaves_them_drained(own
     assert run(commands["readiness"], own_server) == 1
     assert run(commands["liveness"], own_server) == 1
     assert not triton.ready("finbert") and not triton.ready("distilbert")
+
+
+def test_the_check_covers_the_models_the_server_has(exports, tmp_path, capsys):
+    # `make serve DISTILBERT=` serves finbert alone: the default check must not fail on distilbert.
+    repository = assemble({"finbert": exports["finbert"]}, tmp_path / "repo", TargetOptions("local"))
+    server = start_server(repository, tmp_path / "triton")
+    try:
+        assert health.main([f"--url={server.http_url}"]) == 0
+        assert health.main([f"--url={server.http_url}", "--model", "distilbert"]) == 1     # named: must be there
+        assert "distilbert: Request for unknown model: 'distilbert' is not found" in capsys.readouterr().err
+    finally:
+        server.stop(timeout_s=3)
