@@ -3,12 +3,13 @@ or server start. Every case also points at a missing checkpoint (or an export wi
 check that moved after the slow work would fail fast on that instead of exporting or training."""
 import pytest
 
-from export import finetune, fpb, onnx
+from export import finetune, fpb, onnx, optimize
 from export.facts import CANONICAL_LABELS, ModelFacts
 from tests.export.fpb_data import sample_file
 
 BASE_ARGS = {
     finetune: "--base {missing} --data {data} --out {tmp}/out",
+    optimize: "--export {export}",
     onnx: "--model {missing} --name distilbert --out {tmp}/out",
 }
 CASES = [
@@ -20,6 +21,10 @@ CASES = [
     (finetune, "--data {missing}", "no such file"),
     (finetune, "--limit 5", "the held-out set has no"),               # accuracy on 1 sentence says nothing
     (finetune, "--test-size 1", "the training set has no"),
+    (optimize, "--min-agreement 99.5", "must be between 0 and 1, got 99.5 (a fraction: 0.995 means 99.5%)"),
+    (optimize, "--guard-sentences -3", "argument --guard-sentences: must be >= 1, got -3"),
+    (optimize, "--variants int8,fp61", "argument --variants: unknown ['fp61']"),
+    (optimize, "--export {missing}", "is not an export directory"),
     (onnx, "--max-length 100000", "argument --max-length: must be between 8 and 512, got 100000"),
     (onnx, "--max-length 4", "argument --max-length: must be between 8 and 512, got 4"),
     (onnx, "--opset 99", "argument --opset: must be between 14 and 20, got 99"),
