@@ -3,12 +3,13 @@ or server start. Every case also points at a missing checkpoint (or an export wi
 check that moved after the slow work would fail fast on that instead of exporting or training."""
 import pytest
 
-from export import finetune, fpb, onnx, optimize
+from export import evaluate, finetune, fpb, onnx, optimize
 from export.facts import CANONICAL_LABELS, ModelFacts
 from tests.export.fpb_data import sample_file
 
 BASE_ARGS = {
     finetune: "--base {missing} --data {data} --out {tmp}/out",
+    evaluate: "--checkpoint {missing} --data {data} --build {tmp}/build --out {tmp}/docs",
     optimize: "--export {export}",
     onnx: "--model {missing} --name distilbert --out {tmp}/out",
 }
@@ -21,6 +22,11 @@ CASES = [
     (finetune, "--data {missing}", "no such file"),
     (finetune, "--limit 5", "the held-out set has no"),               # accuracy on 1 sentence says nothing
     (finetune, "--test-size 1", "the training set has no"),
+    (evaluate, "--family foo", "argument --family: invalid choice: 'foo'"),
+    (evaluate, "--data {readme}", "README.md:1: expected `sentence@label`"),
+    (evaluate, "--export {missing}", "is not an export directory (no model_facts.json"),
+    (evaluate, "--min-agreement 99.5", "must be between 0 and 1, got 99.5 (a fraction: 0.995 means 99.5%)"),
+    (evaluate, "", "--checkpoint: checkpoint directory"),
     (optimize, "--min-agreement 99.5", "must be between 0 and 1, got 99.5 (a fraction: 0.995 means 99.5%)"),
     (optimize, "--guard-sentences -3", "argument --guard-sentences: must be >= 1, got -3"),
     (optimize, "--variants int8,fp61", "argument --variants: unknown ['fp61']"),
@@ -61,3 +67,8 @@ def test_bad_arguments_get_one_clear_error_line(module, args, message, paths, ca
     argv = f"{BASE_ARGS[module]} {args}".format(**paths).split()
     assert message in error_line(module.main, argv, capsys)
 
+
+def test_an_unreachable_triton_is_named(checkpoints, paths, capsys):
+    argv = ["--checkpoint", str(checkpoints["distilbert"]), "--data", str(paths["data"]), "--url", "localhost:1",
+            "--out", str(paths["tmp"] / "docs")]
+    assert "error: cannot reach Triton at localhost:1" in error_line(evaluate.main, argv, capsys)
