@@ -2,12 +2,14 @@
 
     python -m export.evaluate --checkpoint build/checkpoints/distilbert-fpb --family distilbert
     python -m export.evaluate --checkpoint path/to/finbert --family finbert --url localhost:8001
-    python -m export.evaluate --checkpoint ... --export build/export/distilbert-int8   # another variant
+    python -m export.evaluate --checkpoint ... --variant int8   # another variant of the same export
 
 In one run, the same sentences (default: the checkpoint's held-out split, heldout.txt, written
 by `make finetune`; or --data, an FPB `Sentences_*Agree.txt`) are scored
 - through the live Triton ensemble over gRPC (--url: a running server; without it, the checkpoint
-  is exported, or --export DIR is taken as is, and served by a local tritonserver on free ports),
+  is exported, or --export DIR is taken as is, and served by a local tritonserver on free ports;
+  an export folder holds every variant and --variant picks the one served, built if missing;
+  with --url, --variant names the variant that server serves),
 - in-process by the PyTorch checkpoint, at the model's serving max length.
 Reported: accuracy, macro-F1, per-class F1 for both, a labelled confusion matrix (PNG), and the
 sentences where served and in-process labels differ: 0 is required for fp32 (exit code 1
@@ -23,9 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tritonclient.utils import InferenceServerException
 
 from export import fpb
-from export.facts import CANONICAL_LABELS, ModelFacts
+from export.cli import existing_export, fraction
+from export.facts import CANONICAL_LABELS, FAMILIES, FactsError, ModelFacts
+from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import GuardError
 
 DOCS = fpb.REPO_ROOT / "docs"
@@ -121,7 +126,6 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
              model: str | None = None, build: Path = Path("build"), out: Path = DOCS, data_name: str = "",
              log=print, variant: str = "fp32", min_agreement: float = 0.995) -> dict:
     """Score `rows` served and in-process; write <out>/accuracy/<model>.json and its PNG."""
-    from export.onnx import export_model
     from model_repository.assemble import TargetOptions, assemble
     from server.triton import Ports, TritonServer, free_ports
 
@@ -231,24 +235,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("build/checkpoints/distilbert-fpb"),
                         help="the PyTorch checkpoint (in-process side, and what gets exported)")
-    parser.add_argument("--family", default="distilbert", help="ensemble family: finbert or distilbert")
+    parser.add_argument("--family", default="distilbert", choices=FAMILIES, help="ensemble family")
     parser.add_argument("--data", type=Path, help="FPB sentences (default: <checkpoint>/heldout.txt)")
     parser.add_argument("--url", help="gRPC host:port of a running server (default: start a local one)")
     parser.add_argument("--model", help="served model name (default: the family)")
-    parser.add_argument("--export", type=Path, help="serve this export (any variant) instead of exporting")
+    parser.add_argument("--export", type=existing_export,
+                        help="serve this export folder, not an export of the checkpoint (--variant picks the variant)")
     parser.add_argument("--variant", choices=["fp32", "int8", "fp16"], default="fp32",
                         help="export variant to serve (built and guarded by export.optimize if missing)")
-    parser.add_argument("--min-agreement", type=float, default=0.995,
+    parser.add_argument("--min-agreement", type=fraction, default=0.995,
                         help="the variant's accuracy guard (export.optimize); 0 scores a variant it would refuse")
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--out", type=Path, default=DOCS, help="docs folder (default docs/)")
     args = parser.parse_args(argv)
     data = args.data or args.checkpoint / "heldout.txt"
     if not data.is_file():
-        print(f"error: {data} not found: run `make finetune` or pass --data", file=sys.stderr)
-        return 2
-    rows = fpb.read(data)
+        parser.error(f"{data} not found: run `make finetune` or pass --data")
+    try:
+        rows = fpb.read(data)
+    except fpb.DataError as exc:
+        parser.error(str(exc))
     name = f"{data.name} ({data.parent.name})" if data.name == "heldout.txt" else data.name
+    try:
+        resolve_source(str(args.checkpoint))   # both sides need it: refuse a missing one before any export
+    except SourceUnavailable as exc:
+        parser.error(f"--checkpoint: {exc}")
     try:
         result = evaluate(args.checkpoint, args.family, rows, url=args.url, export=args.export, model=args.model,
                           variant=args.variant, min_agreement=args.min_agreement,
@@ -256,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     except GuardError as exc:
         print(f"error: {exc}; --min-agreement 0 scores it anyway", file=sys.stderr)
         return 1
+    except FactsError as exc:   # a checkpoint finsent cannot serve: found before exporting
+        parser.error(str(exc))
+    except InferenceServerException as exc:
+        if args.url is None:   # the server started here failed: a bug, not a bad argument
+            raise
+        reachable = exc.status() != "StatusCode.UNAVAILABLE"
+        parser.error(f"{'Triton at' if reachable else 'cannot reach Triton at'} {args.url}: {exc.message()}")
     print(f"wrote {render_docs(args.out)}")
     return 0 if result["gate"]["passed"] else 1
 

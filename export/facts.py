@@ -14,6 +14,8 @@ from pathlib import Path
 FACTS_FILENAME = "model_facts.json"
 CANONICAL_LABELS = ("negative", "neutral", "positive")
 FACTS_VERSION = 1
+FAMILIES = ("finbert", "distilbert")   # the servable model families: model_repository/ has their configs
+MIN_MAX_LENGTH = 8                     # tokens; [CLS] and [SEP] leave room for a few words
 
 
 class FactsError(ValueError):
@@ -46,7 +48,7 @@ class ModelFacts:
 
     def __post_init__(self):
         canonical_index(self.id2label)  # refuse unservable labels early
-        if self.max_length < 8:
+        if self.max_length < MIN_MAX_LENGTH:
             raise FactsError(f"max_length {self.max_length} is too small")
         if "input_ids" not in self.input_names or "attention_mask" not in self.input_names:
             raise FactsError(f"inputs {self.input_names} lack input_ids/attention_mask")

@@ -28,6 +28,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from export import fpb
+from export.cli import bounded
+from export.facts import MIN_MAX_LENGTH
+from export.onnx import MAX_LENGTH_CAP
 
 DEFAULT_BASE = "distilbert-base-uncased"
 DEFAULT_OUT = Path("build/checkpoints/distilbert-fpb")
@@ -153,16 +156,17 @@ def evaluate(model, tokenizer, rows, max_length) -> dict:
 def finetune(base: str, rows, out: Path, *, epochs=4, lr=5e-5, batch_size=16, max_length=128, warmup=0.1,
              weight_decay=0.01, test_size=0.2, seed=42, split_seed=42, arch="distilbert", threads=None,
              data_info=None, log=print, progress=True) -> dict:
+    started = time.monotonic()
+    rows, removed = fpb.dedupe(rows)
+    train, test = fpb.stratified_split(rows, test_size, split_seed)
+    fpb.check_split(train, test)   # before the slow part: a tiny --limit scores 1 sentence, say
+    log(f"{len(rows)} sentences after removing {removed} duplicates: {len(train)} train, {len(test)} held out")
     import torch
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    started = time.monotonic()
     if threads:
         torch.set_num_threads(threads)
-    rows, removed = fpb.dedupe(rows)
-    train, test = fpb.stratified_split(rows, test_size, split_seed)
-    log(f"{len(rows)} sentences after removing {removed} duplicates: {len(train)} train, {len(test)} held out")
     torch.manual_seed(seed)
     try:
         model, tokenizer = load(resolve_base(base), arch)
@@ -235,7 +239,7 @@ def load_rows(data: str | None, agree: str):
     if data:
         path = Path(data)
         if not path.is_file():
-            raise SystemExit(f"--data {data}: no such file (an FPB Sentences_*Agree.txt)")
+            raise fpb.DataError(f"--data {data}: no such file (an FPB Sentences_*Agree.txt)")
     else:
         try:
             path = fpb.hub_file(agree)
@@ -255,28 +259,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
     parser.add_argument("--arch", choices=["distilbert", "keep"], default="distilbert",
                         help="distilbert: rewrite BERT encoders into the DistilBERT layout (default); keep: as is")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128, help="training truncation (FPB p95 is ~57 tokens)")
-    parser.add_argument("--warmup", type=float, default=0.1, help="fraction of steps with rising lr")
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--test-size", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=42, help="head initialisation and batch order (default 42)")
-    parser.add_argument("--split-seed", type=int, default=42,
+    parser.add_argument("--epochs", type=bounded(int, 1), default=4)
+    parser.add_argument("--lr", type=bounded(float, above=0), default=5e-5)
+    parser.add_argument("--batch-size", type=bounded(int, 1), default=16)
+    parser.add_argument("--max-length", type=bounded(int, MIN_MAX_LENGTH, MAX_LENGTH_CAP), default=128,
+                        help="training truncation (FPB p95 is ~57 tokens)")
+    parser.add_argument("--warmup", type=bounded(float, 0, 1), default=0.1, help="fraction of steps with rising lr")
+    parser.add_argument("--weight-decay", type=bounded(float, 0), default=0.01)
+    parser.add_argument("--test-size", type=bounded(float, 0, 1), default=0.2,
+                        help="held-out fraction (default 0.2)")
+    seed = bounded(int, 0, 2**31 - 1)   # numpy's RandomState takes 0..2**32-1; batch order adds the epoch
+    parser.add_argument("--seed", type=seed, default=42, help="head initialisation and batch order (default 42)")
+    parser.add_argument("--split-seed", type=seed, default=42,
                         help="the 80/20 split; keep it fixed to compare runs on the same held-out set (default 42)")
-    parser.add_argument("--limit", type=int, help="use a random N of the sentences (smoke runs)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--limit", type=bounded(int, 1), help="use a random N of the sentences (smoke runs)")
+    parser.add_argument("--threads", type=bounded(int, 1), help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import numpy as np
-    rows, info = load_rows(args.data, args.agree)
-    if args.limit:   # a random subset: the files are grouped by label
-        rows = [rows[i] for i in sorted(np.random.RandomState(args.seed).permutation(len(rows))[:args.limit])]
-    finetune(args.base, rows, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-             max_length=args.max_length, warmup=args.warmup, weight_decay=args.weight_decay,
-             test_size=args.test_size, seed=args.seed, split_seed=args.split_seed,
-             arch=args.arch, threads=args.threads, data_info=info)
+    try:
+        rows, info = load_rows(args.data, args.agree)
+        if args.limit:   # a random subset: the files are grouped by label
+            rows = [rows[i] for i in sorted(np.random.RandomState(args.seed).permutation(len(rows))[:args.limit])]
+        finetune(args.base, rows, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                 max_length=args.max_length, warmup=args.warmup, weight_decay=args.weight_decay,
+                 test_size=args.test_size, seed=args.seed, split_seed=args.split_seed,
+                 arch=args.arch, threads=args.threads, data_info=info)
+    except fpb.DataError as exc:   # raised before any training
+        parser.error(str(exc))
     return 0
 
 

@@ -27,7 +27,7 @@ SHARED_DIR = Path(os.environ.get("FINSENT_FPB_DIR") or REPO_ROOT.parent / "share
 
 
 class DataError(ValueError):
-    """A file that is not Financial PhraseBank sentences."""
+    """A file that is not Financial PhraseBank sentences, or too few of them to split."""
 
 
 def shared_file(agree: str = "75") -> Path | None:
@@ -103,6 +103,14 @@ def stratified_split(rows: list[tuple[str, str]], test_size: float = 0.2, seed: 
     # Shuffled once more so neither file is grouped by label.
     train_idx, test_idx = rng.permutation(train_idx), rng.permutation(test_idx)
     return [rows[i] for i in train_idx], [rows[i] for i in test_idx]
+
+
+def check_split(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> None:
+    """Refuse a split that cannot train on or score every label: accuracy on 1 sentence says nothing."""
+    for name, part in (("held-out", test), ("training", train)):
+        if missing := [label for label in LABELS if label not in {lab for _, lab in part}]:
+            raise DataError(f"the {name} set has no {'/'.join(missing)} sentence ({len(train)} train, {len(test)} "
+                            f"held out): use more sentences (--limit) or another --test-size")
 
 
 def scores(y_true: list[str], y_pred: list[str]) -> dict:

@@ -23,12 +23,16 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from export.facts import FactsError, ModelFacts
+from export.cli import bounded
+from export.facts import FAMILIES, MIN_MAX_LENGTH, FactsError, ModelFacts
 from export.sentences import PARITY_SENTENCES
 
 FINGERPRINT_FILENAME = "export_fingerprint.json"
 PARITY_FILENAME = "parity_report.json"
 MAX_LENGTH_CAP = 512
+# optimum exports through torch.onnx.export(dynamo=False): torch 2.13 supports opsets up to 20 there
+# (21-23 only warn, 24 fails); optimum recommends 18 for BERT-family models (the default here).
+OPSETS = (14, 20)
 # Files of a checkpoint that decide what gets exported (weights, config, tokenizer).
 SOURCE_PATTERNS = ["config.json", "*.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
                    "vocab.txt", "special_tokens_map.json", "added_tokens.json"]
@@ -164,6 +168,11 @@ def export_model(model: str, name: str, out: Path, *, max_length: int | None = N
         source, attn_implementation="eager", dtype=torch.float32).eval()
     config = torch_model.config
     id2label = [config.id2label[i] for i in range(config.num_labels)]
+    # Checked before the slow export: longer inputs than the position embeddings crash the parity check.
+    positions = min(MAX_LENGTH_CAP, getattr(config, "max_position_embeddings", MAX_LENGTH_CAP))
+    if max_length is not None and not MIN_MAX_LENGTH <= max_length <= positions:
+        raise FactsError(f"max length {max_length} is outside {MIN_MAX_LENGTH}..{positions} (the checkpoint's "
+                         f"position embeddings, at most {MAX_LENGTH_CAP})")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
@@ -198,11 +207,13 @@ def export_model(model: str, name: str, out: Path, *, max_length: int | None = N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hugging Face hub id or local checkpoint directory")
-    parser.add_argument("--name", required=True, help="served model family name (finbert, distilbert)")
+    parser.add_argument("--name", required=True, choices=FAMILIES, help="served model family name")
     parser.add_argument("--out", type=Path, help="output directory (default: build/export/<name>)")
-    parser.add_argument("--max-length", type=int, help="truncation length (default: the checkpoint's, at most 512)")
-    parser.add_argument("--opset", type=int, default=18)
-    parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance on probabilities (default 1e-4)")
+    parser.add_argument("--max-length", type=bounded(int, MIN_MAX_LENGTH, MAX_LENGTH_CAP),
+                        help=f"truncation length (default: the checkpoint's, at most {MAX_LENGTH_CAP})")
+    parser.add_argument("--opset", type=bounded(int, *OPSETS), default=18, help="ONNX opset (default 18)")
+    parser.add_argument("--atol", type=bounded(float, 0), default=1e-4,
+                        help="parity tolerance on probabilities (default 1e-4)")
     parser.add_argument("--force", action="store_true", help="re-export even when the cache is valid")
     args = parser.parse_args(argv)
     try:

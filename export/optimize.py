@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from export import fpb
+from export.cli import bounded, existing_export, fraction
 from export.facts import ModelFacts
 from export.runtime import VARIANTS, OnnxClassifier, variant_filename
 from export.sentences import PARITY_SENTENCES
@@ -143,15 +144,21 @@ def build_variants(export_dir: Path, variants: list[str], *, guard_data: Path | 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export", type=Path, required=True, help="an export directory from export.onnx")
+    parser.add_argument("--export", type=existing_export, required=True, help="an export directory from export.onnx")
     parser.add_argument("--variants", default="int8,fp16", help="comma-separated: int8, fp16 (default both)")
     parser.add_argument("--guard-data", type=Path, help="an FPB Sentences_*Agree.txt (default: the 75%% subset "
                                                         "next to the checkout, if there)")
-    parser.add_argument("--guard-sentences", type=int, default=1000, help="sentences sampled for the guard")
-    parser.add_argument("--min-agreement", type=float, default=0.995)
+    parser.add_argument("--guard-sentences", type=bounded(int, 1), default=1000,
+                        help="sentences sampled for the guard (default 1000)")
+    parser.add_argument("--min-agreement", type=fraction, default=0.995,
+                        help="the fraction of guard sentences on which a variant must predict the label fp32 "
+                             "predicts, else it is refused and deleted (default 0.995, i.e. 99.5%%)")
     args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    if unknown := [v for v in variants if v not in VARIANTS]:   # before building the others
+        parser.error(f"argument --variants: unknown {unknown}: choose from {', '.join(VARIANTS)}")
     try:
-        build_variants(args.export, args.variants.split(","), guard_data=args.guard_data,
+        build_variants(args.export, variants, guard_data=args.guard_data,
                        guard_limit=args.guard_sentences, min_agreement=args.min_agreement)
     except (GuardError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,11 +23,10 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.facts import CANONICAL_LABELS, FACTS_FILENAME, ModelFacts
+from export.facts import CANONICAL_LABELS, FACTS_FILENAME, FAMILIES, ModelFacts
 from export.runtime import VARIANTS, variant_filename
 
 SOURCE = Path(__file__).resolve().parent
-FAMILIES = ("finbert", "distilbert")
 STEPS = ("tokenizer", "classifier", "postprocess")
 TARGETS = ("local", "container")
 SPINNING = ("runs", "always", "off")   # see classifier.py

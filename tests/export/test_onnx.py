@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from export import random_checkpoint
-from export.facts import ModelFacts
+from export.facts import FactsError, ModelFacts
 from export.onnx import (PARITY_FILENAME, ParityError, SourceUnavailable, export_model, main, parity_report,
                          resolve_source)
 from export.sentences import PARITY_SENTENCES
@@ -81,3 +81,15 @@ def test_unavailable_sources_say_why(tmp_path):
 def test_cli_exits_2_with_a_clear_error(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nope"), "--name", "finbert", "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_max_length_beyond_the_position_embeddings_is_refused_before_exporting(checkpoints, tmp_path):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    short = tmp_path / "short"   # a checkpoint with 64 positions: 128 tokens would crash the parity check
+    config = AutoConfig.from_pretrained(checkpoints["distilbert"], max_position_embeddings=64)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(short)
+    AutoTokenizer.from_pretrained(checkpoints["distilbert"]).save_pretrained(short)
+    for max_length in (128, 4):
+        with pytest.raises(FactsError, match=rf"max length {max_length} is outside 8\.\.64"):
+            export_model(str(short), "distilbert", tmp_path / "out", max_length=max_length, log=lambda *_: None)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".distilbert-*"))
