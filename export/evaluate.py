@@ -185,6 +185,10 @@ def summary(r: dict) -> str:
             f"{r['gate']['rule']}: {'PASS' if r['gate']['passed'] else 'FAIL'}")
 
 
+def duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def render_docs(out: Path = DOCS) -> Path:
     """docs/accuracy.md from every docs/accuracy/*.json, next to the quoted references."""
     results = [json.loads(p.read_text()) for p in sorted((Path(out) / "accuracy").glob("*.json"))]
@@ -205,8 +209,9 @@ def render_docs(out: Path = DOCS) -> Path:
                       f"(saved as `{ft['arch']}`) on FPB 75%-agreement: {ft['sentences']} sentences after removing "
                       f"{ft['duplicates_removed']} duplicates, stratified {1 - hp['test_size']:.0%}/"
                       f"{hp['test_size']:.0%} split (seed {hp['seed']}): {ft['train']} train, {ft['heldout']} held "
-                      f"out. {hp['epochs']} epochs, lr {hp['lr']:g}, batch {hp['batch_size']}, max length "
-                      f"{hp['max_length']}, {ft['seconds'] / 60:.0f} min on 2 CPU cores.", ""]
+                      f"out. {hp['epochs']} epoch{'s' * (hp['epochs'] != 1)}, lr {hp['lr']:g}, batch "
+                      f"{hp['batch_size']}, max length {hp['max_length']}, {duration(ft['seconds'])}"
+                      + (f" with {ft['threads']} CPU threads." if ft.get("threads") else "."), ""]
         lines += ["| model | rows | data | n | accuracy | macro-F1 | F1 neg / neu / pos |",
                   "|---|---|---|---|---|---|---|"]
         for label, sc in (("served by Triton (gRPC)", s), ("in-process PyTorch", p)):

@@ -67,8 +67,9 @@ def resolve_source(model: str) -> Path:
         return Path(snapshot_download(model, allow_patterns=SOURCE_PATTERNS))
     except Exception as exc:  # offline, unknown id, gated repo...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = reason if len(reason) <= 400 else reason[:400].rsplit(" ", 1)[0] + " …"   # cut at a word
         raise SourceUnavailable(f"could not get {model!r} from the Hugging Face Hub ({type(exc).__name__}: "
-                                f"{reason[:200]})") from exc
+                                f"{reason})") from exc
 
 
 def fingerprint(source: Path, options: dict) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from export.facts import CANONICAL_LABELS
+
 SIZES = {
     # name: (hidden, layers, heads, intermediate)
     "tiny": (32, 2, 2, 64),
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if sorted(args.labels.split(",")) != sorted(CANONICAL_LABELS):     # else no export could serve it
+        parser.error(f"--labels must order {', '.join(CANONICAL_LABELS)} (each once), got {args.labels!r}")
     path = build(args.arch, args.out, args.size, tuple(args.labels.split(",")), args.seed)
     print(f"wrote random-weight {args.size} {args.arch} checkpoint to {path}")
 

@@ -3,7 +3,7 @@ or server start. Every case also points at a missing checkpoint (or an export wi
 check that moved after the slow work would fail fast on that instead of exporting or training."""
 import pytest
 
-from export import evaluate, finetune, fpb, onnx, optimize
+from export import evaluate, finetune, fpb, onnx, optimize, random_checkpoint
 from export.facts import CANONICAL_LABELS, ModelFacts
 from tests.export.fpb_data import sample_file
 
@@ -12,6 +12,7 @@ BASE_ARGS = {
     evaluate: "--checkpoint {missing} --data {data} --build {tmp}/build --out {tmp}/docs",
     optimize: "--export {export}",
     onnx: "--model {missing} --name distilbert --out {tmp}/out",
+    random_checkpoint: "--arch bert --out {tmp}/out",
 }
 CASES = [
     (finetune, "--epochs 0", "argument --epochs: must be >= 1, got 0"),
@@ -35,6 +36,7 @@ CASES = [
     (onnx, "--max-length 4", "argument --max-length: must be between 8 and 512, got 4"),
     (onnx, "--opset 99", "argument --opset: must be between 14 and 20, got 99"),
     (onnx, "--name finbret", "argument --name: invalid choice: 'finbret'"),
+    (random_checkpoint, "--labels a,b", "--labels must order negative, neutral, positive (each once)"),
 ]
 
 
