@@ -16,10 +16,10 @@ PYTEST_ARGS ?=
 GATEWAY_PORT ?= 8080
 TRITON_URL ?= localhost:$(GRPC_PORT)
 
-# Fine-tuning (issue 4). Financial PhraseBank is read from ../shared next to the clone when it is
-# there (CC BY-NC-SA 3.0: never copied into the repo); with DATA empty it comes from the Hub.
+# Fine-tuning (issue 4). Financial PhraseBank is read from $FINSENT_FPB_DIR or ../shared next to the clone
+# when it is there (CC BY-NC-SA 3.0: never copied into the repo); with DATA empty it comes from the Hub.
 BASE ?= distilbert-base-uncased
-FPB_DIR := $(abspath $(CURDIR)/../shared/data/financial_phrasebank)
+FPB_DIR := $(abspath $(or $(FINSENT_FPB_DIR),$(CURDIR)/../shared/data/financial_phrasebank))
 DATA ?= $(if $(wildcard $(FPB_DIR)/Sentences_75Agree.txt),$(FPB_DIR)/Sentences_75Agree.txt,)
 # OUT= (make finetune's output, default DISTILBERT) is also make loadtest's: each target applies its default.
 # With BASE=minilm the recipe measured in docs/finetune.md (0.9419 held out); else the script's defaults.

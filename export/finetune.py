@@ -246,7 +246,8 @@ def load_rows(data: str | None, agree: str):
         except Exception as exc:  # offline, hub layout changed...
             hint = fpb.shared_file(agree)
             raise SystemExit(f"could not fetch {fpb.HUB_DATASET} from the Hub ({type(exc).__name__}); pass "
-                             f"--data PATH to a Sentences_{agree}Agree.txt" + (f", e.g. {hint}" if hint else ""))
+                             f"--data PATH (make finetune DATA=PATH) to a Sentences_{agree}Agree.txt"
+                             + (f", e.g. {hint}" if hint else ""))
     return fpb.read(path), {"path": str(path), "sha256": fpb.sha256(path)}
 
 
