@@ -1,7 +1,7 @@
 """Bad arguments to the benchmarks: one `error: ...` line and exit 2, before any export or server."""
 import pytest
 
-from benchmarks import serving, timeline
+from benchmarks import serving, soak, startup, timeline
 
 
 def exit_code(main, argv):
@@ -21,6 +21,11 @@ def exit_code(main, argv):
      "error: checkpoint directory /nonexistent does not exist"),
     (timeline.main, ["--variant", "int9"], "invalid choice: 'int9'"),
     (timeline.main, ["--checkpoint", "/nonexistent"], "error: checkpoint directory /nonexistent does not exist"),
+    (startup.main, ["--scenarios", "tiny,foo"], "--scenarios: unknown 'foo' (choose from base, finbert-int8, tiny)"),
+    (startup.main, ["--repeats", "-1"], "--repeats must be at least 0"),
+    (soak.main, ["--duration", "-5"], "--duration and --load must be positive"),
+    (soak.main, ["--clients", "0"], "--clients at least 1"),
+    (soak.main, ["--load", "0"], "--duration and --load must be positive"),
 ])
 def test_bad_arguments_exit_2_before_any_work(main, args, message, tmp_path, capsys):
     build = tmp_path / "build"
