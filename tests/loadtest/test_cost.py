@@ -8,6 +8,8 @@ import pytest
 from loadtest import analysis, cost
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_g2-standard-8.json"
+ROOT = Path(__file__).resolve().parents[2]
+README = str(ROOT / "README.md")
 
 
 @pytest.fixture
@@ -78,3 +80,16 @@ def test_price_list_without_a_source_is_refused(tmp_path):
     with pytest.raises(ValueError, match="lacks source"):
         cost.load_prices(bad)
     assert cost.main([str(FIXTURE), "--prices", str(bad)]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    ([README], f"error: {README} is not a sweep result: expected the sweep.json that loadtest.sweep writes"),
+    (["/nonexistent"], "error: no sweep at /nonexistent: run `make loadtest`"),
+    ([str(FIXTURE), "--prices", README], f"error: {README} is not valid YAML ("),
+    ([str(FIXTURE), "--prices", str(FIXTURE)], "has no `instances:` list: expected a price list like loadtest/prices.yaml"),
+])
+def test_wrong_files_are_named_with_what_was_expected(args, message, capsys):
+    assert cost.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
