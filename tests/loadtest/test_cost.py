@@ -1,6 +1,9 @@
 """Cost per million texts at the SLO, from a fixture sweep and the shipped price list."""
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,23 @@ def test_wrong_files_are_named_with_what_was_expected(args, message, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
+
+def make_cost(build: Path) -> subprocess.CompletedProcess:
+    # -o setup: the target's venv refresh is not what is tested; this interpreter runs the report
+    return subprocess.run(["make", "-s", "-o", "setup", "loadtest-cost", f"BUILD={build}", f"PY={sys.executable}"],
+                          cwd=ROOT, capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                          if k not in ("OUT", "SWEEPS")})
+
+
+def test_make_loadtest_cost_prices_the_newest_sweep(tmp_path):
+    done = make_cost(tmp_path)
+    assert done.returncode != 0 and "no sweep in" in done.stderr and "run make loadtest" in done.stderr
+    for age, name in ((3600, "grpc-finbert"), (0, "local-grpc-finbert")):   # make loadtest's, then loadtest-local's
+        (tmp_path / "loadtest" / name).mkdir(parents=True)
+        sweep_json = tmp_path / "loadtest" / name / "sweep.json"
+        sweep_json.write_text(FIXTURE.read_text())
+        os.utime(sweep_json, (sweep_json.stat().st_mtime - age,) * 2)
+    done = make_cost(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "loadtest" / "local-grpc-finbert" / "cost.md").exists()
+    assert not (tmp_path / "loadtest" / "grpc-finbert" / "cost.md").exists()
