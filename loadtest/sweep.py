@@ -1,7 +1,7 @@
 """Step-load sweep against a running server: per-step CSVs, a latency-vs-throughput plot,
 a markdown table and the knee (highest throughput whose p95 stays within the SLO).
 
-    python -m loadtest.sweep --protocol grpc --host localhost:8001 --model finbert \
+    python -m loadtest.sweep --protocol grpc --host localhost:8001 --model finbert \\
         --users "1 4 16" --step-seconds 10 --slo-ms 200 --out build/loadtest/grpc-finbert
 
 `make loadtest` runs this. It targets only the address you give (default: this machine's

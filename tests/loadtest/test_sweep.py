@@ -147,3 +147,10 @@ def test_gateway_sweep(triton, tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_help_shows_the_usage_example_on_two_lines(capsys):
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--help"])
+    assert exc.value.code == 0
+    assert '--model finbert \\\n        --users "1 4 16"' in capsys.readouterr().out
