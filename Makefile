@@ -53,7 +53,7 @@ help:
 	@echo "make loadtest  step-load sweep against a running server (make serve first): PROTOCOL=$(PROTOCOL)"
 	@echo "              HOST= MODEL=$(MODEL) USERS=\"$(USERS)\" STEP_SECONDS=$(STEP_SECONDS) SLO_MS=$(SLO_MS) OUT="
 	@echo "make loadtest-local   the same against tiny random-weight models it serves itself (a demo)"
-	@echo "make loadtest-cost SWEEPS=\"dir ...\"   $$ per million texts at the SLO (loadtest/prices.yaml)"
+	@echo "make loadtest-cost SWEEPS=\"dir ...\"   $$ per million texts at the SLO (loadtest/prices.yaml); default: the newest sweep"
 	@echo "make finetune  fine-tune BASE=$(BASE) on FPB 75%-agree into OUT=$(or $(OUT),$(DISTILBERT))"
 	@echo "              DATA=$(if $(DATA),$(DATA),<the Hub>)  BASE=minilm works offline  FINETUNE_ARGS=--epochs ..."
 	@echo "make eval     score CHECKPOINT=$(CHECKPOINT) served by Triton (FAMILY=$(FAMILY), URL=) and in PyTorch;"
@@ -148,8 +148,10 @@ loadtest-local: setup
 	$(PY) -m loadtest.local $(LOADTEST_ARGS) --build "$(BUILD)/loadtest-local" \
 		--out "$(or $(OUT),$(BUILD)/loadtest/local-$(PROTOCOL)-$(MODEL))"
 
-SWEEPS ?= $(or $(OUT),$(BUILD)/loadtest/$(PROTOCOL)-$(MODEL))
+# Default: the newest sweep under $(BUILD)/loadtest/, whether make loadtest or make loadtest-local wrote it.
+SWEEPS ?= $(or $(OUT),$(patsubst %/sweep.json,%,$(firstword $(shell ls -t $(BUILD)/loadtest/*/sweep.json 2>/dev/null))))
 loadtest-cost: setup
+	@[ -n "$(SWEEPS)" ] || { echo "error: no sweep in $(BUILD)/loadtest/: run make loadtest (or make loadtest-local) first, or name one with SWEEPS=" >&2; exit 2; }
 	$(PY) -m loadtest.cost $(SWEEPS) --out "$(firstword $(SWEEPS))/cost.md"
 
 finetune: setup

@@ -30,9 +30,10 @@ import numpy as np
 from benchmarks import load
 from benchmarks.report import SPLIT_RULE
 from export import fpb, random_checkpoint
-from export.onnx import export_model
+from export.facts import FactsError
+from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import build_variants
-from export.runtime import OnnxClassifier
+from export.runtime import VARIANTS, OnnxClassifier
 from export.sentences import PARITY_SENTENCES
 from model_repository.assemble import STEPS, TargetOptions, assemble, available_cores
 from server.triton import Ports, TritonServer, free_ports
@@ -306,6 +307,30 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict:
         log.close()
 
 
+def client_counts(text: str) -> list[int]:
+    """"1,4,16" -> [1, 4, 16]; "" -> [] (no such levels)."""
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        counts = [0]
+    if min(counts, default=1) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated positive integers, e.g. 1,4,16")
+    return counts
+
+
+def refuse(parser: argparse.ArgumentParser, *problems) -> None:
+    """parser.error (one line, exit 2) for the first problem (falsy: none); called before any export or server."""
+    for why in problems:
+        if why:
+            parser.error(why)
+
+
+def unknown(option: str, names: list[str], known) -> str:
+    """What is wrong with names given to `option` that are not in `known` ('' when all are)."""
+    wrong = [n for n in names if n not in known]
+    return f"{option}: unknown {', '.join(map(repr, wrong))} (choose from {', '.join(known)})" if wrong else ""
+
+
 def shared_arguments(parser: argparse.ArgumentParser) -> None:
     """Cores, the build folder (exports cached there are shared by the benchmarks) and the report folder."""
     parser.add_argument("--cores", type=int, default=available_cores())
@@ -319,32 +344,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finbert", help="checkpoint (default: random-weight BERT-base)")
     parser.add_argument("--distilbert", help="checkpoint (default: random-weight DistilBERT-base)")
     parser.add_argument("--variants", default="fp32,int8")
-    parser.add_argument("--clients", default="1,4,16", type=lambda s: [int(x) for x in s.split(",")])
-    parser.add_argument("--perf-analyzer-clients", default="1,16", type=lambda s: [int(x) for x in s.split(",") if x],
+    parser.add_argument("--clients", default="1,4,16", type=client_counts)
+    parser.add_argument("--perf-analyzer-clients", default="1,16", type=client_counts,
                         help="levels driven by NVIDIA's perf_analyzer instead of Python clients ('' for none)")
-    parser.add_argument("--baseline-clients", default="1,16", type=lambda s: [int(x) for x in s.split(",") if x])
+    parser.add_argument("--baseline-clients", default="1,16", type=client_counts)
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per load level")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--sentences", type=int, default=480, help="sentences for the in-process runs and the load")
     parser.add_argument("--min-agreement", type=float, default=0.995, help="variant accuracy guard (export.optimize)")
     shared_arguments(parser)
     args = parser.parse_args(argv)
+    models, variants = args.models.split(","), args.variants.split(",")
+    refuse(parser, unknown("--models", models, ARCHS), unknown("--variants", variants, VARIANTS),
+           (args.duration <= 0 or args.warmup < 0) and "--duration must be positive, --warmup at least 0",
+           (args.sentences < 1 or args.cores < 1) and "--sentences and --cores must be at least 1",
+           not 0 <= args.min_agreement <= 1 and "--min-agreement must be between 0 and 1")
     texts, text_source = sentences(args.sentences)
     results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
                "sentences": text_source, "duration_s": args.duration, "models": {}}
-    for family in args.models.split(","):
-        source = checkpoint(family, getattr(args, family), args.build)
-        export_dir = export_model(source, family, args.build / "export" / family).path
+    sources = {family: getattr(args, family) for family in models}
+    try:        # every export before any measurement: a checkpoint that cannot be served fails first
+        for source in filter(None, sources.values()):
+            resolve_source(source)                   # a wrong directory fails before the other model's export
+        sources = {family: checkpoint(family, source, args.build) for family, source in sources.items()}
+        exports = {family: export_model(source, family, args.build / "export" / family).path
+                   for family, source in sources.items()}
+    except (SourceUnavailable, FactsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for family, export_dir in exports.items():
         # Random weights give near-tied logits, so agreement with fp32 says nothing about a
         # variant's accuracy there: the guard applies to real checkpoints only.
         guard = args.min_agreement if getattr(args, family) else 0.0
-        variants = build_variants(export_dir, [v for v in args.variants.split(",") if v != "fp32"],
-                                  min_agreement=guard)
+        built = build_variants(export_dir, [v for v in variants if v != "fp32"], min_agreement=guard)
         entry = results["models"][family] = {
-            "source": source, "variants": {},
-            "guard": {v: {k: r[k] for k in ("agreement", "disagreements")} for v, r in variants.items()},
+            "source": sources[family], "variants": {},
+            "guard": {v: {k: r[k] for k in ("agreement", "disagreements")} for v, r in built.items()},
             "guard_applied": guard}
-        for variant in args.variants.split(","):
+        for variant in variants:
             print(f"{family} {variant}: in-process ...")
             entry["variants"][variant] = {"in_process": in_process(export_dir, variant, texts, args.cores)}
             entry["variants"][variant]["classifier_split"] = server_groups(export_dir, variant, texts, args.cores)

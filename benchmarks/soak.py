@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build", type=Path, default=Path("build/faults"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args(argv)
+    if args.duration <= 0 or args.load <= 0 or args.clients < 1:     # before the server starts
+        parser.error("--duration and --load must be positive, --clients at least 1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm import tqdm
     server = start_server(tiny_repository(args.build), args.build / "soak")

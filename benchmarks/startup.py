@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import ARCHS, machine
+from benchmarks.serving import ARCHS, machine, refuse, unknown
 from export import random_checkpoint
 from model_repository.assemble import available_cores
 from server.health import Triton
@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build", type=Path, default=Path("build/startup"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args(argv)
+    keys = args.scenarios.split(",")
+    refuse(parser, unknown("--scenarios", keys, SCENARIOS), args.repeats < 0 and "--repeats must be at least 0")
     runs = []
-    for key in args.scenarios.split(","):
+    for key in keys:
         name, families, size, variant = SCENARIOS[key]
         sources = {}
         for family in families:

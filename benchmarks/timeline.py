@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.serving import checkpoint, grpc_sender, machine, sentences, shared_arguments
-from export.onnx import export_model
+from export.facts import FactsError
+from export.onnx import SourceUnavailable, export_model
 from export.optimize import build_variants
-from export.runtime import OnnxClassifier
+from export.runtime import VARIANTS, OnnxClassifier
 from model_repository.assemble import TargetOptions, assemble
 from server.triton import Ports, TritonServer, free_ports
 
@@ -221,19 +222,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="finbert", choices=["finbert", "distilbert"])
     parser.add_argument("--checkpoint", help="checkpoint (default: make bench's random-weight base architecture)")
-    parser.add_argument("--variant", default="int8")
+    parser.add_argument("--variant", default="int8", choices=VARIANTS)
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of one in-process pass and one served pass over the sentences")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
     parser.add_argument("--sentences", type=int, default=100, help="distinct sentences, cycled")
     shared_arguments(parser)
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.warmup < 0 or args.sentences < 1:
-        parser.error("--rounds and --sentences must be at least 1, --warmup at least 0")
+    if args.rounds < 1 or args.warmup < 0 or args.sentences < 1 or args.cores < 1:
+        parser.error("--rounds, --sentences and --cores must be at least 1, --warmup at least 0")
     texts, source = sentences(480)
     texts = texts[: args.sentences]
-    export_dir = export_model(checkpoint(args.model, args.checkpoint, args.build), args.model,
-                              args.build / "export" / args.model).path
+    try:
+        export_dir = export_model(checkpoint(args.model, args.checkpoint, args.build), args.model,
+                                  args.build / "export" / args.model).path
+    except (SourceUnavailable, FactsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     build_variants(export_dir, [args.variant], min_agreement=0.995 if args.checkpoint else 0.0)
     print(f"{args.model} {args.variant}: {args.rounds} rounds of {len(texts)} texts in process, "
           f"then {len(texts)} traced requests through the ensemble ...")

@@ -194,7 +194,16 @@ def _finite(value):
 
 
 def load_sweep(path: str | Path) -> dict:
+    """A sweep.json (or its directory); errors name the file and say what was expected."""
     path = Path(path)
     if path.is_dir():
         path = path / "sweep.json"
-    return json.loads(path.read_text())
+    if not path.is_file():
+        raise FileNotFoundError(f"no sweep at {path}: run `make loadtest` (or python -m loadtest.sweep) first")
+    try:
+        sweep = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        sweep = None
+    if not isinstance(sweep, dict) or not {"target", "slo_ms", "steps"} <= set(sweep):
+        raise ValueError(f"{path} is not a sweep result: expected the sweep.json that loadtest.sweep writes")
+    return sweep

@@ -23,8 +23,16 @@ DEFAULT_PRICES = Path(__file__).resolve().parent / "prices.yaml"
 
 
 def load_prices(path: str | Path = DEFAULT_PRICES) -> dict:
-    prices = yaml.safe_load(Path(path).read_text())
-    for item in prices.get("instances", []):
+    expected = "expected a price list like loadtest/prices.yaml"
+    try:
+        prices = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ValueError(f"{path} is not valid YAML ({getattr(exc, 'problem', None) or exc}{where}): {expected}") from None
+    if not isinstance(prices, dict) or not isinstance(prices.get("instances"), list):
+        raise ValueError(f"{path} has no `instances:` list: {expected}")
+    for item in prices["instances"]:
         missing = {"name", "usd_per_hour", "source"} - set(item)
         if missing:
             raise ValueError(f"{path}: instance {item.get('name', '?')} lacks {', '.join(sorted(missing))}")

@@ -38,19 +38,23 @@ def serve_tiny_models(build: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = sweep.parser()
+    parser = sweep.parser(local_models=tuple(ARCHS))
     parser.description = __doc__
     parser.add_argument("--build", type=Path, default=Path("build/loadtest-local"))
     args = parser.parse_args(argv)
-    if args.host:
-        parser.error("--host is chosen here (a local server on free ports); use loadtest.sweep for a given host")
+    from model_repository.assemble import SOURCE, load_config
+    # The served ensemble's max_batch_size (the repository assembled below keeps it): larger
+    # requests would all be refused by Triton.
+    limit = load_config(SOURCE / args.model / "config.pbtxt").max_batch_size
+    why = (args.host and "--host does not apply: loadtest.local serves on free local ports (loadtest.sweep "
+           "takes a host)") or sweep.problem(args) or (args.texts_per_request > limit and "--texts-per-request "
+           f"must be at most {limit} (max_batch_size of model_repository/{args.model}/config.pbtxt)")
+    if why:                                                  # before any export or server start
+        parser.error(why)
     server = serve_tiny_models(args.build)
     try:
-        host = {"grpc": server.grpc_url, "http": f"http://{server.http_url}"}.get(args.protocol)
-        if host is None:
-            parser.error("loadtest.local serves Triton only: --protocol grpc or http")
-        forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
-        forwarded = _without(forwarded, "--build")
+        host = server.grpc_url if args.protocol == "grpc" else f"http://{server.http_url}"
+        forwarded = _without(list(argv if argv is not None else sys.argv[1:]), "--build")
         if not args.note:
             forwarded += ["--note", "tiny random-weight models (export.random_checkpoint), not real FinBERT/DistilBERT"]
         return sweep.main(forwarded + ["--host", host])

@@ -1,7 +1,7 @@
 """Step-load sweep against a running server: per-step CSVs, a latency-vs-throughput plot,
 a markdown table and the knee (highest throughput whose p95 stays within the SLO).
 
-    python -m loadtest.sweep --protocol grpc --host localhost:8001 --model finbert \
+    python -m loadtest.sweep --protocol grpc --host localhost:8001 --model finbert \\
         --users "1 4 16" --step-seconds 10 --slo-ms 200 --out build/loadtest/grpc-finbert
 
 `make loadtest` runs this. It targets only the address you give (default: this machine's
@@ -183,15 +183,21 @@ def sweep(args) -> dict:
     paths = analysis.write_outputs(result, out)
     print(analysis.markdown(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()) + f", per-step samples in {out / 'steps'}")
+    if not any(s["requests"] > s["failures"] for s in steps):      # nothing measured: not a success
+        errors = [e for s in steps for e in s["errors"]]
+        raise RuntimeError((f"every request failed, e.g. {errors[0]}" if errors else
+                            "no request completed inside a step's window") + f" (results in {out})")
     return result
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(local_models: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """The sweep's options. local_models: loadtest.local's, which serves these models itself on free
+    ports: Triton's protocols only; --host and --gateway-path do not apply there and are hidden."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocol", choices=sorted(USER_CLASSES), default="grpc")
-    p.add_argument("--host", help="target address (default: localhost:8001 for grpc, http://localhost:8000 for "
-                                  "http, http://localhost:8080 for gateway)")
-    p.add_argument("--model", default="finbert")
+    p.add_argument("--protocol", choices=("grpc", "http") if local_models else sorted(USER_CLASSES), default="grpc")
+    p.add_argument("--host", help=argparse.SUPPRESS if local_models else "target address (default: localhost:8001 "
+                   "for grpc, http://localhost:8000 for http, http://localhost:8080 for gateway)")
+    p.add_argument("--model", default="finbert", choices=local_models or None)
     p.add_argument("--users", default="1 4 16", help='concurrency levels, e.g. "1 4 16"')
     p.add_argument("--step-seconds", type=float, default=10.0)
     p.add_argument("--warmup-seconds", type=float, help="left out at the start of each step "
@@ -199,7 +205,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--texts-per-request", type=int, default=1)
     p.add_argument("--slo-ms", type=float, default=200.0, help="p95 latency objective for the knee (default 200)")
     p.add_argument("--corpus", help="texts file (one per line, CSV `text` column, or FPB Sentences_*Agree.txt)")
-    p.add_argument("--gateway-path", default="/", choices=["/", "/v1/classify"])
+    p.add_argument("--gateway-path", default="/", choices=["/", "/v1/classify"],
+                   help=argparse.SUPPRESS if local_models else "the gateway's endpoint (--protocol gateway)")
     p.add_argument("--request-timeout", type=float, default=60.0)
     p.add_argument("--hardware", help="the instance type the server ran on, as named in loadtest/prices.yaml "
                                       "(e.g. g2-standard-8); default 'local' for a loopback target")
@@ -210,19 +217,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    args.host = args.host or DEFAULT_HOSTS[args.protocol]
+def problem(args) -> str | None:
+    """The first thing wrong with the arguments, found without any load or server (None: nothing)."""
     if args.warmup_seconds is None:
         args.warmup_seconds = min(2.0, 0.2 * args.step_seconds)
-    problems = [why for bad, why in (
+    try:
+        parse_levels(args.users)
+    except ValueError as exc:
+        return str(exc)
+    return next((why for bad, why in (
         (args.step_seconds <= 0, "--step-seconds must be positive"),
         (not 0 <= args.warmup_seconds < args.step_seconds, "--warmup-seconds must be shorter than --step-seconds"),
         (args.texts_per_request < 1, "--texts-per-request must be at least 1"),
         (args.corpus and not Path(args.corpus).is_file(), f"corpus file {args.corpus} does not exist"),
-    ) if bad]
-    if problems:
-        print(f"error: {problems[0]}", file=sys.stderr)
+    ) if bad), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.host = args.host or DEFAULT_HOSTS[args.protocol]
+    if why := problem(args):
+        print(f"error: {why}", file=sys.stderr)
         return 2
     try:
         sweep(args)

@@ -44,4 +44,4 @@ def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         timeline.main(["--rounds", "0"])
     assert exc.value.code == 2
-    assert "--rounds and --sentences must be at least 1" in capsys.readouterr().err
+    assert "--rounds, --sentences and --cores must be at least 1" in capsys.readouterr().err

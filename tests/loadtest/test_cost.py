@@ -1,6 +1,9 @@
 """Cost per million texts at the SLO, from a fixture sweep and the shipped price list."""
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,8 @@ import pytest
 from loadtest import analysis, cost
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_g2-standard-8.json"
+ROOT = Path(__file__).resolve().parents[2]
+README = str(ROOT / "README.md")
 
 
 @pytest.fixture
@@ -78,3 +83,36 @@ def test_price_list_without_a_source_is_refused(tmp_path):
     with pytest.raises(ValueError, match="lacks source"):
         cost.load_prices(bad)
     assert cost.main([str(FIXTURE), "--prices", str(bad)]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    ([README], f"error: {README} is not a sweep result: expected the sweep.json that loadtest.sweep writes"),
+    (["/nonexistent"], "error: no sweep at /nonexistent: run `make loadtest`"),
+    ([str(FIXTURE), "--prices", README], f"error: {README} is not valid YAML ("),
+    ([str(FIXTURE), "--prices", str(FIXTURE)], "has no `instances:` list: expected a price list like loadtest/prices.yaml"),
+])
+def test_wrong_files_are_named_with_what_was_expected(args, message, capsys):
+    assert cost.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def make_cost(build: Path) -> subprocess.CompletedProcess:
+    # -o setup: the target's venv refresh is not what is tested; this interpreter runs the report
+    return subprocess.run(["make", "-s", "-o", "setup", "loadtest-cost", f"BUILD={build}", f"PY={sys.executable}"],
+                          cwd=ROOT, capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                          if k not in ("OUT", "SWEEPS")})
+
+
+def test_make_loadtest_cost_prices_the_newest_sweep(tmp_path):
+    done = make_cost(tmp_path)
+    assert done.returncode != 0 and "no sweep in" in done.stderr and "run make loadtest" in done.stderr
+    for age, name in ((3600, "grpc-finbert"), (0, "local-grpc-finbert")):   # make loadtest's, then loadtest-local's
+        (tmp_path / "loadtest" / name).mkdir(parents=True)
+        sweep_json = tmp_path / "loadtest" / name / "sweep.json"
+        sweep_json.write_text(FIXTURE.read_text())
+        os.utime(sweep_json, (sweep_json.stat().st_mtime - age,) * 2)
+    done = make_cost(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "loadtest" / "local-grpc-finbert" / "cost.md").exists()
+    assert not (tmp_path / "loadtest" / "grpc-finbert" / "cost.md").exists()

@@ -80,11 +80,12 @@ def test_http_sweep_counts_texts_per_request(triton, tmp_path):
     assert result["target"]["texts_per_request"] == 8
 
 
-def test_failed_requests_are_reported_not_hidden(triton, tmp_path):
+def test_failed_requests_are_reported_not_hidden(triton, tmp_path, capsys):
     # 65 texts exceed the ensemble's max batch size (64): Triton refuses every request
     code, out, result = run_sweep(tmp_path, "too-big", "--protocol", "http", "--host", f"http://{triton.http_url}",
                                   "--users", "1", "--step-seconds", "2", "--texts-per-request", "65")
-    assert code == 0
+    assert code == 1                                          # a sweep that measured nothing is not a success
+    assert "error: every request failed, e.g." in capsys.readouterr().err
     (step,) = result["steps"]
     assert step["requests"] > 0 and step["failures"] == step["requests"] and step["texts_per_s"] == 0
     assert result["knee"] is None
@@ -147,3 +148,10 @@ def test_gateway_sweep(triton, tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_help_shows_the_usage_example_on_two_lines(capsys):
+    with pytest.raises(SystemExit) as exc:
+        sweep.main(["--help"])
+    assert exc.value.code == 0
+    assert '--model finbert \\\n        --users "1 4 16"' in capsys.readouterr().out
