@@ -8,7 +8,7 @@
 from finsent.aio import AsyncClient
 from finsent.client import Client
 from finsent.core import (Failure, FinsentError, Health, ModelError, ModelInfo, ModelStatus, Prediction,
-                          RequestTimeout, Retry, TextError, UnavailableError)
+                          RequestTimeout, RestrictedError, Retry, TextError, UnavailableError)
 
 __all__ = ["AsyncClient", "Client", "Failure", "FinsentError", "Health", "ModelError", "ModelInfo", "ModelStatus",
-           "Prediction", "RequestTimeout", "Retry", "TextError", "UnavailableError"]
+           "Prediction", "RequestTimeout", "RestrictedError", "Retry", "TextError", "UnavailableError"]

@@ -11,7 +11,7 @@ from typing import Sequence
 from finsent.client import transport_error
 from finsent.core import (
     GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay)
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, retry_delay)
 
 
 def _aio_transport_error(exc: BaseException) -> FinsentError | None:
@@ -112,8 +112,19 @@ class AsyncClient(ClientBase):
         return Health(live, ready, self.model, model_ready)
 
     async def models(self) -> list[ModelStatus]:
-        index = await self._call(lambda c: c.get_model_repository_index(**self._as_json()))
-        return model_statuses(index)
+        """See Client.models."""
+        plan = list_models(self.model, self.url)
+        step = next(plan)
+        while isinstance(step, tuple):      # a call to make; the last step is the rows
+            step = plan.send(await self._answer(*step))
+        return step
+
+    async def _answer(self, method: str, *args):
+        """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
+        try:
+            return await self._call(lambda c: getattr(c, method)(*args, **self._as_json()))
+        except FinsentError as exc:
+            return exc
 
     async def close(self) -> None:
         if self._client is not None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 from finsent.client import Client
-from finsent.core import DEFAULT_URLS, Failure, FinsentError, Retry
+from finsent.core import DEFAULT_URLS, Failure, FinsentError, Retry, log
 from finsent.score import ScoreError, score_file
 
 
@@ -77,6 +78,12 @@ def cmd_score(args) -> int:
                              prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress)
     print(summary)
     return 0
+
+
+MODELS_HELP = ("list the server's models and their state; where Triton restricts its repository index to an admin "
+               "key (as make serve and the k8s chart run it), the finsent ensembles (finbert, distilbert, --model) "
+               "and their steps, from the metadata any caller may read: READY, or UNAVAILABLE for one not loaded "
+               "or not in the repository (without the index the two look alike)")
 
 
 def cmd_models(args) -> int:
@@ -140,9 +147,9 @@ def parser() -> argparse.ArgumentParser:
     add_connection(p)
     p.set_defaults(run=cmd_score)
 
-    for name, run, text in (("models", cmd_models, "list the server's models and their state"),
+    for name, run, text in (("models", cmd_models, MODELS_HELP),
                             ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text.split(";")[0], description=text)
         add_connection(p)
         p.set_defaults(run=run)
 
@@ -172,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["serve"]:          # everything after `serve` belongs to python -m server
         return cmd_serve(argv[1:])
     args = parser().parse_args(argv)
+    if args.command != "gateway":       # the client's notes ("waiting for Triton ...") on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     try:
         return args.run(args)
     except FinsentError as exc:

@@ -13,7 +13,8 @@ from typing import Sequence
 
 from finsent.core import (
     GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, model_info, model_statuses, retry_delay)
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, retry_delay)
+
 
 def transport_error(exc: BaseException) -> FinsentError | None:
     """Errors raised below tritonclient (sockets, gevent timeouts) as the client's errors."""
@@ -129,8 +130,20 @@ class Client(ClientBase):
         return Health(live, ready, self.model, ready and probe(lambda c: c.is_model_ready(self.model, **kw)))
 
     def models(self) -> list[ModelStatus]:
-        index = self._call(lambda c: c.get_model_repository_index(**self._as_json()))
-        return model_statuses(index)
+        """The server's models and their state: the repository index, or where the server restricts it,
+        the finsent ensembles and their steps (see core.list_models)."""
+        plan = list_models(self.model, self.url)
+        step = next(plan)
+        while isinstance(step, tuple):      # a call to make; the last step is the rows
+            step = plan.send(self._answer(*step))
+        return step
+
+    def _answer(self, method: str, *args):
+        """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
+        try:
+            return self._call(lambda c: getattr(c, method)(*args, **self._as_json()))
+        except FinsentError as exc:
+            return exc
 
     def close(self) -> None:
         if self._pool is not None:

@@ -5,15 +5,22 @@ ensemble config's `labels` parameter on the server, the label itself comes from 
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Generator, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
 TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
+# Triton's answer to a restricted API (--http-restricted-api / --grpc-restricted-protocol) called
+# without its header: HTTP 403 "This API is restricted, ..."; gRPC UNAVAILABLE "This protocol is restricted, ...".
+RESTRICTED = re.compile(r"\b(API|protocol) is restricted\b")
+# The ensembles a finsent repository can hold (model_repository.assemble.FAMILIES; a test keeps them equal).
+ENSEMBLES = ("finbert", "distilbert")
+log = logging.getLogger("finsent")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,10 @@ class RequestTimeout(FinsentError):
     """The server did not answer within the timeout."""
 
 
+class RestrictedError(FinsentError):
+    """The server restricts this API to callers with its admin key (as `make serve` and the k8s chart do)."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -100,6 +111,42 @@ def model_statuses(index) -> list[ModelStatus]:
     """get_model_repository_index() of either protocol (gRPC JSON: {"models": [...]}; HTTP: [...])."""
     rows = index.get("models", []) if isinstance(index, dict) else index
     return [ModelStatus(m["name"], str(m.get("version", "")), m.get("state", ""), m.get("reason", "")) for m in rows]
+
+
+NOT_SERVED = "not loaded, or not in the repository"
+Plan = Generator[Union[tuple, list], object, None]
+
+
+def list_models(model: str, url: str) -> Plan:
+    """models() as a plan both clients run: it yields the call to make, (tritonclient method,
+    *args), is sent its answer (as_json; the FinsentError it raised) and yields the rows last.
+
+    The repository index lists every model. Where the server restricts it to its admin key
+    (`make serve`, the k8s chart), the finsent ensembles (and `model`) and then the steps of each
+    one served are looked up through the APIs every caller may use: metadata lists a model's
+    ready versions and fails for a model that is not loaded or not in the repository (which it
+    cannot tell apart), so those rows are READY, or UNAVAILABLE with that reason."""
+    index = yield ("get_model_repository_index",)
+    if not isinstance(index, RestrictedError):
+        if isinstance(index, FinsentError):
+            raise index
+        yield model_statuses(index)
+        return
+    log.info("the repository index of Triton at %s needs its admin key: "
+             "listing the finsent ensembles and their steps instead", url)
+    rows, names = [], list(dict.fromkeys((model, *ENSEMBLES)))
+    for name in names:                  # grows by the steps of the ensembles served
+        metadata = yield ("get_model_metadata", name)
+        if isinstance(metadata, FinsentError):
+            rows.append(ModelStatus(name, "", "UNAVAILABLE", NOT_SERVED))
+            continue
+        rows += [ModelStatus(name, str(version), "READY") for version in metadata.get("versions", [])]
+        if metadata.get("platform") == "ensemble":
+            config = yield ("get_model_config", name)
+            if not isinstance(config, FinsentError):
+                steps = config.get("config", config).get("ensemble_scheduling", {}).get("step", [])
+                names += [s["model_name"] for s in steps if s["model_name"] not in names]
+    yield sorted(rows, key=lambda row: (row.name, row.version))
 
 
 @dataclass(frozen=True)
@@ -204,6 +251,8 @@ TRANSIENT = ("is not healthy", "has no available versions")
 def server_error(status: str | None, message: str, model: str) -> FinsentError:
     """Map a Triton error (gRPC status or HTTP code) to the client's errors."""
     status = str(status or "")
+    if RESTRICTED.search(message):   # gRPC says UNAVAILABLE, but no retry will get through
+        return RestrictedError(f"{message} (the server restricts this API to callers with its admin key)")
     if status.endswith("UNAVAILABLE") or status == "503":
         return UnavailableError(message)
     if status.endswith("DEADLINE_EXCEEDED"):

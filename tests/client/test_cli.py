@@ -94,6 +94,20 @@ def test_classify_prints_a_table_or_json(triton):
     assert refused.returncode == 1 and json.loads(refused.stdout)[1]["error"] == "text 1 is empty or whitespace only"
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_triton, protocol):
+    server = restricted_triton
+    started = time.monotonic()
+    run = finsent("models", "--protocol", protocol, "--url", server.grpc_url if protocol == "grpc" else server.http_url)
+    assert run.returncode == 0, run.stderr
+    assert time.monotonic() - started < 10                          # not 8-16 s of retries on top of the start-up
+    rows = [line.split(maxsplit=3) for line in run.stdout.splitlines()]
+    assert rows == [["distilbert", "-", "UNAVAILABLE", "not loaded, or not in the repository"],
+                    *([name, "1", "READY"] for name in ("finbert", "finbert_classifier", "finbert_postprocess",
+                                                        "finbert_tokenizer"))]
+    assert "repository index" in run.stderr and "admin key" in run.stderr
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_score_writes_every_row_with_its_prediction_or_error(triton, tmp_path, suffix):
     bad = {5: "   ", 11: None}

@@ -10,10 +10,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from export.facts import CANONICAL_LABELS
-from finsent import (AsyncClient, Client, Failure, ModelError, Prediction, RequestTimeout, Retry, TextError,
-                     UnavailableError)
-from model_repository.assemble import TargetOptions, assemble
-from server.triton import Ports, TritonServer, free_ports
+from finsent import (AsyncClient, Client, Failure, ModelError, ModelStatus, Prediction, RequestTimeout,
+                     RestrictedError, Retry, TextError, UnavailableError)
+from finsent.core import ENSEMBLES, NOT_SERVED
+from model_repository.assemble import FAMILIES, TargetOptions, assemble
+from server.triton import ADMIN_HEADER, Ports, TritonServer, free_ports
 
 TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 8% after the warning.",
          "The annual general meeting will be held on 5 May.", "Sales of the unit declined sharply in the quarter."]
@@ -225,3 +226,48 @@ def test_a_server_that_never_answers_times_out_instead_of_hanging(protocol):
         assert time.monotonic() - started < 8
     finally:
         silent.close()
+
+
+def admin_index(server) -> list[ModelStatus]:
+    """The repository index as only the admin key may read it: the truth models() is checked against."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        index = client.get_model_repository_index(headers={f"triton-grpc-protocol-{ADMIN_HEADER}": server.admin_key},
+                                                  as_json=True)
+    finally:
+        client.close()
+    return [ModelStatus(m["name"], m["version"], m["state"]) for m in index["models"]]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(restricted_triton, protocol, mode):
+    """As `make serve` runs Triton, the index needs the admin key. models() must neither fail nor
+    retry (gRPC calls the restriction UNAVAILABLE): it lists the ensembles and their steps by metadata."""
+    server = restricted_triton
+    started = time.monotonic()
+    if mode == "sync":
+        with Client(url(server, protocol), protocol) as client:
+            rows = client.models()
+    else:
+        async def run():
+            async with AsyncClient(url(server, protocol), protocol) as client:
+                return await client.models()
+        rows = asyncio.run(run())
+    assert time.monotonic() - started < 5                           # no retries (they take 8-16 s)
+    truth = admin_index(server)
+    assert {m.name for m in truth} == {"finbert", "finbert_tokenizer", "finbert_classifier", "finbert_postprocess"}
+    assert rows == sorted(truth + [ModelStatus("distilbert", "", "UNAVAILABLE", NOT_SERVED)],
+                          key=lambda m: (m.name, m.version))
+
+
+def test_a_restricted_api_is_refused_at_once_and_named(restricted_triton):
+    with Client(restricted_triton.grpc_url) as client:
+        started = time.monotonic()
+        with pytest.raises(RestrictedError, match="admin key"):
+            client._call(lambda c: c.get_inference_statistics("finbert", as_json=True))
+    assert time.monotonic() - started < 2
+
+
+def test_the_clients_fallback_knows_every_ensemble_a_repository_can_hold():
+    assert ENSEMBLES == FAMILIES
