@@ -11,10 +11,11 @@ from typing import Sequence
 from finsent.client import transport_error
 from finsent.core import (
     GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, retry_delay)
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, not_http,
+    retry_delay)
 
 
-def _aio_transport_error(exc: BaseException) -> FinsentError | None:
+def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
     if isinstance(exc, asyncio.TimeoutError):
         return RequestTimeout(f"no answer in time: {exc!r}")
     try:
@@ -23,7 +24,10 @@ def _aio_transport_error(exc: BaseException) -> FinsentError | None:
         aiohttp = None
     if aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError):   # refused, reset, disconnected
         return UnavailableError(f"cannot reach the server: {exc!r}")
-    return transport_error(exc)
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
+        # tritonclient reads every answer itself (no raise_for_status): this is an answer aiohttp could not parse
+        return not_http(url)
+    return transport_error(exc, url)
 
 
 class AsyncClient(ClientBase):

@@ -6,6 +6,7 @@ client is not thread-safe), and come back in input order.
 """
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +14,16 @@ from typing import Sequence
 
 from finsent.core import (
     GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, retry_delay)
+    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, not_http,
+    retry_delay)
 
 
-def transport_error(exc: BaseException) -> FinsentError | None:
+def transport_error(exc: BaseException, url: str) -> FinsentError | None:
     """Errors raised below tritonclient (sockets, gevent timeouts) as the client's errors."""
     if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":   # gevent.Timeout
         return RequestTimeout(f"no answer in time: {exc!r}")
+    if isinstance(exc, http.client.HTTPException):     # geventhttpclient's HTTPParseError('Expected HTTP/')
+        return not_http(url)
     if isinstance(exc, (OSError, ConnectionError)):
         return UnavailableError(f"cannot reach the server: {exc!r}")
     return None

@@ -273,7 +273,7 @@ def retry_delay(exc: Exception, delays: Iterator[float], model: str, url: str, t
     if isinstance(exc, InferenceServerException):
         error = server_error(exc.status(), exc.message() or str(exc), model)
     else:
-        error = transport(exc)      # socket / aiohttp / timeout errors; None: not ours to map
+        error = transport(exc, url)      # socket / aiohttp / timeout errors; None: not ours to map
         if error is None:
             raise exc
     if not isinstance(error, UnavailableError):
@@ -282,6 +282,11 @@ def retry_delay(exc: Exception, delays: Iterator[float], model: str, url: str, t
     if delay is None:
         raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
     return delay
+
+
+def not_http(url: str) -> FinsentError:
+    """An answer that is not HTTP: most likely Triton's gRPC port given with protocol "http"."""
+    return FinsentError(f"{url} does not speak HTTP (its answer is not an HTTP response): is it the gRPC port?")
 
 
 @dataclass

@@ -94,6 +94,12 @@ def test_classify_prints_a_table_or_json(triton):
     assert refused.returncode == 1 and json.loads(refused.stdout)[1]["error"] == "text 1 is empty or whitespace only"
 
 
+def test_http_to_the_grpc_port_is_an_error_not_a_traceback(triton):
+    run = finsent("classify", "Profit rose 12%.", "--protocol", "http", "--url", triton.grpc_url)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"error: {triton.grpc_url} does not speak HTTP") and "gRPC port?" in run.stderr
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_triton, protocol):
     server = restricted_triton

@@ -10,7 +10,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from export.facts import CANONICAL_LABELS
-from finsent import (AsyncClient, Client, Failure, ModelError, ModelStatus, Prediction, RequestTimeout,
+from finsent import (AsyncClient, Client, Failure, FinsentError, ModelError, ModelStatus, Prediction, RequestTimeout,
                      RestrictedError, Retry, TextError, UnavailableError)
 from finsent.core import ENSEMBLES, NOT_SERVED
 from model_repository.assemble import FAMILIES, TargetOptions, assemble
@@ -52,13 +52,14 @@ def ensemble_requests(triton, model):
         client.close()
 
 
-def classify(triton, protocol, mode, texts, model="finbert", **kw):
+def classify(triton, protocol, mode, texts, model="finbert", address=None, **kw):
+    address = address or url(triton, protocol)
     if mode == "sync":
-        with Client(url(triton, protocol), protocol, model, **kw) as client:
+        with Client(address, protocol, model, **kw) as client:
             return client.classify(texts)
 
     async def run():
-        async with AsyncClient(url(triton, protocol), protocol, model, **kw) as client:
+        async with AsyncClient(address, protocol, model, **kw) as client:
             return await client.classify(texts)
     return asyncio.run(run())
 
@@ -169,6 +170,14 @@ def test_an_unreachable_server_fails_fast_and_clearly(protocol):
                 await client.classify(["x"])
     asyncio.run(run())
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_http_to_the_grpc_port_says_so_at_once(triton, mode):
+    started = time.monotonic()
+    with pytest.raises(FinsentError, match=f"{triton.grpc_url} does not speak HTTP .*: is it the gRPC port"):
+        classify(triton, "http", mode, TEXTS, address=triton.grpc_url)
+    assert time.monotonic() - started < 2                             # a wrong port is not retried
 
 
 def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
