@@ -58,7 +58,7 @@ class AsyncClient(ClientBase):
         return {"as_json": True, "client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
 
     async def _call(self, fn, retry: bool = True):
-        delays = self.retry.delays() if retry else iter(())
+        delays = enumerate(self.retry.delays() if retry else ())
         while True:
             try:
                 return await asyncio.wait_for(fn(self._triton()), self.timeout_s)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from finsent.client import Client
-from finsent.core import DEFAULT_URLS, Failure, FinsentError, Retry, log
+from finsent.core import DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
 from finsent.score import ScoreError, score_file
 
 
@@ -33,8 +33,18 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
 
 
 def make_client(args, **kw) -> Client:
-    return Client(args.url or DEFAULT_URLS[args.protocol], args.protocol, args.model, timeout_s=args.timeout,
-                  retry=Retry(attempts=args.retries), **kw)
+    try:
+        return Client(args.url or DEFAULT_URLS[args.protocol], args.protocol, args.model, timeout_s=args.timeout,
+                      retry=Retry(attempts=args.retries), **kw)
+    except ValueError as exc:      # an address that is not host:port: said before any connection is tried
+        raise ScoreError(str(exc)) from None
+
+
+def grpc_address(url: str) -> str:
+    try:
+        return split_url(url, "grpc")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def need(extra: str, *modules: str) -> None:
@@ -157,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
                    help="bind address (default $GATEWAY_HOST, else 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
-    p.add_argument("--triton", default=os.environ.get("TRITON_URL", "localhost:8001"),
+    p.add_argument("--triton", default=os.environ.get("TRITON_URL", "localhost:8001"), type=grpc_address,
                    help="Triton gRPC address (default $TRITON_URL, else localhost:8001)")
     p.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL", "finbert"),
                    help="model of POST / and /readyz (default finbert)")

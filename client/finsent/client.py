@@ -67,7 +67,7 @@ class Client(ClientBase):
 
     def _call(self, fn, retry: bool = True):
         """fn(triton_client) with the errors mapped, retried on UNAVAILABLE / connection errors."""
-        delays = self.retry.delays() if retry else iter(())
+        delays = enumerate(self.retry.delays() if retry else ())
         while True:
             try:
                 return fn(self._triton())

@@ -198,13 +198,26 @@ class ClientBase:
         raise NotImplementedError
 
 
+# gRPC name-resolver targets (unix:/path, dns:///host:port, ...) are passed to gRPC as they are.
+GRPC_TARGET = re.compile(r"^(unix|unix-abstract|dns|ipv4|ipv6|vsock):")
+HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
+
+
 def split_url(url: str, protocol: str) -> str:
+    """host:port without a grpc:// or http:// scheme; ValueError when it is not one."""
     if protocol not in ("grpc", "http"):
         raise ValueError(f"protocol {protocol!r}: 'grpc' or 'http'")
     for scheme in ("grpc://", "http://"):
         if url.startswith(scheme):
-            return url[len(scheme):].rstrip("/")
-    return url.rstrip("/")
+            url = url[len(scheme):]
+            break
+    url = url.rstrip("/")
+    if protocol == "grpc" and GRPC_TARGET.match(url):
+        return url
+    address = HOST_PORT.match(url)
+    if address is None or not 0 < int(address.group(2)) < 65536:
+        raise ValueError(f"Triton address {url!r} is not host:port (e.g. {DEFAULT_URLS[protocol]})")
+    return url
 
 
 def model_info(name: str, config: dict) -> ModelInfo:
@@ -267,9 +280,10 @@ def server_error(status: str | None, message: str, model: str) -> FinsentError:
     return FinsentError(message)
 
 
-def retry_delay(exc: Exception, delays: Iterator[float], model: str, url: str, transport) -> float:
+def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport) -> float:
     """The pause before retrying after `exc`; raises the client's error when it is not worth a
-    retry (anything but UNAVAILABLE / connection errors) or the retries are spent."""
+    retry (anything but UNAVAILABLE / connection errors) or the retries are spent. `delays`:
+    enumerate(Retry.delays()); the first retry is logged (INFO on "finsent": the CLI shows it)."""
     if isinstance(exc, InferenceServerException):
         error = server_error(exc.status(), exc.message() or str(exc), model)
     else:
@@ -278,9 +292,11 @@ def retry_delay(exc: Exception, delays: Iterator[float], model: str, url: str, t
             raise exc
     if not isinstance(error, UnavailableError):
         raise error from None
-    delay = next(delays, None)
+    attempt, delay = next(delays, (None, None))
     if delay is None:
         raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
+    if attempt == 0:
+        log.info("waiting for Triton at %s (%s) ...", url, error)
     return delay
 
 

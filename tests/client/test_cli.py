@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from finsent import Client, Prediction
+from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDED = ["label", "score", "p_negative", "p_neutral", "p_positive", "error"]
@@ -98,6 +99,24 @@ def test_http_to_the_grpc_port_is_an_error_not_a_traceback(triton):
     run = finsent("classify", "Profit rose 12%.", "--protocol", "http", "--url", triton.grpc_url)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.startswith(f"error: {triton.grpc_url} does not speak HTTP") and "gRPC port?" in run.stderr
+
+
+@pytest.mark.parametrize("command", [["classify", "Profit rose."], ["models"], ["gateway", "--triton"]])
+@pytest.mark.parametrize("address", ["localhost:abc", "localhost", "localhost:99999", "http://"])
+def test_an_address_that_is_not_host_port_is_refused_before_any_retry(command, address):
+    started = time.monotonic()
+    run = finsent(*command, *([] if command[0] == "gateway" else ["--url"]), address, timeout=30)
+    assert run.returncode == 2 and f"'{address.removeprefix('http://')}' is not host:port" in run.stderr, run.stderr
+    assert time.monotonic() - started < 10 and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_server_that_is_down_is_waited_for_out_loud(protocol):
+    dead = f"localhost:{free_ports(1)[0]}"
+    run = finsent("classify", "Profit rose.", "--protocol", protocol, "--url", dead, "--retries", "2")
+    assert run.returncode == 1
+    waiting, error = run.stderr.splitlines()
+    assert waiting.startswith(f"waiting for Triton at {dead} (") and error.startswith(f"error: Triton at {dead} is unavailable")
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

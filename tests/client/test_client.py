@@ -172,6 +172,18 @@ def test_an_unreachable_server_fails_fast_and_clearly(protocol):
     assert time.monotonic() - started < 10
 
 
+def test_the_address_is_checked_when_the_client_is_made():
+    for good, protocol in (("localhost:8001", "grpc"), ("grpc://triton:8001/", "grpc"), ("http://10.0.0.7:8000", "http"),
+                           ("[::1]:8001", "grpc"), ("unix:///tmp/triton.sock", "grpc"), ("dns:///triton:8001", "grpc")):
+        Client(good, protocol).close()                               # nothing is connected yet
+    for bad, protocol in (("localhost", "grpc"), ("localhost:abc", "http"), ("localhost:0", "grpc"),
+                          ("localhost:65536", "grpc"), ("unix:///tmp/triton.sock", "http"), ("a b:8000", "http")):
+        with pytest.raises(ValueError, match="is not host:port"):
+            Client(bad, protocol)
+        with pytest.raises(ValueError, match="is not host:port"):
+            AsyncClient(bad, protocol)
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_http_to_the_grpc_port_says_so_at_once(triton, mode):
     started = time.monotonic()
