@@ -293,6 +293,9 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     in_fmt, out_fmt = file_format(input_path), file_format(output)
     if not input_path.is_file():
         raise ScoreError(f"{input_path}: no such file")
+    # Before --overwrite deletes anything: the output must not be the input (also through a link).
+    if output.exists() and os.path.samefile(input_path, output):
+        raise ScoreError(f"{output} is the input file: write the scores to another file (-o)")
     partial = output.with_name(output.name + ".partial")
     record = output.with_name(output.name + ".partial.json")
     if overwrite:

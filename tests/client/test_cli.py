@@ -178,6 +178,18 @@ def test_score_refuses_a_missing_column_or_a_clash(triton, tmp_path):
     assert run.returncode == 0 and read_output(tmp_path / "o.jsonl")[0]["label"] == "gold"
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_score_refuses_to_write_over_its_input(triton, tmp_path, overwrite):
+    write_input(tmp_path / "in.csv", 5)
+    (tmp_path / "link.csv").symlink_to(tmp_path / "in.csv")
+    before = (tmp_path / "in.csv").read_bytes()
+    for output in (tmp_path / "in.csv", tmp_path / "sub" / ".." / "in.csv", tmp_path / "link.csv"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        run = finsent("score", tmp_path / "in.csv", "-o", output, *overwrite, "--url", triton.grpc_url)
+        assert run.returncode == 2 and f"{output} is the input file" in run.stderr, run.stderr
+        assert (tmp_path / "in.csv").read_bytes() == before and (tmp_path / "link.csv").is_symlink()
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp_path, suffix):
     rows = write_input(tmp_path / f"in{suffix}", 2000)
