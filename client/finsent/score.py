@@ -9,7 +9,8 @@ file per chunk, each a row group of the final file) with a progress record
 is replaced atomically after each chunk's data is flushed to disk. A re-run truncates the
 partial file to the recorded bytes (dropping a chunk torn by a kill), skips the recorded rows
 of the input, and goes on. When the input is exhausted the partial becomes OUTPUT (rename),
-so OUTPUT only ever exists complete; a re-run then does nothing.
+so OUTPUT only ever exists complete, and the record is kept as `OUTPUT.finsent.json`; a re-run
+of the same job then does nothing, and any other job (or an OUTPUT without that record) is refused.
 
 Bad rows do not stop a run: a text the server refuses (empty, invalid UTF-8) or a row with
 no text gets empty label/score/probabilities and the reason in the `error` column, and
@@ -239,6 +240,11 @@ class ParquetWriter:
         shutil.rmtree(self.path)
 
 
+def remove(path: Path) -> None:
+    """A partial output: a file (CSV, JSONL) or a folder (Parquet), if it is there."""
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 @dataclass
 class Progress:
     """The resume record, rewritten atomically after each durable chunk."""
@@ -255,6 +261,17 @@ class Progress:
     def same_job(self, other: "Progress") -> bool:
         keys = ("input", "input_size", "input_mtime_ns", "column", "model")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def check(self, current: "Progress", what: str) -> "Progress":
+        """self, when it records the job `current` describes; else a ScoreError saying `what` happened."""
+        if not self.same_job(current):
+            raise ScoreError(f"{what} from a different input, column or model ({self.input}, column "
+                             f"{self.column!r}, model {self.model!r}); use --overwrite to start over")
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> "Progress":
+        return cls(**json.loads(path.read_text()))
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
@@ -279,7 +296,8 @@ class Summary:
 
     def __str__(self) -> str:
         if self.already_complete:
-            return f"{self.output} is already complete; nothing to do (--overwrite scores it again)"
+            return (f"{self.output} is already complete ({self.rows} rows, {self.failures} failures); "
+                    f"nothing to do (--overwrite scores it again)")
         total = sum(self.labels.values()) or 1
         dist = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in sorted(self.labels.items()))
         resumed = f" (resumed after {self.resumed_from})" if self.resumed_from else ""
@@ -298,30 +316,32 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         raise ScoreError(f"{output} is the input file: write the scores to another file (-o)")
     partial = output.with_name(output.name + ".partial")
     record = output.with_name(output.name + ".partial.json")
+    done = output.with_name(output.name + ".finsent.json")       # the record of the run that wrote OUTPUT
     if overwrite:
-        for path in (output, record):
+        for path in (output, record, done):
             path.unlink(missing_ok=True)
-        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
-    if output.exists() and not record.exists():
-        return Summary(output, 0, 0, 0, 0, {}, 0.0, already_complete=True)
+        remove(partial)
     stat = input_path.stat()
     progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, client.model)
+    if output.exists():
+        if record.exists():      # OUTPUT is only ever written complete: stopped before its record was kept
+            remove(partial)
+            os.replace(record, done)
+        if not done.exists():
+            raise ScoreError(f"{output} already exists without {done.name}, the record of the run that wrote it "
+                             f"(input, column, model): it may hold other scores; use --overwrite to replace it")
+        saved = Progress.load(done)
+        saved.check(progress, f"{output} was scored")
+        return Summary(output, saved.rows, 0, saved.rows, saved.failures, saved.labels, 0.0, already_complete=True)
     columns = new_columns(prefix)
     Writer = ParquetWriter if out_fmt == "parquet" else TextWriter
     if record.exists() and (partial.exists()):
-        saved = Progress(**json.loads(record.read_text()))
-        if not saved.same_job(progress):
-            raise ScoreError(f"{partial} was started from a different input, column or model "
-                             f"({saved.input}, column {saved.column!r}, model {saved.model!r}); "
-                             f"use --overwrite to start over")
-        progress = saved
+        progress = Progress.load(record).check(progress, f"{partial} was started")
         writer = Writer(partial, out_fmt, columns, progress.written or 0)
         if isinstance(writer, ParquetWriter):
             writer.keep(progress.written or 0)
     else:
-        if partial.is_dir():
-            shutil.rmtree(partial)
-        partial.unlink(missing_ok=True)
+        remove(partial)
         if out_fmt != "parquet":
             partial.touch()
         writer = Writer(partial, out_fmt, columns, None)
@@ -362,7 +382,7 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     if progress.rows == 0 and out_fmt == "parquet":
         raise ScoreError(f"{input_path} has no rows")
     writer.finish(output)
-    record.unlink()
+    os.replace(record, done)
     return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed)
 
 

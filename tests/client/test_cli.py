@@ -190,6 +190,36 @@ def test_score_refuses_to_write_over_its_input(triton, tmp_path, overwrite):
         assert (tmp_path / "in.csv").read_bytes() == before and (tmp_path / "link.csv").is_symlink()
 
 
+def test_a_complete_output_counts_only_for_the_job_that_wrote_it(triton, tmp_path):
+    news, other, out = tmp_path / "news.csv", tmp_path / "other.csv", tmp_path / "news.scored.csv"
+    write_input(news, 30, {4: ""})
+    write_input(other, 12)
+    (tmp_path / "headline.csv").write_text("headline\nProfit rose.\n")
+    score = lambda source, *args: finsent("score", source, "-o", out, "--no-progress", "--url", triton.grpc_url, *args)
+    assert score(news).returncode == 0
+    scored = out.read_bytes()
+    again = score(news)
+    assert again.returncode == 0 and f"{out} is already complete (30 rows, 1 failures); nothing to do" in again.stdout
+    for source, args in ((other, []), (news, ["-m", "distilbert"]), (tmp_path / "headline.csv", ["--column", "headline"])):
+        run = score(source, *args)
+        assert run.returncode == 2 and f"{out} was scored from a different input, column or model ({news}, " \
+            f"column 'text', model 'finbert'); use --overwrite" in run.stderr, run.stderr
+    news.write_text(news.read_text() + "30,Shares fell.,feed-0\n")          # the same input, changed since
+    assert score(news).returncode == 2
+    assert out.read_bytes() == scored
+    rescored = score(news, "--overwrite")
+    assert rescored.returncode == 0 and "31 rows" in rescored.stdout
+    # Stopped between writing OUTPUT and keeping its record: the next run keeps it and is done.
+    os.replace(tmp_path / "news.scored.csv.finsent.json", tmp_path / "news.scored.csv.partial.json")
+    resumed = score(news)
+    assert resumed.returncode == 0 and "already complete (31 rows" in resumed.stdout
+    assert not list(tmp_path.glob("*.partial*"))
+    # An OUTPUT that no run of finsent score wrote (or one of a version without the record) is not "complete".
+    (tmp_path / "news.scored.csv.finsent.json").unlink()
+    foreign = score(news)
+    assert foreign.returncode == 2 and "already exists without news.scored.csv.finsent.json" in foreign.stderr
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp_path, suffix):
     rows = write_input(tmp_path / f"in{suffix}", 2000)
