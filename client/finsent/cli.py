@@ -40,6 +40,16 @@ def make_client(args, **kw) -> Client:
         raise ScoreError(str(exc)) from None
 
 
+def at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, got {value!r}")
+    return number
+
+
 def grpc_address(url: str) -> str:
     try:
         return split_url(url, "grpc")
@@ -149,8 +159,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="a .csv, .jsonl/.ndjson or .parquet file")
     p.add_argument("-o", "--output", help="output file; its extension picks the format (default INPUT.scored.EXT)")
     p.add_argument("--column", default="text", help="column holding the text (default text)")
-    p.add_argument("--chunk-size", type=int, default=1024, help="rows read, scored and appended at a time")
-    p.add_argument("--max-in-flight", type=int, default=4, help="concurrent requests to Triton (default 4)")
+    p.add_argument("--chunk-size", type=at_least_one, default=1024,
+                   help="rows read, scored and appended at a time (default 1024)")
+    p.add_argument("--max-in-flight", type=at_least_one, default=4, help="concurrent requests to Triton (default 4)")
     p.add_argument("--prefix", default="", help="prefix for the added column names, e.g. finsent_")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming / skipping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -308,6 +308,8 @@ class Summary:
 def score_file(client, input_path: Path, output: Path, column: str = "text", chunk_size: int = 1024,
                prefix: str = "", overwrite: bool = False, progress_bar: bool = True) -> Summary:
     input_path, output = Path(input_path), Path(output)
+    if chunk_size < 1:
+        raise ScoreError(f"chunk_size must be 1 or more, got {chunk_size!r}")
     in_fmt, out_fmt = file_format(input_path), file_format(output)
     if not input_path.is_file():
         raise ScoreError(f"{input_path}: no such file")

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from finsent import Client, Prediction
+from finsent.score import ScoreError, score_file
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,6 +219,19 @@ def test_a_complete_output_counts_only_for_the_job_that_wrote_it(triton, tmp_pat
     (tmp_path / "news.scored.csv.finsent.json").unlink()
     foreign = score(news)
     assert foreign.returncode == 2 and "already exists without news.scored.csv.finsent.json" in foreign.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_score_refuses_a_chunk_size_below_one(triton, tmp_path, suffix):
+    write_input(tmp_path / f"in{suffix}", 5)
+    for size in ("0", "-5", "1.5"):
+        run = finsent("score", tmp_path / f"in{suffix}", "-o", tmp_path / f"out{suffix}", "--chunk-size", size,
+                      "--url", triton.grpc_url)
+        assert run.returncode == 2 and f"--chunk-size: must be a whole number, 1 or more, got '{size}'" in run.stderr
+        assert "Traceback" not in run.stderr and not list(tmp_path.glob("out*"))
+    with Client(triton.grpc_url) as client, pytest.raises(ScoreError, match="chunk_size must be 1 or more, got 0"):
+        score_file(client, tmp_path / f"in{suffix}", tmp_path / f"out{suffix}", chunk_size=0)
+    assert not list(tmp_path.glob("out*"))
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
