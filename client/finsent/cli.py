@@ -68,6 +68,8 @@ def need(extra: str, *modules: str) -> None:
 
 def cmd_classify(args) -> int:
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise ScoreError("no text given: pass texts as arguments, or one per line on stdin")
     with make_client(args) as client:
         results = client.classify(texts, on_error="return")
     failed = sum(isinstance(r, Failure) for r in results)

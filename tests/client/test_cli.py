@@ -134,6 +134,13 @@ def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_trit
     assert "repository index" in run.stderr and "admin key" in run.stderr
 
 
+@pytest.mark.parametrize("stdin", ["", "\n  \n"])
+def test_classify_without_text_says_so(triton, stdin):
+    run = finsent("classify", "--url", triton.grpc_url, stdin=stdin)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == "error: no text given: pass texts as arguments, or one per line on stdin\n"
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_score_writes_every_row_with_its_prediction_or_error(triton, tmp_path, suffix):
     bad = {5: "   ", 11: None}
