@@ -13,9 +13,9 @@ so OUTPUT only ever exists complete, and the record is kept as `OUTPUT.finsent.j
 of the same job then does nothing, and any other job (or an OUTPUT without that record) is refused.
 
 Bad rows do not stop a run: a text the server refuses (empty, invalid UTF-8) or a row with
-no text gets empty label/score/probabilities and the reason in the `error` column, and
-is counted as a failure. Errors of the server itself (down past the retries) stop the run;
-re-running resumes it.
+no text (missing, not a string, a JSONL line that is not a JSON object) gets empty
+label/score/probabilities and the reason in the `error` column, and is counted as a failure.
+Errors of the server itself (down past the retries) stop the run; re-running resumes it.
 """
 from __future__ import annotations
 
@@ -61,8 +61,17 @@ def result_values(result: Result) -> list:
 
 @dataclass(frozen=True)
 class Unusable:
-    """A row that has no text to send (a JSONL line that is not a JSON object); written as {}."""
+    """A row or value that has no text to send: a JSONL line that is not a JSON object (the row is
+    written as {}), or a value that is not a string."""
     reason: str
+
+
+def text_value(value, column: str):
+    """A cell as the text to send: a string (or the bytes of a Parquet binary column), None when
+    missing; any other value is refused, in the gateway's words."""
+    if value is None or isinstance(value, (str, bytes)):
+        return value
+    return Unusable(f'"{column}" must be a string, got {type(value).__name__}')
 
 
 # -- readers: yield (rows, texts) per chunk; rows are dicts (CSV, JSONL) or a RecordBatch ----
@@ -85,10 +94,7 @@ def read_csv(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[li
 
 def read_jsonl(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[list, list]]:
     def text(row):
-        if isinstance(row, Unusable):
-            return row
-        value = row.get(column)
-        return value if isinstance(value, str) or value is None else str(value)
+        return row if isinstance(row, Unusable) else text_value(row.get(column), column)
 
     with open(path, **ENCODING) as f:
         rows, seen = [], 0
@@ -131,7 +137,7 @@ def read_parquet(path: Path, column: str, skip: int, size: int) -> Iterator[tupl
             batch, drop = batch.slice(cut), drop - cut
             if not batch.num_rows:
                 continue
-        yield batch, [v if v is None or isinstance(v, str) else str(v) for v in batch.column(column).to_pylist()]
+        yield batch, [text_value(v, column) for v in batch.column(column).to_pylist()]
 
 
 def count_rows(path: Path, fmt: str) -> int | None:

@@ -160,6 +160,36 @@ def test_score_writes_every_row_with_its_prediction_or_error(triton, tmp_path, s
     assert again.returncode == 0 and "already complete" in again.stdout
 
 
+def test_score_error_column_names_each_bad_row_as_the_docs_do(triton, tmp_path):
+    """The exact `error` values (docs/client.md): not-a-string values in the gateway's words."""
+    lines = ['{"text": "Profit rose 12%."}', '{"text": 5}', '{"text": true}', '{"text": ["a"]}', '{"text": null}',
+             '{"id": 6}', '{"text": "   "}', 'not json', '[1, 2]', '', '{"text": "Shares fell."}']
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    run = finsent("score", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl", "--no-progress", "--url", triton.grpc_url)
+    assert run.returncode == 0 and "10 rows, 8 failures" in run.stdout, run.stdout + run.stderr
+    rows = read_output(tmp_path / "out.jsonl")
+    assert [r["error"] for r in rows] == [
+        None, 'text: "text" must be a string, got int', 'text: "text" must be a string, got bool',
+        'text: "text" must be a string, got list', "text: no value in column 'text'", "text: no value in column 'text'",
+        "text is empty or whitespace only", "text: line 8 is not JSON (Expecting value: line 1 column 1 (char 0))",
+        "text: line 9 is not a JSON object", None]
+    assert rows[1]["text"] == 5 and rows[0]["label"] and rows[9]["label"] and rows[1]["label"] is None
+
+
+def test_score_parquet_text_column_types(triton, tmp_path):
+    pq.write_table(pa.table({"text": pa.array([b"Profit rose 12%.", b"caf\xe9"]), "n": [1, 2]}), tmp_path / "in.parquet")
+    run = finsent("score", tmp_path / "in.parquet", "-o", tmp_path / "out.parquet", "--no-progress",
+                  "--url", triton.grpc_url)
+    assert run.returncode == 0, run.stderr
+    rows = read_output(tmp_path / "out.parquet")                      # a binary column is sent as it is
+    assert rows[0]["label"] == expected(triton, [{"text": "Profit rose 12%."}])["Profit rose 12%."].label
+    assert rows[1]["error"].startswith("text is not valid UTF-8")
+    run = finsent("score", tmp_path / "in.parquet", "-o", tmp_path / "n.parquet", "--column", "n", "--no-progress",
+                  "--url", triton.grpc_url)
+    assert run.returncode == 0 and "2 failures" in run.stdout
+    assert [r["error"] for r in read_output(tmp_path / "n.parquet")] == ['text: "n" must be a string, got int'] * 2
+
+
 def test_score_keeps_bytes_that_are_not_utf8_and_reports_them(triton, tmp_path):
     source = tmp_path / "in.csv"
     source.write_bytes(b"id,text\n0,Profit rose 12%.\n1,caf\xe9 sales fell\n2,Shares fell.\n")
