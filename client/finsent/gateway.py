@@ -8,8 +8,9 @@
 
 `POST /` keeps the request/response shape of the classic Starlette FinBERT batch server, so
 its callers switch without changes. Errors are JSON {"error": "...", "item": i?}: 400 bad JSON,
-401 wrong/missing API key (when one is set), 404 unknown model, 413 body or item count over the
-limit, 422 an item that is not valid (which one, why), 503 Triton unreachable, 504 Triton too slow.
+401 wrong/missing API key (when one is set), 404 unknown model or route, 405 wrong method, 413 body
+or item count over the limit, 422 an item that is not valid (which one, why), 503 Triton
+unreachable, 504 Triton too slow.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -173,20 +175,28 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         for client in list(clients.values()):
             await client.close()
 
-    def guarded(endpoint):
-        async def handle(request: Request):
-            try:
-                return await endpoint(request)
-            except HTTPProblem as problem:
-                return problem.response()
-        return handle
-
     return Starlette(routes=[
-        Route("/", guarded(classic), methods=["POST"]),
-        Route("/v1/classify", guarded(v1_classify), methods=["POST"]),
+        Route("/", classic, methods=["POST"]),
+        Route("/v1/classify", v1_classify, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-    ], lifespan=lifespan)
+    ], lifespan=lifespan, exception_handlers=ERROR_HANDLERS)
+
+
+async def problem_response(request: Request, problem: HTTPProblem) -> JSONResponse:
+    return problem.response()
+
+
+async def starlette_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return HTTPProblem(exc.status_code, exc.detail, headers=exc.headers).response()
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    return HTTPProblem(500, "internal error of the gateway").response()      # uvicorn logs the traceback
+
+
+# Every error is JSON {"error": ...}: ours, Starlette's own (404 no such route, 405 wrong method), and 500.
+ERROR_HANDLERS = {HTTPProblem: problem_response, HTTPException: starlette_error, Exception: internal_error}
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:

@@ -113,6 +113,19 @@ def test_the_server_keeps_serving_after_bad_requests(gateway):
     assert gateway.get("/").status_code == 405
 
 
+@pytest.mark.parametrize("method, path, status, error", [
+    ("GET", "/", 405, "Method Not Allowed"), ("PUT", "/v1/classify", 405, "Method Not Allowed"),
+    ("POST", "/healthz", 405, "Method Not Allowed"), ("GET", "/v2/classify", 404, "Not Found"),
+])
+def test_routing_errors_are_json_too(gateway, method, path, status, error):
+    resp = httpx.request(method, gateway.url + path, timeout=30)
+    assert resp.status_code == status and resp.headers["content-type"] == "application/json"
+    assert resp.json() == {"error": error}
+    if status == 405:
+        allowed = set(resp.headers["allow"].split(", "))              # Starlette keeps them in a set
+        assert allowed == ({"GET", "HEAD"} if path == "/healthz" else {"POST"})
+
+
 def test_api_key_when_set(triton):
     secured = Gateway(Settings(triton=triton.grpc_url, api_key="s3cret"))
     try:
