@@ -364,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                "sentences": text_source, "duration_s": args.duration, "models": {}}
     sources = {family: getattr(args, family) for family in models}
     try:        # every export before any measurement: a checkpoint that cannot be served fails first
-        for source in filter(None, sources.values()):
-            resolve_source(source)                   # a wrong directory fails before the other model's export
+        for given in filter(None, sources.values()):
+            resolve_source(given)                    # a wrong directory fails before the other model's export
         sources = {family: checkpoint(family, source, args.build) for family, source in sources.items()}
         exports = {family: export_model(source, family, args.build / "export" / family).path
                    for family, source in sources.items()}
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             remeasure(entry["variants"][variant]["in_process"], export_dir, variant, texts, args.cores)
         if args.baseline_clients:
             print(f"{family}: baseline (Starlette + transformers.pipeline) ...")
-            entry["baseline"] = baseline(source, texts, args, (args.build / "run" / family))
+            entry["baseline"] = baseline(sources[family], texts, args, (args.build / "run" / family))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
     from benchmarks import report

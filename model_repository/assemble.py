@@ -23,6 +23,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from export.cli import bounded
 from export.facts import CANONICAL_LABELS, FACTS_FILENAME, FAMILIES, ModelFacts
 from export.runtime import VARIANTS, variant_filename
 
@@ -146,8 +147,8 @@ def check_export(family: str, export_dir: Path, variant: str, out: Path) -> tupl
     """Everything assemble() needs from one export, checked before anything is written."""
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
-    if not (export_dir / "model_facts.json").is_file():
-        raise ValueError(f"{export_dir} is not an export (no model_facts.json): make one with "
+    if not (export_dir / FACTS_FILENAME).is_file():
+        raise ValueError(f"{export_dir} is not an export (no {FACTS_FILENAME}): make one with "
                          f"`python -m export.onnx --model <checkpoint> --name {family}`")
     if out.resolve() == export_dir.resolve() or out.resolve() in export_dir.resolve().parents:
         raise ValueError(f"--out {out} holds the export {export_dir}: replacing it would delete the export")
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", action="append", required=True, metavar="FAMILY=DIR",
                         help="an export directory per model family, e.g. finbert=build/export/finbert")
     parser.add_argument("--variant", choices=VARIANTS, default="fp32", help="which export variant to serve")
-    parser.add_argument("--cores", type=int, help="the classifier's ONNX Runtime intra-op threads (default: this "
+    parser.add_argument("--cores", type=bounded(int, 1), help="the classifier's ONNX Runtime intra-op threads (default: this "
                         f"machine's cores for the local target, {CONTAINER_CPU_CORES} for the container on cpu: "
                         "the CPU request of k8s/values/cpu.yaml)")
     parser.add_argument("--out", type=Path, help="default: build/repository/<target>")
@@ -213,8 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("gpu" if args.target == "container" else "cpu")
     if any("=" not in item for item in args.export):
         parser.error("--export takes FAMILY=DIR, e.g. finbert=build/export/finbert")
-    if args.cores is not None and args.cores < 1:
-        parser.error("--cores must be at least 1")
     cores = args.cores or (CONTAINER_CPU_CORES if args.target == "container" else available_cores())
     exports = dict(item.split("=", 1) for item in args.export)
     out = args.out or Path("build/repository") / args.target

@@ -42,15 +42,16 @@ class TritonPythonModel:
             spans.append((len(texts), len(texts) + len(decoded)))
             texts.extend(self.cut(t) for t in decoded)
         encodings = self.tokenizer.encode_batch(texts) if texts else []
+        lengths = [len(e) for e in encodings]
         responses = []
         for i, (start, end) in enumerate(spans):
-            blank = next((row for row, e in enumerate(encodings[start:end]) if len(e) <= self.specials), None)
+            blank = next((row for row, n in enumerate(lengths[start:end]) if n <= self.specials), None)
             if i not in errors and blank is not None:     # zero-width spaces, NULs, a lone BOM: nothing to read
                 errors[i] = f"TEXT[{blank}] has no token the model can read (only invisible or control characters)"
             if i in errors:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], pb_utils.TritonError.INVALID_ARG)))
                 continue
-            arrays = self.pad(encodings[start:end])
+            arrays = self.pad(encodings[start:end], lengths[start:end])
             responses.append(pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor(name, arrays[name]) for name in self.outputs]))
         return responses
@@ -65,9 +66,8 @@ class TritonPythonModel:
         space = text.rfind(" ", 0, self.max_chars)
         return text[: space if space > 0 else self.max_chars]
 
-    def pad(self, encodings):
-        """Pad one request's rows to its longest row (or the next length bucket)."""
-        lengths = [len(e.ids) for e in encodings]
+    def pad(self, encodings, lengths):
+        """Pad one request's rows (of these token counts) to its longest row (or the next length bucket)."""
         width = max(lengths)
         if self.buckets:
             width = next((b for b in self.buckets if b >= width), self.max_length)
