@@ -38,6 +38,7 @@ help:
 	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
 	@echo "              VARIANT=int8|fp32|fp16 (default int8)  REPRODUCIBLE=1 (int8 independent of batching)"
 	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
+	@echo "              TARGET=container [DEVICE=cpu|gpu]: the GKE image's repository, native onnxruntime backend"
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
 	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
@@ -69,8 +70,13 @@ $(VENV)/.installed: requirements.txt
 	@./server/system_deps.sh "$$($(PY) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 	touch $@
 
+# make serve TARGET=container [DEVICE=cpu|gpu]: the NGC image's repository on Triton's native onnxruntime
+# backend, built once under build/native (command-line TARGET/DEVICE win over these defaults).
+serve: TARGET = local
+serve: DEVICE = cpu
 serve: setup
 	$(PY) -m server --finbert "$(FINBERT)" --distilbert "$(DISTILBERT)" --build "$(BUILD)" \
+		--target $(TARGET) --device $(DEVICE) \
 		--variant $(or $(VARIANT),int8) $(if $(REPRODUCIBLE),--reproducible) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 

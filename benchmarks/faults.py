@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import secrets
 import signal
 import threading
 import time
@@ -32,7 +31,9 @@ from export import random_checkpoint
 from export.onnx import export_model
 from model_repository.assemble import TargetOptions, assemble
 from server import health
-from server.triton import Ports, TritonServer, free_ports
+from server import stack
+from server.stack import stub_pids
+from server.triton import TritonServer
 
 ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
 TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 4% on the news.",
@@ -48,33 +49,6 @@ def tiny_repository(build: Path) -> Path:
             random_checkpoint.build(arch, checkpoint)
         exports[family] = export_model(str(checkpoint), family, build / "export" / family, log=lambda *_: None).path
     return assemble(exports, build / "repository", TargetOptions("local"))
-
-
-def start_server(repository: Path, work: Path, ports: Ports | None = None) -> TritonServer:
-    """tritonserver as `python -m server` runs it: explicit model control behind an admin key."""
-    server = TritonServer(repository, ports or Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log",
-                          control_mode="explicit", admin_key=secrets.token_urlsafe(16))
-    return server.start()
-
-
-def stub_pids(server: TritonServer, model: str) -> list[int]:
-    """Python-backend stubs of `model` started by this server (other servers on the machine left alone)."""
-    return [pid for pid, name in health.python_stubs(server.process.pid).items() if name == model]
-
-
-def server_rss_mb(server: TritonServer) -> float:
-    """Resident memory of tritonserver and its stubs (children), in MB."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(entry.name) == server.process.pid or int(stat[1]) == server.process.pid:
-                total += int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 2**20
 
 
 @dataclass
@@ -289,7 +263,7 @@ def markdown(results: dict) -> str:
               f"while tritonserver gets SIGTERM (exit code {rs['exit_code']} after {rs['stop_s']} s of draining) and is "
               f"started again on the same ports (ready {rs['ready_again_s']} s after the SIGTERM).", "",
               "| | |", "|---|---|",
-              f"| callers back (first success after the last failure) | "
+              "| callers back (first success after the last failure) | "
               + (f"{rs['healed_s']} s after the SIGTERM |" if rs["failed"] else "no caller failed |"),
               f"| first call answered by the restarted server | {rs['served_after_ready_s']} s after the SIGTERM |",
               f"| failed calls (after the client's retries) | {rs['failed']} of {rs['requests']} |",
@@ -333,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     repository = tiny_repository(args.build)
     stubs = {}
     for key, watch_stubs in (("stub", True), ("stub_check_only", False)):
-        server = start_server(repository, args.build / "triton")
+        server = stack.start(repository, args.build / "triton", admin=True)
         try:
             stubs[key] = dead_stub(server, clients=args.clients, after_s=args.after, watch_stubs=watch_stubs)
             print(f"dead stub ({key}): healed after {stubs[key]['healed_s']} s, {stubs[key]['failed']} failed requests")
@@ -341,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             # Triton never finishes unloading the instance whose stub died: SIGTERM then waits out
             # --exit-timeout-secs (measured: 31 s, exit code 1). Don't wait for it here.
             server.stop(timeout_s=5)
-    server = start_server(repository, args.build / "triton")
+    server = stack.start(repository, args.build / "triton", admin=True)
     try:
         rs = restart(server, clients=args.clients, after_s=args.after)
         print(f"restart: callers back after {rs['healed_s']} s, {rs['failed']} failed calls")

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.faults import TEXTS, Traffic, grpc_sender, server_rss_mb, start_server, tiny_repository
+from benchmarks.faults import TEXTS, Traffic, grpc_sender, tiny_repository
+from server import stack
+from server.stack import server_rss_mb
 from server import health
 from server.triton import TritonServer
 
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration and --load must be positive, --clients at least 1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm import tqdm
-    server = start_server(tiny_repository(args.build), args.build / "soak")
+    server = stack.start(tiny_repository(args.build), args.build / "soak", admin=True)
     watchdog = health.Watchdog(server.http_url, ["finbert", "distilbert"], server.admin_key, 1.0)
     watchdog.start()
     try:

@@ -4,9 +4,14 @@
         --out build/repository/local
 
 The config.pbtxt files here are the source; this module applies the only things that vary:
-- per target: the classifier's backend, instance kind, threads and ragged batching, and the
-  tokenizer's padding (ragged "longest" locally; fixed length buckets for the native
-  onnxruntime backend, which concatenates ragged inputs instead of padding them);
+- per target and device, the classifier:
+  - "python" (local, and the container's cpu profile): ONNX Runtime in a Python model fed ragged
+    batches, which it splits into length-sorted runs (classifier.py); the tokenizer pads each
+    request to its longest text only;
+  - "onnxruntime" (the container's gpu profile): Triton's native backend, which concatenates
+    ragged inputs instead of padding them, so the tokenizer pads to a few coarse length buckets:
+    the dynamic batcher only joins requests of one shape (docs/serving.md, "Container profiles");
+  plus its instance kind and threads;
 - per export: inputs the checkpoint lacks (DistilBERT has no token_type_ids) are dropped.
 Exported files are symlinked for the local target and copied for the container target.
 """
@@ -31,6 +36,10 @@ SOURCE = Path(__file__).resolve().parent
 STEPS = ("tokenizer", "classifier", "postprocess")
 TARGETS = ("local", "container")
 SPINNING = ("runs", "always", "off")   # see classifier.py
+CLASSIFIERS = ("python", "onnxruntime")
+# Padding lengths of the native classifier (the model's max length is always added): one bucket
+# for nearly every sentence, so concurrent requests share a shape and batch (docs/serving.md).
+NATIVE_BUCKETS = (128,)
 OPTIONAL_INPUTS = ("token_type_ids",)
 
 
@@ -48,7 +57,9 @@ class TargetOptions:
     target: str = "local"          # local: pytriton's tritonserver; container: NGC tritonserver image
     device: str = "cpu"            # container only: gpu (KIND_GPU, CUDA EP) or cpu
     cores: int = field(default_factory=available_cores)   # ORT intra-op threads of the classifier
-    buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # container padding lengths
+    classifier: str = ""           # "python" or "onnxruntime" (CLASSIFIERS); "": python unless the container's gpu
+    buckets: tuple[int, ...] = NATIVE_BUCKETS  # native classifier's padding lengths (below the max length)
+    cpu_instances: bool = False    # gpu profile with KIND_CPU instances: measure it where there is no GPU
     run_overhead_tokens: int = 48  # local classifier: a run's fixed cost in padded tokens (see classifier.py)
     max_tokens_per_run: int = 8192 # local classifier: bound on one ONNX Runtime run's padded tokens
     max_rows_per_run: int = 0      # local classifier: bound on a run's rows (0: none; 1: reproducible int8)
@@ -57,6 +68,13 @@ class TargetOptions:
     variant: str = "fp32"          # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
 
     def __post_init__(self):
+        if not self.classifier:
+            default = "onnxruntime" if (self.target, self.device) == ("container", "gpu") else "python"
+            object.__setattr__(self, "classifier", default)
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier {self.classifier!r}: one of {CLASSIFIERS}")
+        if self.target == "local" and self.classifier != "python":
+            raise ValueError("the local target's classifier is the Python model (no native onnxruntime backend)")
         if self.target not in TARGETS:
             raise ValueError(f"target {self.target!r}: one of {TARGETS}")
         if self.variant not in VARIANTS:
@@ -65,8 +83,10 @@ class TargetOptions:
             raise ValueError(f"spinning {self.spinning!r}: one of {SPINNING}")
         if self.device not in ("cpu", "gpu") or (self.target == "local" and self.device != "cpu"):
             raise ValueError(f"device {self.device!r}: the local target is cpu, the container target cpu or gpu")
-        if self.max_rows_per_run and self.target != "local":
-            raise ValueError("max_rows_per_run is the local classifier's: the native onnxruntime backend runs "
+        if self.cpu_instances and self.device != "gpu":
+            raise ValueError("cpu_instances switches the gpu profile's classifier to CPU instances: device must be gpu")
+        if self.max_rows_per_run and self.classifier != "python":
+            raise ValueError("max_rows_per_run is the Python classifier's: the native onnxruntime backend runs "
                              "each batch Triton forms as one")
 
 
@@ -103,7 +123,7 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
         # Callers can read where texts are cut (docs/errors.md: truncated, not refused).
         _param(config, "max_length", facts.max_length)
     elif step == "tokenizer":
-        if options.target == "container":
+        if options.classifier == "onnxruntime":
             buckets = [b for b in options.buckets if b < facts.max_length] + [facts.max_length]
             _param(config, "padding", "buckets:" + ",".join(map(str, buckets)))
         else:
@@ -114,14 +134,14 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
             raise ValueError(f"{name}/config.pbtxt inputs {declared} differ from the export's {facts.input_names}")
         if config.output[0].name != facts.output_name:
             raise ValueError(f"{name}: output {config.output[0].name} but the export's is {facts.output_name}")
-        gpu = options.device == "gpu"
+        gpu = options.device == "gpu" and not options.cpu_instances
         instance = config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU if gpu
                                              else mc.ModelInstanceGroup.KIND_CPU)
         if gpu:
             instance.gpus.append(0)
-        _param(config, "intra_op_thread_count", 1 if gpu else options.cores)
+        _param(config, "intra_op_thread_count", 1 if options.device == "gpu" else options.cores)
         _param(config, "inter_op_thread_count", 1)
-        if options.target == "local":
+        if options.classifier == "python":
             config.backend = "python"
             for tensor in config.input:
                 tensor.allow_ragged_batch = True  # requests of different lengths meet in one execute()

@@ -1,6 +1,10 @@
-"""Export the models (cached), assemble the local repository and serve it: `make serve`.
+"""Export the models (cached), assemble the repository and serve it: `make serve`.
 
     python -m server --finbert ProsusAI/finbert --distilbert build/checkpoints/distilbert-fpb
+    python -m server --target container --device cpu     # the repository the NGC image serves on GKE
+
+--target container serves the container repository with Triton's native onnxruntime backend,
+built here once (server/native_backend.py); its gpu profile runs on CPU instances without a GPU.
 
 A model whose source cannot be had (offline hub id, missing directory) is skipped with the
 reason; the server starts with the others, and fails clearly when none is left.
@@ -10,7 +14,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
-import secrets
 import signal
 import sys
 import time
@@ -20,9 +23,11 @@ from export.facts import FactsError
 from export.onnx import ParityError, SourceUnavailable, export_model
 from export.optimize import GuardError, build_variants
 from export.runtime import VARIANTS
-from model_repository.assemble import FAMILIES, TargetOptions, assemble
+from model_repository.assemble import FAMILIES, TARGETS, TargetOptions, available_cores
+from server import native_backend, stack
 from server.health import Watchdog
-from server.triton import LaunchError, Ports, TritonServer, check_ports
+from server.native_backend import BuildError
+from server.triton import LaunchError, Ports, check_ports
 
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
 
@@ -95,11 +100,29 @@ Outputs: LABEL, SCORE, PROBABILITIES (negative, neutral, positive). Ctrl-C stops
 """
 
 
+def target_options(args) -> TargetOptions:
+    """What to assemble; the container is served with this machine's cores (the image's default is the
+    CPU profile's request), and its gpu profile with CPU instances where no GPU is visible."""
+    if args.target == "local" and args.device != "cpu":
+        raise ValueError("--device gpu is the container target's profile: add --target container")
+    no_gpu = args.device == "gpu" and not Path("/dev/nvidia0").exists()
+    if no_gpu:
+        print("no GPU here: the gpu profile's classifier runs on CPU instances (KIND_CPU), batching as on a GPU",
+              file=sys.stderr)
+    return TargetOptions(args.target, args.device, available_cores(), variant=args.variant, cpu_instances=no_gpu,
+                         max_rows_per_run=1 if args.reproducible else 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for family in FAMILIES:
         parser.add_argument(f"--{family}", default=DEFAULT_SOURCES[family],
                             help=f"hub id or checkpoint directory (default {DEFAULT_SOURCES[family]}; '' skips it)")
+    parser.add_argument("--target", choices=TARGETS, default="local",
+                        help="local (default) or container: the NGC image's repository, on Triton's native "
+                             "onnxruntime backend built here")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="container target: the cpu (default) or gpu profile (CPU instances if no GPU here)")
     parser.add_argument("--variant", choices=VARIANTS, default="int8",
                         help="int8 (default: fastest on CPU), fp32 (exact parity with PyTorch) or fp16 (GPU)")
     parser.add_argument("--reproducible", action="store_true",
@@ -117,28 +140,30 @@ def main(argv: list[str] | None = None) -> int:
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     started = time.monotonic()
     try:
+        options = target_options(args)
         check_ports(ports)                       # before anything is built or deleted
         lock = claim(args.build)                 # noqa: F841 (held until the process exits)
+        native = args.build / "native"
+        if options.classifier == "onnxruntime":  # before exporting: a missing toolchain fails in seconds
+            native_backend.build(native, log=lambda line: print(line, file=sys.stderr))
         exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant)
-        options = TargetOptions("local", variant=args.variant, max_rows_per_run=1 if args.reproducible else 0)
-        repository = assemble(exports, args.build / "repository" / "local", options, variants=variants)
         log = args.build / "triton" / "tritonserver.log"
         log.unlink(missing_ok=True)
         # Explicit model control lets the watchdog reload a model whose stub died; the key keeps
         # model control (and the other admin APIs) away from everyone else who can reach the port.
-        admin_key = secrets.token_urlsafe(24)
-        server = TritonServer(repository, ports, work_dir=args.build / "triton", log_path=log,
-                              control_mode="explicit", admin_key=admin_key)
+        server = stack.serve(exports, args.build / "triton", options, variants=variants, ports=ports, admin=True,
+                             log_path=log, repository=args.build / "repository" / args.target, started=False,
+                             native_build=native)
         print(f"starting tritonserver (log: {log}) ...")
         server.start()
-    except LaunchError as exc:
+    except (LaunchError, BuildError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"ready in {time.monotonic() - started:.1f} s")
     print(usage(variants, ports))
     watchdog = None
     if args.watchdog_interval > 0:
-        watchdog = Watchdog(server.http_url, list(exports), admin_key, args.watchdog_interval,
+        watchdog = Watchdog(server.http_url, list(exports), server.admin_key, args.watchdog_interval,
                             log=lambda line: print(f"watchdog: {line}", flush=True), server_pid=server.process.pid)
         watchdog.start()
     stop = {"signal": None}

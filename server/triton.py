@@ -70,12 +70,25 @@ def pytriton_root() -> Path:
     return Path(pytriton.__file__).resolve().parent / "tritonserver"
 
 
-def backend_directory(where: Path) -> Path:
-    """A backends directory holding symlinks to the wheel's Python backend.
+def server_library() -> Path:
+    """The wheel's libtritonserver.so, shipped under an auditwheel name."""
+    libs = pytriton_root().parent.parent / "nvidia_pytriton.libs"
+    found = sorted(libs.glob("libtritonserver*.so*"))
+    if not found:
+        raise LaunchError(f"libtritonserver is missing from {libs}: reinstall nvidia-pytriton (make setup)")
+    return found[0]
+
+
+def backend_directory(where: Path, onnxruntime: Path | None = None) -> Path:
+    """A backends directory holding symlinks to the wheel's Python backend, and to the native
+    onnxruntime backend built by server/native_backend.py when `onnxruntime` (its folder) is given.
 
     Symlinks, not copies: the stub finds its bundled libraries through $ORIGIN, which must
     resolve inside site-packages.
     """
+    if onnxruntime is not None:
+        from server.native_backend import install
+        install(where, onnxruntime, server_library())
     root = pytriton_root()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     sources = {
@@ -138,6 +151,7 @@ class TritonServer:
     extra_args: tuple[str, ...] = ()
     control_mode: str = "none"
     admin_key: str | None = None          # restrict RESTRICTED_APIS, as on k8s
+    onnxruntime: Path | None = None       # the native onnxruntime backend's build (container repositories)
     process: subprocess.Popen | None = None
 
     @property
@@ -149,7 +163,7 @@ class TritonServer:
         return f"localhost:{self.ports.grpc}"
 
     def command(self) -> list[str]:
-        backends = backend_directory(Path(self.work_dir) / "backends")
+        backends = backend_directory(Path(self.work_dir) / "backends", self.onnxruntime)
         return [str(pytriton_root() / "bin" / "tritonserver"),
                 *triton_args(str(Path(self.model_repository).resolve()), self.ports, control_mode=self.control_mode,
                              admin_key=self.admin_key),

@@ -1,5 +1,7 @@
-"""Session fixtures: tiny random-weight checkpoints (real vocab), their ONNX exports, and one
-real tritonserver serving both ensembles for the whole run. Nothing touches the network."""
+"""Session fixtures: tiny random-weight checkpoints (real vocab), their ONNX exports, and real
+tritonservers serving both ensembles for the whole run: the local target (`triton`) and the
+container repository's two profiles on Triton's native onnxruntime backend, built here
+(`container`: gpu profile on CPU instances; `container_cpu`). Nothing touches the network."""
 from __future__ import annotations
 
 import os
@@ -13,8 +15,8 @@ import pytest
 
 from export import random_checkpoint
 from export.onnx import export_model
-from model_repository.assemble import TargetOptions, assemble
-from server.triton import Ports, TritonServer, free_ports
+from model_repository.assemble import TargetOptions
+from server import stack
 
 # Different id2label orders: FinBERT's own, and one that is neither it nor canonical.
 LABEL_ORDERS = {"finbert": ("positive", "negative", "neutral"), "distilbert": ("neutral", "positive", "negative")}
@@ -41,10 +43,27 @@ def exports(checkpoints, build_dir) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def triton(exports, build_dir):
-    repository = assemble(exports, build_dir / "repository", TargetOptions("local"))
-    server = TritonServer(repository, Ports(*free_ports()), work_dir=build_dir / "triton",
-                          log_path=build_dir / "triton" / "tritonserver.log")
-    server.start()
+    server = stack.serve(exports, build_dir / "triton", TargetOptions("local"), repository=build_dir / "repository")
+    yield server
+    server.stop()
+
+
+# The container repository as `make serve TARGET=container` serves it: explicit model control behind
+# an admin key, as the chart's liveness probe needs it.
+CONTAINER_PROFILES = {"container": TargetOptions("container", "gpu", cores=2, cpu_instances=True),
+                      "container_cpu": TargetOptions("container", "cpu", cores=2)}
+
+
+@pytest.fixture(scope="session")
+def container(exports, build_dir):
+    server = stack.serve(exports, build_dir / "container", CONTAINER_PROFILES["container"], admin=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def container_cpu(exports, build_dir):
+    server = stack.serve(exports, build_dir / "container_cpu", CONTAINER_PROFILES["container_cpu"], admin=True)
     yield server
     server.stop()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.faults import start_server
+from server import stack
 from model_repository.assemble import TargetOptions, assemble
 
 
@@ -13,6 +13,6 @@ from model_repository.assemble import TargetOptions, assemble
 def restricted_triton(exports, build_dir):
     repository = assemble({"finbert": exports["finbert"]}, build_dir / "restricted" / "repository",
                           TargetOptions("local"))
-    server = start_server(repository, build_dir / "restricted" / "triton")
+    server = stack.start(repository, build_dir / "restricted" / "triton", admin=True)
     yield server
     server.stop(timeout_s=10)

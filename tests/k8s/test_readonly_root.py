@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.faults import stub_pids
+from server.stack import stub_pids
 from model_repository.assemble import TargetOptions, assemble
 from server import health
 from server.triton import Ports, TritonServer, free_ports

@@ -5,7 +5,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.facts import CANONICAL_LABELS
+from export.facts import CANONICAL_LABELS, ModelFacts
 from model_repository.assemble import FAMILIES, STEPS, TargetOptions, assemble
 
 TARGETS = [TargetOptions("local", cores=2), TargetOptions("container", "gpu"), TargetOptions("container", "cpu")]
@@ -47,7 +47,7 @@ def test_distilbert_has_no_token_type_ids_anywhere(repository):
     assert "token_type_ids" in (out / "finbert_classifier" / "config.pbtxt").read_text()
 
 
-def test_target_differences(repository):
+def test_target_differences(repository, exports):
     options, out, configs = repository
     for family in FAMILIES:
         classifier, tokenizer = configs[f"{family}_classifier"], configs[f"{family}_tokenizer"]
@@ -56,19 +56,22 @@ def test_target_differences(repository):
         assert classifier.dynamic_batching.max_queue_delay_microseconds <= 1000
         padding = tokenizer.parameters["padding"].string_value
         kind = classifier.instance_group[0].kind
-        if options.target == "local":
+        if options.classifier == "python":       # local, and the container's cpu profile
             assert classifier.backend == "python" and (out / classifier.name / "1" / "model.py").exists()
             assert all(t.allow_ragged_batch for t in classifier.input)
             assert padding == "longest"
             assert threads["intra_op_thread_count"].string_value == str(options.cores)
-            assert (out / classifier.name / "1" / "model.onnx").is_symlink()
-        else:
+        else:                                      # the container's gpu profile
             assert classifier.backend == "onnxruntime" and classifier.default_model_filename == "model.onnx"
             assert not (out / classifier.name / "1" / "model.py").exists()
             assert not any(t.allow_ragged_batch for t in classifier.input)   # ORT would get them concatenated
-            assert padding == "buckets:16,32,64,128,256,512"
-            assert kind == (mc.ModelInstanceGroup.KIND_GPU if options.device == "gpu" else mc.ModelInstanceGroup.KIND_CPU)
-            model = out / classifier.name / "1" / "model.onnx"
+            # One bucket for sentences, the max length past it: requests share a shape, so they batch.
+            assert padding == f"buckets:128,{ModelFacts.load(exports[family]).max_length}"
+        assert kind == (mc.ModelInstanceGroup.KIND_GPU if options.device == "gpu" else mc.ModelInstanceGroup.KIND_CPU)
+        model = out / classifier.name / "1" / "model.onnx"
+        if options.target == "local":
+            assert model.is_symlink()
+        else:
             assert model.is_file() and not model.is_symlink()                  # copied: goes into an image / bucket
 
 

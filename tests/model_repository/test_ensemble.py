@@ -1,4 +1,5 @@
-"""The ensembles, served by a real tritonserver, against transformers pipelines."""
+"""The ensembles, served by a real tritonserver, against transformers pipelines: the local target
+and the container repository's profiles (native onnxruntime backend for the gpu profile)."""
 import threading
 
 import numpy as np
@@ -10,10 +11,17 @@ from tritonclient.utils import InferenceServerException
 from export.facts import CANONICAL_LABELS
 from export.sentences import PARITY_SENTENCES
 from model_repository.assemble import FAMILIES
+from server.triton import ADMIN_HEADER
 
 PROTOCOLS = {"http": httpclient, "grpc": grpcclient}
 MANY = PARITY_SENTENCES + [f"Quarter {i}: revenue grew {i} percent while costs rose {2 * i} percent." * (1 + i % 4)
                            for i in range(30)]
+
+
+@pytest.fixture(params=["triton", "container", "container_cpu"])
+def served(request):
+    """Each test below runs against every target and profile (tests/conftest.py)."""
+    return request.getfixturevalue(request.param)
 
 
 def infer(triton, protocol, model, texts):
@@ -38,8 +46,8 @@ def expected(reference, family, texts):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("texts", [PARITY_SENTENCES[:1], MANY], ids=["single", "many"])
-def test_ensemble_matches_the_transformers_pipeline(triton, reference, family, protocol, texts):
-    labels, scores, probs = infer(triton, protocol, family, texts)
+def test_ensemble_matches_the_transformers_pipeline(served, reference, family, protocol, texts):
+    labels, scores, probs = infer(served, protocol, family, texts)
     want = expected(reference, family, texts)
     assert probs.shape == (len(texts), 3) and probs.dtype == np.float32
     np.testing.assert_allclose(probs, want, atol=1e-4)
@@ -47,16 +55,17 @@ def test_ensemble_matches_the_transformers_pipeline(triton, reference, family, p
     np.testing.assert_allclose(scores, probs.max(axis=1), rtol=0, atol=0)
 
 
-def test_predictions_are_not_all_alike(triton):
+def test_predictions_are_not_all_alike(served):
     # Guards the parity tests above: a label-order bug could hide behind uniform outputs.
-    labels, _, probs = infer(triton, "grpc", "finbert", MANY)
+    labels, _, probs = infer(served, "grpc", "finbert", MANY)
     assert len(set(labels)) >= 2 and np.ptp(probs[:, 0]) > 0.05
 
 
 def classifier_stats(triton, family):
     client = httpclient.InferenceServerClient(triton.http_url)
     try:
-        stats = client.get_inference_statistics(f"{family}_classifier")["model_stats"][0]
+        headers = {ADMIN_HEADER: triton.admin_key} if triton.admin_key else None   # restricted API
+        stats = client.get_inference_statistics(f"{family}_classifier", headers=headers)["model_stats"][0]
     finally:
         client.close()
     return stats["inference_stats"]["success"]["count"], stats["execution_count"], stats.get("batch_stats", [])
@@ -93,19 +102,19 @@ def send_together(triton, family, texts):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_concurrent_requests_of_different_lengths_are_batched_and_correct(triton, family):
+def test_concurrent_requests_of_different_lengths_are_batched_and_correct(served, family):
     texts = [("Net profit rose sharply on strong demand. " * (1 + i))[: 40 + 37 * i] for i in range(16)]
-    sequential = [infer(triton, "grpc", family, [t]) for t in texts]
+    sequential = [infer(served, "grpc", family, [t]) for t in texts]
     # Whether requests meet is a matter of timing on a busy machine: a server that batches
     # ragged requests does so within three tries; one that cannot never does.
     history = []
     for _ in range(3):
-        requests_before, executions_before, _ = classifier_stats(triton, family)
-        results = send_together(triton, family, texts)
+        requests_before, executions_before, _ = classifier_stats(served, family)
+        results = send_together(served, family, texts)
         for (label, probs), (seq_labels, _, seq_probs) in zip(results, sequential):
             assert label == seq_labels[0]
             np.testing.assert_allclose(probs, seq_probs[0], atol=1e-5)
-        requests_after, executions_after, _ = classifier_stats(triton, family)
+        requests_after, executions_after, _ = classifier_stats(served, family)
         requests, executions = requests_after - requests_before, executions_after - executions_before
         assert requests == len(texts)
         history.append(executions)
@@ -114,23 +123,23 @@ def test_concurrent_requests_of_different_lengths_are_batched_and_correct(triton
     assert min(history) < len(texts), f"{len(texts)} requests ran in {history} executions: nothing was batched"
 
 
-def test_long_text_is_truncated_not_refused(triton, reference):
+def test_long_text_is_truncated_not_refused(served, reference):
     text = " ".join(["revenue"] * 1200 + ["growth"] * 800)   # 2,000 words
     for family in FAMILIES:
-        labels, _, probs = infer(triton, "http", family, [text])
+        labels, _, probs = infer(served, "http", family, [text])
         np.testing.assert_allclose(probs, expected(reference, family, [text]), atol=1e-4)
 
 
-def test_a_long_run_of_whitespace_does_not_push_the_words_out(triton, reference):
+def test_a_long_run_of_whitespace_does_not_push_the_words_out(served, reference):
     sentence = "Net sales decreased and the company reported heavy losses."
     for family in FAMILIES:
-        _, _, probs = infer(triton, "grpc", family, [" " * 9000 + sentence])
+        _, _, probs = infer(served, "grpc", family, [" " * 9000 + sentence])
         np.testing.assert_allclose(probs, expected(reference, family, [sentence]), atol=1e-4)
 
 
-def test_megabyte_text_is_truncated_and_served(triton, reference):
+def test_megabyte_text_is_truncated_and_served(served, reference):
     text = "Shares of the company fell after the profit warning. " * 20_000   # ~1 MB
-    _, _, probs = infer(triton, "grpc", "finbert", [text])
+    _, _, probs = infer(served, "grpc", "finbert", [text])
     np.testing.assert_allclose(probs, expected(reference, "finbert", [text]), atol=1e-4)
 
 
@@ -142,14 +151,14 @@ def test_megabyte_text_is_truncated_and_served(triton, reference):
     (["fine", "\u200b\u200b", "fine"], "TEXT[1] has no token the model can read"),
     (["\ufeff\x00"], "TEXT[0] has no token the model can read"),
 ])
-def test_bad_text_gets_a_clear_error_and_the_server_keeps_serving(triton, protocol, texts, message):
+def test_bad_text_gets_a_clear_error_and_the_server_keeps_serving(served, protocol, texts, message):
     with pytest.raises(InferenceServerException, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
-        infer(triton, protocol, "finbert", texts)
+        infer(served, protocol, "finbert", texts)
     assert info.value.status() in ("400", "StatusCode.INVALID_ARGUMENT")
-    labels, _, _ = infer(triton, protocol, "finbert", ["Profit rose."])
+    labels, _, _ = infer(served, protocol, "finbert", ["Profit rose."])
     assert labels[0] in CANONICAL_LABELS
 
 
-def test_more_texts_than_the_max_batch_are_refused(triton):
+def test_more_texts_than_the_max_batch_are_refused(served):
     with pytest.raises(InferenceServerException, match="batch"):
-        infer(triton, "http", "finbert", ["Profit rose."] * 65)
+        infer(served, "http", "finbert", ["Profit rose."] * 65)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.faults import start_server
+from server import stack
 from model_repository.assemble import TargetOptions, assemble
 
 
@@ -15,6 +15,6 @@ def repository(exports, build_dir):
 
 @pytest.fixture
 def own_server(repository, tmp_path):
-    server = start_server(repository, tmp_path / "triton")
+    server = stack.start(repository, tmp_path / "triton", admin=True)
     yield server
     server.stop(timeout_s=3)      # after a stub death Triton would wait out its exit timeout

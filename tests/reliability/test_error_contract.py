@@ -48,10 +48,16 @@ def send_grpc(url: str, request) -> tuple[str, str]:
         return exc.status().replace("StatusCode.", ""), exc.message()
 
 
+@pytest.fixture(scope="module", params=["triton", "container"])
+def served(request):
+    """The local target and the container repository (gpu profile: native onnxruntime backend)."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="module")
-def good_traffic(triton):
-    """4 clients classifying good texts on both models for the whole module."""
-    traffic = [Traffic(grpc_sender(triton.grpc_url, model), clients=2).start() for model in ("finbert", "distilbert")]
+def good_traffic(served):
+    """4 clients classifying good texts on both models while the bad inputs go in."""
+    traffic = [Traffic(grpc_sender(served.grpc_url, model), clients=2).start() for model in ("finbert", "distilbert")]
     yield traffic
     calls = [c for t in traffic for c in t.stop()]
     assert len(calls) > 20, "the good traffic hardly ran"
@@ -59,12 +65,12 @@ def good_traffic(triton):
 
 
 @pytest.mark.parametrize("name, protocol, request_, status, message", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_its_specific_error(triton, good_traffic, name, protocol, request_, status, message):
+def test_bad_input_gets_its_specific_error(served, good_traffic, name, protocol, request_, status, message):
     if protocol == "http":
-        got, body = send_http(triton.http_url, request_)
+        got, body = send_http(served.http_url, request_)
         text = body.get("error", "")
     else:
-        got, text = send_grpc(triton.grpc_url, request_)
+        got, text = send_grpc(served.grpc_url, request_)
     assert got == status, f"{name}: {got} {text}"
     if message:
         assert re.search(message, text), f"{name}: {text!r}"
@@ -113,8 +119,8 @@ def test_the_ensemble_config_says_where_texts_are_cut(triton, exports):
         assert int(config["parameters"]["max_length"]["string_value"]) == ModelFacts.load(export).max_length
 
 
-def test_every_bad_input_left_the_server_serving(triton, good_traffic):
+def test_every_bad_input_left_the_server_serving(served, good_traffic):
     time.sleep(0.5)
-    status, body = send_http(triton.http_url, {"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1, 1],
+    status, body = send_http(served.http_url, {"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1, 1],
                                                            "data": ["Profit rose."]}]})
     assert status == 200

@@ -15,7 +15,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.faults import Traffic, grpc_sender, stub_pids
+from benchmarks.faults import Traffic, grpc_sender
+from server.stack import stub_pids
 from server import health
 from server.triton import ADMIN_HEADER
 

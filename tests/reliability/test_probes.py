@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.faults import start_server, stub_pids
+from server import stack
+from server.stack import stub_pids
 from k8s import render
 from model_repository.assemble import TargetOptions, assemble
 from server import health
@@ -60,7 +61,7 @@ def test_chart_prestop_drains_the_ensembles_and_liveness_leaves_them_drained(own
 def test_the_check_covers_the_models_the_server_has(exports, tmp_path, capsys):
     # `make serve DISTILBERT=` serves finbert alone: the default check must not fail on distilbert.
     repository = assemble({"finbert": exports["finbert"]}, tmp_path / "repo", TargetOptions("local"))
-    server = start_server(repository, tmp_path / "triton")
+    server = stack.start(repository, tmp_path / "triton", admin=True)
     try:
         assert health.main([f"--url={server.http_url}"]) == 0
         assert health.main([f"--url={server.http_url}", "--model", "distilbert"]) == 1     # named: must be there
