@@ -40,7 +40,8 @@ help:
 	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
 	@echo "              TARGET=container [DEVICE=cpu|gpu]: the GKE image's repository, native onnxruntime backend"
 	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
-	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side -> docs/benchmarks/"
+	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side, then the container"
+	@echo "              profiles' batching and speed next to the local target -> docs/benchmarks/"
 	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
 	@echo "make timeline where one client's latency goes, step by step (Triton's trace) -> docs/benchmarks/"
 	@echo "              TIMELINE_MODEL=$(TIMELINE_MODEL) TIMELINE_VARIANT=$(TIMELINE_VARIANT)"
@@ -90,6 +91,7 @@ bench: setup
 	$(PY) -m benchmarks.serving --variants $(BENCH_VARIANTS) --duration $(BENCH_SECONDS) \
 		$(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
+	$(PY) -m benchmarks.container $(if $(filter command line,$(origin FINBERT)),--checkpoint "$(FINBERT)")
 TIMELINE_MODEL ?= finbert
 TIMELINE_VARIANT ?= int8
 # make bench's random-weight architecture unless FINBERT=/DISTILBERT= are given on the command line.

@@ -219,9 +219,12 @@ def http_sender(url: str):
 
 
 def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], clients: int, duration: float,
-                        work: Path) -> dict:
+                        work: Path, request_count: int = 0) -> dict:
     """NVIDIA's perf_analyzer (C++ gRPC client, `clients` synchronous threads) on the ensemble: the same
-    load with a lighter client than this process's Python threads, which share the cores."""
+    load with a lighter client than this process's Python threads, which share the cores.
+
+    request_count: windows that end after that many requests instead of a time (for servers too slow
+    for a time window to hold more than a few requests)."""
     import resource
     from server import perf_analyzer
     data = perf_analyzer.input_data(texts, work / "perf_analyzer_input.json")
@@ -230,7 +233,11 @@ def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], cli
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     done = perf_analyzer.run(["-m", family, "-u", server.grpc_url, "-i", "grpc", "--sync", f"--input-data={data}",
-                              f"--concurrency-range={clients}:{clients}", f"-p{window_ms}", "-s", "100", "-r", "3",
+                              f"--concurrency-range={clients}:{clients}", "-s", "100",
+                              # -r: windows tried until 3 in a row agree within -s percent
+                              *([f"-p{window_ms}", "-r", "3"] if not request_count else
+                                ["--measurement-mode=count_windows", f"--measurement-request-count={request_count}",
+                                 "-r", "10"]),
                               "--percentile=99", "-f", str(csv)], capture_output=True, text=True)
     elapsed = time.perf_counter() - began
     if done.returncode != 0 or not csv.exists():

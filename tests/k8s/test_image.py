@@ -15,6 +15,7 @@ import yaml
 
 from k8s import render
 from model_repository.assemble import FAMILIES, SOURCE
+from server import native_backend
 
 K8S = render.HERE
 ROOT = K8S.parent
@@ -43,10 +44,12 @@ def test_image_is_the_ngc_release_of_the_local_triton(triton):
 
 def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
     (install,) = re.findall(r"pip install --no-cache-dir (.+)$", dockerfile(), re.M)
-    assert sorted(install.split()) == sorted([requirement("numpy"), requirement("tokenizers")])
-    # The container target runs the tokenizer and postprocess as Python models (the classifier natively).
+    # ONNX Runtime for the cpu profile's Python classifier: the image's own version, not the venv's.
+    assert sorted(install.split()) == sorted([requirement("numpy"), requirement("tokenizers"),
+                                              f"onnxruntime=={native_backend.ORT_VERSION}"])
+    # The container runs the tokenizer, postprocess and (cpu profile) classifier as Python models.
     imported = set()
-    for step in ("tokenizer", "postprocess"):
+    for step in ("tokenizer", "classifier", "postprocess"):
         tree = ast.parse((SOURCE / "python_models" / f"{step}.py").read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -54,7 +57,7 @@ def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"triton_python_backend_utils"}
-    assert third_party == {"numpy", "tokenizers"}
+    assert third_party == {"numpy", "tokenizers", "onnxruntime"}
 
 
 def test_image_bakes_the_container_repository_as_the_unprivileged_user():
