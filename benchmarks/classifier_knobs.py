@@ -23,7 +23,8 @@ from benchmarks import load
 from benchmarks.serving import batch1_ms, grpc_sender, machine, sentences
 from export.runtime import OnnxClassifier
 from model_repository.assemble import TargetOptions, assemble, available_cores, load_config
-from server.triton import Ports, TritonServer, free_ports
+from server import stack
+from server.triton import TritonServer
 
 CONFIGS = {  # name: (queue delay us, ORT spinning, instances)
     "no spinning": (0, "off", 1),
@@ -62,7 +63,7 @@ def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, sp
     repo = assemble({family: export}, work / "repository",
                     TargetOptions("local", cores=max(1, cores // instances), variant=variant, spinning=spinning))
     configure(repo, family, delay_us, instances)
-    with TritonServer(repo, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log") as server:
+    with stack.start(repo, work, started=False) as server:
         loaded = served_knobs(server, family)
         if loaded != (delay_us, spinning, instances):              # a knob that silently did not apply
             raise RuntimeError(f"the server loaded {loaded} (delay us, spinning, instances), "

@@ -35,8 +35,9 @@ from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import build_variants
 from export.runtime import VARIANTS, OnnxClassifier
 from export.sentences import PARITY_SENTENCES
-from model_repository.assemble import STEPS, TargetOptions, assemble, available_cores
-from server.triton import Ports, TritonServer, free_ports
+from model_repository.assemble import STEPS, TargetOptions, available_cores
+from server import stack
+from server.triton import TritonServer, free_ports
 
 ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
 
@@ -254,9 +255,8 @@ def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], cli
 
 
 def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict:
-    repository = assemble({family: export_dir}, work / "repository", TargetOptions("local", cores=args.cores,
-                                                                               variant=variant))
-    server = TritonServer(repository, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log")
+    server = stack.serve({family: export_dir}, work, TargetOptions("local", cores=args.cores, variant=variant),
+                         started=False)
     levels = {}
     with server:
         load.run(grpc_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step

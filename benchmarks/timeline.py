@@ -28,8 +28,8 @@ from export.facts import FactsError
 from export.onnx import SourceUnavailable, export_model
 from export.optimize import build_variants
 from export.runtime import VARIANTS, OnnxClassifier
-from model_repository.assemble import TargetOptions, assemble
-from server.triton import Ports, TritonServer, free_ports
+from model_repository.assemble import TargetOptions
+from server import stack
 
 # One request's time inside Triton, cut at these points into contiguous segments. A step's
 # compute ends when Triton has released it, which can be after the next step (or the gRPC
@@ -99,9 +99,8 @@ def measure(model: OnnxClassifier, export_dir: Path, family: str, variant: str, 
     machine's drift falls on both sides; returns client latencies (µs), their traces, in-process times."""
     trace = work / "trace.json"
     trace.unlink(missing_ok=True)
-    repository = assemble({family: export_dir}, work / "repository", TargetOptions("local", cores=cores, variant=variant))
-    server = TritonServer(repository, Ports(*free_ports()), work_dir=work, log_path=work / "tritonserver.log",
-                          extra_args=trace_args(trace))
+    server = stack.serve({family: export_dir}, work, TargetOptions("local", cores=cores, variant=variant),
+                         extra_args=trace_args(trace), started=False)
     latencies, local = [], {"tokenize": [], "ORT run": [], "total": []}
     model.logits(texts[:64])                                                     # warm up
     with server:
