@@ -108,8 +108,11 @@ ensure "service account $GSA" \
   "${G[@]}" iam service-accounts create "$GSA_NAME" --display-name "finsent Triton (reads the model bucket)"
 
 # Bindings are idempotent by nature: adding one that exists changes nothing.
-run "${G[@]}" storage buckets add-iam-policy-binding "gs://$BUCKET" \
-  --member "serviceAccount:$GSA" --role roles/storage.objectViewer
+# objectViewer reads the objects; legacyBucketReader adds storage.buckets.get, the bucket metadata
+# Triton's GCS filesystem reads before listing a folder (triton-inference-server/server issue 2253).
+for role in roles/storage.objectViewer roles/storage.legacyBucketReader; do
+  run "${G[@]}" storage buckets add-iam-policy-binding "gs://$BUCKET" --member "serviceAccount:$GSA" --role "$role"
+done
 run "${G[@]}" iam service-accounts add-iam-policy-binding "$GSA" \
   --member "serviceAccount:$PROJECT.svc.id.goog[$NAMESPACE/$KSA]" --role roles/iam.workloadIdentityUser
 # The custom-metrics adapter reads Managed Prometheus data as its own Kubernetes service account.

@@ -39,6 +39,16 @@ def test_dry_run_prints_a_gpu_node_pool_with_driver_install_and_autoscaling():
     assert "serviceAccount:demo.svc.id.goog[finsent/finsent-triton]" in members
 
 
+def test_the_triton_account_can_read_the_bucket_as_tritons_gcs_filesystem_does():
+    # Triton's GCS filesystem (core r24.10 gcs.h, IsDirectory) reads the bucket's metadata
+    # (storage.buckets.get), which roles/storage.objectViewer lacks; Triton's docs (server issue
+    # 2253) ask for roles/storage.legacyBucketReader too.
+    cmds = commands(run("--project", "demo", "--dry-run").stdout)
+    roles = {c[c.index("--role") + 1] for c in cmds if c[3:6] == ["storage", "buckets", "add-iam-policy-binding"]
+             and c[c.index("--member") + 1] == "serviceAccount:finsent-triton@demo.iam.gserviceaccount.com"}
+    assert roles == {"roles/storage.objectViewer", "roles/storage.legacyBucketReader"}
+
+
 def test_accelerator_type_and_count_are_parameters():
     result = run("--project=demo", "--dry-run", "--gpu-type", "nvidia-tesla-t4", "--gpu-count=2")
     assert result.returncode == 0, result.stderr
