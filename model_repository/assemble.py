@@ -32,6 +32,10 @@ STEPS = ("tokenizer", "classifier", "postprocess")
 TARGETS = ("local", "container")
 SPINNING = ("runs", "always", "off")   # see classifier.py
 OPTIONAL_INPUTS = ("token_type_ids",)
+# An ensemble has no model file; this note keeps its version folder in copies that drop empty
+# folders (gcloud storage cp -r), where Triton would find no version to load and exit.
+ENSEMBLE_NOTE = ("README.txt", "An ensemble has no model file. This file keeps the version folder in copies that "
+                 "drop empty folders (a bucket upload): without it Triton finds no version to load.\n")
 
 
 # The container's CPU profile requests this many cores (k8s/values/cpu.yaml; a test keeps them equal):
@@ -187,6 +191,7 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
             version.mkdir(parents=True)
             (out / config.name / "config.pbtxt").write_text(text_format.MessageToString(config))
             if step is None:
+                (version / ENSEMBLE_NOTE[0]).write_text(ENSEMBLE_NOTE[1])
                 continue
             served.save(version)   # the export's facts, naming the variant served
             if config.backend == "python":

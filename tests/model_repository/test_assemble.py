@@ -28,6 +28,14 @@ def test_every_model_is_there_and_parses(repository):
         assert (out / name / "1").is_dir()
 
 
+def test_no_folder_is_empty(repository):
+    # A bucket upload (gcloud storage cp -r) drops empty folders: an ensemble without its version
+    # folder has no version to load in the gcs profile, and the server exits.
+    _, out, _ = repository
+    empty = [str(d.relative_to(out)) for d in out.rglob("*") if d.is_dir() and not any(d.iterdir())]
+    assert not empty
+
+
 def test_ensemble_contract_is_identical_for_both_models(repository):
     _, _, configs = repository
     for family in FAMILIES:
