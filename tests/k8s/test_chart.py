@@ -145,6 +145,18 @@ def test_pod_has_memory_shm_probes_and_runs_non_root(profile):
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + exit_timeout
 
 
+# What a rollout may wait for before its first pod starts: on a GPU pool scaled to 0, a node
+# (about 3 min), GKE's driver install (about 5 min) and the ~10 GB NGC image pull (about 7 min).
+COLD_NODE_SECONDS = 15 * 60
+
+
+def test_a_rollout_waits_for_a_cold_node_and_the_model_load(profile):
+    # Kubernetes' default progressDeadlineSeconds (600) calls a rollout onto a cold GPU pool failed.
+    deployment, container = triton_container(profile[2])
+    startup = container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"]
+    assert deployment["spec"]["progressDeadlineSeconds"] >= COLD_NODE_SECONDS + startup
+
+
 def test_services_monitoring_and_disruption_budget_select_the_triton_pods(profile):
     name, _, objects = profile
     deployment, _ = triton_container(objects)
