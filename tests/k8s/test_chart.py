@@ -159,6 +159,26 @@ def test_a_rollout_waits_for_a_cold_node_and_the_model_load(profile):
     assert deployment["spec"]["progressDeadlineSeconds"] >= COLD_NODE_SECONDS + startup
 
 
+def test_probes_tolerate_a_slow_check(profile):
+    # Overload makes a check slow, not the pod broken: readiness needs two failures in a row, and
+    # liveness (whose failures restart the container) gives each inference longer than readiness
+    # does, for at least 30 s of failures. Each probe outlasts its script's inferences: one per model,
+    # and with --heal a second round (the re-check).
+    _, container = triton_container(profile[2])
+    timeouts = {}
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        (timeout,) = [float(a.split("=")[1]) for a in command if a.startswith("--timeout=")]
+        rounds = 2 if "--heal" in command else 1
+        models = [a for a in command if a.startswith("--model=")]
+        assert rounds * timeout * len(models) < container[probe]["timeoutSeconds"], probe
+        timeouts[probe] = timeout
+    assert container["readinessProbe"]["failureThreshold"] >= 2
+    liveness = container["livenessProbe"]
+    assert timeouts["livenessProbe"] > timeouts["readinessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 30
+
+
 def test_services_monitoring_and_disruption_budget_select_the_triton_pods(profile):
     name, _, objects = profile
     deployment, _ = triton_container(objects)
