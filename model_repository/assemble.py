@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -38,9 +39,19 @@ ENSEMBLE_NOTE = ("README.txt", "An ensemble has no model file. This file keeps t
                  "drop empty folders (a bucket upload): without it Triton finds no version to load.\n")
 
 
-# The container's CPU profile requests this many cores (k8s/values/cpu.yaml; a test keeps them equal):
-# the image is built elsewhere, so the build machine's core count would be the wrong default.
-CONTAINER_CPU_CORES = 4
+# The container's classifier threads on cpu: the cores k8s/values/cpu.yaml requests, read from there
+# (the image is built elsewhere, so the build machine's core count would be the wrong default).
+CPU_PROFILE = SOURCE.parent / "k8s" / "values" / "cpu.yaml"
+
+
+def _requested_cores(profile: Path) -> int:
+    cpu = str(yaml.safe_load(profile.read_text())["resources"]["requests"]["cpu"])
+    if not cpu.isdigit():
+        raise ValueError(f"{profile}: resources.requests.cpu {cpu!r} must be whole cores (the classifier's threads)")
+    return int(cpu)
+
+
+CONTAINER_CPU_CORES = _requested_cores(CPU_PROFILE)
 
 
 def available_cores() -> int:

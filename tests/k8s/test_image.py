@@ -128,8 +128,3 @@ def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
         if model:
             assert re.search(rf'^{name}\{{model="{model}",version="1"\}} ', exported, re.M), (name, model)
 
-
-def test_the_cpu_profile_requests_the_cores_the_cpu_image_is_built_for():
-    from model_repository.assemble import CONTAINER_CPU_CORES
-    requests = yaml.safe_load((render.PROFILES / "cpu.yaml").read_text())["resources"]["requests"]
-    assert int(requests["cpu"]) == CONTAINER_CPU_CORES
