@@ -58,6 +58,10 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def default_cores(target: str) -> int:
+    return CONTAINER_CPU_CORES if target == "container" else available_cores()
+
+
 @dataclass(frozen=True)
 class TargetOptions:
     target: str = "local"          # local: pytriton's tritonserver; container: NGC tritonserver image
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("gpu" if args.target == "container" else "cpu")
     if any("=" not in item for item in args.export):
         parser.error("--export takes FAMILY=DIR, e.g. finbert=build/export/finbert")
-    cores = args.cores or (CONTAINER_CPU_CORES if args.target == "container" else available_cores())
+    cores = args.cores or default_cores(args.target)
     exports = dict(item.split("=", 1) for item in args.export)
     out = args.out or Path("build/repository") / args.target
     try:
