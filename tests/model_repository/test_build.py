@@ -74,3 +74,10 @@ def test_a_refused_variant_falls_back_to_fp32_instead_of_failing(build_with, cap
                                      min_agreement=1.01)        # no variant can pass
     assert variants == {"distilbert": "fp32"}
     assert "int8 variant refused" in capsys.readouterr().err
+
+
+def test_an_unknown_model_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build.main(["--models", "finbert,bogus"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("unknown ['bogus']: choose from finbert, distilbert")
