@@ -39,7 +39,7 @@ def test_the_hpa_scales_on_the_queue_that_fills_under_concurrent_load(triton):
     requests = 3 * len(texts)
     # The classifier's requests wait for the runs before them; the ensemble's hardly wait at all.
     classifier = f"{family}_classifier"
-    assert grew[classifier] / requests > 1000, grew          # > 1 ms queued per request
+    assert grew[classifier] / requests > 200, grew           # > 0.2 ms queued per request (7 ms measured)
     assert grew[family] < grew[classifier] / 20, grew
     assert hpa_queue_models() == [f"{f}_classifier" for f in FAMILIES]
 
