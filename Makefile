@@ -50,7 +50,7 @@ help:
 	@echo "make faults   kill a Python stub / restart Triton under 16 clients -> docs/benchmarks/faults.md"
 	@echo "make soak     DURATION=600 s at ~70% of measured max throughput -> docs/benchmarks/soak.md"
 	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
-	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16] [CORES=4]   assemble a repository for the NGC image"
+	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16] [CORES=3] [MODELS=finbert]   assemble a repository for the NGC image"
 	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
 	@echo "make loadtest  step-load sweep against a running server (make serve first): PROTOCOL=$(PROTOCOL)"
 	@echo "              HOST= MODEL=$(MODEL) USERS=\"$(USERS)\" STEP_SECONDS=$(STEP_SECONDS) SLO_MS=$(SLO_MS) OUT="
@@ -113,19 +113,13 @@ gateway: setup
 	$(PY) -m finsent gateway --port $(GATEWAY_PORT) --triton $(TRITON_URL)
 
 TARGET ?= container
-DEVICE ?= $(if $(filter local,$(TARGET)),cpu,gpu)
+DEVICE ?=
 # The classifier's ORT threads in the repository (default: the CPU profile's request for the container).
 CORES ?=
+# Default: the chart's models (k8s/chart/finsent/values.yaml); e.g. MODELS=finbert for a FinBERT-only image.
+MODELS ?=
 repository: setup
-	@set -e; variant="$(or $(VARIANT),$(if $(filter gpu,$(DEVICE)),fp16,int8))"; exports=""; \
-	for f in finbert distilbert; do \
-	  [ -f "$(BUILD)/export/$$f/model.onnx" ] || continue; \
-	  [ "$$variant" = fp32 ] || $(PY) -m export.optimize --export "$(BUILD)/export/$$f" --variants "$$variant"; \
-	  exports="$$exports --export $$f=$(BUILD)/export/$$f"; \
-	done; \
-	[ -n "$$exports" ] || { echo "error: no export in $(BUILD)/export: run make serve (or python -m export.onnx) first"; exit 2; }; \
-	$(PY) -m model_repository.assemble --target $(TARGET) --device $(DEVICE) --copy --variant "$$variant" \
-		$(if $(CORES),--cores $(CORES)) $$exports
+	$(PY) -m model_repository.build --build "$(BUILD)" --target $(TARGET) $(if $(DEVICE),--device $(DEVICE)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(CORES),--cores $(CORES)) $(if $(MODELS),--models $(MODELS))
 
 # k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see docs/gke.md).
 manifests: setup

@@ -91,11 +91,13 @@ ensure "cluster $CLUSTER" \
     --enable-managed-prometheus --machine-type "$SYSTEM_MACHINE" --num-nodes 1 \
     --enable-autoscaling --min-nodes 1 --max-nodes 3
 
+# latest, not default: a GKE version's default driver may be older than the R560 that CUDA 12.6
+# (NGC tritonserver 24.10) wants.
 ensure "GPU node pool gpu ($GPU_COUNT x $GPU_TYPE on $GPU_MACHINE)" \
   "${G[@]}" container node-pools describe gpu --cluster "$CLUSTER" --location "$ZONE" -- \
   "${G[@]}" container node-pools create gpu --cluster "$CLUSTER" --location "$ZONE" \
     --machine-type "$GPU_MACHINE" \
-    --accelerator "type=$GPU_TYPE,count=$GPU_COUNT,gpu-driver-version=default" \
+    --accelerator "type=$GPU_TYPE,count=$GPU_COUNT,gpu-driver-version=latest" \
     --enable-autoscaling --num-nodes "$GPU_MIN_NODES" --min-nodes "$GPU_MIN_NODES" --max-nodes "$GPU_MAX_NODES" \
     --workload-metadata GKE_METADATA
 
@@ -108,8 +110,11 @@ ensure "service account $GSA" \
   "${G[@]}" iam service-accounts create "$GSA_NAME" --display-name "finsent Triton (reads the model bucket)"
 
 # Bindings are idempotent by nature: adding one that exists changes nothing.
-run "${G[@]}" storage buckets add-iam-policy-binding "gs://$BUCKET" \
-  --member "serviceAccount:$GSA" --role roles/storage.objectViewer
+# objectViewer reads the objects; legacyBucketReader adds storage.buckets.get, the bucket metadata
+# Triton's GCS filesystem reads before listing a folder (triton-inference-server/server issue 2253).
+for role in roles/storage.objectViewer roles/storage.legacyBucketReader; do
+  run "${G[@]}" storage buckets add-iam-policy-binding "gs://$BUCKET" --member "serviceAccount:$GSA" --role "$role"
+done
 run "${G[@]}" iam service-accounts add-iam-policy-binding "$GSA" \
   --member "serviceAccount:$PROJECT.svc.id.goog[$NAMESPACE/$KSA]" --role roles/iam.workloadIdentityUser
 # The custom-metrics adapter reads Managed Prometheus data as its own Kubernetes service account.

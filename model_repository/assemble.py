@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -41,15 +42,33 @@ CLASSIFIERS = ("python", "onnxruntime")
 # for nearly every sentence, so concurrent requests share a shape and batch (docs/serving.md).
 NATIVE_BUCKETS = (128,)
 OPTIONAL_INPUTS = ("token_type_ids",)
+# An ensemble has no model file; this note keeps its version folder in copies that drop empty
+# folders (gcloud storage cp -r), where Triton would find no version to load and exit.
+ENSEMBLE_NOTE = ("README.txt", "An ensemble has no model file. This file keeps the version folder in copies that "
+                 "drop empty folders (a bucket upload): without it Triton finds no version to load.\n")
 
 
-# The container's CPU profile requests this many cores (k8s/values/cpu.yaml; a test keeps them equal):
-# the image is built elsewhere, so the build machine's core count would be the wrong default.
-CONTAINER_CPU_CORES = 4
+# The container's classifier threads on cpu: the cores k8s/values/cpu.yaml requests, read from there
+# (the image is built elsewhere, so the build machine's core count would be the wrong default).
+CPU_PROFILE = SOURCE.parent / "k8s" / "values" / "cpu.yaml"
+
+
+def _requested_cores(profile: Path) -> int:
+    cpu = str(yaml.safe_load(profile.read_text())["resources"]["requests"]["cpu"])
+    if not cpu.isdigit():
+        raise ValueError(f"{profile}: resources.requests.cpu {cpu!r} must be whole cores (the classifier's threads)")
+    return int(cpu)
+
+
+CONTAINER_CPU_CORES = _requested_cores(CPU_PROFILE)
 
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_cores(target: str) -> int:
+    return CONTAINER_CPU_CORES if target == "container" else available_cores()
 
 
 @dataclass(frozen=True)
@@ -207,6 +226,7 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
             version.mkdir(parents=True)
             (out / config.name / "config.pbtxt").write_text(text_format.MessageToString(config))
             if step is None:
+                (version / ENSEMBLE_NOTE[0]).write_text(ENSEMBLE_NOTE[1])
                 continue
             served.save(version)   # the export's facts, naming the variant served
             if config.backend == "python":
@@ -234,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("gpu" if args.target == "container" else "cpu")
     if any("=" not in item for item in args.export):
         parser.error("--export takes FAMILY=DIR, e.g. finbert=build/export/finbert")
-    cores = args.cores or (CONTAINER_CPU_CORES if args.target == "container" else available_cores())
+    cores = args.cores or default_cores(args.target)
     exports = dict(item.split("=", 1) for item in args.export)
     out = args.out or Path("build/repository") / args.target
     try:

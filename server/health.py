@@ -27,6 +27,9 @@ import urllib.request
 ADMIN_HEADER = "finsent-admin"        # server.triton.ADMIN_HEADER (kept stdlib-only for the image)
 DEFAULT_MODELS = ("finbert", "distilbert")
 PROBE_TEXT = "Profit rose."
+# The Python backend's error for a request to a dead stub (libtriton_python.so: "Stub process
+# '<model>_0_0' is not healthy."). Nothing else is healed: a timeout is an overload, not a death.
+DEAD_STUB = ("Stub process", "is not healthy")
 
 
 class Triton:
@@ -139,12 +142,20 @@ def broken_steps(triton: Triton, ensemble: str, error: str) -> list[str]:
     return named or [s for s in steps if triton.backend(s) == "python"]
 
 
+def dead_stub(error: str) -> bool:
+    return all(part in error for part in DEAD_STUB)
+
+
 def heal(triton: Triton, errors: dict[str, str], log=print) -> dict[str, str]:
-    """Reload the broken steps of every failing ensemble; re-check.
+    """Reload the broken steps of every ensemble failing with a dead stub's error; re-check all.
 
     Returns what is still broken afterwards (empty: healed).
     """
     for ensemble, error in errors.items():
+        if not dead_stub(error):
+            # A reload would take the ensemble away from the requests queued on it.
+            log(f"{ensemble} is unhealthy ({error.strip()[:160]}), not from a dead stub; not reloading")
+            continue
         if not triton.ready(ensemble):
             # Unloaded on purpose (a drain before shutdown) or still loading: not ours to reload.
             log(f"{ensemble} is not loaded ({error.strip()[:80]}); not repairing it")

@@ -79,9 +79,11 @@ def test_triton_runs_with_the_local_launchers_args_and_ports(profile):
     name, _, objects = profile
     repository = GCS_URI if "gcs" in name else "/models"
     _, container = triton_container(objects)
-    assert container["command"] == ["tritonserver"]
-    assert container["args"] == triton_args(repository, Ports(), control_mode=render.CONTROL_MODE,
-                                            admin_key=render.ADMIN_KEY)
+    # args only: a `command` would bypass the NGC image's entrypoint, which turns on CUDA forward
+    # compatibility on a driver older than the image's CUDA wants.
+    assert "command" not in container and container["args"][0] == "tritonserver"
+    assert container["args"][1:] == triton_args(repository, Ports(), control_mode=render.CONTROL_MODE,
+                                                admin_key=render.ADMIN_KEY)
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == dict(Ports().items())
     # Model control (explicit: the liveness probe reloads a model whose stub died), repository,
     # shared-memory, trace and logging APIs answer only the admin key, never remote callers.
@@ -99,7 +101,7 @@ def test_the_chart_serves_the_model_repositorys_families(profile):
     (hpa,) = find(objects, "HorizontalPodAutoscaler")
     queue = [m["pods"]["metric"]["selector"]["matchLabels"]["metric.labels.model"] for m in hpa["spec"]["metrics"]
              if m["type"] == "Pods" and "queue_duration" in m["pods"]["metric"]["name"]]
-    assert queue == list(FAMILIES)
+    assert queue == [f"{family}_classifier" for family in FAMILIES]
     assert f"/v2/models/{FAMILIES[0]}/infer" in rendered["finsent/templates/NOTES.txt"]
 
 
@@ -143,6 +145,38 @@ def test_pod_has_memory_shm_probes_and_runs_non_root(profile):
     # ... after the preStop hook's delay and drain.
     pre_stop = sum(float(a.split("=")[1]) for a in drain if a.startswith(("--drain-delay=", "--drain-timeout=")))
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + exit_timeout
+
+
+# What a rollout may wait for before its first pod starts: on a GPU pool scaled to 0, a node
+# (about 3 min), GKE's driver install (about 5 min) and the ~10 GB NGC image pull (about 7 min).
+COLD_NODE_SECONDS = 15 * 60
+
+
+def test_a_rollout_waits_for_a_cold_node_and_the_model_load(profile):
+    # Kubernetes' default progressDeadlineSeconds (600) calls a rollout onto a cold GPU pool failed.
+    deployment, container = triton_container(profile[2])
+    startup = container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"]
+    assert deployment["spec"]["progressDeadlineSeconds"] >= COLD_NODE_SECONDS + startup
+
+
+def test_probes_tolerate_a_slow_check(profile):
+    # Overload makes a check slow, not the pod broken: readiness needs two failures in a row, and
+    # liveness (whose failures restart the container) gives each inference longer than readiness
+    # does, for at least 30 s of failures. Each probe outlasts its script's inferences: one per model,
+    # and with --heal a second round (the re-check).
+    _, container = triton_container(profile[2])
+    timeouts = {}
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        (timeout,) = [float(a.split("=")[1]) for a in command if a.startswith("--timeout=")]
+        rounds = 2 if "--heal" in command else 1
+        models = [a for a in command if a.startswith("--model=")]
+        assert rounds * timeout * len(models) < container[probe]["timeoutSeconds"], probe
+        timeouts[probe] = timeout
+    assert container["readinessProbe"]["failureThreshold"] >= 2
+    liveness = container["livenessProbe"]
+    assert timeouts["livenessProbe"] > timeouts["readinessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 30
 
 
 def test_services_monitoring_and_disruption_budget_select_the_triton_pods(profile):

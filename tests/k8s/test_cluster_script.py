@@ -28,7 +28,8 @@ def test_dry_run_prints_a_gpu_node_pool_with_driver_install_and_autoscaling():
     assert result.returncode == 0, result.stderr
     cmds = commands(result.stdout)
     (pool,) = [c for c in cmds if c[4:7] == ["node-pools", "create", "gpu"]]
-    assert "type=nvidia-l4,count=1,gpu-driver-version=default" in pool
+    # The default driver of a GKE version may be older than the 560 CUDA 12.6 (NGC 24.10) wants.
+    assert "type=nvidia-l4,count=1,gpu-driver-version=latest" in pool
     assert pool[pool.index("--machine-type") + 1] == "g2-standard-8"
     assert {"--enable-autoscaling", "--min-nodes", "--max-nodes"} <= set(pool)
     (cluster,) = [c for c in cmds if c[4:6] == ["clusters", "create"]]
@@ -39,10 +40,20 @@ def test_dry_run_prints_a_gpu_node_pool_with_driver_install_and_autoscaling():
     assert "serviceAccount:demo.svc.id.goog[finsent/finsent-triton]" in members
 
 
+def test_the_triton_account_can_read_the_bucket_as_tritons_gcs_filesystem_does():
+    # Triton's GCS filesystem (core r24.10 gcs.h, IsDirectory) reads the bucket's metadata
+    # (storage.buckets.get), which roles/storage.objectViewer lacks; Triton's docs (server issue
+    # 2253) ask for roles/storage.legacyBucketReader too.
+    cmds = commands(run("--project", "demo", "--dry-run").stdout)
+    roles = {c[c.index("--role") + 1] for c in cmds if c[3:6] == ["storage", "buckets", "add-iam-policy-binding"]
+             and c[c.index("--member") + 1] == "serviceAccount:finsent-triton@demo.iam.gserviceaccount.com"}
+    assert roles == {"roles/storage.objectViewer", "roles/storage.legacyBucketReader"}
+
+
 def test_accelerator_type_and_count_are_parameters():
     result = run("--project=demo", "--dry-run", "--gpu-type", "nvidia-tesla-t4", "--gpu-count=2")
     assert result.returncode == 0, result.stderr
-    assert "type=nvidia-tesla-t4,count=2,gpu-driver-version=default" in result.stdout.replace("\\", "")
+    assert "type=nvidia-tesla-t4,count=2,gpu-driver-version=latest" in result.stdout.replace("\\", "")
     # The chart must be told the same GPU, or its node selector (nvidia-l4 by default) leaves pods Pending.
     assert "--set gpu.accelerator=nvidia-tesla-t4" in result.stdout
 
@@ -88,4 +99,4 @@ def test_a_first_run_creates_everything(fake_cloud):
     assert result.returncode == 0, result.stderr
     created = [c for c in calls.read_text().splitlines() if " create " in c]
     assert len(created) == 6
-    assert any("node-pools create gpu" in c and "gpu-driver-version=default" in c for c in created)
+    assert any("node-pools create gpu" in c and "gpu-driver-version=latest" in c for c in created)

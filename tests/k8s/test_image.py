@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -19,8 +20,10 @@ from server import native_backend
 
 K8S = render.HERE
 ROOT = K8S.parent
-# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0.
+# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0, built on CUDA 12.6.2.
 NGC_TRITON = {"24.10": "2.51.0"}
+NGC_CUDA = {"24.10": "12.6"}
+CUDA_CHECK = render.CHART / "files" / "cuda_check.py"
 
 
 def requirement(name: str) -> str:
@@ -132,7 +135,28 @@ def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
             assert re.search(rf'^{name}\{{model="{model}",version="1"\}} ', exported, re.M), (name, model)
 
 
-def test_the_cpu_profile_requests_the_cores_the_cpu_image_is_built_for():
-    from model_repository.assemble import CONTAINER_CPU_CORES
-    requests = yaml.safe_load((render.PROFILES / "cpu.yaml").read_text())["resources"]["requests"]
-    assert int(requests["cpu"]) == CONTAINER_CPU_CORES
+
+def test_gpu_pods_check_the_nodes_driver_first_through_the_images_entrypoint():
+    (release,) = re.findall(r"^FROM nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3$", dockerfile(), re.M)
+    for profiles in ([], ["gpu"], ["gcs"], ["cpu"]):
+        (deployment,) = [o for o in render.objects(render.render(profiles)) if o["kind"] == "Deployment"]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        if profiles == ["cpu"]:
+            assert "initContainers" not in pod
+            continue
+        (check,) = pod["initContainers"]
+        # args only: the entrypoint's forward compatibility applies to the check as to Triton.
+        assert "command" not in check and check["image"] == container["image"]
+        assert check["args"] == ["python3", "-c", CUDA_CHECK.read_text(), NGC_CUDA[release]]
+        assert check["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"]
+        assert check["securityContext"] == container["securityContext"]
+
+
+def test_the_driver_check_says_what_to_do_in_one_line():
+    # This machine has no NVIDIA driver: the check's own failure, as a GPU-less node would show it.
+    result = subprocess.run([sys.executable, "-c", CUDA_CHECK.read_text(), "12.6"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: no NVIDIA driver in the container") and "gpu-driver-version=latest" in line

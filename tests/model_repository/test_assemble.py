@@ -1,13 +1,16 @@
 """Both targets render from the one source and parse as Triton ModelConfig protobufs."""
 import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.facts import CANONICAL_LABELS, ModelFacts
 from model_repository.assemble import FAMILIES, STEPS, TargetOptions, assemble
 
+ROOT = Path(__file__).resolve().parents[2]
 TARGETS = [TargetOptions("local", cores=2), TargetOptions("container", "gpu"), TargetOptions("container", "cpu")]
 
 
@@ -26,6 +29,14 @@ def test_every_model_is_there_and_parses(repository):
     for name, config in configs.items():
         assert config.name == name and config.max_batch_size > 0
         assert (out / name / "1").is_dir()
+
+
+def test_no_folder_is_empty(repository):
+    # A bucket upload (gcloud storage cp -r) drops empty folders: an ensemble without its version
+    # folder has no version to load in the gcs profile, and the server exits.
+    _, out, _ = repository
+    empty = [str(d.relative_to(out)) for d in out.rglob("*") if d.is_dir() and not any(d.iterdir())]
+    assert not empty
 
 
 def test_ensemble_contract_is_identical_for_both_models(repository):
@@ -121,4 +132,14 @@ def test_the_container_cpu_target_is_built_for_the_charts_cpu_request(exports, t
     assert main(["--target", "container", "--device", "cpu", "--export", f"finbert={exports['finbert']}",
                  "--out", str(tmp_path / "r")]) == 0
     config = text_format.Parse((tmp_path / "r" / "finbert_classifier" / "config.pbtxt").read_text(), mc.ModelConfig())
-    assert config.parameters["intra_op_thread_count"].string_value == "4"
+    # One source of truth: the cores the chart's CPU profile requests.
+    requests = yaml.safe_load((ROOT / "k8s" / "values" / "cpu.yaml").read_text())["resources"]["requests"]
+    assert config.parameters["intra_op_thread_count"].string_value == str(requests["cpu"]) == "3"
+
+
+def test_a_cpu_profile_without_whole_cores_is_refused(tmp_path):
+    from model_repository.assemble import _requested_cores
+    profile = tmp_path / "cpu.yaml"
+    profile.write_text("resources: {requests: {cpu: 3500m}}\n")
+    with pytest.raises(ValueError, match="'3500m' must be whole cores"):
+        _requested_cores(profile)

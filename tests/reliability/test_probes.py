@@ -46,6 +46,18 @@ def test_chart_probes_see_a_dead_stub_and_liveness_repairs_it(own_server):
     assert stub_pids(own_server, "distilbert_tokenizer") not in ([], [pid])
 
 
+def test_heal_reloads_nothing_on_a_timeout(own_server):
+    # Under overload a check times out: reloading the Python steps then would take the ensembles
+    # away from the requests queued on them. Only a dead stub's error is repaired.
+    steps = [f"finbert_{step}" for step in ("tokenizer", "classifier", "postprocess")]
+    stubs = {model: stub_pids(own_server, model) for model in steps}
+    errors = health.check(health.Triton(own_server.http_url, own_server.admin_key, timeout_s=0.0002), ["finbert"])
+    assert "timed out" in errors["finbert"]
+    logged = []
+    assert health.heal(health.Triton(own_server.http_url, own_server.admin_key), errors, log=logged.append) == {}
+    assert {model: stub_pids(own_server, model) for model in steps} == stubs, logged
+
+
 def test_chart_prestop_drains_the_ensembles_and_liveness_leaves_them_drained(own_server):
     commands = chart_commands()
     assert run(commands["preStop"], own_server) == 0

@@ -1,0 +1,102 @@
+"""What `make repository` runs: a servable model repository from the exports in BUILD/export/.
+
+    python -m model_repository.build --target container --device cpu      # int8 (fp16 on gpu)
+    python -m model_repository.build --models finbert                      # a FinBERT-only image
+
+Each model's variant is built first and checked by the accuracy guard (export.optimize); a variant
+the guard refuses for one model falls back to that model's fp32 export, as `make serve` does. The
+models default to the Helm chart's `models` (k8s/chart/finsent/values.yaml): its probes check every
+one and its autoscaler reads each one's queue, so a missing export fails the build rather than
+shipping an image that never becomes ready.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from export.cli import bounded, fraction
+from export.optimize import GuardError, build_variants
+from export.runtime import VARIANTS
+from model_repository.assemble import FAMILIES, SOURCE, TARGETS, TargetOptions, assemble, default_cores
+
+CHART_VALUES = SOURCE.parent / "k8s" / "chart" / "finsent" / "values.yaml"
+
+
+def chart_models() -> list[str]:
+    return list(yaml.safe_load(CHART_VALUES.read_text())["models"])
+
+
+def served_variants(exports: dict[str, Path], variant: str, min_agreement: float = 0.995,
+                    log=lambda line: print(line, file=sys.stderr)) -> dict[str, str]:
+    """{family: variant to serve}: `variant` built and guarded for each export, or fp32 for a model
+    whose variant the guard refuses (the others keep theirs)."""
+    variants = {}
+    for family, path in exports.items():
+        variants[family] = variant
+        if variant == "fp32":
+            continue
+        try:
+            build_variants(path, [variant], min_agreement=min_agreement)
+        except GuardError as exc:
+            variants[family] = "fp32"
+            log(f"{family}: {exc}. Serving {family} in fp32 (exact, slower) instead.")
+    return variants
+
+
+def models_list(text: str) -> list[str]:
+    models = [m for m in text.split(",") if m]
+    if unknown := [m for m in models if m not in FAMILIES]:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}: choose from {', '.join(FAMILIES)}")
+    if not models:
+        raise argparse.ArgumentTypeError("name at least one model")
+    return models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", type=Path, default=Path("build"), help="holds export/<family>/ (default build)")
+    parser.add_argument("--target", choices=TARGETS, default="container")
+    parser.add_argument("--device", choices=["cpu", "gpu"], help="default: gpu for the container, cpu locally")
+    parser.add_argument("--variant", choices=VARIANTS, help="default: fp16 on gpu, int8 on cpu")
+    parser.add_argument("--cores", type=bounded(int, 1), help="the classifier's ONNX Runtime threads "
+                        "(default: the CPU request of k8s/values/cpu.yaml for the container)")
+    parser.add_argument("--models", type=models_list, help="comma-separated families (default: the chart's "
+                        f"models in {CHART_VALUES.relative_to(SOURCE.parent)})")
+    parser.add_argument("--min-agreement", type=fraction, default=0.995,
+                        help="the accuracy guard's limit (export.optimize; default 0.995)")
+    parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
+    args = parser.parse_args(argv)
+    device = args.device or ("gpu" if args.target == "container" else "cpu")
+    variant = args.variant or ("fp16" if device == "gpu" else "int8")
+    chart = chart_models()
+    models = args.models or chart
+    exports = {family: args.build / "export" / family for family in models}
+    if missing := [family for family, path in exports.items() if not (path / "model.onnx").is_file()]:
+        where = ", ".join(str(exports[family] / "model.onnx") for family in missing)
+        fix = "run make serve (or python -m export.onnx) first"
+        if not args.models:
+            kept = [family for family in models if family not in missing]
+            fix = (f"the chart's probes and autoscaler expect every model it names ({', '.join(chart)}): {fix}"
+                   + (f", or build without {', '.join(missing)} (make repository MODELS={','.join(kept)}) and "
+                      f"install with --set 'models={{{','.join(kept)}}}'" if kept else ""))
+        print(f"error: no export {where}: {fix}", file=sys.stderr)
+        return 2
+    out = args.out or args.build / "repository" / args.target
+    options = TargetOptions(args.target, device, args.cores or default_cores(args.target), variant=variant)
+    try:
+        assemble(exports, out, options, link=False, variants=served_variants(exports, variant, args.min_agreement))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote the {args.target} ({device}) repository for {', '.join(models)} to {out}")
+    if args.target == "container" and set(models) != set(chart):
+        # The chart's probes would wait forever for a model the image lacks.
+        print(f"the chart names {', '.join(chart)}: install with --set 'models={{{','.join(models)}}}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
