@@ -20,6 +20,9 @@ TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
 RESTRICTED = re.compile(r"\b(API|protocol) is restricted\b")
 # The ensembles a finsent repository can hold (model_repository.assemble.FAMILIES; a test keeps them equal).
 ENSEMBLES = ("finbert", "distilbert")
+# The model a client, the CLI, the gateway and the load tests use when none is named (--model,
+# $FINSENT_MODEL): the one finsent ensemble the server serves, or this one when it serves several.
+DEFAULT_MODEL = "finbert"
 log = logging.getLogger("finsent")
 
 
@@ -114,6 +117,44 @@ def model_statuses(index) -> list[ModelStatus]:
 
 
 NOT_SERVED = "not loaded, or not in the repository"
+
+
+def served_ensembles() -> Plan:
+    """The finsent ensembles the server serves, as a plan (see list_models): model readiness is
+    open on every server, unlike the repository index that `make serve` restricts."""
+    served = []
+    for name in ENSEMBLES:
+        ready = yield ("is_model_ready", name)
+        if isinstance(ready, FinsentError) and not isinstance(ready, (ModelError, RestrictedError)):
+            raise ready                 # unreachable, timed out: not an answer about the model
+        if ready is True:
+            served.append(name)
+    yield served
+
+
+def choose_model(url: str) -> Plan:
+    """The model to use when none is named: the one finsent ensemble served, else DEFAULT_MODEL."""
+    served = yield from _run_plan(served_ensembles())
+    if not served:
+        raise ModelError(f"Triton at {url} serves none of the finsent ensembles ({', '.join(ENSEMBLES)}): "
+                         f"is it a finsent server, and did `make serve` load a model?")
+    yield DEFAULT_MODEL if DEFAULT_MODEL in served else served[0]
+
+
+def unknown_model(model: str, url: str) -> Plan:
+    """The error for a model the server does not serve, naming the ones it does."""
+    served = yield from _run_plan(served_ensembles())
+    yield ModelError(f"model {model!r} is not served by Triton at {url}; it serves "
+                     + (", ".join(served) + " (choose with --model or $FINSENT_MODEL)" if served
+                        else "none of the finsent ensembles"))
+
+
+def _run_plan(plan: Plan):
+    """Delegate a sub-plan's calls to the caller; return its last value."""
+    step = next(plan)
+    while isinstance(step, tuple):
+        step = plan.send((yield step))
+    return step
 Plan = Generator[Union[tuple, list], object, None]
 
 
@@ -134,7 +175,7 @@ def list_models(model: str, url: str) -> Plan:
         return
     log.info("the repository index of Triton at %s needs its admin key: "
              "listing the finsent ensembles and their steps instead", url)
-    rows, names = [], list(dict.fromkeys((model, *ENSEMBLES)))
+    rows, names = [], list(dict.fromkeys((*([model] if model else []), *ENSEMBLES)))
     for name in names:                  # grows by the steps of the ensembles served
         metadata = yield ("get_model_metadata", name)
         if isinstance(metadata, FinsentError):
@@ -184,12 +225,13 @@ DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
 class ClientBase:
     """The settings Client and AsyncClient share; each sets up its transport in _setup()."""
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = "finbert", *,
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str | None = None, *,
                  timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
                  batch_size: int | None = None):
         self.protocol = protocol
         self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
-        self.model, self.timeout_s, self.retry = model, timeout_s, retry
+        # None: chosen on first use from what the server serves (core.choose_model).
+        self.model, self.timeout_s, self.retry = model or None, timeout_s, retry
         self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
         self._info: ModelInfo | None = None
         self._setup()

@@ -16,3 +16,4 @@ def restricted_triton(exports, build_dir):
     server = start_server(repository, build_dir / "restricted" / "triton")
     yield server
     server.stop(timeout_s=10)
+
