@@ -136,7 +136,11 @@ GATEWAY_PATH ?= /
 HARDWARE ?=
 CORPUS ?=
 OUT ?=
-LOADTEST_HOST := $(if $(filter command line,$(origin HOST)),$(HOST),)
+# Without HOST=: the ports this Makefile gives `make serve` and `make gateway`.
+DEFAULT_HOST_grpc = localhost:$(GRPC_PORT)
+DEFAULT_HOST_http = http://localhost:$(HTTP_PORT)
+DEFAULT_HOST_gateway = http://localhost:$(GATEWAY_PORT)
+LOADTEST_HOST = $(if $(filter command line,$(origin HOST)),$(HOST),$(DEFAULT_HOST_$(PROTOCOL)))
 LOADTEST_ARGS = --protocol $(PROTOCOL) $(if $(MODEL),--model $(MODEL)) --users "$(USERS)" --step-seconds $(STEP_SECONDS) \
 	--slo-ms $(SLO_MS) --texts-per-request $(TEXTS_PER_REQUEST) --gateway-path $(GATEWAY_PATH) \
 	$(if $(CORPUS),--corpus "$(CORPUS)") $(if $(HARDWARE),--hardware "$(HARDWARE)")

@@ -22,7 +22,7 @@ from export.optimize import GuardError, build_variants
 from export.runtime import VARIANTS
 from model_repository.assemble import FAMILIES, TargetOptions, assemble
 from server.health import Watchdog
-from server.triton import LaunchError, Ports, TritonServer, check_ports
+from server.triton import ADMIN_HEADER, LOCAL_RESTRICTED_APIS, LaunchError, Ports, TritonServer, check_ports
 
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
 
@@ -78,7 +78,7 @@ def claim(build: Path):
     return lock                   # the lock lasts as long as this file object (the process)
 
 
-def usage(variants: dict[str, str], ports: Ports) -> str:
+def usage(variants: dict[str, str], ports: Ports, admin_key_file: Path | None = None) -> str:
     model = next(iter(variants))
     served = ", ".join(f"{family} ({variant})" for family, variant in variants.items())
     return f"""
@@ -92,7 +92,10 @@ i=g.InferInput('TEXT',[1,1],'BYTES'); i.set_data_from_numpy(np.array([[b'Profit 
 r=c.infer('{model}',[i]); print(r.as_numpy('LABEL'), r.as_numpy('PROBABILITIES'))"
 
 Outputs: LABEL, SCORE, PROBABILITIES (negative, neutral, positive). Ctrl-C stops the server.
-"""
+""" + ("" if admin_key_file is None else f"""\
+Model control and the repository index need header {ADMIN_HEADER}: <the key in {admin_key_file}, readable by you only>
+(gRPC: metadata triton-grpc-protocol-{ADMIN_HEADER}); statistics are open to perf_analyzer and Model Analyzer.
+""")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         # model control (and the other admin APIs) away from everyone else who can reach the port.
         admin_key = secrets.token_urlsafe(24)
         server = TritonServer(repository, ports, work_dir=args.build / "triton", log_path=log,
-                              control_mode="explicit", admin_key=admin_key)
+                              control_mode="explicit", admin_key=admin_key, restricted_apis=LOCAL_RESTRICTED_APIS)
         print(f"starting tritonserver (log: {log}) ...")
         server.start()
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"ready in {time.monotonic() - started:.1f} s")
-    print(usage(variants, ports))
+    print(usage(variants, ports, server.admin_key_file))
     watchdog = None
     if args.watchdog_interval > 0:
         watchdog = Watchdog(server.http_url, list(exports), admin_key, args.watchdog_interval,

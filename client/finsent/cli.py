@@ -3,7 +3,7 @@
     finsent classify "Profit rose 12%." "Shares fell."      # or one text per line on stdin; --json
     finsent score news.parquet -o scored.parquet --column headline
     finsent gateway --host 0.0.0.0 --port 8080 --triton localhost:8001
-    finsent models | finsent health
+    finsent models | finsent health | finsent model          # model: the one used when none is named
     finsent serve [python -m server arguments]               # from a finsent checkout
 
 Triton's address: --url (default $FINSENT_URL, else localhost:8001 for gRPC / localhost:8000 for HTTP).
@@ -118,6 +118,12 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_model(args) -> int:
+    with make_client(args) as client:
+        print(client.resolve())
+    return 0
+
+
 def cmd_health(args) -> int:
     with make_client(args) as client:
         health = client.health()
@@ -174,7 +180,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_score)
 
     for name, run, text in (("models", cmd_models, MODELS_HELP),
-                            ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)")):
+                            ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),
+                            ("model", cmd_model, f"print the model used when none is named ({MODEL_DEFAULT_HELP}), "
+                                                 f"e.g. for curl or perf_analyzer")):
         p = sub.add_parser(name, help=text.split(";")[0], description=text)
         add_connection(p)
         p.set_defaults(run=run)

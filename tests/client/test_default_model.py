@@ -82,3 +82,9 @@ def test_the_gateway_uses_the_model_served(distilbert_triton):
         assert wrong.status_code == 404 and "it serves distilbert" in wrong.json()["error"]
     finally:
         gateway.stop()
+
+
+def test_finsent_model_prints_the_model_a_client_would_use(distilbert_triton, triton):
+    assert finsent("model", "--url", distilbert_triton.grpc_url).stdout == "distilbert\n"
+    assert finsent("model", "--url", triton.http_url, "--protocol", "http").stdout == "finbert\n"
+    assert finsent("model", "--url", triton.grpc_url, env={"FINSENT_MODEL": "distilbert"}).stdout == "distilbert\n"
