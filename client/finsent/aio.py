@@ -63,7 +63,8 @@ class AsyncClient(ClientBase):
             try:
                 return await asyncio.wait_for(fn(self._triton()), self.timeout_s)
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error)
+                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error,
+                                    self.protocol)
             await asyncio.sleep(delay)
 
     async def info(self) -> ModelInfo:

@@ -72,7 +72,7 @@ class Client(ClientBase):
             try:
                 return fn(self._triton())
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, self.url, transport_error)
+                delay = retry_delay(exc, delays, self.model, self.url, transport_error, self.protocol)
             time.sleep(delay)
 
     # -- public -----------------------------------------------------------------------------

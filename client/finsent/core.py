@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Generator, Iterator, Mapping, Sequence, Union
 
@@ -322,7 +323,27 @@ def server_error(status: str | None, message: str, model: str) -> FinsentError:
     return FinsentError(message)
 
 
-def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport) -> float:
+def speaks_http(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether host:port answers an HTTP/1.x request: a gRPC client's only way to tell Triton's
+    HTTP port from a closed one (gRPC says "Socket closed" or "Connection refused" for both)."""
+    address = HOST_PORT.match(url)
+    if address is None:
+        return False
+    try:
+        with socket.create_connection((address.group(1).strip("[]"), int(address.group(2))), timeout_s) as sock:
+            sock.sendall(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
+            return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
+def not_grpc(url: str) -> FinsentError:
+    return FinsentError(f"{url} does not speak gRPC (it answers HTTP/1.x): is it the HTTP port? "
+                        f"Triton's gRPC port is {DEFAULT_URLS['grpc'].split(':')[1]} by default, or use protocol http")
+
+
+def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport,
+                protocol: str = "http") -> float:
     """The pause before retrying after `exc`; raises the client's error when it is not worth a
     retry (anything but UNAVAILABLE / connection errors) or the retries are spent. `delays`:
     enumerate(Retry.delays()); the first retry is logged (INFO on "finsent": the CLI shows it)."""
@@ -335,6 +356,8 @@ def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str,
     if not isinstance(error, UnavailableError):
         raise error from None
     attempt, delay = next(delays, (None, None))
+    if protocol == "grpc" and attempt in (0, None) and speaks_http(url):   # once, before any wait
+        raise not_grpc(url) from None
     if delay is None:
         raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
     if attempt == 0:
