@@ -136,8 +136,7 @@ def build_variants(export_dir: Path, variants: list[str], *, guard_data: Path | 
         if not result["passed"]:
             (export_dir / variant_filename(variant)).unlink()
             raise GuardError(f"[{facts.name}] {variant} variant refused: it agrees with fp32 on only "
-                             f"{result['agreement']:.2%} of {source} (needs {min_agreement:.1%}); "
-                             f"serve the fp32 export instead (make serve VARIANT=fp32)")
+                             f"{result['agreement']:.2%} of {source} (needs {min_agreement:.1%})")
     (export_dir / FUSED_FILENAME).unlink(missing_ok=True)   # 1x the model's size; variants are built
     return done
 
@@ -160,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build_variants(args.export, variants, guard_data=args.guard_data,
                        guard_limit=args.guard_sentences, min_agreement=args.min_agreement)
-    except (GuardError, ValueError, FileNotFoundError) as exc:
+    except GuardError as exc:           # each caller says what to do instead: here, serve fp32
+        print(f"error: {exc}; serve the fp32 export instead (make serve VARIANT=fp32)", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

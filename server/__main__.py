@@ -49,7 +49,7 @@ def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
                 build_variants(path, [variant], min_agreement=min_agreement)
             except GuardError as exc:
                 variants[family] = "fp32"
-                print(f"{family}: {exc}. Serving {family} in fp32 (exact, slower) instead.", file=sys.stderr)
+                print(f"{exc}: serving {family} in fp32 (exact, slower) instead", file=sys.stderr)
     for family, why in skipped.items():
         print(f"skipping {family}: {why}", file=sys.stderr)
     if not exports:

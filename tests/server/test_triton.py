@@ -49,7 +49,10 @@ def test_a_variant_the_guard_refuses_falls_back_to_fp32_for_that_model(checkpoin
     exports, variants = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": ""}, tmp_path, "int8",
                                 min_agreement=1.01)              # no variant can pass
     assert variants == {"finbert": "fp32"}
-    assert "int8 variant refused" in capsys.readouterr().err
+    (line,) = [l for l in capsys.readouterr().err.splitlines() if "refused" in l]
+    # Issue 17: said once, without suggesting the very command that is running.
+    assert line.startswith("[finbert] int8 variant refused: it agrees with fp32 on only ")
+    assert line.endswith("(needs 101.0%): serving finbert in fp32 (exact, slower) instead") and "make serve" not in line
     repository = assemble(exports, tmp_path / "repo", TargetOptions("local", variant="int8"), variants=variants)
     served = repository / "finbert_classifier" / "1"
     assert json.loads((served / "model_facts.json").read_text())["variant"] == "fp32"
