@@ -33,6 +33,7 @@ from export import fpb
 from export.cli import bounded
 from export.facts import MIN_MAX_LENGTH
 from export.onnx import MAX_LENGTH_CAP
+from export.quiet import known_noise_silenced
 
 DEFAULT_BASE = "distilbert-base-uncased"
 DEFAULT_OUT = Path("build/checkpoints/distilbert-fpb")
@@ -105,7 +106,8 @@ def load(base: str, arch: str):
         encoder.config.update(labels)
         model = DistilBertForSequenceClassification(encoder.config)
         model.distilbert.load_state_dict(encoder.state_dict())
-        tokenizer = DistilBertTokenizerFast.from_pretrained(base)   # same vocab, no token_type_ids
+        with known_noise_silenced():
+            tokenizer = DistilBertTokenizerFast.from_pretrained(base)   # same vocab, no token_type_ids
     elif arch == "distilbert" and model_type != "distilbert":
         raise SystemExit(f"--arch distilbert rewrites BERT encoders only; {base} is {model_type!r}: use --arch keep")
     else:
