@@ -356,7 +356,10 @@ def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str,
     if not isinstance(error, UnavailableError):
         raise error from None
     attempt, delay = next(delays, (None, None))
-    if protocol == "grpc" and attempt in (0, None) and speaks_http(url):   # once, before any wait
+    # Once, before any wait, and only when the port closed on us (a quick local probe then): an HTTP
+    # server refuses gRPC's HTTP/2 that way; a host that does not answer at all is not probed.
+    if protocol == "grpc" and attempt in (0, None) and re.search(r"Socket closed|refused", str(error), re.I) \
+            and speaks_http(url):
         raise not_grpc(url) from None
     if delay is None:
         raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
