@@ -53,7 +53,7 @@ help:
 	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16] [CORES=3] [MODELS=finbert]   assemble a repository for the NGC image"
 	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
 	@echo "make loadtest  step-load sweep against a running server (make serve first): PROTOCOL=$(PROTOCOL)"
-	@echo "              HOST= MODEL=$(MODEL) USERS=\"$(USERS)\" STEP_SECONDS=$(STEP_SECONDS) SLO_MS=$(SLO_MS) OUT="
+	@echo "              HOST= MODEL=$(or $(MODEL),<the one served>) USERS=\"$(USERS)\" STEP_SECONDS=$(STEP_SECONDS) SLO_MS=$(SLO_MS) OUT="
 	@echo "make loadtest-local   the same against tiny random-weight models it serves itself (a demo)"
 	@echo "make loadtest-cost SWEEPS=\"dir ...\"   $$ per million texts at the SLO (loadtest/prices.yaml); default: the newest sweep"
 	@echo "make finetune  fine-tune BASE=$(BASE) on FPB 75%-agree into OUT=$(or $(OUT),$(DISTILBERT))"
@@ -128,7 +128,8 @@ manifests: setup
 # Load tests (loadtest/, docs/loadtest.md). HOST is read from the command line only, because
 # some shells export HOST=<this machine's name>; empty means this machine's `make serve` ports.
 PROTOCOL ?= grpc
-MODEL ?= finbert
+# Empty: the finsent ensemble the server serves (finbert when it serves both; finsent.core.DEFAULT_MODEL).
+MODEL ?=
 USERS ?= 1 4 16
 STEP_SECONDS ?= 10
 SLO_MS ?= 200
@@ -137,18 +138,22 @@ GATEWAY_PATH ?= /
 HARDWARE ?=
 CORPUS ?=
 OUT ?=
-LOADTEST_HOST := $(if $(filter command line,$(origin HOST)),$(HOST),)
-LOADTEST_ARGS = --protocol $(PROTOCOL) --model $(MODEL) --users "$(USERS)" --step-seconds $(STEP_SECONDS) \
+# Without HOST=: the ports this Makefile gives `make serve` and `make gateway`.
+DEFAULT_HOST_grpc = localhost:$(GRPC_PORT)
+DEFAULT_HOST_http = http://localhost:$(HTTP_PORT)
+DEFAULT_HOST_gateway = http://localhost:$(GATEWAY_PORT)
+LOADTEST_HOST = $(if $(filter command line,$(origin HOST)),$(HOST),$(DEFAULT_HOST_$(PROTOCOL)))
+LOADTEST_ARGS = --protocol $(PROTOCOL) $(if $(MODEL),--model $(MODEL)) --users "$(USERS)" --step-seconds $(STEP_SECONDS) \
 	--slo-ms $(SLO_MS) --texts-per-request $(TEXTS_PER_REQUEST) --gateway-path $(GATEWAY_PATH) \
 	$(if $(CORPUS),--corpus "$(CORPUS)") $(if $(HARDWARE),--hardware "$(HARDWARE)")
 
 loadtest: setup
 	$(PY) -m loadtest.sweep $(LOADTEST_ARGS) $(if $(LOADTEST_HOST),--host "$(LOADTEST_HOST)") \
-		--out "$(or $(OUT),$(BUILD)/loadtest/$(PROTOCOL)-$(MODEL))"
+		--out "$(or $(OUT),$(BUILD)/loadtest/{protocol}-{model})"
 
 loadtest-local: setup
 	$(PY) -m loadtest.local $(LOADTEST_ARGS) --build "$(BUILD)/loadtest-local" \
-		--out "$(or $(OUT),$(BUILD)/loadtest/local-$(PROTOCOL)-$(MODEL))"
+		--out "$(or $(OUT),$(BUILD)/loadtest/local-{protocol}-{model})"
 
 # Default: the newest sweep under $(BUILD)/loadtest/, whether make loadtest or make loadtest-local wrote it.
 SWEEPS ?= $(or $(OUT),$(patsubst %/sweep.json,%,$(firstword $(shell ls -t $(BUILD)/loadtest/*/sweep.json 2>/dev/null))))

@@ -24,6 +24,8 @@ import math
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from export import fpb
 from export.cli import bounded
 from export.facts import MIN_MAX_LENGTH
 from export.onnx import MAX_LENGTH_CAP
+from export.quiet import known_noise_silenced
 
 DEFAULT_BASE = "distilbert-base-uncased"
 DEFAULT_OUT = Path("build/checkpoints/distilbert-fpb")
@@ -103,7 +106,8 @@ def load(base: str, arch: str):
         encoder.config.update(labels)
         model = DistilBertForSequenceClassification(encoder.config)
         model.distilbert.load_state_dict(encoder.state_dict())
-        tokenizer = DistilBertTokenizerFast.from_pretrained(base)   # same vocab, no token_type_ids
+        with known_noise_silenced():
+            tokenizer = DistilBertTokenizerFast.from_pretrained(base)   # same vocab, no token_type_ids
     elif arch == "distilbert" and model_type != "distilbert":
         raise SystemExit(f"--arch distilbert rewrites BERT encoders only; {base} is {model_type!r}: use --arch keep")
     else:
@@ -234,6 +238,35 @@ def save(model, tokenizer, heldout, metrics: dict, out: Path) -> None:
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
+HUB_PROBE_S = 3.0
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be used (None: it answers), known in seconds: offline,
+    huggingface_hub retries for ~23 s before it gives up."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        urllib.request.urlopen(f"{endpoint}/api/datasets/{fpb.HUB_DATASET}", timeout=HUB_PROBE_S).close()
+    except urllib.error.HTTPError:
+        return None                      # it answered
+    except (OSError, ValueError) as exc:
+        return f"{endpoint} did not answer within {HUB_PROBE_S:g} s: {getattr(exc, 'reason', exc)}"
+    return None
+
+
+def no_hub_data(why: str, agree: str) -> str:
+    """Where Financial PhraseBank can come from when the Hub cannot be reached."""
+    hint = fpb.shared_file(agree)
+    return (f"the Hugging Face Hub cannot be reached ({why}), and without DATA= the sentences come from it. "
+            f"Give a local Sentences_{agree}Agree.txt: make finetune DATA=PATH (python -m export.finetune --data "
+            f"PATH){f', e.g. {hint}' if hint else ''}, or keep the dataset's folder in $FINSENT_FPB_DIR or "
+            f"../shared/data/financial_phrasebank next to the clone, where make finetune finds it. The files are in "
+            f"{fpb.HUB_ARCHIVE} of the Hub dataset {fpb.HUB_DATASET} (CC BY-NC-SA 3.0), to fetch where there is "
+            f"internet")
+
+
 def load_rows(data: str | None, agree: str):
     """(rows, data info): --data PATH, else the Hub."""
     if data:
@@ -277,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=bounded(int, 1), help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.data or not (args.base == "minilm" or Path(args.base).is_dir()):    # the Hub is needed
+        why = hub_unreachable()
+        if why:
+            if not args.data:
+                raise SystemExit(f"error: {no_hub_data(why, args.agree)}")
+            os.environ["HF_HUB_OFFLINE"] = "1"      # the base then fails at once, not after the retries
     import numpy as np
     try:
         rows, info = load_rows(args.data, args.agree)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from export.cli import bounded
 from export.facts import FAMILIES, MIN_MAX_LENGTH, FactsError, ModelFacts
+from export.quiet import known_noise_silenced
 from export.sentences import PARITY_SENTENCES
 
 FINGERPRINT_FILENAME = "export_fingerprint.json"
@@ -160,7 +161,8 @@ def export_model(model: str, name: str, out: Path, *, max_length: int | None = N
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     log(f"[{name}] exporting {model} to ONNX (opset {opset}) ...")
-    tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
+    with known_noise_silenced():
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
     if not tokenizer.is_fast:
         raise FactsError(f"{model} has no fast tokenizer (tokenizer.json); the Triton tokenizer needs one")
     # Eager attention exports plain MatMul/Softmax graphs that ONNX Runtime's transformer
@@ -179,8 +181,9 @@ def export_model(model: str, name: str, out: Path, *, max_length: int | None = N
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; images and other users must read it
     try:
-        onnx_export_from_model(torch_model, tmp, opset=opset, task="text-classification", do_validation=False,
-                               preprocessors=[tokenizer])
+        with known_noise_silenced():
+            onnx_export_from_model(torch_model, tmp, opset=opset, task="text-classification", do_validation=False,
+                                   preprocessors=[tokenizer])
         import onnx
         graph = onnx.load(str(tmp / "model.onnx"), load_external_data=False).graph
         facts = ModelFacts(name=name, source=str(model), model_type=config.model_type, id2label=id2label,

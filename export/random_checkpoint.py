@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from export.facts import CANONICAL_LABELS
+from export.quiet import known_noise_silenced
 
 SIZES = {
     # name: (hidden, layers, heads, intermediate)
@@ -55,7 +56,8 @@ def build(arch: str, out: Path, size: str = "tiny", labels: tuple[str, ...] = ("
         raise ValueError(f"unknown arch {arch!r}: bert or distilbert")
     out = Path(out)
     model.eval().save_pretrained(out)
-    tokenizer = tokenizer_class.from_pretrained(vocab_dir())
+    with known_noise_silenced():          # BERT's vocab as DistilBERT's tokenizer: on purpose
+        tokenizer = tokenizer_class.from_pretrained(vocab_dir())
     tokenizer.model_max_length = 512
     tokenizer.save_pretrained(out)
     return out

@@ -155,9 +155,7 @@ def plot(result: dict, path: Path) -> Path:
     if knee:
         ax.plot([knee["texts_per_s"]], [knee["p95_ms"]], marker="*", markersize=16, color="gold",
                 markeredgecolor="black", linestyle="none", label=f"knee: {knee['texts_per_s']:.0f} texts/s")
-    latencies = [s[k] for s in steps for k in ("p50_ms", "p99_ms")] + [slo]
-    if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 30:
-        ax.set_yscale("log")
+    latency_axis(ax, [s[k] for s in steps for k in ("p50_ms", "p99_ms")] + [slo])
     t = result["target"]
     ax.set_title(f"{t['model']} via {t['protocol']}, {t['texts_per_request']} text(s)/request — {result['hardware']}",
                  fontsize=10)
@@ -169,6 +167,17 @@ def plot(result: dict, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def latency_axis(ax, latencies: list[float]) -> None:
+    """Log scale when latencies span more than 30x, labelled at 1-2-5 steps: the default labels only
+    powers of ten, which left one labelled tick on a 20-400 ms range."""
+    if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 30:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def write_outputs(result: dict, directory: Path) -> dict[str, Path]:

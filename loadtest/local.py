@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.description = __doc__
     parser.add_argument("--build", type=Path, default=Path("build/loadtest-local"))
     args = parser.parse_args(argv)
+    from finsent.core import DEFAULT_MODEL
     from model_repository.assemble import SOURCE, load_config
+    args.model = args.model or DEFAULT_MODEL     # it serves them all
     # The served ensemble's max_batch_size (the repository assembled below keeps it): larger
     # requests would all be refused by Triton.
     limit = load_config(SOURCE / args.model / "config.pbtxt").max_batch_size

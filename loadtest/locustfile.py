@@ -31,13 +31,14 @@ from geventhttpclient import HTTPClient  # noqa: E402
 from geventhttpclient.url import URL  # noqa: E402
 from locust import User, constant, events, task  # noqa: E402
 
+from finsent.core import DEFAULT_MODEL  # noqa: E402
 from loadtest import recorder  # noqa: E402
 from loadtest.corpus import load_corpus  # noqa: E402
 
 
 class Settings:
     """Filled from the command line at init; defaults for library use."""
-    model = "finbert"
+    model = DEFAULT_MODEL
     texts_per_request = 1
     timeout_s = 60.0
     gateway_path = "/"
@@ -47,7 +48,7 @@ class Settings:
 @events.init_command_line_parser.add_listener
 def _arguments(parser):
     group = parser.add_argument_group("finsent")
-    group.add_argument("--model", default="finbert", help="Triton model (ensemble) to call (default finbert)")
+    group.add_argument("--model", default=DEFAULT_MODEL, help=f"Triton model (ensemble) to call (default {DEFAULT_MODEL})")
     group.add_argument("--texts-per-request", type=int, default=1,
                        help="texts in each request (Triton allows up to 64; default 1)")
     group.add_argument("--corpus", default="", help="texts file: one per line, CSV with a `text` column, or a "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import signal
@@ -42,41 +43,39 @@ def host_name(host: str) -> str:
     return rest.split("/", 1)[0].rsplit(":", 1)[0]
 
 
-def preflight(protocol: str, host: str, model: str, gateway_path: str = "/") -> None:
-    """Fail fast, with the fix, when the target does not answer or the model is not ready."""
+def preflight(protocol: str, host: str, model: str | None, gateway_path: str = "/") -> str:
+    """Fail fast, with the fix, when the target does not answer or the model is not served.
+    Returns the model the load goes to: `model`, else the one the server (or the gateway) serves."""
     hint = ("Start the server first, e.g. `make serve` in another terminal (Triton: HTTP 8000, gRPC 8001), "
             "or point HOST= (and PROTOCOL=) at a running one.")
-    if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
+    if protocol in ("grpc", "http"):
+        from finsent import Client, FinsentError, Retry, UnavailableError
         address = host.split("://", 1)[-1]
-        try:
-            client = grpcclient.InferenceServerClient(address)
-            live = client.is_server_ready(client_timeout=5)
-        except Exception as exc:
-            raise TargetDown(f"nothing answers over gRPC at {address} ({type(exc).__name__}). {hint}") from None
-        if not live:
-            raise TargetDown(f"Triton at {address} answers but is not ready. {hint}")
-        try:
-            ready = client.is_model_ready(model, client_timeout=5)
-        except Exception:
-            ready = False
-        if not ready:
-            models = [m.name for m in client.get_model_repository_index().models]
-            raise TargetDown(f"model {model!r} is not ready at {address}; it serves: {', '.join(models) or 'nothing'}")
-        client.close()
-        return
+        # Only the APIs every caller may use (readiness, config): `make serve` restricts the rest.
+        with Client(address, protocol, model, timeout_s=5, retry=Retry(attempts=0)) as client:
+            health = client.health()
+            if not health.live:
+                raise TargetDown(f"nothing answers over {protocol} at {address}. {hint}")
+            if not health.ready:
+                raise TargetDown(f"Triton at {address} answers but is not ready. {hint}")
+            try:
+                return client.info.name
+            except UnavailableError as exc:
+                raise TargetDown(f"{exc}. {hint}") from None
+            except FinsentError as exc:
+                raise TargetDown(str(exc)) from None
     base = host if "://" in host else f"http://{host}"
-    checks = ([f"{base}/v2/health/ready", f"{base}/v2/models/{model}/ready"] if protocol == "http"
-              else [f"{base}/healthz"])
-    for url in checks:
+    for url in (f"{base}/healthz", f"{base}/readyz"):
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                response.read()
+            with urllib.request.urlopen(url, timeout=10) as response:
+                ready = json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            raise TargetDown(f"{url} answered HTTP {exc.code}: the server is up but not ready for this test "
-                             f"(model {model!r} loaded?).") from None
-        except OSError as exc:
+            raise TargetDown(f"{url} answered HTTP {exc.code}: the gateway is up but Triton behind it is not "
+                             f"ready ({exc.read().decode(errors='replace')[:200]})") from None
+        except (OSError, ValueError) as exc:
             raise TargetDown(f"nothing answers at {url} ({exc.__class__.__name__}). {hint}") from None
+    # POST / always goes to the gateway's own model; /v1/classify to `model` when given.
+    return ready.get("model") if gateway_path == "/" or not model else model
 
 
 def describe_machine() -> str:
@@ -148,9 +147,9 @@ def run_locust(command: list[str], limit_s: float, log: Path) -> tuple[int | Non
 
 def sweep(args) -> dict:
     levels = parse_levels(args.users)
-    out = Path(args.out)
+    args.model = preflight(args.protocol, args.host, args.model, args.gateway_path)
+    out = Path(args.out.format(protocol=args.protocol, model=args.model))   # made once the target answers
     out.mkdir(parents=True, exist_ok=True)
-    preflight(args.protocol, args.host, args.model, args.gateway_path)
     local = host_name(args.host) in LOOPBACK
     hardware = args.hardware or ("local" if local else "unknown")
     machine = describe_machine() if local else "remote target: hardware not known to this client"
@@ -197,7 +196,9 @@ def parser(local_models: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("grpc", "http") if local_models else sorted(USER_CLASSES), default="grpc")
     p.add_argument("--host", help=argparse.SUPPRESS if local_models else "target address (default: localhost:8001 "
                    "for grpc, http://localhost:8000 for http, http://localhost:8080 for gateway)")
-    p.add_argument("--model", default="finbert", choices=local_models or None)
+    p.add_argument("--model", choices=local_models or None,
+                   help="ensemble (default: the one the server serves, finsent.core.DEFAULT_MODEL among several"
+                        + ("" if local_models else "; with --protocol gateway and path /, the gateway's") + ")")
     p.add_argument("--users", default="1 4 16", help='concurrency levels, e.g. "1 4 16"')
     p.add_argument("--step-seconds", type=float, default=10.0)
     p.add_argument("--warmup-seconds", type=float, help="left out at the start of each step "
@@ -211,7 +212,8 @@ def parser(local_models: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     p.add_argument("--hardware", help="the instance type the server ran on, as named in loadtest/prices.yaml "
                                       "(e.g. g2-standard-8); default 'local' for a loopback target")
     p.add_argument("--note", default="", help="free text stored with the result (model variant, server flags...)")
-    p.add_argument("--out", default="build/loadtest/sweep")
+    p.add_argument("--out", default="build/loadtest/{protocol}-{model}",
+                   help="results folder; {protocol} and {model} are filled in (default build/loadtest/{protocol}-{model})")
     p.add_argument("--grace-seconds", type=float, default=30.0, help="start-up and shutdown time allowed "
                                                                      "on top of the steps before Locust is killed")
     return p

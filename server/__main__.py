@@ -27,7 +27,7 @@ from model_repository.assemble import FAMILIES, TARGETS, TargetOptions, availabl
 from server import native_backend, stack
 from server.health import Watchdog
 from server.native_backend import BuildError
-from server.triton import LaunchError, Ports, check_ports
+from server.triton import ADMIN_HEADER, LOCAL_RESTRICTED_APIS, LaunchError, Ports, check_ports
 
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
 
@@ -54,7 +54,7 @@ def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
                 build_variants(path, [variant], min_agreement=min_agreement)
             except GuardError as exc:
                 variants[family] = "fp32"
-                print(f"{family}: {exc}. Serving {family} in fp32 (exact, slower) instead.", file=sys.stderr)
+                print(f"{exc}: serving {family} in fp32 (exact, slower) instead", file=sys.stderr)
     for family, why in skipped.items():
         print(f"skipping {family}: {why}", file=sys.stderr)
     if not exports:
@@ -83,7 +83,7 @@ def claim(build: Path):
     return lock                   # the lock lasts as long as this file object (the process)
 
 
-def usage(variants: dict[str, str], ports: Ports) -> str:
+def usage(variants: dict[str, str], ports: Ports, admin_key_file: Path | None = None) -> str:
     model = next(iter(variants))
     served = ", ".join(f"{family} ({variant})" for family, variant in variants.items())
     return f"""
@@ -97,7 +97,10 @@ i=g.InferInput('TEXT',[1,1],'BYTES'); i.set_data_from_numpy(np.array([[b'Profit 
 r=c.infer('{model}',[i]); print(r.as_numpy('LABEL'), r.as_numpy('PROBABILITIES'))"
 
 Outputs: LABEL, SCORE, PROBABILITIES (negative, neutral, positive). Ctrl-C stops the server.
-"""
+""" + ("" if admin_key_file is None else f"""\
+Model control and the repository index need header {ADMIN_HEADER}: <the key in {admin_key_file}, readable by you only>
+(gRPC: metadata triton-grpc-protocol-{ADMIN_HEADER}); statistics are open to perf_analyzer and Model Analyzer.
+""")
 
 
 def target_options(args) -> TargetOptions:
@@ -153,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         # model control (and the other admin APIs) away from everyone else who can reach the port.
         server = stack.serve(exports, args.build / "triton", options, variants=variants, ports=ports, admin=True,
                              log_path=log, repository=args.build / "repository" / args.target, started=False,
-                             native_build=native)
+                             native_build=native, restricted_apis=LOCAL_RESTRICTED_APIS)
         print(f"starting tritonserver (log: {log}) ...")
         server.start()
     except (LaunchError, BuildError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"ready in {time.monotonic() - started:.1f} s")
-    print(usage(variants, ports))
+    print(usage(variants, ports, server.admin_key_file))
     watchdog = None
     if args.watchdog_interval > 0:
         watchdog = Watchdog(server.http_url, list(exports), server.admin_key, args.watchdog_interval,

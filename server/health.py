@@ -16,6 +16,7 @@ The model-control calls need the admin key (env TRITON_ADMIN_KEY) when Triton re
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -300,9 +301,23 @@ class Watchdog(threading.Thread):
             self._stubs.join(timeout=10)
 
 
+def wrong_url(triton: Triton) -> tuple[int, str] | None:
+    """(exit code, why) when nothing answers HTTP at the URL, said once instead of per model."""
+    try:
+        with urllib.request.urlopen(triton.base + "/v2/health/live", timeout=triton.timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None                      # an HTTP answer: the checks say the rest
+    except http.client.HTTPException:    # e.g. BadStatusLine: the gRPC port's HTTP/2 bytes
+        return 2, (f"{triton.base} does not speak HTTP (its answer is not an HTTP response): is it the gRPC port? "
+                   f"--url needs Triton's HTTP port (8000 under make serve)")
+    except OSError as exc:
+        return 1, f"nothing answers at {triton.base} ({getattr(exc, 'reason', exc)}): is Triton running there?"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="localhost:8000", help="Triton's HTTP address")
+    parser.add_argument("--url", default="localhost:8000", help="Triton's HTTP address (not its gRPC port)")
     parser.add_argument("--model", action="append",
                         help=f"ensemble to check (default: those of {', '.join(DEFAULT_MODELS)} the server has)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per inference")
@@ -316,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between checks with --watch")
     args = parser.parse_args(argv)
     triton = Triton(args.url, os.environ.get("TRITON_ADMIN_KEY"), args.timeout)
+    problem = wrong_url(triton)
+    if problem:
+        print(f"error: {problem[1]}", file=sys.stderr)
+        return problem[0]
     models = args.model or served(triton) or list(DEFAULT_MODELS)
     if args.drain:
         time.sleep(args.drain_delay)
@@ -332,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         errors = heal(triton, errors)
     for model, error in errors.items():
         print(f"{model}: {error}", file=sys.stderr)
+    healthy = [m for m in models if m not in errors]
+    if healthy:                          # what was checked, not silence
+        print(f"ok: {', '.join(healthy)} classified a text at {triton.base}")
     return 1 if errors else 0
 
 

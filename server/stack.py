@@ -17,7 +17,7 @@ from pathlib import Path
 
 from model_repository.assemble import TargetOptions, assemble
 from server import native_backend
-from server.triton import Ports, TritonServer, free_ports
+from server.triton import RESTRICTED_APIS, Ports, TritonServer, free_ports
 
 
 def needs_native_backend(repository: Path) -> bool:
@@ -27,17 +27,18 @@ def needs_native_backend(repository: Path) -> bool:
 
 def start(repository: Path, work: Path, *, ports: Ports | None = None, admin: bool = False,
           log_path: Path | None = None, extra_args: tuple[str, ...] = (), timeout_s: float = 120.0,
-          started: bool = True, native_build: Path | None = None) -> TritonServer:
+          started: bool = True, native_build: Path | None = None,
+          restricted_apis: tuple[str, ...] = RESTRICTED_APIS) -> TritonServer:
     """tritonserver on `repository` (free ports unless given), log in work/tritonserver.log.
 
-    admin: as `make serve` runs it: explicit model control (the watchdog reloads a model whose stub
-    died) behind a random admin key. The native backend is built (once, in native_build, default
+    admin: explicit model control (the watchdog reloads a model whose stub died) behind a random admin
+    key, which guards `restricted_apis` (`make serve` leaves statistics open: LOCAL_RESTRICTED_APIS). The native backend is built (once, in native_build, default
     build/native of this checkout) if a model needs it: raises native_backend.BuildError if it cannot be."""
     work = Path(work)
     server = TritonServer(Path(repository), ports or Ports(*free_ports()), work_dir=work,
                           log_path=log_path or work / "tritonserver.log", extra_args=tuple(extra_args),
                           control_mode="explicit" if admin else "none",
-                          admin_key=secrets.token_urlsafe(24) if admin else None,
+                          admin_key=secrets.token_urlsafe(24) if admin else None, restricted_apis=restricted_apis,
                           onnxruntime=native_backend.build(*[native_build] if native_build else [])
                           if needs_native_backend(repository) else None)
     return server.start(timeout_s) if started else server

@@ -24,6 +24,10 @@ PORT_FLAGS = {"http": "HTTP_PORT", "grpc": "GRPC_PORT", "metrics": "METRICS_PORT
 # carrying the header ADMIN_HEADER (gRPC: metadata "triton-grpc-protocol-" + ADMIN_HEADER) with that key.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "statistics", "trace", "logging")
 ADMIN_HEADER = "finsent-admin"
+# `make serve` leaves statistics open: perf_analyzer and Model Analyzer read them, and the metrics
+# port (open too) publishes the same counters. The key itself is in ADMIN_KEY_FILE, readable by its owner only.
+LOCAL_RESTRICTED_APIS = tuple(api for api in RESTRICTED_APIS if api != "statistics")
+ADMIN_KEY_FILE = "admin-key"
 
 
 class LaunchError(RuntimeError):
@@ -41,14 +45,15 @@ class Ports:
 
 
 def triton_args(model_repository: str, ports: Ports = Ports(), *, exit_timeout_s: int = 30,
-                control_mode: str = "none", admin_key: str | None = None) -> list[str]:
+                control_mode: str = "none", admin_key: str | None = None,
+                restricted_apis: tuple[str, ...] = RESTRICTED_APIS) -> list[str]:
     """tritonserver arguments shared by the local launcher and the Helm chart (minus paths).
 
     control_mode: "explicit" loads every model at start (--load-model=*) and lets the watchdog
     (server/health.py) reload a model whose Python stub died; "none" forbids model control.
-    admin_key: restrict RESTRICTED_APIS to callers sending it in ADMIN_HEADER (None: open).
+    admin_key: restrict restricted_apis to callers sending it in ADMIN_HEADER (None: open).
     """
-    restricted = ",".join(RESTRICTED_APIS)
+    restricted = ",".join(restricted_apis)
     return [
         f"--model-repository={model_repository}",
         f"--http-port={ports.http}", f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}",
@@ -150,9 +155,14 @@ class TritonServer:
     log_path: Path | None = None          # None: inherit stdout/stderr
     extra_args: tuple[str, ...] = ()
     control_mode: str = "none"
-    admin_key: str | None = None          # restrict RESTRICTED_APIS, as on k8s
+    admin_key: str | None = None          # restrict restricted_apis, as on k8s
+    restricted_apis: tuple[str, ...] = RESTRICTED_APIS
     onnxruntime: Path | None = None       # the native onnxruntime backend's build (container repositories)
     process: subprocess.Popen | None = None
+
+    @property
+    def admin_key_file(self) -> Path:
+        return Path(self.work_dir) / ADMIN_KEY_FILE
 
     @property
     def http_url(self) -> str:
@@ -166,7 +176,7 @@ class TritonServer:
         backends = backend_directory(Path(self.work_dir) / "backends", self.onnxruntime)
         return [str(pytriton_root() / "bin" / "tritonserver"),
                 *triton_args(str(Path(self.model_repository).resolve()), self.ports, control_mode=self.control_mode,
-                             admin_key=self.admin_key),
+                             admin_key=self.admin_key, restricted_apis=self.restricted_apis),
                 f"--backend-directory={backends.resolve()}", *self.extra_args]
 
     def environment(self) -> dict[str, str]:
@@ -187,6 +197,11 @@ class TritonServer:
                                         stderr=subprocess.STDOUT if out else None, start_new_session=True)
         if out:
             out.close()
+        if self.admin_key:                 # for its owner's tools (tritonclient, Model Analyzer); 0600
+            self.admin_key_file.unlink(missing_ok=True)
+            Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+            with os.fdopen(os.open(self.admin_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(self.admin_key + "\n")
         self.wait_ready(timeout_s)
         return self
 

@@ -74,3 +74,15 @@ def reference(checkpoints):
     from transformers import pipeline
     return {family: pipeline("text-classification", model=str(path), tokenizer=str(path), top_k=None, device="cpu")
             for family, path in checkpoints.items()}
+
+
+@pytest.fixture(scope="session")
+def distilbert_triton(exports, build_dir):
+    """The offline first run of the README (`make finetune BASE=minilm && make serve FINBERT=`):
+    `make serve`'s settings, serving DistilBERT only."""
+    repository = assemble({"distilbert": exports["distilbert"]}, build_dir / "distilbert-only" / "repository",
+                          TargetOptions("local"))
+    from benchmarks.faults import start_server
+    server = start_server(repository, build_dir / "distilbert-only" / "triton")
+    yield server
+    server.stop(timeout_s=10)

@@ -10,9 +10,9 @@ from typing import Sequence
 
 from finsent.client import transport_error
 from finsent.core import (
-    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, not_http,
-    retry_delay)
+    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelError, ModelInfo, ModelStatus, RequestTimeout,
+    Result, TextError, UnavailableError, check_on_error, choose_model, chunks, decode, encode, list_models,
+    model_info, not_http, retry_delay, unknown_model)
 
 
 def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -63,14 +63,25 @@ class AsyncClient(ClientBase):
             try:
                 return await asyncio.wait_for(fn(self._triton()), self.timeout_s)
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error)
+                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error,
+                                    self.protocol)
             await asyncio.sleep(delay)
 
     async def info(self) -> ModelInfo:
         if self._info is None:
-            config = await self._call(lambda c: c.get_model_config(self.model, **self._as_json()))
-            self._info = model_info(self.model, config)
+            model = await self.resolve()
+            try:
+                config = await self._call(lambda c: c.get_model_config(model, **self._as_json()))
+            except ModelError:
+                raise await self._drive(unknown_model(model, self.url)) from None
+            self._info = model_info(model, config)
         return self._info
+
+    async def resolve(self) -> str:
+        """See Client.resolve."""
+        if self.model is None:
+            self.model = await self._drive(choose_model(self.url))
+        return self.model
 
     async def classify(self, texts: Sequence[str | bytes] | str, on_error: str = "raise") -> list[Result]:
         """See Client.classify."""
@@ -112,21 +123,29 @@ class AsyncClient(ClientBase):
         kw = self._timeout()
         live = await probe(lambda c: c.is_server_live(**kw))
         ready = live and await probe(lambda c: c.is_server_ready(**kw))
-        model_ready = ready and await probe(lambda c: c.is_model_ready(self.model, **kw))
-        return Health(live, ready, self.model, model_ready)
+        try:
+            model = await self.resolve() if ready else self.model
+        except FinsentError:             # no finsent ensemble served: the model is not ready
+            model = None
+        model_ready = bool(model) and ready and await probe(lambda c: c.is_model_ready(model, **kw))
+        return Health(live, ready, model, model_ready)
 
     async def models(self) -> list[ModelStatus]:
         """See Client.models."""
-        plan = list_models(self.model, self.url)
+        return await self._drive(list_models(self.model, self.url))
+
+    async def _drive(self, plan):
+        """See Client._drive."""
         step = next(plan)
-        while isinstance(step, tuple):      # a call to make; the last step is the rows
+        while isinstance(step, tuple):
             step = plan.send(await self._answer(*step))
         return step
 
     async def _answer(self, method: str, *args):
         """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
+        kw = self._timeout() if method.startswith("is_") else self._as_json()   # is_* take no as_json
         try:
-            return await self._call(lambda c: getattr(c, method)(*args, **self._as_json()))
+            return await self._call(lambda c: getattr(c, method)(*args, **kw))
         except FinsentError as exc:
             return exc
 

@@ -3,7 +3,7 @@
     finsent classify "Profit rose 12%." "Shares fell."      # or one text per line on stdin; --json
     finsent score news.parquet -o scored.parquet --column headline
     finsent gateway --host 0.0.0.0 --port 8080 --triton localhost:8001
-    finsent models | finsent health
+    finsent models | finsent health | finsent model          # model: the one used when none is named
     finsent serve [python -m server arguments]               # from a finsent checkout
 
 Triton's address: --url (default $FINSENT_URL, else localhost:8001 for gRPC / localhost:8000 for HTTP).
@@ -18,7 +18,10 @@ import sys
 from pathlib import Path
 
 from finsent.client import Client
-from finsent.core import DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
+from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
+
+MODEL_DEFAULT_HELP = (f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} "
+                      f"when it serves several)")
 from finsent.score import ScoreError, score_file
 
 
@@ -26,8 +29,8 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("FINSENT_URL"),
                         help="Triton address host:port (default $FINSENT_URL, else localhost:8001 gRPC / :8000 HTTP)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default=os.environ.get("FINSENT_PROTOCOL", "grpc"))
-    parser.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL", "finbert"),
-                        help="ensemble name (default finbert)")
+    parser.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL") or None,
+                        help=f"ensemble name ({MODEL_DEFAULT_HELP})")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     parser.add_argument("--retries", type=int, default=7, help="retries when Triton is unreachable (default 7: 8-16 s of backoff)")
 
@@ -115,6 +118,12 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_model(args) -> int:
+    with make_client(args) as client:
+        print(client.resolve())
+    return 0
+
+
 def cmd_health(args) -> int:
     with make_client(args) as client:
         health = client.health()
@@ -127,7 +136,7 @@ def cmd_gateway(args) -> int:
     from finsent.gateway import Settings, serve
     settings = Settings(triton=args.triton, model=args.model, api_key=args.api_key or None,
                         max_items=args.max_items, max_body_bytes=args.max_body_bytes, timeout_s=args.timeout)
-    print(f"finsent gateway on http://{args.host}:{args.port} -> Triton gRPC {args.triton} (model {args.model}"
+    print(f"finsent gateway on http://{args.host}:{args.port} -> Triton gRPC {args.triton} (model {args.model or 'the one served'}"
           f"{', API key required' if settings.api_key else ''})", flush=True)
     serve(settings, args.host, args.port, args.log_level)
     return 0
@@ -171,7 +180,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_score)
 
     for name, run, text in (("models", cmd_models, MODELS_HELP),
-                            ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)")):
+                            ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),
+                            ("model", cmd_model, f"print the model used when none is named ({MODEL_DEFAULT_HELP}), "
+                                                 f"e.g. for curl or perf_analyzer")):
         p = sub.add_parser(name, help=text.split(";")[0], description=text)
         add_connection(p)
         p.set_defaults(run=run)
@@ -182,8 +193,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
     p.add_argument("--triton", default=os.environ.get("TRITON_URL", "localhost:8001"), type=grpc_address,
                    help="Triton gRPC address (default $TRITON_URL, else localhost:8001)")
-    p.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL", "finbert"),
-                   help="model of POST / and /readyz (default finbert)")
+    p.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL") or None,
+                   help=f"model of POST / and /readyz ({MODEL_DEFAULT_HELP}, chosen at the first request)")
     p.add_argument("--api-key", default=os.environ.get("FINSENT_API_KEY"),
                    help="require this key in header X-API-Key (default $FINSENT_API_KEY; unset: no auth)")
     p.add_argument("--max-items", type=int, default=256, help="texts per request (default 256)")

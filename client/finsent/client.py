@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from finsent.core import (
-    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelInfo, ModelStatus, RequestTimeout, Result,
-    TextError, UnavailableError, check_on_error, chunks, decode, encode, list_models, model_info, not_http,
-    retry_delay)
+    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelError, ModelInfo, ModelStatus, RequestTimeout,
+    Result, TextError, UnavailableError, check_on_error, choose_model, chunks, decode, encode, list_models,
+    model_info, not_http, retry_delay, unknown_model)
 
 
 def transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -72,7 +72,7 @@ class Client(ClientBase):
             try:
                 return fn(self._triton())
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, self.url, transport_error)
+                delay = retry_delay(exc, delays, self.model, self.url, transport_error, self.protocol)
             time.sleep(delay)
 
     # -- public -----------------------------------------------------------------------------
@@ -80,9 +80,19 @@ class Client(ClientBase):
     def info(self) -> ModelInfo:
         """The model's max_batch_size and label order, read once from the server."""
         if self._info is None:
-            config = self._call(lambda c: c.get_model_config(self.model, **self._as_json()))
-            self._info = model_info(self.model, config)
+            model = self.resolve()
+            try:
+                config = self._call(lambda c: c.get_model_config(model, **self._as_json()))
+            except ModelError:
+                raise self._drive(unknown_model(model, self.url)) from None
+            self._info = model_info(model, config)
         return self._info
+
+    def resolve(self) -> str:
+        """The model this client calls: the one given, else chosen from what the server serves."""
+        if self.model is None:
+            self.model = self._drive(choose_model(self.url))
+        return self.model
 
     def classify(self, texts: Sequence[str | bytes] | str, on_error: str = "raise") -> list[Result]:
         """One Prediction per text, in input order. on_error="raise" raises TextError naming the
@@ -131,21 +141,29 @@ class Client(ClientBase):
         kw = self._timeout()
         live = probe(lambda c: c.is_server_live(**kw))
         ready = live and probe(lambda c: c.is_server_ready(**kw))
-        return Health(live, ready, self.model, ready and probe(lambda c: c.is_model_ready(self.model, **kw)))
+        try:
+            model = self.resolve() if ready else self.model
+        except FinsentError:             # no finsent ensemble served: the model is not ready
+            model = None
+        return Health(live, ready, model, bool(model) and ready and probe(lambda c: c.is_model_ready(model, **kw)))
 
     def models(self) -> list[ModelStatus]:
         """The server's models and their state: the repository index, or where the server restricts it,
         the finsent ensembles and their steps (see core.list_models)."""
-        plan = list_models(self.model, self.url)
+        return self._drive(list_models(self.model, self.url))
+
+    def _drive(self, plan):
+        """Run a plan of core's: make each call it yields, send it the answer; its last step is the result."""
         step = next(plan)
-        while isinstance(step, tuple):      # a call to make; the last step is the rows
+        while isinstance(step, tuple):
             step = plan.send(self._answer(*step))
         return step
 
     def _answer(self, method: str, *args):
         """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
+        kw = self._timeout() if method.startswith("is_") else self._as_json()   # is_* take no as_json
         try:
-            return self._call(lambda c: getattr(c, method)(*args, **self._as_json()))
+            return self._call(lambda c: getattr(c, method)(*args, **kw))
         except FinsentError as exc:
             return exc
 

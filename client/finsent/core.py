@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Generator, Iterator, Mapping, Sequence, Union
 
@@ -20,6 +21,9 @@ TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
 RESTRICTED = re.compile(r"\b(API|protocol) is restricted\b")
 # The ensembles a finsent repository can hold (model_repository.assemble.FAMILIES; a test keeps them equal).
 ENSEMBLES = ("finbert", "distilbert")
+# The model a client, the CLI, the gateway and the load tests use when none is named (--model,
+# $FINSENT_MODEL): the one finsent ensemble the server serves, or this one when it serves several.
+DEFAULT_MODEL = "finbert"
 log = logging.getLogger("finsent")
 
 
@@ -114,6 +118,44 @@ def model_statuses(index) -> list[ModelStatus]:
 
 
 NOT_SERVED = "not loaded, or not in the repository"
+
+
+def served_ensembles() -> Plan:
+    """The finsent ensembles the server serves, as a plan (see list_models): model readiness is
+    open on every server, unlike the repository index that `make serve` restricts."""
+    served = []
+    for name in ENSEMBLES:
+        ready = yield ("is_model_ready", name)
+        if isinstance(ready, FinsentError) and not isinstance(ready, (ModelError, RestrictedError)):
+            raise ready                 # unreachable, timed out: not an answer about the model
+        if ready is True:
+            served.append(name)
+    yield served
+
+
+def choose_model(url: str) -> Plan:
+    """The model to use when none is named: the one finsent ensemble served, else DEFAULT_MODEL."""
+    served = yield from _run_plan(served_ensembles())
+    if not served:
+        raise ModelError(f"Triton at {url} serves none of the finsent ensembles ({', '.join(ENSEMBLES)}): "
+                         f"is it a finsent server, and did `make serve` load a model?")
+    yield DEFAULT_MODEL if DEFAULT_MODEL in served else served[0]
+
+
+def unknown_model(model: str, url: str) -> Plan:
+    """The error for a model the server does not serve, naming the ones it does."""
+    served = yield from _run_plan(served_ensembles())
+    yield ModelError(f"model {model!r} is not served by Triton at {url}; it serves "
+                     + (", ".join(served) + " (choose with --model or $FINSENT_MODEL)" if served
+                        else "none of the finsent ensembles"))
+
+
+def _run_plan(plan: Plan):
+    """Delegate a sub-plan's calls to the caller; return its last value."""
+    step = next(plan)
+    while isinstance(step, tuple):
+        step = plan.send((yield step))
+    return step
 Plan = Generator[Union[tuple, list], object, None]
 
 
@@ -134,7 +176,7 @@ def list_models(model: str, url: str) -> Plan:
         return
     log.info("the repository index of Triton at %s needs its admin key: "
              "listing the finsent ensembles and their steps instead", url)
-    rows, names = [], list(dict.fromkeys((model, *ENSEMBLES)))
+    rows, names = [], list(dict.fromkeys((*([model] if model else []), *ENSEMBLES)))
     for name in names:                  # grows by the steps of the ensembles served
         metadata = yield ("get_model_metadata", name)
         if isinstance(metadata, FinsentError):
@@ -184,12 +226,13 @@ DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
 class ClientBase:
     """The settings Client and AsyncClient share; each sets up its transport in _setup()."""
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str = "finbert", *,
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str | None = None, *,
                  timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
                  batch_size: int | None = None):
         self.protocol = protocol
         self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
-        self.model, self.timeout_s, self.retry = model, timeout_s, retry
+        # None: chosen on first use from what the server serves (core.choose_model).
+        self.model, self.timeout_s, self.retry = model or None, timeout_s, retry
         self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
         self._info: ModelInfo | None = None
         self._setup()
@@ -280,7 +323,27 @@ def server_error(status: str | None, message: str, model: str) -> FinsentError:
     return FinsentError(message)
 
 
-def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport) -> float:
+def speaks_http(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether host:port answers an HTTP/1.x request: a gRPC client's only way to tell Triton's
+    HTTP port from a closed one (gRPC says "Socket closed" or "Connection refused" for both)."""
+    address = HOST_PORT.match(url)
+    if address is None:
+        return False
+    try:
+        with socket.create_connection((address.group(1).strip("[]"), int(address.group(2))), timeout_s) as sock:
+            sock.sendall(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
+            return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
+def not_grpc(url: str) -> FinsentError:
+    return FinsentError(f"{url} does not speak gRPC (it answers HTTP/1.x): is it the HTTP port? "
+                        f"Triton's gRPC port is {DEFAULT_URLS['grpc'].split(':')[1]} by default, or use protocol http")
+
+
+def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport,
+                protocol: str = "http") -> float:
     """The pause before retrying after `exc`; raises the client's error when it is not worth a
     retry (anything but UNAVAILABLE / connection errors) or the retries are spent. `delays`:
     enumerate(Retry.delays()); the first retry is logged (INFO on "finsent": the CLI shows it)."""
@@ -293,6 +356,11 @@ def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str,
     if not isinstance(error, UnavailableError):
         raise error from None
     attempt, delay = next(delays, (None, None))
+    # Once, before any wait, and only when the port closed on us (a quick local probe then): an HTTP
+    # server refuses gRPC's HTTP/2 that way; a host that does not answer at all is not probed.
+    if protocol == "grpc" and attempt in (0, None) and re.search(r"Socket closed|refused", str(error), re.I) \
+            and speaks_http(url):
+        raise not_grpc(url) from None
     if delay is None:
         raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
     if attempt == 0:

@@ -36,7 +36,7 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 @dataclass(frozen=True)
 class Settings:
     triton: str = "localhost:8001"       # Triton's gRPC address
-    model: str = "finbert"               # the model of POST / and /readyz
+    model: str | None = None             # the model of POST / and /readyz; None: core.choose_model
     api_key: str | None = None           # when set, every POST needs header X-API-Key (or Bearer)
     max_items: int = 256
     max_body_bytes: int = 1 << 20
@@ -57,6 +57,20 @@ def create_app(settings: Settings = Settings()) -> Starlette:
     clients: dict[str, AsyncClient] = {}
     lock = asyncio.Lock()
     retry = Retry(attempts=settings.retries, initial_s=0.1, max_s=1.0)
+
+    chosen: dict[str, str] = {}
+
+    async def default_model() -> str:
+        """settings.model, else the model the server serves, chosen once it serves one."""
+        if settings.model:
+            return settings.model
+        if "model" not in chosen:
+            probe = AsyncClient(settings.triton, "grpc", None, timeout_s=min(2.0, settings.timeout_s), retry=retry)
+            try:
+                chosen["model"] = await asyncio.wait_for(probe.resolve(), settings.timeout_s)
+            finally:
+                await probe.close()
+        return chosen["model"]
 
     async def client_for(model: str) -> AsyncClient:
         """A client per model, kept once the server has shown it serves that model."""
@@ -102,10 +116,11 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         if len(items) > settings.max_items:
             raise HTTPProblem(413, f"{len(items)} items is over the limit of {settings.max_items} per request")
 
-    async def classify(model: str, texts: list[str]):
+    async def classify(model: str | None, texts: list[str]) -> tuple[str, list]:
+        """(the model used: `model`, else the default one; its predictions)."""
         try:
-            client = await client_for(model)
-            return await asyncio.wait_for(client.classify(texts), settings.timeout_s)
+            client = await client_for(model or await default_model())
+            return client.model, (await asyncio.wait_for(client.classify(texts), settings.timeout_s) if texts else [])
         except TextError as exc:
             raise HTTPProblem(422, f"item {exc.index}: text {exc.reason}", item=exc.index) from None
         except ModelError as exc:
@@ -133,7 +148,7 @@ def create_app(settings: Settings = Settings()) -> Starlette:
                 raise HTTPProblem(422, f'item {i}: "text" must be a string, got {type(item["text"]).__name__}',
                                   item=i)
             texts.append(item["text"])
-        predictions = await classify(settings.model, texts) if texts else []
+        _, predictions = await classify(None, texts)
         return JSONResponse([{"label": p.label, "score": p.score} for p in predictions])
 
     async def v1_classify(request: Request) -> JSONResponse:
@@ -141,32 +156,35 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("texts"), list):
             raise HTTPProblem(422, 'body must be {"texts": ["...", ...], "model": "finbert"} ("model" optional)')
-        model = body.get("model", settings.model)
-        if not isinstance(model, str) or not MODEL_NAME.match(model):
+        model = body.get("model")
+        if model is not None and (not isinstance(model, str) or not MODEL_NAME.match(model)):
             raise HTTPProblem(422, f'"model" must be a model name such as "finbert", got {model!r}')
         texts = body["texts"]
         check_count(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise HTTPProblem(422, f"item {i} must be a string, got {type(text).__name__}", item=i)
-        predictions = await classify(model, texts) if texts else []
+        model, predictions = await classify(model, texts)
         return JSONResponse({"model": model, "predictions": [p.as_dict() for p in predictions]})
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        probe = AsyncClient(settings.triton, "grpc", settings.model, timeout_s=min(2.0, settings.timeout_s))
+        model = settings.model or chosen.get("model")
+        probe = AsyncClient(settings.triton, "grpc", model, timeout_s=min(2.0, settings.timeout_s))
         try:
             health = await asyncio.wait_for(probe.health(), min(3.0, settings.timeout_s))
         except asyncio.TimeoutError:
             health = None
         finally:
             await probe.close()
+        model = health.model if health else model
         if health is not None and health.ok:
-            return JSONResponse({"status": "ready", "triton": settings.triton, "model": settings.model})
+            chosen.setdefault("model", model)
+            return JSONResponse({"status": "ready", "triton": settings.triton, "model": model})
         state = {"live": health.live, "ready": health.ready, "model_ready": health.model_ready} if health else {}
-        return JSONResponse({"status": "not ready", "triton": settings.triton, "model": settings.model, **state},
+        return JSONResponse({"status": "not ready", "triton": settings.triton, "model": model, **state},
                             status_code=503)
 
     @asynccontextmanager

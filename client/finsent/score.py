@@ -140,6 +140,40 @@ def read_parquet(path: Path, column: str, skip: int, size: int) -> Iterator[tupl
         yield batch, [text_value(v, column) for v in batch.column(column).to_pylist()]
 
 
+# JSONL has no header: its columns are the keys of its first rows (JSON objects).
+JSONL_HEADER_ROWS = 1000
+
+
+def columns_of(path: Path, fmt: str) -> list[str] | None:
+    """The input's column names, read before anything is written (None: a JSONL without objects)."""
+    if fmt == "csv":
+        with open(path, newline="", **ENCODING) as f:
+            return csv.DictReader(f).fieldnames
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).schema_arrow.names
+    names, seen = {}, 0
+    with open(path, **ENCODING) as f:
+        for line in f:
+            try:
+                row = json.loads(line) if line.strip() else None
+            except ValueError:
+                continue                 # a bad line is that row's failure, not the file's
+            if isinstance(row, dict):
+                names.update(dict.fromkeys(row))
+                seen += 1
+                if seen == JSONL_HEADER_ROWS:
+                    break
+    return list(names) if seen else None
+
+
+def check_column(path: Path, fmt: str, column: str) -> None:
+    """The same refusal for every format when the text column is not there."""
+    names = columns_of(path, fmt)
+    if (names is not None or fmt == "csv") and column not in (names or ()):
+        raise ScoreError(f"{path} has no column {column!r}; columns: {names}")
+
+
 def count_rows(path: Path, fmt: str) -> int | None:
     """Known without reading the data only for Parquet (its footer)."""
     if fmt == "parquet":
@@ -184,7 +218,8 @@ class TextWriter:
                 writer.writerow(["" if merged.get(c) is None else merged[c] for c in self.header])
         else:
             for row, result in zip(rows, results):
-                buf.write(json.dumps({**row, **dict(zip(self.columns, result_values(result)))}) + "\n")
+                buf.write(json.dumps({**row, **dict(zip(self.columns, result_values(result)))},
+                                     ensure_ascii=False) + "\n")     # as the input had it, not \u escapes
         with open(self.path, "ab") as f:
             f.write(buf.getvalue().encode(**ENCODING))
             f.flush()
@@ -322,6 +357,9 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     # Before --overwrite deletes anything: the output must not be the input (also through a link).
     if output.exists() and os.path.samefile(input_path, output):
         raise ScoreError(f"{output} is the input file: write the scores to another file (-o)")
+    # Column and model are checked before any file is written: a failed first try leaves nothing to --overwrite.
+    check_column(input_path, in_fmt, column)
+    model = client.info.name
     partial = output.with_name(output.name + ".partial")
     record = output.with_name(output.name + ".partial.json")
     done = output.with_name(output.name + ".finsent.json")       # the record of the run that wrote OUTPUT
@@ -330,7 +368,7 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
             path.unlink(missing_ok=True)
         remove(partial)
     stat = input_path.stat()
-    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, client.model)
+    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, model)
     if output.exists():
         if record.exists():      # OUTPUT is only ever written complete: stopped before its record was kept
             remove(partial)
@@ -383,6 +421,11 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
             scored += len(texts)
             if bar is not None:
                 bar.update(len(texts))
+    except BaseException:
+        if progress.rows == 0:           # nothing to resume: no partial file to block the next run
+            remove(partial)
+            record.unlink(missing_ok=True)
+        raise
     finally:
         if bar is not None:
             bar.close()

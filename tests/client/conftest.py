@@ -16,3 +16,4 @@ def restricted_triton(exports, build_dir):
     server = stack.start(repository, build_dir / "restricted" / "triton", admin=True)
     yield server
     server.stop(timeout_s=10)
+

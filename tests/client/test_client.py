@@ -185,10 +185,14 @@ def test_the_address_is_checked_when_the_client_is_made():
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_http_to_the_grpc_port_says_so_at_once(triton, mode):
+@pytest.mark.parametrize("protocol, port, says", [("http", "grpc", "does not speak HTTP .*: is it the gRPC port"),
+                                                  ("grpc", "http", "does not speak gRPC .*: is it the HTTP port")])
+def test_the_other_protocols_port_is_named_at_once(triton, mode, protocol, port, says):
+    """gRPC to the HTTP port retried 13 s and then said "Connection refused" (issue 17)."""
+    address = triton.grpc_url if port == "grpc" else triton.http_url
     started = time.monotonic()
-    with pytest.raises(FinsentError, match=f"{triton.grpc_url} does not speak HTTP .*: is it the gRPC port"):
-        classify(triton, "http", mode, TEXTS, address=triton.grpc_url)
+    with pytest.raises(FinsentError, match=f"{address} {says}"):
+        classify(triton, protocol, mode, TEXTS, address=address)
     assert time.monotonic() - started < 2                             # a wrong port is not retried
 
 

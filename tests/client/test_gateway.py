@@ -94,7 +94,7 @@ def test_health_and_readiness(gateway):
     ("/", [{"text": "x" * 5000}], 413, None, "over the limit of 4096"),
     ("/", [{"text": "ok"}, {"text": "fine"}, {"text": "good"}, {"text": "  "}], 422, 3,
      "item 3: text is empty or whitespace only"),
-    ("/v1/classify", {"texts": ["ok"], "model": "nope"}, 404, None, "'nope' is not available"),
+    ("/v1/classify", {"texts": ["ok"], "model": "nope"}, 404, None, "'nope' is not served"),
     ("/v1/classify", {"texts": ["ok"], "model": "../etc"}, 422, None, '"model" must be a model name'),
     ("/v1/classify", {"texts": ["ok", None]}, 422, 1, "item 1 must be a string"),
     ("/v1/classify", ["ok"], 422, None, '{"texts"'),

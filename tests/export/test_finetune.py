@@ -99,3 +99,32 @@ def test_a_bert_kept_as_bert_cannot_be_served_as_distilbert(tmp_path):
     export = export_model(str(tmp_path / "bert"), "distilbert", tmp_path / "export", log=lambda *_: None)
     with pytest.raises(ValueError, match="token_type_ids"):
         assemble({"distilbert": export.path}, tmp_path / "repository", TargetOptions("local"))
+
+
+def test_offline_it_knows_at_once_that_the_hub_is_unreachable_and_says_where_data_can_come_from(tmp_path):
+    """Issue 17: offline, make finetune printed Hugging Face retry lines for ~23 s first. The Hub
+    here is a socket that accepts connections and never answers, like a network that drops them."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(8)
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+                "FINSENT_FPB_DIR": str(tmp_path / "none"), "HF_HOME": str(tmp_path / "hf")}
+        started = time.monotonic()
+        try:
+            run = subprocess.run([sys.executable, "-m", "export.finetune", "--base", "minilm",
+                                  "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=45,
+                                 env=env, cwd=Path(__file__).resolve().parents[2])
+        except subprocess.TimeoutExpired:
+            pytest.fail("still waiting for the Hub after 45 s")
+        took = time.monotonic() - started
+    assert run.returncode == 1 and took < finetune.HUB_PROBE_S + 8, (took, run.stderr)
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: the Hugging Face Hub cannot be reached") and "DATA=PATH" in line
+    assert "FINSENT_FPB_DIR" in line and fpb.HUB_DATASET in line

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from loadtest import sweep
+from loadtest import analysis, sweep
 from server.triton import free_ports
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -118,15 +118,17 @@ def test_unknown_model_is_named(triton, tmp_path, capsys):
     code = sweep.main(["--host", triton.grpc_url, "--model", "nosuch", "--out", str(tmp_path / "x")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "'nosuch' is not ready" in err and "finbert" in err
+    assert "'nosuch' is not served" in err and "finbert" in err
+    assert not (tmp_path / "x").exists()     # nothing made before the target is known to serve it
 
 
-def test_gateway_sweep(triton, tmp_path):
+def test_gateway_sweep(distilbert_triton, tmp_path):
     pytest.importorskip("finsent.gateway", reason="the REST gateway (finsent.gateway, branch `client`) is not "
                                                   "installed in this checkout")
     port = free_ports(1)[0]
     code = (f"from finsent.gateway import Settings, serve; "
-            f"serve(Settings(triton={triton.grpc_url!r}), host='127.0.0.1', port={port}, log_level='warning')")
+            f"serve(Settings(triton={distilbert_triton.grpc_url!r}), host='127.0.0.1', port={port}, "
+            f"log_level='warning')")
     process = subprocess.Popen([sys.executable, "-c", code])
     try:
         deadline = time.monotonic() + 30
@@ -145,6 +147,8 @@ def test_gateway_sweep(triton, tmp_path):
             assert code_ == 0
             (step,) = result["steps"]
             assert step["requests"] > 0 and step["failures"] == 0 and step["texts"] == 4 * step["requests"]
+            # Issue 17: titled with the model the gateway served (the only one: distilbert), not a default.
+            assert result["target"]["model"] == "distilbert"
     finally:
         process.terminate()
         process.wait(10)
@@ -155,3 +159,29 @@ def test_help_shows_the_usage_example_on_two_lines(capsys):
         sweep.main(["--help"])
     assert exc.value.code == 0
     assert '--model finbert \\\n        --users "1 4 16"' in capsys.readouterr().out
+
+
+def test_the_model_defaults_to_the_one_served_behind_make_serves_admin_key(distilbert_triton, tmp_path, capsys):
+    """Issue 17: `make loadtest` against `make serve FINBERT=` (the repository index restricted)."""
+    assert sweep.preflight("grpc", distilbert_triton.grpc_url, None) == "distilbert"
+    assert sweep.preflight("http", f"http://{distilbert_triton.http_url}", None) == "distilbert"
+    code = sweep.main(["--host", distilbert_triton.grpc_url, "--model", "finbert",
+                       "--out", str(tmp_path / "{protocol}-{model}")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.splitlines() == [err.splitlines()[0]] and "it serves distilbert" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_log_latency_axis_labels_more_than_one_tick():
+    """Issue 17: 20-400 ms on a log axis showed only "10^2"."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [12, 60, 400])
+    analysis.latency_axis(ax, [12, 60, 400])
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+    plt.close(fig)
+    assert ax.get_yscale() == "log" and len(labels) >= 4, labels

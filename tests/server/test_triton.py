@@ -1,5 +1,6 @@
 import json
 import socket
+import stat
 import subprocess
 import sys
 
@@ -8,7 +9,8 @@ import pytest
 from model_repository.assemble import TargetOptions, assemble
 from server import perf_analyzer
 from server.__main__ import claim, prepare
-from server.triton import LaunchError, Ports, TritonServer, check_ports, free_ports, triton_args
+from server.triton import (LOCAL_RESTRICTED_APIS, LaunchError, Ports, TritonServer, check_ports, free_ports,
+                           triton_args)
 
 
 def test_a_taken_port_is_named_with_the_knob_to_change_it():
@@ -47,7 +49,10 @@ def test_a_variant_the_guard_refuses_falls_back_to_fp32_for_that_model(checkpoin
     exports, variants = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": ""}, tmp_path, "int8",
                                 min_agreement=1.01)              # no variant can pass
     assert variants == {"finbert": "fp32"}
-    assert "int8 variant refused" in capsys.readouterr().err
+    (line,) = [l for l in capsys.readouterr().err.splitlines() if "refused" in l]
+    # Issue 17: said once, without suggesting the very command that is running.
+    assert line.startswith("[finbert] int8 variant refused: it agrees with fp32 on only ")
+    assert line.endswith("(needs 101.0%): serving finbert in fp32 (exact, slower) instead") and "make serve" not in line
     repository = assemble(exports, tmp_path / "repo", TargetOptions("local", variant="int8"), variants=variants)
     served = repository / "finbert_classifier" / "1"
     assert json.loads((served / "model_facts.json").read_text())["variant"] == "fp32"
@@ -138,4 +143,14 @@ def test_an_admin_key_restricts_the_admin_apis_of_a_real_server(tmp_path):
             client.get_model_repository_index()
         client.get_model_repository_index(headers={f"triton-grpc-protocol-{ADMIN_HEADER}": "k3y"})
         assert client.is_server_ready()
+        # Issue 17: the key is there for its owner's own tools (tritonclient, curl), for no one else.
+        assert server.admin_key_file.read_text() == "k3y\n"
+        assert stat.S_IMODE(server.admin_key_file.stat().st_mode) == 0o600
         client.close()
+
+
+def test_make_serve_leaves_statistics_open_for_perf_analyzer_and_keeps_the_rest():
+    """Issue 17: perf_analyzer and Model Analyzer read statistics; model control stays behind the key."""
+    args = " ".join(triton_args("/models", admin_key="k", restricted_apis=LOCAL_RESTRICTED_APIS))
+    assert "statistics" not in args and "model-repository,shared-memory" in args
+    assert "statistics" in " ".join(triton_args("/models", admin_key="k"))      # the chart's: all restricted
