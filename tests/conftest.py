@@ -80,9 +80,7 @@ def reference(checkpoints):
 def distilbert_triton(exports, build_dir):
     """The offline first run of the README (`make finetune BASE=minilm && make serve FINBERT=`):
     `make serve`'s settings, serving DistilBERT only."""
-    repository = assemble({"distilbert": exports["distilbert"]}, build_dir / "distilbert-only" / "repository",
-                          TargetOptions("local"))
-    from benchmarks.faults import start_server
-    server = start_server(repository, build_dir / "distilbert-only" / "triton")
+    server = stack.serve({"distilbert": exports["distilbert"]}, build_dir / "distilbert-only", TargetOptions("local"),
+                         admin=True)
     yield server
     server.stop(timeout_s=10)
