@@ -95,9 +95,12 @@ bench: setup
 TIMELINE_MODEL ?= finbert
 TIMELINE_VARIANT ?= int8
 # make bench's random-weight architecture unless FINBERT=/DISTILBERT= are given on the command line.
+# The checkpoints given on the command line (make bench's random-weight ones otherwise), by model.
+GIVEN_finbert = $(if $(filter command line,$(origin FINBERT)),$(FINBERT))
+GIVEN_distilbert = $(if $(filter command line,$(origin DISTILBERT)),$(DISTILBERT))
 timeline: setup
 	$(PY) -m benchmarks.timeline --model $(TIMELINE_MODEL) --variant $(TIMELINE_VARIANT) \
-		$(if $(filter command line,$(origin $(shell echo $(TIMELINE_MODEL) | tr a-z A-Z))),--checkpoint "$($(shell echo $(TIMELINE_MODEL) | tr a-z A-Z))")
+		$(if $(GIVEN_$(TIMELINE_MODEL)),--checkpoint "$(GIVEN_$(TIMELINE_MODEL))")
 
 startup: setup
 	$(PY) -m benchmarks.startup
