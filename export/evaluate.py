@@ -107,6 +107,11 @@ def confusion_png(scores: dict, title: str, path: Path) -> Path:
             ax.text(j, i, str(confusion[i, j]), ha="center", va="center",
                     color="white" if confusion[i, j] > confusion.max() / 2 else "black")
     ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -182,11 +187,7 @@ def reliability_png(cal: dict, title: str, path: Path) -> Path:
     axes[0].set_ylabel("accuracy")
     axes[0].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, export: Path | None = None,
