@@ -101,8 +101,9 @@ def dashboard_metrics() -> set[str]:
     dash = json.loads((K8S / "grafana" / "finsent-triton.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     assert {p["title"] for p in dash["panels"]} >= {"Request rate", "Errors", "Queue time per request",
-                                                    "Compute time per execution", "Batch size"}
-    return set(re.findall(r"\b(nv_[a-z_]+)\b", " ".join(exprs)))
+                                                    "Compute time per execution", "Batch size",
+                                                    "Predicted label mix", "Mean confidence (SCORE)"}
+    return set(re.findall(r"\b((?:nv|finsent)_[a-z_]+)\b", " ".join(exprs)))
 
 
 def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
@@ -113,7 +114,7 @@ def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
         client.infer(family, [text])
     with urllib.request.urlopen(f"http://localhost:{triton.ports.metrics}/metrics", timeout=10) as response:
         exported = response.read().decode()
-    names = set(re.findall(r"^(nv_[a-z_]+)\{", exported, re.M))
+    names = set(re.findall(r"^((?:nv|finsent)_[a-z_]+)\{", exported, re.M))   # finsent_: the postprocess's
     wanted = dashboard_metrics()
     gpu_only = {m for m in wanted if m.startswith("nv_gpu_")}   # NVML metrics: absent without a GPU
     assert wanted - gpu_only <= names, wanted - gpu_only - names
