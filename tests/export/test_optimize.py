@@ -115,9 +115,12 @@ def test_variants_are_judged_under_the_runtime_that_serves_them(container_runtim
     copy = shutil.copytree(exports["finbert"], tmp_path / "f")
     report = build_variants(copy, ["fp32", "int8"], guard_limit=100, min_agreement=0.0, runtime=version,
                             log=lambda *_: None)
-    assert report["int8"]["runtime"] == version and report["int8"]["settings"]["runtime"] == version
+    assert set(report) == {"int8"} and report["int8"]["runtime"] == version
+    assert report["int8"]["settings"]["runtime"] == version
+    fp32 = json.loads((copy / "fp32_runtime.json").read_text())
+    assert fp32["runtime"] == version and fp32["files"]["fp32"]["loads"]
     for variant in ("fp32", "int8"):
-        assert report[variant]["files"][variant]["loads"] and report[variant]["files"][variant]["ir_version"] <= 10
+        assert report["int8"]["files"][variant]["loads"] and report["int8"]["files"][variant]["ir_version"] <= 10
     # The venv's ONNX Runtime scores the same file (batch for batch) within float noise of 1.19.2's.
     from export.optimize import served_logits
     local = served_logits(OnnxClassifier(copy, "int8"), PARITY_SENTENCES)
