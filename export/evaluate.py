@@ -178,6 +178,8 @@ def reliability_png(cal: dict, title: str, path: Path) -> Path:
                edgecolor="black", color="tab:blue", alpha=0.8, label="accuracy in bin")
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="tab:red", ms=3,
                 label="(mean confidence, accuracy)")
+        for b in bins:   # sparse bins say little: show how many sentences each holds
+            ax.text(b["low"] + 0.5 / cal["ece_bins"], 0.02, str(b["n"]), ha="center", fontsize=6, color="white")
         ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
         m = cal[key]
         ax.set_title(f"{name}\nECE {m['ece']:.3f}, NLL {m['nll']:.3f}, Brier {m['brier']:.3f}", fontsize=9)
@@ -310,7 +312,10 @@ def render_docs(out: Path = DOCS) -> Path:
                          f"{ref['macro_f1'] or '—'} | |")
         lines += ["", f"Served vs in-process: **{r['disagreements']}** of {r['n']} sentences get a different label "
                       f"(agreement {r['agreement']:.2%}; max probability difference "
-                      f"{r['max_abs_probability_diff']:.1e}). Gate: {r['gate']['rule']} -> "
+                      f"{r['max_abs_probability_diff']:.1e}"
+                      + (f"; on the {r['confident']} confident ones {r['confident_agreement']:.2%}, accuracy "
+                         f"{p['accuracy']:.4f} -> {s['accuracy']:.4f}" if "confident" in r else "")
+                      + f"). Gate: {r['gate']['rule']} -> "
                       f"**{'PASS' if r['gate']['passed'] else 'FAIL'}**.", ""]
         if ft and ft.get("history"):
             lines += ["Held-out accuracy after each epoch (logged only; the last epoch is the checkpoint): "
