@@ -75,12 +75,17 @@ def test_reproducible_int8_does_not_depend_on_the_texts_batched_with_it(variants
     np.testing.assert_allclose(probs, alone, atol=1e-5)
 
 
-def test_the_guard_runs_shuffled_batches_of_the_sizes_the_batcher_forms():
+def test_the_guard_runs_batches_of_the_sizes_the_batcher_forms_of_similar_lengths():
     from export.optimize import GUARD_BATCH_SIZES, served_batches
-    batches = served_batches(500)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(500))        # every row once
-    assert {len(b) for b in batches[:-1]} == set(GUARD_BATCH_SIZES) and 1 in GUARD_BATCH_SIZES
+    lengths = np.random.default_rng(1).integers(5, 120, size=1500)
+    batches = served_batches(lengths)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1500))       # every row once
+    sizes = [len(b) for b in batches]   # each bucket's last batch holds what is left
+    assert set(GUARD_BATCH_SIZES) <= set(sizes) and max(sizes) == 64 and 1 in GUARD_BATCH_SIZES
     assert any((np.diff(b) < 0).any() for b in batches)                         # not in file order
+    buckets = (16, 32, 64, 128)                                                  # the container's, from 16
+    for b in batches:   # one padding bucket per batch, as Triton batches only equal shapes there
+        assert len({np.searchsorted(buckets, n) for n in lengths[b]}) == 1
 
 
 def test_the_guard_judges_confident_agreement_and_accuracy_separately():
