@@ -1,6 +1,6 @@
 """Temperature scaling: one number per served model so that its probabilities mean what they say.
 
-    python -m export.calibrate --export build/export/finbert --data ../shared/data/financial_phrasebank/Sentences_50Agree.txt
+    python -m export.calibrate --export build/export/distilbert --data labelled.txt   # sentence@label lines
 
 The served probabilities are softmax(logits / T). T is fitted by minimising the negative
 log-likelihood of labelled sentences the model was not trained on (Guo et al., 2017); dividing

@@ -68,7 +68,8 @@ class GuardError(RuntimeError):
     """A variant disagrees with fp32 too often, or does not load in the runtime that serves it."""
 
 
-def guard_sentences(path: Path | None, limit: int | None = None, seed: int = 0) -> tuple[list[str], list[str] | None, str]:
+def guard_sentences(path: Path | None, limit: int | None = None,
+                    seed: int = 0) -> tuple[list[str], list[str] | None, str]:
     """FPB sentences (all, or a fixed random sample of `limit`), their labels, and where they came from."""
     path = path or fpb.shared_file(GUARD_AGREE)
     if path is None:
@@ -180,14 +181,13 @@ def check_job(job: dict) -> dict:
     for variant in job["load"]:
         path = export_dir / variant_filename(variant)
         model = onnx.load(str(path), load_external_data=False)
+        opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
         try:
             classifier = OnnxClassifier(export_dir, variant, threads=job.get("threads"))
         except Exception as exc:   # what the serving runtime would say at load time
             raise RuntimeError(f"{path.name} does not load in onnxruntime {onnxruntime.__version__} (IR version "
-                               f"{model.ir_version}, opsets {dict((o.domain or 'ai.onnx', o.version) for o in model.opset_import)}): "
-                               f"{exc}") from exc
-        result["files"][variant] = {"ir_version": model.ir_version, "loads": True,
-                                    "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import}}
+                               f"{model.ir_version}, opsets {opsets}): {exc}") from exc
+        result["files"][variant] = {"ir_version": model.ir_version, "loads": True, "opsets": opsets}
         if variant == "fp32" and "fp32" in job.get("score", []):
             # fp32 does not depend on its batch mates (padding is masked exactly): the cheap way.
             result[variant] = classifier.logits(job["texts"])[:, classifier.facts.canonical_index]
@@ -256,10 +256,11 @@ def build_variants(export_dir: Path, variants: list[str], *, guard_data: Path | 
         raise ValueError(f"unknown variant {unknown[0]!r}: one of {VARIANTS}")
     for variant in [v for v in variants if v != "fp32"]:
         settings = {"guard": source, "min_agreement": min_agreement, "max_accuracy_drop": max_accuracy_drop,
-                    "confident": CONFIDENT, "batches": {"sizes": list(GUARD_BATCH_SIZES), "of": "one length bucket"}, "temperature": facts.temperature,
-                    "runtime": runtime or "venv", "recipe": RECIPES[variant]}
+                    "confident": CONFIDENT, "batches": {"sizes": list(GUARD_BATCH_SIZES), "of": "one length bucket"},
+                    "temperature": facts.temperature, "runtime": runtime or "venv", "recipe": RECIPES[variant]}
         cached = done.get(variant, {})
-        if cached.get("passed") and cached.get("settings") == settings and (export_dir / variant_filename(variant)).exists():
+        built = (export_dir / variant_filename(variant)).exists()
+        if cached.get("passed") and cached.get("settings") == settings and built:
             log(f"[{facts.name}] {variant} variant cached (agreement {cached['agreement']:.2%})")
             continue
         started = time.monotonic()
