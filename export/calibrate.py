@@ -124,14 +124,18 @@ def describe(r: dict) -> str:
 
 def fitted_on(path: Path, n: int) -> dict:
     from export import fpb
-    return {"file": Path(path).name, "sha256": fpb.sha256(path), "n": n}
+    return {"file": Path(path).name, "path": str(Path(path).resolve()), "sha256": fpb.sha256(path), "n": n,
+            "by": "export.calibrate"}
 
 
 def carry(checkpoint: Path, export_dir: Path, facts: ModelFacts) -> ModelFacts:
-    """The export's facts with the checkpoint's fitted temperature (calibration.json), if it has one."""
+    """The export's facts with the checkpoint's fitted temperature (calibration.json), if it has one.
+
+    A temperature this command fitted on the export itself stays: it is the later, deliberate choice
+    (a new checkpoint makes a new export, whose facts start at T = 1)."""
     import dataclasses
     path = Path(checkpoint) / CALIBRATION_FILENAME
-    if not path.is_file():
+    if not path.is_file() or (facts.calibration or {}).get("by") == "export.calibrate":
         return facts
     saved = json.loads(path.read_text())
     wanted = {"temperature": saved["temperature"], "calibration": saved["fitted_on"]}

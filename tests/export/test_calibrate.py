@@ -58,6 +58,25 @@ def test_the_cli_fits_an_export_and_writes_its_facts(exports, tmp_path):
     assert json.loads((export / "model_facts.json").read_text())["temperature"] == facts.temperature
 
 
+def test_a_temperature_fitted_on_the_export_survives_a_cached_export(checkpoints, tmp_path):
+    # make finetune's calibration.json is carried into a fresh export; export.calibrate's later fit
+    # on that export is not reverted by the next (cached) export_model, as make serve runs it.
+    import shutil
+
+    from export.onnx import export_model
+    checkpoint = shutil.copytree(checkpoints["distilbert"], tmp_path / "checkpoint")
+    (checkpoint / calibrate.CALIBRATION_FILENAME).write_text(json.dumps(
+        {"temperature": 1.5, "fitted_on": {"file": "calibration.txt", "n": 10}}))
+    export = export_model(str(checkpoint), "distilbert", tmp_path / "export", log=lambda *_: None).path
+    assert ModelFacts.load(export).temperature == 1.5
+    data, _ = sample_file(tmp_path / "labelled.txt", 60)
+    calibrate.calibrate_export(export, data, log=lambda *_: None)
+    fitted = ModelFacts.load(export).temperature
+    assert fitted != 1.5
+    assert export_model(str(checkpoint), "distilbert", export, log=lambda *_: None).facts.temperature == fitted
+    assert ModelFacts.load(export).temperature == fitted
+
+
 def test_a_nonpositive_temperature_is_refused(exports):
     import dataclasses
 
