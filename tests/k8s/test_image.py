@@ -18,8 +18,9 @@ from model_repository.assemble import FAMILIES, SOURCE
 
 K8S = render.HERE
 ROOT = K8S.parent
-# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0.
+# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0, with ONNX Runtime 1.19.2.
 NGC_TRITON = {"24.10": "2.51.0"}
+NGC_ORT = {"24.10": "1.19.2"}
 
 
 def requirement(name: str) -> str:
@@ -33,12 +34,22 @@ def dockerfile() -> str:
     return (K8S / "Dockerfile").read_text()
 
 
-def test_image_is_the_ngc_release_of_the_local_triton(triton):
+def ngc_release() -> str:
     (release,) = re.findall(r"^FROM nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3$", dockerfile(), re.M)
+    return release
+
+
+def test_image_is_the_ngc_release_of_the_local_triton(triton):
+    release = ngc_release()
     local = httpclient.InferenceServerClient(triton.http_url).get_server_metadata()["version"]
     assert NGC_TRITON[release] == local
     with open(render.CHART / "Chart.yaml") as f:
         assert yaml.safe_load(f)["appVersion"] == release
+
+
+def test_container_variants_are_judged_under_the_images_onnx_runtime():
+    from export.optimize import CONTAINER_ORT
+    assert CONTAINER_ORT == NGC_ORT[ngc_release()]
 
 
 def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
