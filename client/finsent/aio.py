@@ -101,8 +101,9 @@ class AsyncClient(ClientBase):
                         batch = encode(chunk.batch())
                         tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
                         tensor.set_data_from_numpy(batch)
-                        result = await self._call(lambda c: c.infer(self.model, [tensor], **self._timeout()))
-                        return chunk.served(decode(result, info.labels))
+                        result = await self._call(lambda c: c.infer(self.model, [tensor], outputs=self._outputs(
+                            self._types), **self._timeout()))
+                        return chunk.served(decode(result, info.labels, self.logits))
                     except TextError as exc:
                         chunk.refused(exc)
                 return chunk.out

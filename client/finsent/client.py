@@ -121,12 +121,12 @@ class Client(ClientBase):
             def call(c):
                 tensor = self._module.InferInput("TEXT", list(batch.shape), "BYTES")
                 tensor.set_data_from_numpy(batch)
-                return c.infer(self.model, [tensor], **self._timeout())
+                return c.infer(self.model, [tensor], outputs=self._outputs(self._module), **self._timeout())
             return self._call(call)
 
         while chunk.pending:
             try:
-                return chunk.served(decode(infer(encode(chunk.batch())), info.labels))
+                return chunk.served(decode(infer(encode(chunk.batch())), info.labels, self.logits))
             except TextError as exc:
                 chunk.refused(exc)
         return chunk.out
