@@ -32,11 +32,10 @@ from pathlib import Path
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from export import fpb
+from export import calibrate, fpb
 from export.cli import existing_export, fraction
 from export.facts import CANONICAL_LABELS, FAMILIES, FactsError, ModelFacts
 from export.onnx import SourceUnavailable, export_model, resolve_source
-from export import calibrate
 from export.optimize import GuardError, judge
 
 DOCS = fpb.REPO_ROOT / "docs"
@@ -155,10 +154,11 @@ def calibration(rows, logits: np.ndarray, probs: np.ndarray, left_out: set[str],
     labels = calibrate.label_indices([label for _, label in rows])[keep]
     before, after = calibrate.softmax(logits[keep]), probs[keep].astype(np.float64)
     # The temperature the server applied, read back from its outputs (its facts may not be here).
-    confident = (before.max(1) < 0.999) & (after.min(1) > 1e-12)   # away from float32's limits
-    ratio = np.log(before[confident].max(1) / before[confident].min(1))
-    temperature = float(np.median(ratio / np.log(after[confident].max(1) / after[confident].min(1)))) \
-        if confident.any() else 1.0
+    # log(p_max / p_min) = (z_max - z_min) / T, so the ratio before/after is T; rows away from float32's limits.
+    usable = (before.max(1) < 0.999) & (after.min(1) > 1e-12)
+    ratio = np.log(before[usable].max(1) / before[usable].min(1))
+    temperature = float(np.median(ratio / np.log(after[usable].max(1) / after[usable].min(1)))) \
+        if usable.any() else 1.0
     return {"n": int(keep.sum()), "left_out": int((~keep).sum()), "fitted_on": where, "ece_bins": calibrate.ECE_BINS,
             "temperature": round(temperature, 4),
             "before": calibrate.measures(before, labels), "after": calibrate.measures(after, labels),

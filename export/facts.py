@@ -45,7 +45,7 @@ class ModelFacts:
     variant: str = "fp32"
     # Served probabilities are softmax(logits / temperature) (export/calibrate.py); 1.0: not fitted.
     temperature: float = 1.0
-    calibration: dict | None = None   # what the temperature was fitted on: file, sha256, n
+    calibration: dict | None = None   # what the temperature was fitted on: file, sha256, n, by whom
     canonical_labels: list[str] = field(default_factory=lambda: list(CANONICAL_LABELS))
     version: int = FACTS_VERSION
 

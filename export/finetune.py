@@ -29,9 +29,9 @@ import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
-from export import fpb
+from export import calibrate, fpb
 from export.cli import bounded
-from export.facts import MIN_MAX_LENGTH
+from export.facts import MIN_MAX_LENGTH, canonical_index
 from export.onnx import MAX_LENGTH_CAP
 from export.quiet import known_noise_silenced
 
@@ -153,9 +153,8 @@ def predict_logits(model, tokenizer, texts, max_length, batch_size=64):
 
 def predict(model, tokenizer, texts, max_length, batch_size=64):
     """Class probabilities (checkpoint column order) for `texts`, in order."""
-    from export.calibrate import softmax
     logits = predict_logits(model, tokenizer, texts, max_length, batch_size)
-    return softmax(logits).astype(logits.dtype) if len(logits) else logits
+    return calibrate.softmax(logits).astype(logits.dtype) if len(logits) else logits
 
 
 def fit_calibration(model, tokenizer, heldout, max_length, seed) -> tuple[dict, list]:
@@ -164,8 +163,6 @@ def fit_calibration(model, tokenizer, heldout, max_length, seed) -> tuple[dict, 
     Returns (calibration.json's content, the fitting half). Neither half was trained on; the
     reported figures never come from the sentences the temperature was fitted on.
     """
-    from export import calibrate
-    from export.facts import canonical_index
     fit_rows, report_rows = fpb.stratified_split(heldout, 0.5, seed)
     id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]
     columns = canonical_index(id2label)
@@ -254,7 +251,6 @@ def finetune(base: str, rows, out: Path, *, epochs=4, lr=5e-5, batch_size=16, ma
         save(model, tokenizer, test, metrics, Path(out))
     bar.close()
     calibration, fit_rows = fit_calibration(model, tokenizer, test, tokenizer.model_max_length, split_seed)
-    from export import calibrate
     log(f"temperature fitted on {len(fit_rows)} held-out sentences, reported on the other "
         f"{calibration['heldout_report']['n']}: {calibrate.describe(calibration['heldout_report'])}")
     fit_path = fpb.write(fit_rows, Path(out) / calibrate.CALIBRATION_DATA_FILENAME)

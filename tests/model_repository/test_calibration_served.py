@@ -4,6 +4,7 @@ in canonical order, and the Prometheus series on the metrics port count every pr
 import dataclasses
 import re
 import shutil
+import time
 import urllib.request
 
 import numpy as np
@@ -87,7 +88,15 @@ def series(snapshot, name, **labels):
 
 
 def test_the_metrics_port_counts_predictions_per_label_and_their_confidence(triton):
+    # The postprocess sends its counts at most once a second, at a request (postprocess.py):
+    # one text a second after any earlier traffic sends what that left pending.
+    from model_repository.assemble import SOURCE   # postprocess.py imports Triton's stub module: read it
+    FLUSH_S = float(re.search(r"^FLUSH_S = ([\d.]+)", (SOURCE / "python_models" / "postprocess.py").read_text(),
+                              re.M).group(1))
+    time.sleep(FLUSH_S + 0.1)
+    served(triton.grpc_url, "finbert", MANY[:1])
     before = scrape(triton)
+    time.sleep(FLUSH_S + 0.1)
     texts = MANY
     labels, scores, _, _ = served(triton.grpc_url, "finbert", texts)
     after = scrape(triton)
@@ -102,6 +111,8 @@ def test_the_metrics_port_counts_predictions_per_label_and_their_confidence(trit
     low = (series(after, "finsent_top_probability_bucket", model="finbert", le="0.5")
              - series(before, "finsent_top_probability_bucket", model="finbert", le="0.5"))
     assert low == (scores <= 0.5).sum()
+    assert (series(after, "finsent_top_probability_bucket", model="finbert", le="+Inf")
+            - series(before, "finsent_top_probability_bucket", model="finbert", le="+Inf")) == len(texts)
     # Per model: distilbert's series did not move with finbert's traffic.
     assert series(after, "finsent_top_probability_count", model="distilbert") == \
         series(before, "finsent_top_probability_count", model="distilbert")
