@@ -19,10 +19,10 @@ from pathlib import Path
 
 from finsent.client import Client
 from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
+from finsent.score import ScoreError, score_file
 
 MODEL_DEFAULT_HELP = (f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} "
                       f"when it serves several)")
-from finsent.score import ScoreError, score_file
 
 
 def add_connection(parser: argparse.ArgumentParser) -> None:
