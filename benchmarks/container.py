@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     source = checkpoint("finbert", args.checkpoint, args.build)
     export = export_model(source, "finbert", args.build / "export" / "finbert").path
     if args.variant != "fp32":
-        from export.optimize import build_variants
-        build_variants(export, [args.variant], min_agreement=0.995 if args.checkpoint else 0.0,
+        from export.optimize import MIN_AGREEMENT, build_variants
+        build_variants(export, [args.variant], min_agreement=MIN_AGREEMENT if args.checkpoint else 0.0,
                        guard_limit=None if args.checkpoint else UNGUARDED_SAMPLE)
     servers = {}
     try:

@@ -36,7 +36,7 @@ from export import calibrate, fpb
 from export.cli import existing_export, fraction
 from export.facts import CANONICAL_LABELS, FAMILIES, FactsError, ModelFacts
 from export.onnx import SourceUnavailable, export_model, resolve_source
-from export.optimize import GuardError, judge
+from export.optimize import MIN_AGREEMENT, GuardError, judge
 
 DOCS = fpb.REPO_ROOT / "docs"
 MAX_BATCH = 64                       # the ensembles' max_batch_size
@@ -194,7 +194,7 @@ def reliability_png(cal: dict, title: str, path: Path) -> Path:
 
 def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, export: Path | None = None,
              model: str | None = None, build: Path = Path("build"), out: Path = DOCS, data_name: str = "",
-             log=print, variant: str = "fp32", min_agreement: float = 0.995) -> dict:
+             log=print, variant: str = "fp32", min_agreement: float = MIN_AGREEMENT) -> dict:
     """Score `rows` served and in-process; write <out>/accuracy/<model>.json and its PNG."""
     from model_repository.assemble import TargetOptions, assemble
     from server.triton import Ports, TritonServer, free_ports
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve this export folder, not an export of the checkpoint (--variant picks the variant)")
     parser.add_argument("--variant", choices=["fp32", "int8", "fp16"], default="fp32",
                         help="export variant to serve (built and guarded by export.optimize if missing)")
-    parser.add_argument("--min-agreement", type=fraction, default=0.995,
+    parser.add_argument("--min-agreement", type=fraction, default=MIN_AGREEMENT,
                         help="the variant's accuracy guard (export.optimize); 0 scores a variant it would refuse")
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--out", type=Path, default=DOCS, help="docs folder (default docs/)")

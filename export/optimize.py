@@ -61,6 +61,7 @@ GUARD_AGREE = "50"             # FPB's 50%-agreement file: every sentence, the a
 # client (1) to a full batch (64); 16 concurrent clients formed batches of about 8 (docs/serving.md).
 GUARD_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 CONFIDENT = 0.9                # a confident prediction: fp32's served top probability >= this
+MIN_AGREEMENT = 0.995          # of fp32's confident predictions a variant must keep (the guard's default)
 MAX_ACCURACY_DROP = 0.005      # accuracy (fraction) a variant may lose against fp32 on the labels
 ORT_DIR = fpb.REPO_ROOT / "build" / "ort"
 
@@ -114,7 +115,7 @@ def served_logits(classifier: OnnxClassifier, texts: list[str], sizes=GUARD_BATC
 
 
 def judge(reference: np.ndarray, candidate: np.ndarray, labels: list[str] | None, *,
-          min_agreement: float = 0.995, max_accuracy_drop: float = MAX_ACCURACY_DROP) -> dict:
+          min_agreement: float = MIN_AGREEMENT, max_accuracy_drop: float = MAX_ACCURACY_DROP) -> dict:
     """A variant's (`candidate`) served probabilities against fp32's (`reference`), canonical order."""
     ref_pred, cand_pred = reference.argmax(1), candidate.argmax(1)
     confident = reference.max(1) >= CONFIDENT
@@ -235,7 +236,7 @@ def build(export_dir: Path, variant: str) -> Path:
 
 
 def build_variants(export_dir: Path, variants: list[str], *, guard_data: Path | None = None,
-                   guard_limit: int | None = None, min_agreement: float = 0.995,
+                   guard_limit: int | None = None, min_agreement: float = MIN_AGREEMENT,
                    max_accuracy_drop: float | None = None, runtime: str | None = None, log=print) -> dict:
     """Build and guard each variant (fp32 is the export itself); cached in variants.json.
 
@@ -316,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"{GUARD_AGREE}%% subset next to the checkout, if there)")
     parser.add_argument("--guard-sentences", type=bounded(int, 1),
                         help="score a random sample of this many guard sentences (default: all)")
-    parser.add_argument("--min-agreement", type=fraction, default=0.995,
+    parser.add_argument("--min-agreement", type=fraction, default=MIN_AGREEMENT,
                         help=f"the fraction of confident guard predictions (fp32 p >= {CONFIDENT:g}) on which a "
                              "variant must predict the label fp32 predicts, else it is refused and deleted "
-                             "(default 0.995, i.e. 99.5%%)")
+                             f"(default {MIN_AGREEMENT}, i.e. {MIN_AGREEMENT * 100:.1f}%%)")
     parser.add_argument("--max-accuracy-drop", type=fraction,
                         help=f"accuracy a variant may lose against fp32 on the labels (default {MAX_ACCURACY_DROP}; "
                              "with --min-agreement 0, no limit)")

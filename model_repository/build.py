@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from export.cli import bounded, fraction
-from export.optimize import GuardError, build_variants
+from export.optimize import MIN_AGREEMENT, GuardError, build_variants
 from export.runtime import CONTAINER_ORT, VARIANTS
 from model_repository.assemble import (
     FAMILIES,
@@ -36,7 +36,7 @@ def chart_models() -> list[str]:
     return list(yaml.safe_load(CHART_VALUES.read_text())["models"])
 
 
-def served_variants(exports: dict[str, Path], variant: str, min_agreement: float = 0.995, runtime: str | None = None,
+def served_variants(exports: dict[str, Path], variant: str, min_agreement: float = MIN_AGREEMENT, runtime: str | None = None,
                     log=lambda line: print(line, file=sys.stderr)) -> dict[str, str]:
     """{family: variant to serve}: `variant` built and guarded for each export, or fp32 for a model
     whose variant the guard refuses (the others keep theirs). runtime: the ONNX Runtime release that
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the CPU request of k8s/values/cpu.yaml for the container)")
     parser.add_argument("--models", type=models_list, help="comma-separated families (default: the chart's "
                         f"models in {CHART_VALUES.relative_to(SOURCE.parent)})")
-    parser.add_argument("--min-agreement", type=fraction, default=0.995,
-                        help="the accuracy guard's limit (export.optimize; default 0.995)")
+    parser.add_argument("--min-agreement", type=fraction, default=MIN_AGREEMENT,
+                        help=f"the accuracy guard's limit (export.optimize; default {MIN_AGREEMENT})")
     parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
     args = parser.parse_args(argv)
     device = args.device or ("gpu" if args.target == "container" else "cpu")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from export.facts import FactsError
 from export.onnx import ParityError, SourceUnavailable, export_model
-from export.optimize import GuardError
+from export.optimize import MIN_AGREEMENT, GuardError
 from export.runtime import CONTAINER_ORT, VARIANTS
 from model_repository.assemble import FAMILIES, TARGETS, TargetOptions, available_cores
 from model_repository.build import served_variants
@@ -40,7 +40,7 @@ DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoin
 
 
 def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
-            min_agreement: float = 0.995, runtime: str | None = None) -> tuple[dict[str, Path], dict[str, str]]:
+            min_agreement: float = MIN_AGREEMENT, runtime: str | None = None) -> tuple[dict[str, Path], dict[str, str]]:
     """Export every family that has a source and build its variant; say why any is skipped.
 
     Returns ({family: export dir}, {family: variant to serve}). A variant the accuracy guard refuses
