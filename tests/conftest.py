@@ -8,6 +8,11 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under `make test` (as CI runs it) the tests' own `make` calls would inherit the make level and
+# print "make[1]: Entering directory ..." lines that a user's make does not print.
+os.environ.pop("MAKEFLAGS", None)
+os.environ.pop("MFLAGS", None)
+os.environ.pop("MAKELEVEL", None)
 
 from pathlib import Path
 
