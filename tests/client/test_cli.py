@@ -129,8 +129,8 @@ def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_trit
     assert time.monotonic() - started < 10                          # not 8-16 s of retries on top of the start-up
     rows = [line.split(maxsplit=3) for line in run.stdout.splitlines()]
     assert rows == [["distilbert", "-", "UNAVAILABLE", "not loaded, or not in the repository"],
-                    *([name, "1", "READY"] for name in ("finbert", "finbert_classifier", "finbert_postprocess",
-                                                        "finbert_tokenizer"))]
+                    *([name, "1", "READY"] for name in ("finbert", "finbert_classifier", "finbert_document",
+                                                        "finbert_postprocess", "finbert_tokenizer"))]
     assert "repository index" in run.stderr and "admin key" in run.stderr
 
 
