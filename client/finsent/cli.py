@@ -2,6 +2,8 @@
 
     finsent classify "Profit rose 12%." "Shares fell."      # or one text per line on stdin; --json
     finsent score news.parquet -o scored.parquet --column headline
+    finsent classify --document < filing.txt                # sentence by sentence; score --documents for files
+    finsent aggregate scored.parquet --by ticker,date        # count, mean/std of net, shares per group
     finsent gateway --host 0.0.0.0 --port 8080 --triton localhost:8001
     finsent models | finsent health | finsent model          # model: the one used when none is named
     finsent serve [python -m server arguments]               # from a finsent checkout
@@ -131,6 +133,15 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_aggregate(args) -> int:
+    from finsent.aggregate import aggregate, write
+    by = [c.strip() for c in args.by.split(",") if c.strip()]
+    if not by:
+        raise ScoreError("--by names no column: e.g. --by ticker,date")
+    write(aggregate(Path(args.input), by, args.prefix), by, Path(args.output) if args.output else None)
+    return 0
+
+
 MODELS_HELP = ("list the server's models and their state; where Triton restricts its repository index to an admin "
                "key (as make serve and the k8s chart run it), the finsent ensembles (finbert, distilbert, --model), "
                "their steps and document models, from the metadata any caller may read: READY, or UNAVAILABLE for "
@@ -212,6 +223,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_connection(p)
     p.set_defaults(run=cmd_score)
+
+    p = sub.add_parser("aggregate", help="group a scored file by columns: count, mean and std of net, shares",
+                       description="Groups a file written by finsent score (or score --documents) by the columns "
+                       "given: per group the rows scored and refused, mean and standard deviation of net, and the "
+                       "shares labelled negative and positive. Prints a table, or writes -o (CSV, JSONL, Parquet).")
+    p.add_argument("input", help="a scored .csv, .jsonl or .parquet file")
+    p.add_argument("--by", required=True, help="columns to group by, comma-separated, e.g. ticker,date")
+    p.add_argument("-o", "--output", help="write the groups here instead of printing them")
+    p.add_argument("--prefix", default="", help="the --prefix the file was scored with")
+    p.set_defaults(run=cmd_aggregate)
 
     for name, run, text in (("models", cmd_models, MODELS_HELP),
                             ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),
