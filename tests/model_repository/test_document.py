@@ -108,7 +108,7 @@ def test_sentences_of_documents_reach_the_classifier_in_few_executions(triton):
         t.join()
     rows, executions = (a - b for a, b in zip(stats(), before))
     print(f"\nclassifier: {rows} sentences in {executions} executions")
-    assert rows >= 380 and executions <= rows / 8
+    assert rows >= 380 and executions <= rows / 4
 
 
 def stats_of(triton, model):
