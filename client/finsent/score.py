@@ -452,6 +452,8 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         if isinstance(writer, ParquetWriter):
             writer.keep(progress.written or 0)
         if sentences_partial is not None:
+            if not sentences_partial.exists() and sentences.exists() and progress.rows:
+                os.replace(sentences, sentences_partial)   # stopped between the two final renames
             if not sentences_partial.exists() and progress.rows:
                 raise ScoreError(f"{partial} was started without the sentence file {sentences}; "
                                  f"use --overwrite to start over")

@@ -107,3 +107,35 @@ def test_gateway_v1_documents(triton):
         assert bad.status_code == 422 and bad.json() == {"error": "item 1: text is empty or whitespace only", "item": 1}
     finally:
         gateway.stop()
+
+
+def test_score_documents_resumes_with_its_sentence_file(triton, tmp_path):
+    """Stopped after its first document, a re-run goes on: each document and sentence once."""
+    from finsent.score import score_file
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in [DOC, "Profit rose. Costs fell.", "Sales rose."]))
+    out, sentences = tmp_path / "out.jsonl", tmp_path / "sentences.csv"
+
+    class StopsAtTheSecondChunk:
+        def __init__(self, client):
+            self.client, self.calls, self.info = client, 0, client.info
+
+        def classify_documents(self, texts, on_error):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return self.client.classify_documents(texts, on_error=on_error)
+
+    with Client(triton.grpc_url) as client:
+        with pytest.raises(KeyboardInterrupt):
+            score_file(StopsAtTheSecondChunk(client), source, out, chunk_size=1, progress_bar=False,
+                       documents=True, sentences=sentences)
+        assert not out.exists() and not sentences.exists()
+        summary = score_file(client, source, out, chunk_size=1, progress_bar=False, documents=True,
+                             sentences=sentences)
+    assert summary.resumed_from == 1 and summary.rows == 3
+    assert [json.loads(line)["sentences"] for line in out.read_text().splitlines()] == [5, 2, 1]
+    with open(sentences, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["row"], r["sentence"]) for r in rows] == [("0", str(i)) for i in range(5)] + [("1", "0"), ("1", "1"),
+                                                                                             ("2", "0")]

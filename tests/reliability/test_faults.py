@@ -243,3 +243,27 @@ def test_stop_drains_documents_in_flight(own_server):
     assert own_server.stop() == 0
     thread.join(120)
     assert outcome == {"sentences": 3000}
+
+
+def test_the_launchers_watchdog_reloads_a_dead_document_stub(own_server):
+    """The stub watch covers every Python model, the document models (two instances) included."""
+    lines = []
+    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 30.0,
+                               log=lines.append, server_pid=own_server.process.pid)
+    client = grpcclient.InferenceServerClient(own_server.grpc_url)
+    tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[b"Profit rose. Costs fell."]], dtype=np.object_))
+    try:
+        watchdog.start()
+        time.sleep(1)
+        pid = stub_pids(own_server, "finbert_document")[0]
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        while not any(line.startswith("healed") for line in lines) and time.monotonic() - killed_at < 10:
+            time.sleep(0.05)
+    finally:
+        watchdog.stop()
+    assert any("finbert_document's Python stub died" in line for line in lines), lines
+    assert pid not in stub_pids(own_server, "finbert_document")
+    for _ in range(4):      # both instances serve
+        assert client.infer("finbert_document", [tensor]).as_numpy("SENTENCES")[0][0] == 2
