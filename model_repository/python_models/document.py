@@ -109,8 +109,10 @@ class TritonPythonModel:
         """Sentence probabilities (the mean of a sentence's windows) and the document's (the mean
         over sentences: each statement counts once, however long)."""
         owners = np.asarray(owners)
-        sentences = np.stack([probs[owners == k].astype(np.float64).mean(axis=0) for k in range(len(spans))])
         windows = np.bincount(owners, minlength=len(spans))
+        sentences = np.zeros((len(spans), probs.shape[1]))
+        np.add.at(sentences, owners, probs.astype(np.float64))
+        sentences /= windows[:, None]
         labels = sentences.argmax(axis=1)
         document = sentences.mean(axis=0)
         net = sentences[:, 2] - sentences[:, 0]
