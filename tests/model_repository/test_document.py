@@ -1,5 +1,6 @@
 """The document models (<family>_document, BLS over the family's ensemble), served by a real
-tritonserver: the local target and the container repository (native onnxruntime classifier)."""
+tritonserver: the local target and the container repository's two profiles (gpu: native onnxruntime
+classifier on CPU instances; cpu: the Python classifier)."""
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from tests.model_repository.test_ensemble import infer
 ONE = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007."
 
 
-@pytest.fixture(params=["triton", "container"])
+@pytest.fixture(params=["triton", "container", "container_cpu"])
 def served(request):
     return request.getfixturevalue(request.param)
 
