@@ -39,7 +39,7 @@ help:
 	@echo "              VARIANT=int8|fp32|fp16 (default int8)  REPRODUCIBLE=1 (int8 independent of batching)"
 	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
 	@echo "              TARGET=container [DEVICE=cpu|gpu]: the GKE image's repository, native onnxruntime backend"
-	@echo "make test     run the whole test suite offline (PYTEST_ARGS=...)"
+	@echo "make test     ruff, then the whole test suite offline (PYTEST_ARGS=...)"
 	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side, then the container"
 	@echo "              profiles' batching and speed next to the local target -> docs/benchmarks/"
 	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
@@ -82,6 +82,7 @@ serve: setup
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 test: setup
+	$(PY) -m ruff check .            # style first: ruff.toml says which rules
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 BENCH_VARIANTS ?= fp32,int8
@@ -95,9 +96,12 @@ bench: setup
 TIMELINE_MODEL ?= finbert
 TIMELINE_VARIANT ?= int8
 # make bench's random-weight architecture unless FINBERT=/DISTILBERT= are given on the command line.
+# The checkpoints given on the command line (make bench's random-weight ones otherwise), by model.
+GIVEN_finbert = $(if $(filter command line,$(origin FINBERT)),$(FINBERT))
+GIVEN_distilbert = $(if $(filter command line,$(origin DISTILBERT)),$(DISTILBERT))
 timeline: setup
 	$(PY) -m benchmarks.timeline --model $(TIMELINE_MODEL) --variant $(TIMELINE_VARIANT) \
-		$(if $(filter command line,$(origin $(shell echo $(TIMELINE_MODEL) | tr a-z A-Z))),--checkpoint "$($(shell echo $(TIMELINE_MODEL) | tr a-z A-Z))")
+		$(if $(GIVEN_$(TIMELINE_MODEL)),--checkpoint "$(GIVEN_$(TIMELINE_MODEL))")
 
 startup: setup
 	$(PY) -m benchmarks.startup

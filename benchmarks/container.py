@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import (checkpoint, machine, perf_analyzer_level, sentences, shared_arguments, stats_delta,
+from benchmarks.serving import (UNGUARDED_SAMPLE, checkpoint, machine, perf_analyzer_level, sentences, shared_arguments, stats_delta,
                                 triton_stats)
 from export.onnx import export_model
 from export.runtime import VARIANTS
@@ -151,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     source = checkpoint("finbert", args.checkpoint, args.build)
     export = export_model(source, "finbert", args.build / "export" / "finbert").path
     if args.variant != "fp32":
-        from export.optimize import build_variants
-        build_variants(export, [args.variant], min_agreement=0.995 if args.checkpoint else 0.0)
+        from export.optimize import MIN_AGREEMENT, build_variants
+        build_variants(export, [args.variant], min_agreement=MIN_AGREEMENT if args.checkpoint else 0.0,
+                       guard_limit=None if args.checkpoint else UNGUARDED_SAMPLE)
     servers = {}
     try:
         for name in names:

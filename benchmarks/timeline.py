@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import checkpoint, grpc_sender, machine, sentences, shared_arguments
+from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, grpc_sender, machine, sentences, shared_arguments
 from export.facts import FactsError
 from export.onnx import SourceUnavailable, export_model
-from export.optimize import build_variants
+from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import VARIANTS, OnnxClassifier
 from model_repository.assemble import TargetOptions
 from server import stack
@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     except (SourceUnavailable, FactsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    build_variants(export_dir, [args.variant], min_agreement=0.995 if args.checkpoint else 0.0)
+    build_variants(export_dir, [args.variant], min_agreement=MIN_AGREEMENT if args.checkpoint else 0.0,
+                   guard_limit=None if args.checkpoint else UNGUARDED_SAMPLE)
     print(f"{args.model} {args.variant}: {args.rounds} rounds of {len(texts)} texts in process, "
           f"then {len(texts)} traced requests through the ensemble ...")
     client, traced, local = measure(OnnxClassifier(export_dir, args.variant, threads=args.cores), export_dir,

@@ -43,11 +43,16 @@ class ModelFacts:
     input_names: list[str]        # ONNX inputs, in order; DistilBERT has no token_type_ids
     output_name: str = "logits"
     variant: str = "fp32"
+    # Served probabilities are softmax(logits / temperature) (export/calibrate.py); 1.0: not fitted.
+    temperature: float = 1.0
+    calibration: dict | None = None   # what the temperature was fitted on: file, sha256, n, by whom
     canonical_labels: list[str] = field(default_factory=lambda: list(CANONICAL_LABELS))
     version: int = FACTS_VERSION
 
     def __post_init__(self):
         canonical_index(self.id2label)  # refuse unservable labels early
+        if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
+            raise FactsError(f"temperature {self.temperature!r} must be a positive number")
         if self.max_length < MIN_MAX_LENGTH:
             raise FactsError(f"max_length {self.max_length} is too small")
         if "input_ids" not in self.input_names or "attention_mask" not in self.input_names:

@@ -29,9 +29,9 @@ import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
-from export import fpb
+from export import calibrate, fpb
 from export.cli import bounded
-from export.facts import MIN_MAX_LENGTH
+from export.facts import MIN_MAX_LENGTH, canonical_index
 from export.onnx import MAX_LENGTH_CAP
 from export.quiet import known_noise_silenced
 
@@ -139,16 +139,43 @@ def batches(texts, labels, tokenizer, size, max_length, shuffle_seed=None):
         yield enc, (torch.tensor([labels[i] for i in idx]) if labels is not None else None)
 
 
-def predict(model, tokenizer, texts, max_length, batch_size=64):
-    """Class probabilities (checkpoint column order) for `texts`, in order."""
+def predict_logits(model, tokenizer, texts, max_length, batch_size=64):
+    """Logits (checkpoint column order) for `texts`, in order."""
     import numpy as np
     import torch
     model.eval()
     out = []
     with torch.no_grad():
         for enc, _ in batches(texts, None, tokenizer, batch_size, max_length):
-            out.append(torch.softmax(model(**enc).logits.float(), dim=-1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels))
+            out.append(model(**enc).logits.float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
+
+
+def predict(model, tokenizer, texts, max_length, batch_size=64):
+    """Class probabilities (checkpoint column order) for `texts`, in order."""
+    logits = predict_logits(model, tokenizer, texts, max_length, batch_size)
+    return calibrate.softmax(logits).astype(logits.dtype) if len(logits) else logits
+
+
+def fit_calibration(model, tokenizer, heldout, max_length, seed) -> tuple[dict, list]:
+    """Fit the temperature on one stratified half of the held-out split, report on the other half.
+
+    Returns (calibration.json's content, the fitting half). Neither half was trained on; the
+    reported figures never come from the sentences the temperature was fitted on.
+    """
+    fit_rows, report_rows = fpb.stratified_split(heldout, 0.5, seed)
+    id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    columns = canonical_index(id2label)
+
+    def scored(rows):
+        logits = predict_logits(model, tokenizer, [s for s, _ in rows], max_length)[:, columns]
+        return logits, calibrate.label_indices([label for _, label in rows])
+
+    temperature = calibrate.fit_temperature(*scored(fit_rows))
+    reported = calibrate.report(*scored(report_rows), temperature)
+    fitted = {"file": calibrate.CALIBRATION_DATA_FILENAME, "n": len(fit_rows),
+              "note": f"half of the held-out split (stratified, seed {seed}); reported on the other half"}
+    return {"temperature": temperature, "fitted_on": fitted, "heldout_report": reported}, fit_rows
 
 
 def evaluate(model, tokenizer, rows, max_length) -> dict:
@@ -223,6 +250,14 @@ def finetune(base: str, rows, out: Path, *, epochs=4, lr=5e-5, batch_size=16, ma
         }
         save(model, tokenizer, test, metrics, Path(out))
     bar.close()
+    calibration, fit_rows = fit_calibration(model, tokenizer, test, tokenizer.model_max_length, split_seed)
+    log(f"temperature fitted on {len(fit_rows)} held-out sentences, reported on the other "
+        f"{calibration['heldout_report']['n']}: {calibrate.describe(calibration['heldout_report'])}")
+    fit_path = fpb.write(fit_rows, Path(out) / calibrate.CALIBRATION_DATA_FILENAME)
+    calibration["fitted_on"]["sha256"] = fpb.sha256(fit_path)
+    (Path(out) / calibrate.CALIBRATION_FILENAME).write_text(json.dumps(calibration, indent=2) + "\n")
+    metrics["calibration"] = calibration
+    (Path(out) / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n")
     final = metrics["heldout_scores"]
     log(f"held-out: accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f}, per-class F1 "
         + ", ".join(f"{k} {v['f1']:.4f}" for k, v in final["per_class"].items()))

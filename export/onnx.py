@@ -24,6 +24,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from export.cli import bounded
+from export.calibrate import carry
 from export.facts import FAMILIES, MIN_MAX_LENGTH, FactsError, ModelFacts
 from export.quiet import known_noise_silenced
 from export.sentences import PARITY_SENTENCES
@@ -154,7 +155,7 @@ def export_model(model: str, name: str, out: Path, *, max_length: int | None = N
     if not force and fp_file.exists() and (out / "model.onnx").exists():
         if json.loads(fp_file.read_text()) == wanted:
             log(f"[{name}] export cached in {out} (source unchanged)")
-            return ExportResult(out, ModelFacts.load(out), cached=True)
+            return ExportResult(out, carry(source, out, ModelFacts.load(out)), cached=True)
 
     import torch
     from optimum.exporters.onnx import onnx_export_from_model
@@ -205,7 +206,8 @@ def export_model(model: str, name: str, out: Path, *, max_length: int | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"[{name}] exported to {out}")
-    return ExportResult(out, facts, cached=False)
+    # Not in the fingerprint: a temperature fitted later changes the facts, never the ONNX file.
+    return ExportResult(out, carry(source, out, facts), cached=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,9 @@ from tokenizers import Tokenizer
 from export.facts import ModelFacts
 
 VARIANTS = ("fp32", "int8", "fp16")
+# The ONNX Runtime of NGC tritonserver:24.10-py3 (its onnxruntime backend), which serves the container:
+# its variants are judged under it (export.optimize --runtime) and the native backend is built against it.
+CONTAINER_ORT = "1.19.2"
 
 
 def variant_filename(variant: str) -> str:

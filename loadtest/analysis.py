@@ -11,32 +11,11 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 
-from loadtest.recorder import SAMPLES, SCHEDULE
+from loadtest.recorder import SAMPLES, SCHEDULE, summarize
 
 STEP_FIELDS = ["step", "users", "window_s", "requests", "failures", "texts", "texts_per_s", "requests_per_s",
                "p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms"]
-
-
-def summarize(samples, start: float, end: float) -> dict:
-    """samples: (completion time, latency ms, texts, ok) tuples; window [start, end]."""
-    inside = [s for s in samples if start <= s[0] <= end]
-    good = np.array([s[1] for s in inside if s[3]], dtype=float)
-    window = max(end - start, 1e-9)
-    texts = sum(s[2] for s in inside if s[3])
-    pct = (lambda q: float(np.percentile(good, q))) if good.size else (lambda q: float("nan"))
-    return {
-        "window_s": round(window, 3),
-        "requests": len(inside),
-        "failures": sum(1 for s in inside if not s[3]),
-        "texts": texts,
-        "texts_per_s": texts / window,
-        "requests_per_s": int(good.size) / window,
-        "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
-        "mean_ms": float(good.mean()) if good.size else float("nan"),
-        "max_ms": float(good.max()) if good.size else float("nan"),
-    }
 
 
 def read_run(directory: Path) -> tuple[list[dict], list[dict]]:

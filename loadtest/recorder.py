@@ -32,6 +32,28 @@ def parse_levels(text: str) -> list[int]:
     return levels
 
 
+def summarize(samples, start: float, end: float) -> dict:
+    """samples: (completion time, latency ms, texts, ok) tuples; window [start, end]. Here, below
+    loadtest.analysis, because the recorder prints each step's figures as it ends."""
+    import numpy as np                                   # late import: keeps locust start light
+    inside = [s for s in samples if start <= s[0] <= end]
+    good = np.array([s[1] for s in inside if s[3]], dtype=float)
+    window = max(end - start, 1e-9)
+    texts = sum(s[2] for s in inside if s[3])
+    pct = (lambda q: float(np.percentile(good, q))) if good.size else (lambda q: float("nan"))
+    return {
+        "window_s": round(window, 3),
+        "requests": len(inside),
+        "failures": sum(1 for s in inside if not s[3]),
+        "texts": texts,
+        "texts_per_s": texts / window,
+        "requests_per_s": int(good.size) / window,
+        "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+        "mean_ms": float(good.mean()) if good.size else float("nan"),
+        "max_ms": float(good.max()) if good.size else float("nan"),
+    }
+
+
 class Recorder:
     def __init__(self, directory: str | Path, warmup_s: float = 0.0):
         self.directory = Path(directory)
@@ -57,7 +79,6 @@ class Recorder:
             return
         end = time.time()
         self._schedule.writerow([self.step, self.users, f"{self.start:.6f}", f"{end:.6f}"])
-        from loadtest.analysis import summarize          # late import: keeps locust start light
         stats = summarize(self._current, self.start + self.warmup_s, end)
         of = f"/{self.total_steps}" if self.total_steps else ""
         print(f"step {self.step + 1}{of}: {self.users:>3} users  {stats['texts_per_s']:8.1f} texts/s  "

@@ -18,9 +18,16 @@ from pathlib import Path
 import yaml
 
 from export.cli import bounded, fraction
-from export.optimize import GuardError, build_variants
-from export.runtime import VARIANTS
-from model_repository.assemble import FAMILIES, SOURCE, TARGETS, TargetOptions, assemble, default_cores
+from export.optimize import MIN_AGREEMENT, GuardError, build_variants
+from export.runtime import CONTAINER_ORT, VARIANTS
+from model_repository.assemble import (
+    FAMILIES,
+    SOURCE,
+    TARGETS,
+    TargetOptions,
+    assemble,
+    default_cores,
+)
 
 CHART_VALUES = SOURCE.parent / "k8s" / "chart" / "finsent" / "values.yaml"
 
@@ -29,20 +36,23 @@ def chart_models() -> list[str]:
     return list(yaml.safe_load(CHART_VALUES.read_text())["models"])
 
 
-def served_variants(exports: dict[str, Path], variant: str, min_agreement: float = 0.995,
+def served_variants(exports: dict[str, Path], variant: str, min_agreement: float = MIN_AGREEMENT, runtime: str | None = None,
                     log=lambda line: print(line, file=sys.stderr)) -> dict[str, str]:
     """{family: variant to serve}: `variant` built and guarded for each export, or fp32 for a model
-    whose variant the guard refuses (the others keep theirs)."""
+    whose variant the guard refuses (the others keep theirs). runtime: the ONNX Runtime release that
+    will serve them (CONTAINER_ORT for the container): the guard judges under it, and the fp32 file
+    shipped in a fallback must load in it (GuardError if not)."""
     variants = {}
     for family, path in exports.items():
         variants[family] = variant
-        if variant == "fp32":
-            continue
-        try:
-            build_variants(path, [variant], min_agreement=min_agreement)
-        except GuardError as exc:
-            variants[family] = "fp32"
-            log(f"{family}: {exc}. Serving {family} in fp32 (exact, slower) instead.")
+        if variant != "fp32":
+            try:
+                build_variants(path, [variant], min_agreement=min_agreement, runtime=runtime, log=log)
+            except GuardError as exc:
+                variants[family] = "fp32"
+                log(f"{exc}: serving {family} in fp32 (exact, slower) instead")
+        if runtime and variants[family] == "fp32":
+            build_variants(path, ["fp32"], runtime=runtime, log=log)
     return variants
 
 
@@ -65,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the CPU request of k8s/values/cpu.yaml for the container)")
     parser.add_argument("--models", type=models_list, help="comma-separated families (default: the chart's "
                         f"models in {CHART_VALUES.relative_to(SOURCE.parent)})")
-    parser.add_argument("--min-agreement", type=fraction, default=0.995,
-                        help="the accuracy guard's limit (export.optimize; default 0.995)")
+    parser.add_argument("--min-agreement", type=fraction, default=MIN_AGREEMENT,
+                        help=f"the accuracy guard's limit (export.optimize; default {MIN_AGREEMENT})")
     parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
     args = parser.parse_args(argv)
     device = args.device or ("gpu" if args.target == "container" else "cpu")
@@ -87,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.build / "repository" / args.target
     options = TargetOptions(args.target, device, args.cores or default_cores(args.target), variant=variant)
     try:
-        assemble(exports, out, options, link=False, variants=served_variants(exports, variant, args.min_agreement))
-    except (ValueError, FileNotFoundError) as exc:
+        # The container's classifier runs under the image's ONNX Runtime: judge its files there.
+        runtime = CONTAINER_ORT if args.target == "container" else None
+        assemble(exports, out, options, link=False,
+                 variants=served_variants(exports, variant, args.min_agreement, runtime))
+    except (ValueError, FileNotFoundError, GuardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote the {args.target} ({device}) repository for {', '.join(models)} to {out}")

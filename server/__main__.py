@@ -21,24 +21,31 @@ from pathlib import Path
 
 from export.facts import FactsError
 from export.onnx import ParityError, SourceUnavailable, export_model
-from export.optimize import GuardError, build_variants
-from export.runtime import VARIANTS
+from export.optimize import MIN_AGREEMENT, GuardError
+from export.runtime import CONTAINER_ORT, VARIANTS
 from model_repository.assemble import FAMILIES, TARGETS, TargetOptions, available_cores
+from model_repository.build import served_variants
 from server import native_backend, stack
 from server.health import Watchdog
 from server.native_backend import BuildError
-from server.triton import ADMIN_HEADER, LOCAL_RESTRICTED_APIS, LaunchError, Ports, check_ports
+from server.triton import (
+    ADMIN_HEADER,
+    LOCAL_RESTRICTED_APIS,
+    LaunchError,
+    Ports,
+    check_ports,
+)
 
 DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
 
 
 def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
-            min_agreement: float = 0.995) -> tuple[dict[str, Path], dict[str, str]]:
+            min_agreement: float = MIN_AGREEMENT, runtime: str | None = None) -> tuple[dict[str, Path], dict[str, str]]:
     """Export every family that has a source and build its variant; say why any is skipped.
 
     Returns ({family: export dir}, {family: variant to serve}). A variant the accuracy guard refuses
     for one model falls back to that model's fp32 export (said on stderr): the others keep theirs."""
-    exports, variants, skipped = {}, {}, {}
+    exports, skipped = {}, {}
     for family, source in sources.items():
         if not source:
             skipped[family] = "no source given"
@@ -48,20 +55,14 @@ def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
         except (SourceUnavailable, FactsError, ParityError) as exc:
             skipped[family] = str(exc)
             continue
-        exports[family], variants[family] = path, variant
-        if variant != "fp32":
-            try:
-                build_variants(path, [variant], min_agreement=min_agreement)
-            except GuardError as exc:
-                variants[family] = "fp32"
-                print(f"{exc}: serving {family} in fp32 (exact, slower) instead", file=sys.stderr)
+        exports[family] = path
     for family, why in skipped.items():
         print(f"skipping {family}: {why}", file=sys.stderr)
     if not exports:
         raise LaunchError("no model to serve. Point FINBERT= or DISTILBERT= at a Hugging Face hub id (needs the "
                           "internet) or a local checkpoint directory, e.g. `make serve FINBERT=path/to/checkpoint`"
                           " (`make finetune` writes the DistilBERT default)")
-    return exports, variants
+    return exports, served_variants(exports, variant, min_agreement, runtime)
 
 
 def claim(build: Path):
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         native = args.build / "native"
         if options.classifier == "onnxruntime":  # before exporting: a missing toolchain fails in seconds
             native_backend.build(native, log=lambda line: print(line, file=sys.stderr))
-        exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant)
+        # The container's classifier runs under the image's ONNX Runtime: its variants are judged there.
+        exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant,
+                                    runtime=CONTAINER_ORT if args.target == "container" else None)
         log = args.build / "triton" / "tritonserver.log"
         log.unlink(missing_ok=True)
         # Explicit model control lets the watchdog reload a model whose stub died; the key keeps
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                              native_build=native, restricted_apis=LOCAL_RESTRICTED_APIS)
         print(f"starting tritonserver (log: {log}) ...")
         server.start()
-    except (LaunchError, BuildError, ValueError) as exc:
+    except (LaunchError, BuildError, GuardError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"ready in {time.monotonic() - started:.1f} s")

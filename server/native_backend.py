@@ -28,8 +28,10 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
+from export.runtime import CONTAINER_ORT
+
 TRITON_BRANCH = "r24.10"
-ORT_VERSION = "1.19.2"
+ORT_VERSION = CONTAINER_ORT
 REPOS = ("onnxruntime_backend", "backend", "core", "common")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENDOR = REPO_ROOT.parent / "shared" / "vendor"
@@ -144,7 +146,7 @@ def _check_tools() -> None:
 
 def _key() -> str:
     """What the cached build was made from: rebuild when the sources or this recipe change."""
-    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest = hashlib.sha256(Path(__file__).read_bytes() + ORT_VERSION.encode())
     for repo in REPOS:
         tarball = source_folder() / f"{repo}-{TRITON_BRANCH}.tar.gz"
         digest.update(tarball.read_bytes() if tarball.exists() else repo.encode())

@@ -105,10 +105,12 @@ class AsyncClient(ClientBase):
                                    lambda result, batch: decode_documents(result, info.labels, batch))
         size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
         return await self._map(chunks(texts, size, raise_errors), self.model,
-                               lambda result, _: decode(result, info.labels))
+                               lambda result, _: decode(result, info.labels, self.logits))
 
     async def _map(self, work: list[Chunk], model: str, decoder) -> list:
         gate = asyncio.Semaphore(self.max_in_flight)
+        # See Client._run: the ensemble's outputs are named, a document model's all come.
+        outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._types)
 
         async def run(chunk: Chunk) -> list:
             async with gate:
@@ -118,7 +120,7 @@ class AsyncClient(ClientBase):
                         batch = encode(texts)
                         tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
                         tensor.set_data_from_numpy(batch)
-                        result = await self._call(lambda c: c.infer(model, [tensor], **self._timeout()))
+                        result = await self._call(lambda c: c.infer(model, [tensor], outputs=outputs, **self._timeout()))
                         return chunk.served(decoder(result, texts))
                     except TextError as exc:
                         chunk.refused(exc)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from finsent.client import Client
 from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
+from finsent.score import ScoreError, score_file
 
 MODEL_DEFAULT_HELP = (f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} "
                       f"when it serves several)")
-from finsent.score import ScoreError, score_file
 
 
 def add_connection(parser: argparse.ArgumentParser) -> None:
@@ -180,14 +180,13 @@ def cmd_gateway(args) -> int:
 
 
 def cmd_serve(server_args: list[str]) -> int:
-    sys.path.insert(0, os.getcwd())   # the launcher is the checkout's `server` package, not part of finsent
-    try:
-        from server.__main__ import main as serve_main
-    except ImportError:
+    # The launcher is the checkout's `server` package, not part of this client package: run it as
+    # its own program (`python -m server` in the checkout) rather than importing it from here.
+    if not os.path.isfile(os.path.join("server", "__main__.py")):
         print("error: `finsent serve` runs the local launcher of a finsent checkout (`make serve`); "
               "run it from the repository root", file=sys.stderr)
         return 2
-    return serve_main(server_args)
+    os.execv(sys.executable, [sys.executable, "-m", "server", *server_args])
 
 
 def parser() -> argparse.ArgumentParser:

@@ -116,7 +116,7 @@ class Client(ClientBase):
             return self._map(chunks(texts, 1, raise_errors), self.model + DOCUMENT_SUFFIX,
                              lambda result, batch: decode_documents(result, info.labels, batch))
         size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
-        return self._map(chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels))
+        return self._map(chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits))
 
     def _map(self, work: list[Chunk], model: str, decoder) -> list:
         if len(work) == 1:
@@ -135,7 +135,9 @@ class Client(ClientBase):
             def call(c):
                 tensor = self._module.InferInput("TEXT", list(batch.shape), "BYTES")
                 tensor.set_data_from_numpy(batch)
-                return c.infer(model, [tensor], **self._timeout())
+                # The ensemble's outputs are named (LOGITS only when asked for); a document model's all come.
+                outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._module)
+                return c.infer(model, [tensor], outputs=outputs, **self._timeout())
             return self._call(call)
 
         while chunk.pending:

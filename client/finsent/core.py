@@ -33,6 +33,7 @@ class Prediction:
     label: str
     score: float
     probabilities: Mapping[str, float]   # negative, neutral, positive (the server's `labels` order)
+    logits: Mapping[str, float] | None = None   # raw scores, before the model's temperature: asked for only
 
     @property
     def net(self) -> float:
@@ -40,7 +41,8 @@ class Prediction:
         return self.probabilities["positive"] - self.probabilities["negative"]
 
     def as_dict(self) -> dict:
-        return {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities), "net": self.net}
+        out = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities), "net": self.net}
+        return out if self.logits is None else {**out, "logits": dict(self.logits)}
 
 
 # The document models (<ensemble>_document) and the BREAKDOWN version this client reads (docs/documents.md).
@@ -278,8 +280,9 @@ class ClientBase:
 
     def __init__(self, url: str | None = None, protocol: str = "grpc", model: str | None = None, *,
                  timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, logits: bool = False):
         self.protocol = protocol
+        self.logits = logits   # also ask for LOGITS (raw scores, for callers who calibrate themselves)
         self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
         # None: chosen on first use from what the server serves (core.choose_model).
         self.model, self.timeout_s, self.retry = model or None, timeout_s, retry
@@ -289,6 +292,10 @@ class ClientBase:
 
     def _setup(self) -> None:
         raise NotImplementedError
+
+    def _outputs(self, types) -> list:
+        # Named, so a server never sends what was not asked for (LOGITS is off by default).
+        return [types.InferRequestedOutput(name) for name in OUTPUTS + ("LOGITS",) * self.logits]
 
 
 # gRPC name-resolver targets (unix:/path, dns:///host:port, ...) are passed to gRPC as they are.
@@ -341,11 +348,17 @@ def encode(texts: Sequence[str | bytes]) -> np.ndarray:
     return np.array(rows, dtype=np.object_).reshape(len(rows), 1)
 
 
-def decode(result, labels: tuple[str, ...]) -> list[Prediction]:
+OUTPUTS = ("LABEL", "SCORE", "PROBABILITIES")
+
+
+def decode(result, labels: tuple[str, ...], logits: bool = False) -> list[Prediction]:
     names = [x.decode() for x in result.as_numpy("LABEL").reshape(-1)]
     scores = result.as_numpy("SCORE").reshape(-1)
     probs = result.as_numpy("PROBABILITIES")
-    return [Prediction(n, float(s), dict(zip(labels, map(float, p)))) for n, s, p in zip(names, scores, probs)]
+    raw = result.as_numpy("LOGITS") if logits else [None] * len(names)
+    return [Prediction(n, float(s), dict(zip(labels, map(float, p))),
+                       None if z is None else dict(zip(labels, map(float, z))))
+            for n, s, p, z in zip(names, scores, probs, raw)]
 
 
 def decode_documents(result, labels: tuple[str, ...], texts: Sequence[str | bytes]) -> list[DocumentPrediction]:

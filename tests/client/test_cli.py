@@ -299,7 +299,7 @@ def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp
     resumed = finsent("score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", "500", "--url", triton.grpc_url,
                       "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"2000 rows (resumed after " in resumed.stdout
+    assert "2000 rows (resumed after " in resumed.stdout
     check_scored(triton, rows, read_output(out))
 
 

@@ -296,3 +296,18 @@ def test_a_restricted_api_is_refused_at_once_and_named(restricted_triton):
 
 def test_the_clients_fallback_knows_every_ensemble_a_repository_can_hold():
     assert ENSEMBLES == FAMILIES
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_logits_come_only_when_asked_for(triton, protocol, mode):
+    from export.calibrate import softmax
+    plain = classify(triton, protocol, mode, TEXTS)
+    assert all(p.logits is None and "logits" not in p.as_dict() for p in plain)
+    asked = classify(triton, protocol, mode, TEXTS, logits=True)
+    for p, q in zip(asked, plain):
+        assert (p.label, p.probabilities) == (q.label, q.probabilities)
+        z = np.array([[p.logits[label] for label in CANONICAL_LABELS]])
+        # The session's models have T = 1: the probabilities are the softmax of the raw scores.
+        np.testing.assert_allclose(softmax(z)[0], [p.probabilities[label] for label in CANONICAL_LABELS], atol=1e-6)
+        assert list(p.as_dict()["logits"]) == list(CANONICAL_LABELS)

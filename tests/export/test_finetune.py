@@ -84,9 +84,20 @@ def test_finetune_smoke_writes_a_servable_distilbert_checkpoint(tmp_path):
     rescored = finetune.evaluate(model, AutoTokenizer.from_pretrained(out), heldout, 512)
     assert rescored["accuracy"] == metrics["heldout_scores"]["accuracy"]
 
+    # The temperature is fitted on one half of the held-out split and reported on the other.
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert metrics["calibration"] == calibration and calibration["temperature"] > 0
+    fitted = fpb.read(out / "calibration.txt")
+    reported = calibration["heldout_report"]
+    assert set(fitted) < set(heldout) and len(fitted) + reported["n"] == len(heldout)
+    assert calibration["fitted_on"]["sha256"] == fpb.sha256(out / "calibration.txt")
+    assert reported["after"]["accuracy"] == reported["before"]["accuracy"]
+
     # The BERT base came out in the DistilBERT layout: no token_type_ids, so `distilbert` serves it.
     export = export_model(str(out), "distilbert", tmp_path / "export", log=lambda *_: None)
-    assert ModelFacts.load(export.path).input_names == ["input_ids", "attention_mask"]
+    facts = ModelFacts.load(export.path)
+    assert facts.input_names == ["input_ids", "attention_mask"]
+    assert facts.temperature == calibration["temperature"] and facts.calibration == calibration["fitted_on"]
     assemble({"distilbert": export.path}, tmp_path / "repository", TargetOptions("local"))
 
 

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import tritonclient.http as httpclient
@@ -20,9 +19,11 @@ from server import native_backend
 
 K8S = render.HERE
 ROOT = K8S.parent
-# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0, built on CUDA 12.6.2.
+# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0, built on CUDA 12.6.2, with
+# ONNX Runtime 1.19.2.
 NGC_TRITON = {"24.10": "2.51.0"}
 NGC_CUDA = {"24.10": "12.6"}
+NGC_ORT = {"24.10": "1.19.2"}
 CUDA_CHECK = render.CHART / "files" / "cuda_check.py"
 
 
@@ -37,12 +38,23 @@ def dockerfile() -> str:
     return (K8S / "Dockerfile").read_text()
 
 
-def test_image_is_the_ngc_release_of_the_local_triton(triton):
+def ngc_release() -> str:
     (release,) = re.findall(r"^FROM nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3$", dockerfile(), re.M)
+    return release
+
+
+def test_image_is_the_ngc_release_of_the_local_triton(triton):
+    release = ngc_release()
     local = httpclient.InferenceServerClient(triton.http_url).get_server_metadata()["version"]
     assert NGC_TRITON[release] == local
     with open(render.CHART / "Chart.yaml") as f:
         assert yaml.safe_load(f)["appVersion"] == release
+
+
+def test_container_variants_are_judged_under_the_images_onnx_runtime():
+    from export.runtime import CONTAINER_ORT
+    assert CONTAINER_ORT == NGC_ORT[ngc_release()]
+    assert native_backend.ORT_VERSION == CONTAINER_ORT      # the runtime the native backend is built against
 
 
 def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
@@ -109,8 +121,9 @@ def dashboard_metrics() -> set[str]:
     dash = json.loads((K8S / "grafana" / "finsent-triton.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     assert {p["title"] for p in dash["panels"]} >= {"Request rate", "Errors", "Queue time per request",
-                                                    "Compute time per execution", "Batch size"}
-    return set(re.findall(r"\b(nv_[a-z_]+)\b", " ".join(exprs)))
+                                                    "Compute time per execution", "Batch size",
+                                                    "Predicted label mix", "Mean confidence (SCORE)"}
+    return set(re.findall(r"\b((?:nv|finsent)_[a-z_]+)\b", " ".join(exprs)))
 
 
 def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
@@ -121,7 +134,7 @@ def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
         client.infer(family, [text])
     with urllib.request.urlopen(f"http://localhost:{triton.ports.metrics}/metrics", timeout=10) as response:
         exported = response.read().decode()
-    names = set(re.findall(r"^(nv_[a-z_]+)\{", exported, re.M))
+    names = set(re.findall(r"^((?:nv|finsent)_[a-z_]+)\{", exported, re.M))   # finsent_: the postprocess's
     wanted = dashboard_metrics()
     gpu_only = {m for m in wanted if m.startswith("nv_gpu_")}   # NVML metrics: absent without a GPU
     assert wanted - gpu_only <= names, wanted - gpu_only - names

@@ -46,7 +46,8 @@ def test_ensemble_contract_is_identical_for_both_models(repository):
         assert config.platform == "ensemble"
         assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("TEXT", mc.TYPE_STRING, [1])]
         assert [(t.name, t.data_type, list(t.dims)) for t in config.output] == [
-            ("LABEL", mc.TYPE_STRING, [1]), ("SCORE", mc.TYPE_FP32, [1]), ("PROBABILITIES", mc.TYPE_FP32, [3])]
+            ("LABEL", mc.TYPE_STRING, [1]), ("SCORE", mc.TYPE_FP32, [1]), ("PROBABILITIES", mc.TYPE_FP32, [3]),
+            ("LOGITS", mc.TYPE_FP32, [3])]
         assert config.parameters["labels"].string_value.split(",") == list(CANONICAL_LABELS)
         assert [s.model_name for s in config.ensemble_scheduling.step] == [f"{family}_{s}" for s in STEPS]
 

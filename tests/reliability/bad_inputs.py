@@ -44,8 +44,8 @@ CASES = [
      r"Request for unknown model: 'gpt' is not found"),
     ("unknown model, gRPC", "grpc", ("gpt", [b"Profit rose."], "BYTES"), "NOT_FOUND",
      r"Request for unknown model: 'gpt' is not found"),
-    ("unknown output", "http", {"inputs": [text_input(["Profit rose."])], "outputs": [{"name": "LOGITS"}]}, 400,
-     r"unexpected inference output 'LOGITS' for model 'finbert'"),
+    ("unknown output", "http", {"inputs": [text_input(["Profit rose."])], "outputs": [{"name": "EMBEDDINGS"}]}, 400,
+     r"unexpected inference output 'EMBEDDINGS' for model 'finbert'"),
     # Triton answers 500 here (its HTTP frontend's choice); the gateway answers 400.
     ("body is not JSON", "http", b"TEXT=Profit rose.", 500, r"failed to parse the request JSON buffer"),
     ("JSON without inputs", "http", {}, 500, r"Unable to parse 'inputs'"),

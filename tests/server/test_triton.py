@@ -51,8 +51,8 @@ def test_a_variant_the_guard_refuses_falls_back_to_fp32_for_that_model(checkpoin
     assert variants == {"finbert": "fp32"}
     (line,) = [l for l in capsys.readouterr().err.splitlines() if "refused" in l]
     # Issue 17: said once, without suggesting the very command that is running.
-    assert line.startswith("[finbert] int8 variant refused: it agrees with fp32 on only ")
-    assert line.endswith("(needs 101.0%): serving finbert in fp32 (exact, slower) instead") and "make serve" not in line
+    assert line.startswith("[finbert] int8 variant refused: agreement on confident predictions (p >= 0.9) >= 101.0%")
+    assert line.endswith("): serving finbert in fp32 (exact, slower) instead") and "make serve" not in line
     repository = assemble(exports, tmp_path / "repo", TargetOptions("local", variant="int8"), variants=variants)
     served = repository / "finbert_classifier" / "1"
     assert json.loads((served / "model_facts.json").read_text())["variant"] == "fp32"
