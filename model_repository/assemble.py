@@ -35,6 +35,10 @@ from export.runtime import VARIANTS, variant_filename
 
 SOURCE = Path(__file__).resolve().parent
 STEPS = ("tokenizer", "classifier", "postprocess")
+# <family>_document: the BLS model scoring a document's sentences through the ensemble (docs/documents.md).
+DOCUMENT = "document"
+# Modules a Python model imports from its own folder (python_models/), copied next to its model.py.
+HELPERS = {"tokenizer": ("text_input.py",), DOCUMENT: ("text_input.py", "sentences.py")}
 TARGETS = ("local", "container")
 SPINNING = ("runs", "always", "off")   # see classifier.py
 CLASSIFIERS = ("python", "onnxruntime")
@@ -135,11 +139,12 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
     config = load_config(SOURCE / name / "config.pbtxt")
     config.name = name
     _prune(config, facts)
-    if step is None:
+    if step in (None, DOCUMENT):
         labels = config.parameters["labels"].string_value.split(",")
         if tuple(labels) != CANONICAL_LABELS:
             raise ValueError(f"{name}/config.pbtxt states labels {labels}, expected {list(CANONICAL_LABELS)}")
-        # Callers can read where texts are cut (docs/errors.md: truncated, not refused).
+        # Callers can read where texts are cut (docs/errors.md: truncated, not refused); a
+        # document model's sentences are windowed there instead (docs/documents.md).
         _param(config, "max_length", facts.max_length)
     elif step == "tokenizer":
         if options.classifier == "onnxruntime":
@@ -220,7 +225,7 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
         shutil.rmtree(out)
     for family, (export_dir, facts, variant, model_file) in checked.items():
         served = dataclasses.replace(facts, variant=variant)
-        for step in (None, *STEPS):
+        for step in (None, *STEPS, DOCUMENT):
             config = render(family, step, facts, options)
             version = out / config.name / "1"
             version.mkdir(parents=True)
@@ -231,8 +236,10 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
             served.save(version)   # the export's facts, naming the variant served
             if config.backend == "python":
                 shutil.copy2(SOURCE / "python_models" / f"{step}.py", version / "model.py")
-            if step == "tokenizer":
+            if step in ("tokenizer", DOCUMENT):    # the document model's places long sentences' windows
                 _place(export_dir / "tokenizer.json", version / "tokenizer.json", link)
+            for helper in HELPERS.get(step, ()):
+                shutil.copy2(SOURCE / "python_models" / helper, version / helper)
             if step == "classifier":
                 _place(model_file, version / "model.onnx", link)
     return out

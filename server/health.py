@@ -99,25 +99,29 @@ def drain(triton: Triton, timeout_s: float = 25.0, log=print) -> list[str]:
     """Unload every ensemble before SIGTERM: Triton's own SIGTERM stops each composing model's
     scheduler at once, so a request between two steps fails ("Server is stopping", measured: all
     8 requests in flight). Unloading the ensemble instead waits for its in-flight requests, with
-    the steps still loaded; new requests get "unknown model" meanwhile. Returns what was unloaded."""
+    the steps still loaded; new requests get "unknown model" meanwhile. The document models, which
+    call the ensembles (BLS), are drained first: a document in flight still reaches its ensemble.
+    Returns what was unloaded."""
     status, index = triton.call("/v2/repository/index", {}, admin=True)
     if status != 200:
         log(f"cannot list models to drain them: {index.get('error') or f'HTTP {status}'}")
         return []
-    ensembles = [m["name"] for m in index if m.get("state") == "READY"
-                 and triton.call(f"/v2/models/{m['name']}/config")[1].get("platform") == "ensemble"]
-    for name in ensembles:
-        status, body = triton.call(f"/v2/repository/models/{name}/unload", {}, admin=True, timeout_s=120)
-        if status != 200:
-            log(f"unload {name}: {body.get('error') or f'HTTP {status}'}")
-    # The unload call returns at once; the ensemble stays UNLOADING until its last request is done.
+    configs = {m["name"]: triton.call(f"/v2/models/{m['name']}/config")[1] for m in index if m.get("state") == "READY"}
+    documents = [name for name, config in configs.items() if "ensemble" in config.get("parameters", {})]
+    ensembles = [name for name, config in configs.items() if config.get("platform") == "ensemble"]
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status, index = triton.call("/v2/repository/index", {}, admin=True)
-        if status != 200 or not any(m["name"] in ensembles and m.get("state") == "UNLOADING" for m in index):
-            break
-        time.sleep(0.05)
-    return ensembles
+    for group in (documents, ensembles):
+        for name in group:
+            status, body = triton.call(f"/v2/repository/models/{name}/unload", {}, admin=True, timeout_s=120)
+            if status != 200:
+                log(f"unload {name}: {body.get('error') or f'HTTP {status}'}")
+        # The unload call returns at once; the model stays UNLOADING until its last request is done.
+        while time.monotonic() < deadline:
+            status, index = triton.call("/v2/repository/index", {}, admin=True)
+            if status != 200 or not any(m["name"] in group and m.get("state") == "UNLOADING" for m in index):
+                break
+            time.sleep(0.05)
+    return documents + ensembles
 
 
 def served(triton: Triton, models=DEFAULT_MODELS) -> list[str]:

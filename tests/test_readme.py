@@ -171,7 +171,8 @@ def served(request, checkpoints, exports, tmp_path_factory):
 def news_parquet(path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    pq.write_table(pa.table({"text": ["Operating profit rose to EUR 13.1 mn.", "Shares fell 8%."]}), path)
+    pq.write_table(pa.table({"ticker": ["ACME", "XYZ"], "text": ["Operating profit rose to EUR 13.1 mn.", "Shares fell 8%."]}),
+                   path)
 
 
 FAILED = re.compile(r'"error"|^error:|Traceback', re.MULTILINE)

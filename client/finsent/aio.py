@@ -11,8 +11,8 @@ from typing import Sequence
 from finsent.client import transport_error
 from finsent.core import (
     GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelError, ModelInfo, ModelStatus, RequestTimeout,
-    Result, TextError, UnavailableError, check_on_error, choose_model, chunks, decode, encode, list_models,
-    model_info, not_http, retry_delay, unknown_model)
+    DOCUMENT_SUFFIX, DocumentResult, Result, TextError, UnavailableError, check_on_error, choose_model, chunks,
+    decode, decode_documents, encode, list_models, model_info, not_http, retry_delay, unknown_model)
 
 
 def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -85,30 +85,48 @@ class AsyncClient(ClientBase):
 
     async def classify(self, texts: Sequence[str | bytes] | str, on_error: str = "raise") -> list[Result]:
         """See Client.classify."""
+        return await self._classify(texts, on_error, documents=False)
+
+    async def classify_documents(self, texts: Sequence[str | bytes] | str,
+                                 on_error: str = "raise") -> list[DocumentResult]:
+        """See Client.classify_documents."""
+        return await self._classify(texts, on_error, documents=True)
+
+    async def _classify(self, texts, on_error: str, documents: bool) -> list:
+        """See Client._classify."""
         if isinstance(texts, (str, bytes)):
             texts = [texts]
         raise_errors = check_on_error(on_error)
         if not texts:
             return []
         info = await self.info()
+        if documents:
+            return await self._map(chunks(texts, 1, raise_errors), self.model + DOCUMENT_SUFFIX,
+                                   lambda result, batch: decode_documents(result, info.labels, batch))
         size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
-        gate = asyncio.Semaphore(self.max_in_flight)
+        return await self._map(chunks(texts, size, raise_errors), self.model,
+                               lambda result, _: decode(result, info.labels, self.logits))
 
-        async def run(chunk: Chunk) -> list[Result]:
+    async def _map(self, work: list[Chunk], model: str, decoder) -> list:
+        gate = asyncio.Semaphore(self.max_in_flight)
+        # See Client._run: the ensemble's outputs are named, a document model's all come.
+        outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._types)
+
+        async def run(chunk: Chunk) -> list:
             async with gate:
                 while chunk.pending:
                     try:
-                        batch = encode(chunk.batch())
+                        texts = chunk.batch()
+                        batch = encode(texts)
                         tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
                         tensor.set_data_from_numpy(batch)
-                        result = await self._call(lambda c: c.infer(self.model, [tensor], outputs=self._outputs(
-                            self._types), **self._timeout()))
-                        return chunk.served(decode(result, info.labels, self.logits))
+                        result = await self._call(lambda c: c.infer(model, [tensor], outputs=outputs, **self._timeout()))
+                        return chunk.served(decoder(result, texts))
                     except TextError as exc:
                         chunk.refused(exc)
                 return chunk.out
 
-        tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks(texts, size, raise_errors)]
+        tasks = [asyncio.ensure_future(run(chunk)) for chunk in work]
         try:
             return [p for part in await asyncio.gather(*tasks) for p in part]
         finally:

@@ -2,6 +2,8 @@
 
     finsent classify "Profit rose 12%." "Shares fell."      # or one text per line on stdin; --json
     finsent score news.parquet -o scored.parquet --column headline
+    finsent classify --document < filing.txt                # sentence by sentence; score --documents for files
+    finsent aggregate scored.parquet --by ticker,date        # count, mean/std of net, shares per group
     finsent gateway --host 0.0.0.0 --port 8080 --triton localhost:8001
     finsent models | finsent health | finsent model          # model: the one used when none is named
     finsent serve [python -m server arguments]               # from a finsent checkout
@@ -70,6 +72,8 @@ def need(extra: str, *modules: str) -> None:
 
 
 def cmd_classify(args) -> int:
+    if args.document:
+        return classify_documents(args)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise ScoreError("no text given: pass texts as arguments, or one per line on stdin")
@@ -83,14 +87,37 @@ def cmd_classify(args) -> int:
         return 1 if failed else 0
     labels = client.info.labels
     width = min(60, max([4, *(len(t) for t in texts)]))
-    print(f"{'text':<{width}}  {'label':<8}  {'score':>6}  " + "  ".join(f"{l[:8]:>8}" for l in labels))
+    print(f"{'text':<{width}}  {'label':<8}  {'score':>6}  " + "  ".join(f"{l[:8]:>8}" for l in labels) + "     net")
     for text, r in zip(texts, results):
         shown = text if len(text) <= width else text[:width - 1] + "…"
         if isinstance(r, Failure):
             print(f"{shown:<{width}}  error: {r.reason}")
         else:
             print(f"{shown:<{width}}  {r.label:<8}  {r.score:6.3f}  "
-                  + "  ".join(f"{r.probabilities[l]:8.3f}" for l in labels))
+                  + "  ".join(f"{r.probabilities[l]:8.3f}" for l in labels) + f"  {r.net:+6.3f}")
+    return 1 if failed else 0
+
+
+def classify_documents(args) -> int:
+    """--document: each argument is a document (or all of stdin is one); its verdict, then its sentences."""
+    documents = args.texts or [sys.stdin.read()]
+    with make_client(args) as client:
+        results = client.classify_documents(documents, on_error="return")
+    failed = sum(isinstance(r, Failure) for r in results)
+    if args.json:
+        print(json.dumps([{"error": r.message} if isinstance(r, Failure) else r.as_dict() for r in results],
+                         indent=2, ensure_ascii=False))
+        return 1 if failed else 0
+    for i, r in enumerate(results):
+        if isinstance(r, Failure):
+            print(f"document {i}: error: {r.reason}")
+            continue
+        print(f"document: {r.sentence_count} sentences, {r.label} ({r.score:.3f}), net {r.net:+.3f}, "
+              f"negative {r.negative_share:.0%}, positive {r.positive_share:.0%}")
+        print(f"  {'start-end':<13} {'label':<8} {'net':>6}  sentence")
+        for s in r.sentences:
+            text = " ".join(s.text.split())
+            print(f"  {f'{s.start}-{s.end}':<13} {s.label:<8} {s.net:+6.3f}  {text if len(text) <= 70 else text[:69] + '…'}")
     return 1 if failed else 0
 
 
@@ -100,15 +127,25 @@ def cmd_score(args) -> int:
     output = args.output or Path(args.input).with_name(Path(args.input).stem + ".scored" + Path(args.input).suffix)
     with make_client(args, max_in_flight=args.max_in_flight) as client:
         summary = score_file(client, Path(args.input), Path(output), column=args.column, chunk_size=args.chunk_size,
-                             prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress)
+                             prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress,
+                             documents=args.documents, sentences=Path(args.sentences) if args.sentences else None)
     print(summary)
     return 0
 
 
+def cmd_aggregate(args) -> int:
+    from finsent.aggregate import aggregate, write
+    by = [c.strip() for c in args.by.split(",") if c.strip()]
+    if not by:
+        raise ScoreError("--by names no column: e.g. --by ticker,date")
+    write(aggregate(Path(args.input), by, args.prefix), by, Path(args.output) if args.output else None)
+    return 0
+
+
 MODELS_HELP = ("list the server's models and their state; where Triton restricts its repository index to an admin "
-               "key (as make serve and the k8s chart run it), the finsent ensembles (finbert, distilbert, --model) "
-               "and their steps, from the metadata any caller may read: READY, or UNAVAILABLE for one not loaded "
-               "or not in the repository (without the index the two look alike)")
+               "key (as make serve and the k8s chart run it), the finsent ensembles (finbert, distilbert, --model), "
+               "their steps and document models, from the metadata any caller may read: READY, or UNAVAILABLE for "
+               "one not loaded or not in the repository (without the index the two look alike)")
 
 
 def cmd_models(args) -> int:
@@ -160,11 +197,15 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify texts given as arguments or one per line on stdin")
     p.add_argument("texts", nargs="*")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--document", action="store_true",
+                   help="each argument (or all of stdin) is a document: its verdict and a table of its sentences")
     add_connection(p)
     p.set_defaults(run=cmd_classify)
 
     p = sub.add_parser("score", help="score a CSV, JSONL or Parquet file (streaming, resumable)",
-                       description="Adds label, score, p_negative, p_neutral, p_positive and error columns. "
+                       description="Adds label, score, p_negative, p_neutral, p_positive, net (p_positive - "
+                       "p_negative) and error columns; with --documents also sentences, share_negative and "
+                       "share_positive (one row per document). "
                        "Re-running after an interruption resumes where the last complete chunk ended.")
     p.add_argument("input", help="a .csv, .jsonl/.ndjson or .parquet file")
     p.add_argument("-o", "--output", help="output file; its extension picks the format (default INPUT.scored.EXT)")
@@ -174,9 +215,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-in-flight", type=at_least_one, default=4, help="concurrent requests to Triton (default 4)")
     p.add_argument("--prefix", default="", help="prefix for the added column names, e.g. finsent_")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming / skipping")
+    p.add_argument("--documents", action="store_true",
+                   help="each text is a document: scored sentence by sentence by the model's document model")
+    p.add_argument("--sentences", help="with --documents: also write each sentence's scores to this CSV or JSONL file "
+                   "(row, sentence, start, end, text, label, p_*, net, windows)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_connection(p)
     p.set_defaults(run=cmd_score)
+
+    p = sub.add_parser("aggregate", help="group a scored file by columns: count, mean and std of net, shares",
+                       description="Groups a file written by finsent score (or score --documents) by the columns "
+                       "given: per group the rows scored and refused, mean and standard deviation of net, and the "
+                       "shares labelled negative and positive. Prints a table, or writes -o (CSV, JSONL, Parquet).")
+    p.add_argument("input", help="a scored .csv, .jsonl or .parquet file")
+    p.add_argument("--by", required=True, help="columns to group by, comma-separated, e.g. ticker,date")
+    p.add_argument("-o", "--output", help="write the groups here instead of printing them")
+    p.add_argument("--prefix", default="", help="the --prefix the file was scored with")
+    p.set_defaults(run=cmd_aggregate)
 
     for name, run, text in (("models", cmd_models, MODELS_HELP),
                             ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),

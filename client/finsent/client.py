@@ -14,8 +14,8 @@ from typing import Sequence
 
 from finsent.core import (
     GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelError, ModelInfo, ModelStatus, RequestTimeout,
-    Result, TextError, UnavailableError, check_on_error, choose_model, chunks, decode, encode, list_models,
-    model_info, not_http, retry_delay, unknown_model)
+    DOCUMENT_SUFFIX, DocumentResult, Result, TextError, UnavailableError, check_on_error, choose_model, chunks,
+    decode, decode_documents, encode, list_models, model_info, not_http, retry_delay, unknown_model)
 
 
 def transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -97,36 +97,53 @@ class Client(ClientBase):
     def classify(self, texts: Sequence[str | bytes] | str, on_error: str = "raise") -> list[Result]:
         """One Prediction per text, in input order. on_error="raise" raises TextError naming the
         index of the first refused text; "return" puts a Failure in its place and serves the rest."""
+        return self._classify(texts, on_error, documents=False)
+
+    def classify_documents(self, texts: Sequence[str | bytes] | str, on_error: str = "raise") -> list[DocumentResult]:
+        """One DocumentPrediction per document, in input order: the model's document model
+        (`<model>_document`) scores every sentence and gives the document's verdict. One request per
+        document, max_in_flight at a time; the client's timeout_s bounds each. on_error as in classify."""
+        return self._classify(texts, on_error, documents=True)
+
+    def _classify(self, texts, on_error: str, documents: bool) -> list:
         if isinstance(texts, (str, bytes)):
             texts = [texts]
         raise_errors = check_on_error(on_error)
         if not texts:
             return []
         info = self.info
+        if documents:
+            return self._map(chunks(texts, 1, raise_errors), self.model + DOCUMENT_SUFFIX,
+                             lambda result, batch: decode_documents(result, info.labels, batch))
         size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
-        work = chunks(texts, size, raise_errors)
+        return self._map(chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits))
+
+    def _map(self, work: list[Chunk], model: str, decoder) -> list:
         if len(work) == 1:
-            return self._run(work[0], info)
+            return self._run(work[0], model, decoder)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="finsent")
-        futures = [self._pool.submit(self._run, chunk, info) for chunk in work]
+        futures = [self._pool.submit(self._run, chunk, model, decoder) for chunk in work]
         try:
             return [p for f in futures for p in f.result()]
         finally:
             for f in futures:
                 f.cancel()
 
-    def _run(self, chunk: Chunk, info: ModelInfo) -> list[Result]:
+    def _run(self, chunk: Chunk, model: str, decoder) -> list:
         def infer(batch):
             def call(c):
                 tensor = self._module.InferInput("TEXT", list(batch.shape), "BYTES")
                 tensor.set_data_from_numpy(batch)
-                return c.infer(self.model, [tensor], outputs=self._outputs(self._module), **self._timeout())
+                # The ensemble's outputs are named (LOGITS only when asked for); a document model's all come.
+                outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._module)
+                return c.infer(model, [tensor], outputs=outputs, **self._timeout())
             return self._call(call)
 
         while chunk.pending:
             try:
-                return chunk.served(decode(infer(encode(chunk.batch())), info.labels, self.logits))
+                batch = chunk.batch()
+                return chunk.served(decoder(infer(encode(batch)), batch))
             except TextError as exc:
                 chunk.refused(exc)
         return chunk.out

@@ -5,6 +5,7 @@ ensemble config's `labels` parameter on the server, the label itself comes from 
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -34,9 +35,55 @@ class Prediction:
     probabilities: Mapping[str, float]   # negative, neutral, positive (the server's `labels` order)
     logits: Mapping[str, float] | None = None   # raw scores, before the model's temperature: asked for only
 
+    @property
+    def net(self) -> float:
+        """P(positive) - P(negative): FinBERT's authors' sentiment score, from -1 to 1."""
+        return self.probabilities["positive"] - self.probabilities["negative"]
+
     def as_dict(self) -> dict:
-        out = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities)}
+        out = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities), "net": self.net}
         return out if self.logits is None else {**out, "logits": dict(self.logits)}
+
+
+# The document models (<ensemble>_document) and the BREAKDOWN version this client reads (docs/documents.md).
+DOCUMENT_SUFFIX = "_document"
+BREAKDOWN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a document: its characters text[start:end], and its scores."""
+    start: int
+    end: int
+    text: str
+    label: str
+    probabilities: Mapping[str, float]
+    net: float
+    windows: int              # 1, or the overlapping windows a sentence past the max length was scored in
+
+    def as_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "text": self.text, "label": self.label,
+                "probabilities": dict(self.probabilities), "net": self.net, "windows": self.windows}
+
+
+@dataclass(frozen=True)
+class DocumentPrediction:
+    """A document's verdict: probabilities are the mean over its sentences; the shares are of
+    sentences labelled negative / positive (docs/documents.md)."""
+    label: str
+    score: float
+    probabilities: Mapping[str, float]
+    net: float
+    sentence_count: int
+    negative_share: float
+    positive_share: float
+    sentences: tuple[Sentence, ...]
+
+    def as_dict(self, sentences: bool = True) -> dict:
+        out = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities), "net": self.net,
+               "sentence_count": self.sentence_count, "negative_share": self.negative_share,
+               "positive_share": self.positive_share}
+        return {**out, "sentences": [s.as_dict() for s in self.sentences]} if sentences else out
 
 
 def describe(reason: str, index: int | None = None) -> str:
@@ -56,6 +103,7 @@ class Failure:
 
 
 Result = Union[Prediction, Failure]
+DocumentResult = Union["DocumentPrediction", Failure]
 
 
 class FinsentError(Exception):
@@ -179,13 +227,15 @@ def list_models(model: str, url: str) -> Plan:
     log.info("the repository index of Triton at %s needs its admin key: "
              "listing the finsent ensembles and their steps instead", url)
     rows, names = [], list(dict.fromkeys((*([model] if model else []), *ENSEMBLES)))
-    for name in names:                  # grows by the steps of the ensembles served
+    for name in names:                  # grows by the steps and the document model of the ensembles served
         metadata = yield ("get_model_metadata", name)
         if isinstance(metadata, FinsentError):
-            rows.append(ModelStatus(name, "", "UNAVAILABLE", NOT_SERVED))
+            if not name.endswith(DOCUMENT_SUFFIX):   # a repository from before the document models: no row
+                rows.append(ModelStatus(name, "", "UNAVAILABLE", NOT_SERVED))
             continue
         rows += [ModelStatus(name, str(version), "READY") for version in metadata.get("versions", [])]
         if metadata.get("platform") == "ensemble":
+            names.append(name + DOCUMENT_SUFFIX)
             config = yield ("get_model_config", name)
             if not isinstance(config, FinsentError):
                 steps = config.get("config", config).get("ensemble_scheduling", {}).get("step", [])
@@ -309,6 +359,30 @@ def decode(result, labels: tuple[str, ...], logits: bool = False) -> list[Predic
     return [Prediction(n, float(s), dict(zip(labels, map(float, p))),
                        None if z is None else dict(zip(labels, map(float, z))))
             for n, s, p, z in zip(names, scores, probs, raw)]
+
+
+def decode_documents(result, labels: tuple[str, ...], texts: Sequence[str | bytes]) -> list[DocumentPrediction]:
+    """The document model's outputs; sentence texts are cut from the documents sent (offsets are
+    characters of the UTF-8-decoded document)."""
+    out = []
+    columns = {name: result.as_numpy(name).reshape(len(texts), -1) for name in
+               ("LABEL", "SCORE", "PROBABILITIES", "NET", "SENTENCES", "NEGATIVE_SHARE", "POSITIVE_SHARE", "BREAKDOWN")}
+    for i, text in enumerate(texts):
+        breakdown = json.loads(columns["BREAKDOWN"][i][0])
+        if breakdown.get("version") != BREAKDOWN_VERSION:
+            raise ModelError(f"the document model's BREAKDOWN is version {breakdown.get('version')}; this client "
+                             f"reads version {BREAKDOWN_VERSION}: upgrade finsent-client")
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8")
+        sentences = tuple(Sentence(s["start"], s["end"], text[s["start"]:s["end"]], s["label"],
+                                   dict(zip(labels, s["probabilities"])), s["net"], s["windows"])
+                          for s in breakdown["sentences"])
+        out.append(DocumentPrediction(columns["LABEL"][i][0].decode(), float(columns["SCORE"][i][0]),
+                                      dict(zip(labels, map(float, columns["PROBABILITIES"][i]))),
+                                      float(columns["NET"][i][0]), int(columns["SENTENCES"][i][0]),
+                                      float(columns["NEGATIVE_SHARE"][i][0]), float(columns["POSITIVE_SHARE"][i][0]),
+                                      sentences))
+    return out
 
 
 # Errors the server gives while the watchdog replaces a dead Python stub (unload + load of the

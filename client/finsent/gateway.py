@@ -2,7 +2,11 @@
 
     POST /             [{"text": "..."}, ...]  -> [{"label": "positive", "score": 0.89}, ...]
     POST /v1/classify  {"texts": ["..."], "model": "distilbert"}
-                       -> {"model": "distilbert", "predictions": [{"label", "score", "probabilities"}]}
+                       -> {"model": "distilbert", "predictions": [{"label", "score", "probabilities", "net"}]}
+    POST /v1/documents {"documents": ["..."], "model": "finbert", "sentences": true}
+                       -> {"model": "finbert", "documents": [{"label", "score", "probabilities", "net",
+                           "sentence_count", "negative_share", "positive_share", "sentences": [...]}]}
+                       (the model's document model; "sentences": false leaves the breakdown out)
     GET  /healthz      the process answers
     GET  /readyz       Triton is ready and the default model is loaded (503 otherwise)
 
@@ -41,6 +45,8 @@ class Settings:
     max_items: int = 256
     max_body_bytes: int = 1 << 20
     timeout_s: float = 10.0              # a whole request, retries included
+    max_document_body_bytes: int = 8 << 20   # POST /v1/documents: a server takes documents of up to 4 MiB
+    document_timeout_s: float = 300.0    # POST /v1/documents: a megabyte of text is thousands of sentences
     retries: int = 2                     # on UNAVAILABLE, with a short backoff
 
 
@@ -98,15 +104,15 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
             raise HTTPProblem(401, "missing or wrong API key (header X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
 
-    async def read_json(request: Request):
+    async def read_json(request: Request, limit: int = settings.max_body_bytes):
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise HTTPProblem(413, f"body of {declared} bytes is over the limit of {settings.max_body_bytes}")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise HTTPProblem(413, f"body of {declared} bytes is over the limit of {limit}")
         body = bytearray()
         async for part in request.stream():
             body += part
-            if len(body) > settings.max_body_bytes:
-                raise HTTPProblem(413, f"body is over the limit of {settings.max_body_bytes} bytes")
+            if len(body) > limit:
+                raise HTTPProblem(413, f"body is over the limit of {limit} bytes")
         try:
             return json.loads(body)
         except ValueError as exc:
@@ -116,11 +122,13 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         if len(items) > settings.max_items:
             raise HTTPProblem(413, f"{len(items)} items is over the limit of {settings.max_items} per request")
 
-    async def classify(model: str | None, texts: list[str]) -> tuple[str, list]:
-        """(the model used: `model`, else the default one; its predictions)."""
+    async def classify(model: str | None, texts: list[str], documents: bool = False) -> tuple[str, list]:
+        """(the model used: `model`, else the default one; its predictions, or its document model's)."""
+        timeout_s = settings.document_timeout_s if documents else settings.timeout_s
         try:
             client = await client_for(model or await default_model())
-            return client.model, (await asyncio.wait_for(client.classify(texts), settings.timeout_s) if texts else [])
+            call = client.classify_documents if documents else client.classify
+            return client.model, (await asyncio.wait_for(call(texts), timeout_s) if texts else [])
         except TextError as exc:
             raise HTTPProblem(422, f"item {exc.index}: text {exc.reason}", item=exc.index) from None
         except ModelError as exc:
@@ -129,8 +137,7 @@ def create_app(settings: Settings = Settings()) -> Starlette:
             raise HTTPProblem(503, str(exc),
                               headers={"Retry-After": "1"}) from None
         except (RequestTimeout, asyncio.TimeoutError):
-            raise HTTPProblem(504, f"Triton at {settings.triton} did not answer within {settings.timeout_s} s") \
-                from None
+            raise HTTPProblem(504, f"Triton at {settings.triton} did not answer within {timeout_s} s") from None
         except FinsentError as exc:
             raise HTTPProblem(502, f"Triton refused the request: {exc}") from None
 
@@ -151,21 +158,33 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         _, predictions = await classify(None, texts)
         return JSONResponse([{"label": p.label, "score": p.score} for p in predictions])
 
-    async def v1_classify(request: Request) -> JSONResponse:
+    async def v1_body(request: Request, field: str, limit: int = settings.max_body_bytes) -> tuple[dict, str | None]:
+        """A /v1 body {field: ["...", ...], "model": "..."}, checked: (body, model or None)."""
         authorize(request)
-        body = await read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("texts"), list):
-            raise HTTPProblem(422, 'body must be {"texts": ["...", ...], "model": "finbert"} ("model" optional)')
+        body = await read_json(request, limit)
+        if not isinstance(body, dict) or not isinstance(body.get(field), list):
+            raise HTTPProblem(422, f'body must be {{"{field}": ["...", ...], "model": "finbert"}} ("model" optional)')
         model = body.get("model")
         if model is not None and (not isinstance(model, str) or not MODEL_NAME.match(model)):
             raise HTTPProblem(422, f'"model" must be a model name such as "finbert", got {model!r}')
-        texts = body["texts"]
-        check_count(texts)
-        for i, text in enumerate(texts):
+        check_count(body[field])
+        for i, text in enumerate(body[field]):
             if not isinstance(text, str):
                 raise HTTPProblem(422, f"item {i} must be a string, got {type(text).__name__}", item=i)
-        model, predictions = await classify(model, texts)
+        return body, model
+
+    async def v1_classify(request: Request) -> JSONResponse:
+        body, model = await v1_body(request, "texts")
+        model, predictions = await classify(model, body["texts"])
         return JSONResponse({"model": model, "predictions": [p.as_dict() for p in predictions]})
+
+    async def v1_documents(request: Request) -> JSONResponse:
+        body, model = await v1_body(request, "documents", settings.max_document_body_bytes)
+        sentences = body.get("sentences", True)
+        if not isinstance(sentences, bool):
+            raise HTTPProblem(422, f'"sentences" must be true or false, got {sentences!r}')
+        model, results = await classify(model, body["documents"], documents=True)
+        return JSONResponse({"model": model, "documents": [d.as_dict(sentences) for d in results]})
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -196,6 +215,7 @@ def create_app(settings: Settings = Settings()) -> Starlette:
     return Starlette(routes=[
         Route("/", classic, methods=["POST"]),
         Route("/v1/classify", v1_classify, methods=["POST"]),
+        Route("/v1/documents", v1_documents, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ], lifespan=lifespan, exception_handlers=ERROR_HANDLERS)

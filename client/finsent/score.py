@@ -16,6 +16,12 @@ Bad rows do not stop a run: a text the server refuses (empty, invalid UTF-8) or 
 no text (missing, not a string, a JSONL line that is not a JSON object) gets empty
 label/score/probabilities and the reason in the `error` column, and is counted as a failure.
 Errors of the server itself (down past the retries) stop the run; re-running resumes it.
+
+Documents (`--documents`): each row's text is a document, scored by the model's document model:
+one output row per document (its label, probabilities, net score, sentence count and the shares
+of negative and positive sentences), and optionally one row per sentence in a second file
+(`--sentences`, CSV or JSONL: the document's row number, the sentence's number, offsets, text,
+scores), built and resumed alongside the output.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from finsent.core import Failure, Prediction, Result, describe
+from finsent.core import DocumentPrediction, Failure, Prediction, Result, describe
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 LABELS = ("negative", "neutral", "positive")
@@ -49,14 +55,32 @@ def file_format(path: Path) -> str:
         raise ScoreError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}") from None
 
 
-def new_columns(prefix: str) -> list[str]:
-    return [prefix + c for c in ("label", "score", *(f"p_{l}" for l in LABELS), "error")]
+DOCUMENT_COLUMNS = ("sentences", "share_negative", "share_positive")
+SENTENCE_COLUMNS = ("row", "sentence", "start", "end", "text", "label", *(f"p_{l}" for l in LABELS), "net", "windows")
 
 
-def result_values(result: Result) -> list:
+def new_columns(prefix: str, documents: bool = False) -> list[str]:
+    return [prefix + c for c in ("label", "score", *(f"p_{l}" for l in LABELS), "net",
+                                 *(DOCUMENT_COLUMNS if documents else ()), "error")]
+
+
+def result_values(result: Result, documents: bool = False) -> list:
+    extra = 3 if documents else 0
+    if isinstance(result, DocumentPrediction):
+        return [result.label, result.score, *(result.probabilities.get(l) for l in LABELS), result.net,
+                result.sentence_count, result.negative_share, result.positive_share, None]
     if isinstance(result, Prediction):
-        return [result.label, result.score, *(result.probabilities.get(l) for l in LABELS), None]
-    return [None] * 5 + [describe(result.reason)]
+        return [result.label, result.score, *(result.probabilities.get(l) for l in LABELS), result.net, None]
+    return [None] * (6 + extra) + [describe(result.reason)]
+
+
+def sentence_rows(row: int, result: Result) -> list[dict]:
+    """A document's sentences as rows of the --sentences file (none for a refused document)."""
+    if not isinstance(result, DocumentPrediction):
+        return []
+    return [dict(zip(SENTENCE_COLUMNS, (row, k, s.start, s.end, s.text, s.label,
+                                        *(s.probabilities.get(l) for l in LABELS), s.net, s.windows)))
+            for k, s in enumerate(result.sentences)]
 
 
 @dataclass(frozen=True)
@@ -197,6 +221,7 @@ class TextWriter:
 
     def __init__(self, path: Path, fmt: str, columns: list[str], size: int | None):
         self.path, self.fmt, self.columns = path, fmt, columns
+        self.documents = len(columns) > len(new_columns(""))
         self.header: list[str] | None = None
         if size is not None:                   # resuming: drop whatever a kill left after `size`
             with open(path, "r+b") as f:
@@ -214,11 +239,11 @@ class TextWriter:
                 csv.writer(buf).writerow(self.header)
             writer = csv.writer(buf)
             for row, result in zip(rows, results):
-                merged = {**row, **dict(zip(self.columns, result_values(result)))}
+                merged = {**row, **dict(zip(self.columns, result_values(result, self.documents)))}
                 writer.writerow(["" if merged.get(c) is None else merged[c] for c in self.header])
         else:
             for row, result in zip(rows, results):
-                buf.write(json.dumps({**row, **dict(zip(self.columns, result_values(result)))},
+                buf.write(json.dumps({**row, **dict(zip(self.columns, result_values(result, self.documents)))},
                                      ensure_ascii=False) + "\n")     # as the input had it, not \u escapes
         with open(self.path, "ab") as f:
             f.write(buf.getvalue().encode(**ENCODING))
@@ -228,6 +253,35 @@ class TextWriter:
 
     def finish(self, output: Path) -> None:
         os.replace(self.path, output)
+
+
+class SentenceWriter:
+    """The --sentences file (CSV or JSONL), appended per chunk next to the output, resumed with it."""
+
+    def __init__(self, path: Path, size: int | None):
+        self.path, self.fmt = path, file_format(Path(str(path).removesuffix(".partial")))
+        if self.fmt == "parquet":
+            raise ScoreError(f"{path.name}: the sentence file is CSV or JSONL")
+        if size is None:
+            path.write_bytes(b"")
+        else:
+            with open(path, "r+b") as f:
+                f.truncate(size)
+
+    def append(self, rows: list[dict]) -> int:
+        buf = io.StringIO(newline="")
+        if self.fmt == "csv":
+            writer = csv.DictWriter(buf, SENTENCE_COLUMNS)
+            if self.path.stat().st_size == 0:
+                writer.writeheader()
+            writer.writerows(rows)
+        else:
+            buf.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        with open(self.path, "ab") as f:
+            f.write(buf.getvalue().encode(**ENCODING))
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
 
 
 class ParquetWriter:
@@ -246,8 +300,10 @@ class ParquetWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
         table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else pa.Table.from_pylist(rows)
-        values = list(zip(*(result_values(r) for r in results)))
-        types = [pa.string(), pa.float64(), pa.float64(), pa.float64(), pa.float64(), pa.string()]
+        documents = len(self.columns) > len(new_columns(""))
+        values = list(zip(*(result_values(r, documents) for r in results)))
+        types = [pa.string(), *[pa.float64()] * 5, *([pa.int64(), pa.float64(), pa.float64()] if documents else []),
+                 pa.string()]
         for name, column, kind in zip(self.columns, values, types):
             table = table.append_column(pa.field(name, kind), pa.array(column, type=kind))
         part = self.path / f"part-{len(self.parts()):06d}.parquet"
@@ -294,13 +350,15 @@ class Progress:
     input_mtime_ns: int
     column: str
     model: str
+    documents: bool = False          # --documents: one row per document
     rows: int = 0
     written: int | None = None      # bytes (CSV/JSONL) or part files (Parquet) that hold `rows`
     failures: int = 0
     labels: dict = field(default_factory=dict)
+    sentences_written: int | None = None   # bytes of the --sentences file that hold `rows`' sentences
 
     def same_job(self, other: "Progress") -> bool:
-        keys = ("input", "input_size", "input_mtime_ns", "column", "model")
+        keys = ("input", "input_size", "input_mtime_ns", "column", "model", "documents")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def check(self, current: "Progress", what: str) -> "Progress":
@@ -347,7 +405,10 @@ class Summary:
 
 
 def score_file(client, input_path: Path, output: Path, column: str = "text", chunk_size: int = 1024,
-               prefix: str = "", overwrite: bool = False, progress_bar: bool = True) -> Summary:
+               prefix: str = "", overwrite: bool = False, progress_bar: bool = True, documents: bool = False,
+               sentences: Path | None = None) -> Summary:
+    """Score `column` of input_path into output (see the module's doc); documents: each text is a
+    document (one row each), sentences: also write each document's sentences there."""
     input_path, output = Path(input_path), Path(output)
     if chunk_size < 1:
         raise ScoreError(f"chunk_size must be 1 or more, got {chunk_size!r}")
@@ -359,16 +420,19 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         raise ScoreError(f"{output} is the input file: write the scores to another file (-o)")
     # Column and model are checked before any file is written: a failed first try leaves nothing to --overwrite.
     check_column(input_path, in_fmt, column)
+    if sentences is not None and not documents:
+        raise ScoreError("a sentence file (--sentences) comes with --documents")
     model = client.info.name
     partial = output.with_name(output.name + ".partial")
     record = output.with_name(output.name + ".partial.json")
     done = output.with_name(output.name + ".finsent.json")       # the record of the run that wrote OUTPUT
+    sentences_partial = Path(str(sentences) + ".partial") if sentences is not None else None
     if overwrite:
-        for path in (output, record, done):
+        for path in (output, record, done, *([sentences, sentences_partial] if sentences is not None else [])):
             path.unlink(missing_ok=True)
         remove(partial)
     stat = input_path.stat()
-    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, model)
+    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, model, documents)
     if output.exists():
         if record.exists():      # OUTPUT is only ever written complete: stopped before its record was kept
             remove(partial)
@@ -379,14 +443,24 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         saved = Progress.load(done)
         saved.check(progress, f"{output} was scored")
         return Summary(output, saved.rows, 0, saved.rows, saved.failures, saved.labels, 0.0, already_complete=True)
-    columns = new_columns(prefix)
+    columns = new_columns(prefix, documents)
     Writer = ParquetWriter if out_fmt == "parquet" else TextWriter
+    sentence_writer = None
     if record.exists() and (partial.exists()):
         progress = Progress.load(record).check(progress, f"{partial} was started")
         writer = Writer(partial, out_fmt, columns, progress.written or 0)
         if isinstance(writer, ParquetWriter):
             writer.keep(progress.written or 0)
+        if sentences_partial is not None:
+            if not sentences_partial.exists() and sentences.exists() and progress.rows:
+                os.replace(sentences, sentences_partial)   # stopped between the two final renames
+            if not sentences_partial.exists() and progress.rows:
+                raise ScoreError(f"{partial} was started without the sentence file {sentences}; "
+                                 f"use --overwrite to start over")
+            sentence_writer = SentenceWriter(sentences_partial, progress.sentences_written if progress.rows else None)
     else:
+        if sentences_partial is not None:
+            sentence_writer = SentenceWriter(sentences_partial, None)
         remove(partial)
         if out_fmt != "parquet":
             partial.touch()
@@ -408,7 +482,10 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
             if clash:
                 raise ScoreError(f"{input_path} already has the output column(s) {sorted(clash)}; "
                                  f"name ours differently with --prefix, e.g. --prefix finsent_")
-            results = classify_rows(client, texts, column, progress.rows)
+            results = classify_rows(client, texts, column, progress.rows, documents)
+            if sentence_writer is not None:
+                progress.sentences_written = sentence_writer.append(
+                    [s for i, r in enumerate(results) for s in sentence_rows(progress.rows + i, r)])
             progress.written = writer.append(rows, results)
             progress.rows += len(texts)
             for r in results:
@@ -432,12 +509,14 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     elapsed = time.monotonic() - started
     if progress.rows == 0 and out_fmt == "parquet":
         raise ScoreError(f"{input_path} has no rows")
+    if sentence_writer is not None:
+        os.replace(sentences_partial, sentences)
     writer.finish(output)
     os.replace(record, done)
     return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed)
 
 
-def classify_rows(client, texts: list, column: str, offset: int) -> list[Result]:
+def classify_rows(client, texts: list, column: str, offset: int, documents: bool = False) -> list[Result]:
     """Results for one chunk; rows without a usable text fail here, without a request."""
     results: list[Result | None] = [None] * len(texts)
     send = []
@@ -448,7 +527,8 @@ def classify_rows(client, texts: list, column: str, offset: int) -> list[Result]
             results[i] = Failure(offset + i, f"no value in column {column!r}")
         else:
             send.append(i)
-    served = client.classify([texts[i] for i in send], on_error="return") if send else []
+    classify = client.classify_documents if documents else client.classify
+    served = classify([texts[i] for i in send], on_error="return") if send else []
     for i, result in zip(send, served):
         results[i] = Failure(offset + i, result.reason) if isinstance(result, Failure) else result
     return results

@@ -10,6 +10,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
+from text_input import decode
+
 # Text past this many characters per token of max length cannot reach the classifier:
 # cutting it (at a space) first keeps a megabyte text from stalling everyone's batch.
 CHARS_PER_TOKEN_BOUND = 16
@@ -77,16 +79,3 @@ class TritonPythonModel:
             for name in self.outputs:
                 arrays[name][row, :length] = getattr(encoding, fields[name])
         return arrays
-
-
-def decode(item, row):
-    """One TEXT element as str, or ValueError naming the row and the reason."""
-    if not isinstance(item, bytes):
-        item = str(item).encode()
-    try:
-        text = item.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"TEXT[{row}] is not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
-    if not text.strip():
-        raise ValueError(f"TEXT[{row}] is empty or whitespace only")
-    return text

@@ -17,7 +17,7 @@ from finsent.score import ScoreError, score_file
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
-ADDED = ["label", "score", "p_negative", "p_neutral", "p_positive", "error"]
+ADDED = ["label", "score", "p_negative", "p_neutral", "p_positive", "net", "error"]
 
 
 def finsent(*args, stdin=None, timeout=120):
@@ -83,7 +83,7 @@ def test_classify_prints_a_table_or_json(triton):
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["text", "label", "score"] and lines[0].split()[3:] == ["negative", "neutral",
-                                                                                          "positive"]
+                                                                                          "positive", "net"]
     assert len(lines) == 3
     out = finsent("classify", "--json", "--protocol", "http", "--url", triton.http_url, "--model", "distilbert",
                   stdin="Profit rose 12%.\n\nShares fell.\n")
@@ -129,8 +129,8 @@ def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_trit
     assert time.monotonic() - started < 10                          # not 8-16 s of retries on top of the start-up
     rows = [line.split(maxsplit=3) for line in run.stdout.splitlines()]
     assert rows == [["distilbert", "-", "UNAVAILABLE", "not loaded, or not in the repository"],
-                    *([name, "1", "READY"] for name in ("finbert", "finbert_classifier", "finbert_postprocess",
-                                                        "finbert_tokenizer"))]
+                    *([name, "1", "READY"] for name in ("finbert", "finbert_classifier", "finbert_document",
+                                                        "finbert_postprocess", "finbert_tokenizer"))]
     assert "repository index" in run.stderr and "admin key" in run.stderr
 
 

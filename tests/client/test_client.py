@@ -281,7 +281,7 @@ def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(res
         rows = asyncio.run(run())
     assert time.monotonic() - started < 5                           # no retries (they take 8-16 s)
     truth = admin_index(server)
-    assert {m.name for m in truth} == {"finbert", "finbert_tokenizer", "finbert_classifier", "finbert_postprocess"}
+    assert {m.name for m in truth} == {"finbert", "finbert_tokenizer", "finbert_classifier", "finbert_postprocess", "finbert_document"}
     assert rows == sorted(truth + [ModelStatus("distilbert", "", "UNAVAILABLE", NOT_SERVED)],
                           key=lambda m: (m.name, m.version))
 

@@ -76,7 +76,7 @@ def test_v1_classify_returns_probabilities_and_the_model(gateway, triton, model)
     assert resp.json() == {"model": served, "predictions": [
         {"label": p.label, "score": p.score,
          "probabilities": {"negative": p.probabilities["negative"], "neutral": p.probabilities["neutral"],
-                           "positive": p.probabilities["positive"]}} for p in want]}
+                           "positive": p.probabilities["positive"]}, "net": p.net} for p in want]}
 
 
 def test_health_and_readiness(gateway):

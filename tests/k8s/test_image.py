@@ -60,19 +60,21 @@ def test_container_variants_are_judged_under_the_images_onnx_runtime():
 def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
     (install,) = re.findall(r"pip install --no-cache-dir (.+)$", dockerfile(), re.M)
     # ONNX Runtime for the cpu profile's Python classifier: the image's own version, not the venv's.
-    assert sorted(install.split()) == sorted([requirement("numpy"), requirement("tokenizers"),
+    assert sorted(install.split()) == sorted([requirement("numpy"), requirement("tokenizers"), requirement("nupunkt"),
                                               f"onnxruntime=={native_backend.ORT_VERSION}"])
-    # The container runs the tokenizer, postprocess and (cpu profile) classifier as Python models.
+    # The container runs the tokenizer, postprocess, document (and the cpu profile's classifier) as
+    # Python models; the document model's sentences.py is copied next to it.
     imported = set()
-    for step in ("tokenizer", "classifier", "postprocess"):
-        tree = ast.parse((SOURCE / "python_models" / f"{step}.py").read_text())
+    local = {path.stem for path in (SOURCE / "python_models").glob("*.py")}
+    for path in (SOURCE / "python_models").glob("*.py"):
+        tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {"triton_python_backend_utils"}
-    assert third_party == {"numpy", "tokenizers", "onnxruntime"}
+    third_party = imported - set(sys.stdlib_module_names) - {"triton_python_backend_utils"} - local
+    assert third_party == {"numpy", "tokenizers", "onnxruntime", "nupunkt"}
 
 
 def test_image_bakes_the_container_repository_as_the_unprivileged_user():

@@ -8,7 +8,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.facts import CANONICAL_LABELS, ModelFacts
-from model_repository.assemble import FAMILIES, STEPS, TargetOptions, assemble
+from model_repository.assemble import DOCUMENT, FAMILIES, STEPS, TargetOptions, assemble
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = [TargetOptions("local", cores=2), TargetOptions("container", "gpu"), TargetOptions("container", "cpu")]
@@ -25,7 +25,7 @@ def repository(request, exports, tmp_path_factory):
 
 def test_every_model_is_there_and_parses(repository):
     _, out, configs = repository
-    assert set(configs) == {f"{f}{s}" for f in FAMILIES for s in ["", *(f"_{s}" for s in STEPS)]}
+    assert set(configs) == {f"{f}{s}" for f in FAMILIES for s in ["", *(f"_{s}" for s in (*STEPS, DOCUMENT))]}
     for name, config in configs.items():
         assert config.name == name and config.max_batch_size > 0
         assert (out / name / "1").is_dir()

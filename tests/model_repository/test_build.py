@@ -53,7 +53,7 @@ def test_a_subset_is_built_when_asked_for_and_the_install_flag_is_said(build_wit
     assert build.main(["--build", str(build_dir), "--device", "cpu", "--variant", "fp32", "--models", "finbert"]) == 0
     assert "install with --set 'models={finbert}'" in capsys.readouterr().out
     assert sorted(p.name for p in (build_dir / "repository" / "container").iterdir()) == [
-        "finbert", "finbert_classifier", "finbert_postprocess", "finbert_tokenizer"]
+        "finbert", "finbert_classifier", "finbert_document", "finbert_postprocess", "finbert_tokenizer"]
 
 
 def test_each_model_serves_the_variant_its_guard_accepted(build_with, capsys):

@@ -92,8 +92,8 @@ def test_a_one_family_container_repository_serves_and_the_chart_probes_heal_it(f
     server = finbert_only
     status, index = health.Triton(server.http_url, server.admin_key).call("/v2/repository/index", {}, admin=True)
     assert status == 200
-    assert sorted(m["name"] for m in index) == ["finbert", "finbert_classifier", "finbert_postprocess",
-                                                "finbert_tokenizer"]
+    assert sorted(m["name"] for m in index) == ["finbert", "finbert_classifier", "finbert_document",
+                                                "finbert_postprocess", "finbert_tokenizer"]
     commands = chart_commands(models=["finbert"])
     assert run(commands["readiness"], server) == 0
     (pid,) = stack.stub_pids(server, "finbert_tokenizer")

@@ -218,3 +218,52 @@ def test_only_inference_health_and_metadata_are_open_without_the_admin_key(own_s
     assert grpc.get_model_repository_index(headers=key)
     assert health.Triton(own_server.http_url, own_server.admin_key).reload("finbert_postprocess") is None
     assert health.check(health.Triton(own_server.http_url)) == {}
+
+
+def test_stop_drains_documents_in_flight(own_server):
+    """The document models call the ensembles: they are drained first, so a document in flight at
+    the stop is scored to its end instead of losing the sentences its ensemble would refuse."""
+    document = " ".join(f"Quarterly revenue rose {i}% while costs fell." for i in range(3000))
+    client = grpcclient.InferenceServerClient(own_server.grpc_url)
+    outcome = {}
+
+    def send():
+        tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[document.encode()]], dtype=np.object_))
+        try:
+            result = client.infer("finbert_document", [tensor], client_timeout=120)
+            outcome["sentences"] = int(result.as_numpy("SENTENCES")[0][0])
+        except Exception as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the document was done before the stop: make it longer"
+    assert own_server.stop() == 0
+    thread.join(120)
+    assert outcome == {"sentences": 3000}
+
+
+def test_the_launchers_watchdog_reloads_a_dead_document_stub(own_server):
+    """The stub watch covers every Python model, the document models (two instances) included."""
+    lines = []
+    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 30.0,
+                               log=lines.append, server_pid=own_server.process.pid)
+    client = grpcclient.InferenceServerClient(own_server.grpc_url)
+    tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[b"Profit rose. Costs fell."]], dtype=np.object_))
+    try:
+        watchdog.start()
+        time.sleep(1)
+        pid = stub_pids(own_server, "finbert_document")[0]
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        while not any(line.startswith("healed") for line in lines) and time.monotonic() - killed_at < 10:
+            time.sleep(0.05)
+    finally:
+        watchdog.stop()
+    assert any("finbert_document's Python stub died" in line for line in lines), lines
+    assert pid not in stub_pids(own_server, "finbert_document")
+    for _ in range(4):      # both instances serve
+        assert client.infer("finbert_document", [tensor]).as_numpy("SENTENCES")[0][0] == 2
