@@ -237,10 +237,11 @@ def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], cli
     began = time.perf_counter()
     done = perf_analyzer.run(["-m", family, "-u", server.grpc_url, "-i", "grpc", "--sync", f"--input-data={data}",
                               f"--concurrency-range={clients}:{clients}", "-s", "100",
-                              # -r: windows tried until 3 in a row agree within -s percent
-                              *([f"-p{window_ms}", "-r", "3"] if not request_count else
-                                ["--measurement-mode=count_windows", f"--measurement-request-count={request_count}",
-                                 "-r", "10"]),
+                              # -r: windows tried until 3 in a row agree within -s percent (a busy machine
+                              # needed more than 3: "Failed to obtain stable measurement")
+                              "-r", "10",
+                              *([f"-p{window_ms}"] if not request_count else
+                                ["--measurement-mode=count_windows", f"--measurement-request-count={request_count}"]),
                               "--percentile=99", "-f", str(csv)], capture_output=True, text=True)
     elapsed = time.perf_counter() - began
     if done.returncode != 0 or not csv.exists():
