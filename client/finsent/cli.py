@@ -2,6 +2,7 @@
 
     finsent classify "Profit rose 12%." "Shares fell."      # or one text per line on stdin; --json
     finsent score news.parquet -o scored.parquet --column headline
+    finsent score news.parquet -o part-3.parquet --shard 3/8    # one of 8 workers; then finsent merge
     finsent gateway --host 0.0.0.0 --port 8080 --triton localhost:8001
     finsent models | finsent health | finsent model          # model: the one used when none is named
     finsent serve [python -m server arguments]               # from a finsent checkout
@@ -22,7 +23,7 @@ from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Ret
 
 MODEL_DEFAULT_HELP = (f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} "
                       f"when it serves several)")
-from finsent.score import ScoreError, score_file
+from finsent.score import ScoreError, Shard, score_file
 
 
 def add_connection(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,13 @@ def at_least_one(value: str) -> int:
     if number is None or number < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, got {value!r}")
     return number
+
+
+def shard_of(value: str) -> Shard:
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def grpc_address(url: str) -> str:
@@ -100,8 +108,17 @@ def cmd_score(args) -> int:
     output = args.output or Path(args.input).with_name(Path(args.input).stem + ".scored" + Path(args.input).suffix)
     with make_client(args, max_in_flight=args.max_in_flight) as client:
         summary = score_file(client, Path(args.input), Path(output), column=args.column, chunk_size=args.chunk_size,
-                             prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress)
+                             prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress,
+                             shard=args.shard, dedup=not args.no_dedup)
     print(summary)
+    return 0
+
+
+def cmd_merge(args) -> int:
+    need("cli", *(["pyarrow"] if ".parquet" in " ".join([*args.inputs, args.output]).lower() else []))
+    from finsent.merge import merge_files
+    rows = merge_files([Path(p) for p in args.inputs], Path(args.output), prefix=args.prefix, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {rows} rows from {len(args.inputs)} shard outputs")
     return 0
 
 
@@ -176,8 +193,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="", help="prefix for the added column names, e.g. finsent_")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming / skipping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shard", type=shard_of, metavar="K/N",
+                   help="score only shard K (0..N-1) of N, chosen by text, and add an input_row column; N workers "
+                        "with K = 0..N-1 score every row once; `finsent merge` joins their outputs in input order")
+    p.add_argument("--no-dedup", action="store_true",
+                   help="send every row's text, even one already scored in this run (default: each distinct text once)")
     add_connection(p)
     p.set_defaults(run=cmd_score)
+
+    p = sub.add_parser("merge", help="join the outputs of finsent score --shard K/N, K = 0..N-1, in input order",
+                       description="Streams the shard outputs into OUTPUT in input order, without their input_row "
+                       "column: the file one unsharded finsent score would have written. Refuses a missing or "
+                       "repeated row.")
+    p.add_argument("inputs", nargs="+", help="the shard outputs (.csv, .jsonl/.ndjson or .parquet), any order")
+    p.add_argument("-o", "--output", required=True, help="merged file; its extension picks the format")
+    p.add_argument("--prefix", default="", help="the --prefix the shards were scored with")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(run=cmd_merge)
 
     for name, run, text in (("models", cmd_models, MODELS_HELP),
                             ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),

@@ -16,10 +16,16 @@ Bad rows do not stop a run: a text the server refuses (empty, invalid UTF-8) or 
 no text (missing, not a string, a JSONL line that is not a JSON object) gets empty
 label/score/probabilities and the reason in the `error` column, and is counted as a failure.
 Errors of the server itself (down past the retries) stop the run; re-running resumes it.
+
+Bulk (issue 19): `--shard K/N` scores only the rows of shard K, chosen by a hash of the text, so
+N workers together score each row once and every copy of a text lands in the same shard; each
+shard's output carries the `input_row` column that `finsent merge` orders the shards back by.
+Each distinct text is scored once per run (exact-text de-duplication), every copy gets its result.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -72,6 +78,44 @@ def text_value(value, column: str):
     if value is None or isinstance(value, (str, bytes)):
         return value
     return Unusable(f'"{column}" must be a string, got {type(value).__name__}')
+
+
+def text_key(text) -> bytes | None:
+    """A stable digest of a text (Python's hash() differs per process), the same for the shard
+    choice of every worker and the de-duplication; None for a row without a text."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(text, digest_size=16).digest() if isinstance(text, bytes) else None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`K/N`: shard K (0-based, as Kubernetes' JOB_COMPLETION_INDEX) of N."""
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, value: str) -> "Shard":
+        try:
+            index, count = (int(v) for v in value.split("/"))
+        except ValueError:
+            index = count = None
+        if count is None or count < 1 or not 0 <= index < count:
+            raise ValueError(f"must be K/N with 0 <= K < N, e.g. 0/8, got {value!r}")
+        return cls(index, count)
+
+    def owns(self, key: bytes | None, row: int) -> bool:
+        # By text, not by position: every copy of a text is in one shard, so de-duplication within a
+        # shard is de-duplication across the whole input. Rows without a text are spread by position.
+        n = int.from_bytes(key[:8], "big") if key is not None else row
+        return n % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def row_column(prefix: str) -> str:
+    return prefix + "input_row"
 
 
 # -- readers: yield (rows, texts) per chunk; rows are dicts (CSV, JSONL) or a RecordBatch ----
@@ -205,20 +249,21 @@ class TextWriter:
                 with open(path, newline="", **ENCODING) as f:
                     self.header = next(csv.reader(f), None)
 
-    def append(self, rows, results: list[Result]) -> int:
+    def append(self, rows, results: list[Result], numbers: list[int] | None = None) -> int:
         rows = as_dicts(rows)
+        values = [result_values(r) + ([] if numbers is None else [n]) for r, n in zip(results, numbers or results)]
         buf = io.StringIO(newline="")
         if self.fmt == "csv":
             if self.header is None:
                 self.header = [c for c in rows[0] if c not in self.columns] + self.columns
                 csv.writer(buf).writerow(self.header)
             writer = csv.writer(buf)
-            for row, result in zip(rows, results):
-                merged = {**row, **dict(zip(self.columns, result_values(result)))}
+            for row, value in zip(rows, values):
+                merged = {**row, **dict(zip(self.columns, value))}
                 writer.writerow(["" if merged.get(c) is None else merged[c] for c in self.header])
         else:
-            for row, result in zip(rows, results):
-                buf.write(json.dumps({**row, **dict(zip(self.columns, result_values(result)))},
+            for row, value in zip(rows, values):
+                buf.write(json.dumps({**row, **dict(zip(self.columns, value))},
                                      ensure_ascii=False) + "\n")     # as the input had it, not \u escapes
         with open(self.path, "ab") as f:
             f.write(buf.getvalue().encode(**ENCODING))
@@ -233,6 +278,8 @@ class TextWriter:
 class ParquetWriter:
     """One Parquet file per chunk in a folder; finish() joins them as the row groups of OUTPUT."""
 
+    empty_ok = False
+
     def __init__(self, path: Path, fmt: str, columns: list[str], size: int | None):
         self.path, self.columns = path, columns
         path.mkdir(parents=True, exist_ok=True)
@@ -242,12 +289,14 @@ class ParquetWriter:
     def parts(self) -> list[Path]:
         return sorted(self.path.glob("part-*.parquet"))
 
-    def append(self, rows, results: list[Result]) -> int:
+    def append(self, rows, results: list[Result], numbers: list[int] | None = None) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
         table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else pa.Table.from_pylist(rows)
-        values = list(zip(*(result_values(r) for r in results)))
+        values = list(zip(*(result_values(r) + ([] if numbers is None else [n])
+                            for r, n in zip(results, numbers or results))))
         types = [pa.string(), pa.float64(), pa.float64(), pa.float64(), pa.float64(), pa.string()]
+        types += [pa.int64()] * (len(self.columns) - len(types))      # a shard's input_row
         for name, column, kind in zip(self.columns, values, types):
             table = table.append_column(pa.field(name, kind), pa.array(column, type=kind))
         part = self.path / f"part-{len(self.parts()):06d}.parquet"
@@ -276,9 +325,21 @@ class ParquetWriter:
             if writer is not None:
                 writer.close()
         if writer is None:
-            raise ScoreError("no rows were scored")
+            if not self.empty_ok:
+                raise ScoreError("no rows were scored")
+            pq.write_table(pa_empty(), tmp)     # a shard may own no row: its output is there, empty
         os.replace(tmp, output)
         shutil.rmtree(self.path)
+
+
+def pa_indices(keep: list[int]):
+    import pyarrow as pa
+    return pa.array(keep, type=pa.int64())      # typed: an empty list would be of type null
+
+
+def pa_empty():
+    import pyarrow as pa
+    return pa.table({})
 
 
 def remove(path: Path) -> None:
@@ -298,16 +359,25 @@ class Progress:
     written: int | None = None      # bytes (CSV/JSONL) or part files (Parquet) that hold `rows`
     failures: int = 0
     labels: dict = field(default_factory=dict)
+    shard: str | None = None        # K/N, or None: every row
+    read: int | None = None         # input rows consumed (more than `rows` in a shard); None: `rows`
+    duplicates: int = 0             # rows that reused an earlier identical text's result
+
+    @property
+    def skip(self) -> int:
+        return self.rows if self.read is None else self.read
 
     def same_job(self, other: "Progress") -> bool:
-        keys = ("input", "input_size", "input_mtime_ns", "column", "model")
+        keys = ("input", "input_size", "input_mtime_ns", "column", "model", "shard")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def check(self, current: "Progress", what: str) -> "Progress":
         """self, when it records the job `current` describes; else a ScoreError saying `what` happened."""
         if not self.same_job(current):
-            raise ScoreError(f"{what} from a different input, column or model ({self.input}, column "
-                             f"{self.column!r}, model {self.model!r}); use --overwrite to start over")
+            shard = f", shard {self.shard}" if self.shard else ""
+            keys = "input, column, model or shard" if self.shard or current.shard else "input, column or model"
+            raise ScoreError(f"{what} from a different {keys} ({self.input}, column "
+                             f"{self.column!r}, model {self.model!r}{shard}); use --overwrite to start over")
         return self
 
     @classmethod
@@ -330,6 +400,9 @@ class Summary:
     labels: dict
     seconds: float
     already_complete: bool = False
+    shard: str | None = None
+    read: int = 0
+    duplicates: int = 0
 
     @property
     def texts_per_s(self) -> float:
@@ -342,12 +415,16 @@ class Summary:
         total = sum(self.labels.values()) or 1
         dist = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in sorted(self.labels.items()))
         resumed = f" (resumed after {self.resumed_from})" if self.resumed_from else ""
-        return (f"wrote {self.output}: {self.rows} rows{resumed}, {self.failures} failures, "
-                f"{self.texts_per_s:.1f} texts/s this run\nlabels: {dist or 'none'}")
+        shard = f" (shard {self.shard}: {self.rows} of {self.read} input rows)" if self.shard else ""
+        dups = f"{self.duplicates} of {self.rows} rows ({100 * self.duplicates / (self.rows or 1):.1f}%)"
+        return (f"wrote {self.output}: {self.rows} rows{resumed}{shard}, {self.failures} failures, "
+                f"{self.texts_per_s:.1f} texts/s this run\nlabels: {dist or 'none'}\n"
+                f"duplicates: {dups} had the text of an earlier row and reused its result")
 
 
 def score_file(client, input_path: Path, output: Path, column: str = "text", chunk_size: int = 1024,
-               prefix: str = "", overwrite: bool = False, progress_bar: bool = True) -> Summary:
+               prefix: str = "", overwrite: bool = False, progress_bar: bool = True,
+               shard: Shard | None = None, dedup: bool = True) -> Summary:
     input_path, output = Path(input_path), Path(output)
     if chunk_size < 1:
         raise ScoreError(f"chunk_size must be 1 or more, got {chunk_size!r}")
@@ -368,7 +445,8 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
             path.unlink(missing_ok=True)
         remove(partial)
     stat = input_path.stat()
-    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, model)
+    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, model,
+                        shard=str(shard) if shard else None, read=0 if shard else None)
     if output.exists():
         if record.exists():      # OUTPUT is only ever written complete: stopped before its record was kept
             remove(partial)
@@ -379,7 +457,7 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         saved = Progress.load(done)
         saved.check(progress, f"{output} was scored")
         return Summary(output, saved.rows, 0, saved.rows, saved.failures, saved.labels, 0.0, already_complete=True)
-    columns = new_columns(prefix)
+    columns = new_columns(prefix) + ([row_column(prefix)] if shard else [])
     Writer = ParquetWriter if out_fmt == "parquet" else TextWriter
     if record.exists() and (partial.exists()):
         progress = Progress.load(record).check(progress, f"{partial} was started")
@@ -394,23 +472,38 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         progress.save(record)
     resumed_from = progress.rows
     labels = Counter(progress.labels)
+    # text digest -> result: each distinct text is sent once per run (a few hundred bytes per distinct text)
+    cache: dict[bytes, Result] | None = {} if dedup else None
     bar = None
     if progress_bar:
         from tqdm import tqdm
-        bar = tqdm(total=count_rows(input_path, in_fmt), initial=resumed_from, unit=" texts", dynamic_ncols=True,
+        bar = tqdm(total=count_rows(input_path, in_fmt), initial=progress.skip, unit=" texts", dynamic_ncols=True,
                    desc=f"{output.name}", file=sys.stderr, smoothing=0.1)
     started, scored = time.monotonic(), 0
     try:
-        for rows, texts in READERS[in_fmt](input_path, column, progress.rows, chunk_size):
+        # A shard reads N chunks' worth of input for about one chunk of its own rows.
+        read_size = chunk_size * (min(shard.count, 64) if shard else 1)
+        for rows, texts in READERS[in_fmt](input_path, column, progress.skip, read_size):
             names = rows.schema.names if not isinstance(rows, list) else \
                 next((r.keys() for r in rows if isinstance(r, dict)), ())
             clash = set(columns) & set(names)
             if clash:
                 raise ScoreError(f"{input_path} already has the output column(s) {sorted(clash)}; "
                                  f"name ours differently with --prefix, e.g. --prefix finsent_")
-            results = classify_rows(client, texts, column, progress.rows)
-            progress.written = writer.append(rows, results)
+            first, read = progress.skip, len(texts)
+            keys = [text_key(t) for t in texts]
+            numbers = list(range(first, first + read))
+            if shard:
+                keep = [i for i, (k, n) in enumerate(zip(keys, numbers)) if shard.owns(k, n)]
+                rows = [rows[i] for i in keep] if isinstance(rows, list) else rows.take(pa_indices(keep))
+                texts, keys, numbers = ([v[i] for i in keep] for v in (texts, keys, numbers))
+            results, reused = classify_rows(client, texts, column, numbers, keys, cache)
+            if texts:
+                progress.written = writer.append(rows, results, numbers if shard else None)
             progress.rows += len(texts)
+            progress.duplicates += reused
+            if shard:
+                progress.read += read
             for r in results:
                 if isinstance(r, Failure):
                     progress.failures += 1
@@ -420,9 +513,9 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
             progress.save(record)
             scored += len(texts)
             if bar is not None:
-                bar.update(len(texts))
+                bar.update(read)
     except BaseException:
-        if progress.rows == 0:           # nothing to resume: no partial file to block the next run
+        if progress.skip == 0:           # nothing to resume: no partial file to block the next run
             remove(partial)
             record.unlink(missing_ok=True)
         raise
@@ -430,25 +523,40 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         if bar is not None:
             bar.close()
     elapsed = time.monotonic() - started
-    if progress.rows == 0 and out_fmt == "parquet":
+    if progress.skip == 0 and out_fmt == "parquet":
         raise ScoreError(f"{input_path} has no rows")
+    writer.empty_ok = shard is not None
     writer.finish(output)
     os.replace(record, done)
-    return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed)
+    return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed,
+                   shard=progress.shard, read=progress.skip, duplicates=progress.duplicates)
 
 
-def classify_rows(client, texts: list, column: str, offset: int) -> list[Result]:
-    """Results for one chunk; rows without a usable text fail here, without a request."""
+def classify_rows(client, texts: list, column: str, numbers: list[int], keys: list, cache: dict | None
+                  ) -> tuple[list[Result], int]:
+    """Results for one chunk (rows `numbers` of the input), and how many rows reused the result of an
+    earlier row with the same text (`cache`, shared by the chunks of a run; None: no reuse). Rows
+    without a usable text fail here, without a request."""
     results: list[Result | None] = [None] * len(texts)
-    send = []
+    send, first, reused = [], {}, 0         # first: key -> the row of this chunk that sends it
     for i, text in enumerate(texts):
         if isinstance(text, Unusable):
-            results[i] = Failure(offset + i, text.reason)
+            results[i] = Failure(numbers[i], text.reason)
         elif text is None:
-            results[i] = Failure(offset + i, f"no value in column {column!r}")
+            results[i] = Failure(numbers[i], f"no value in column {column!r}")
+        elif cache is not None and (keys[i] in cache or keys[i] in first):
+            reused += 1
         else:
+            first[keys[i]] = i
             send.append(i)
     served = client.classify([texts[i] for i in send], on_error="return") if send else []
     for i, result in zip(send, served):
-        results[i] = Failure(offset + i, result.reason) if isinstance(result, Failure) else result
-    return results
+        results[i] = result
+        if cache is not None:
+            cache[keys[i]] = result
+    for i, result in enumerate(results):
+        if result is None:
+            results[i] = cache[keys[i]]
+        if isinstance(results[i], Failure):       # a refusal is the row's, with its own number
+            results[i] = Failure(numbers[i], results[i].reason)
+    return results, reused
