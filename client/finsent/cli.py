@@ -102,12 +102,20 @@ def cmd_classify(args) -> int:
     return 1 if failed else 0
 
 
+def default_output(source: str) -> str:
+    """INPUT.scored.EXT beside INPUT (also in a bucket: gs://b/news.csv -> gs://b/news.scored.csv)."""
+    stem, dot, ext = source.rpartition(".")
+    if not dot or "/" in ext:
+        stem, ext = source, ""
+    return f"{stem}.scored.{ext}" if ext else f"{stem}.scored"
+
+
 def cmd_score(args) -> int:
     need("cli", *(["tqdm"] if not args.no_progress else []),
          *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []))
-    output = args.output or Path(args.input).with_name(Path(args.input).stem + ".scored" + Path(args.input).suffix)
+    output = args.output or default_output(args.input)
     with make_client(args, max_in_flight=args.max_in_flight) as client:
-        summary = score_file(client, Path(args.input), Path(output), column=args.column, chunk_size=args.chunk_size,
+        summary = score_file(client, args.input, output, column=args.column, chunk_size=args.chunk_size,
                              prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress,
                              shard=args.shard, dedup=not args.no_dedup)
     print(summary)
@@ -117,7 +125,7 @@ def cmd_score(args) -> int:
 def cmd_merge(args) -> int:
     need("cli", *(["pyarrow"] if ".parquet" in " ".join([*args.inputs, args.output]).lower() else []))
     from finsent.merge import merge_files
-    rows = merge_files([Path(p) for p in args.inputs], Path(args.output), prefix=args.prefix, overwrite=args.overwrite)
+    rows = merge_files(args.inputs, args.output, prefix=args.prefix, overwrite=args.overwrite)
     print(f"wrote {args.output}: {rows} rows from {len(args.inputs)} shard outputs")
     return 0
 

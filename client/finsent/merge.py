@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from finsent import storage
 from finsent.score import ENCODING, READERS, ScoreError, as_dicts, file_format, row_column
 
 CHUNK = 1024
@@ -24,17 +25,20 @@ CHUNK = 1024
 def numbered_rows(path: Path, column: str) -> Iterator[tuple[int, dict]]:
     """(input row, the row without that column) of one shard output, in its order."""
     fmt = file_format(path)
-    if not path.is_file():
+    if not storage.is_file(path):
         raise ScoreError(f"{path}: no such file")
     if fmt == "parquet":
         import pyarrow.parquet as pq
-        names = pq.ParquetFile(path).schema_arrow.names
+        with storage.open_file(path) as f:
+            names = pq.ParquetFile(f).schema_arrow.names
         if not names:               # a shard that owned no row
             return
         if column not in names:
             raise ScoreError(f"{path} has no column {column!r}: not an output of finsent score --shard")
-    elif fmt == "csv" and path.stat().st_size == 0:
-        return
+    elif fmt == "csv":
+        with storage.open_file(path) as f:
+            if not f.read(1):
+                return
     previous = -1
     for rows, _ in READERS[fmt](path, column, 0, CHUNK):
         for row in as_dicts(rows):
@@ -50,19 +54,21 @@ def numbered_rows(path: Path, column: str) -> Iterator[tuple[int, dict]]:
 
 
 def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: bool = False) -> int:
-    inputs, output = [Path(p) for p in inputs], Path(output)
+    inputs, output = [storage.location(p) for p in inputs], storage.location(output)
     if not inputs:
         raise ScoreError("no shard outputs given")
     fmt = file_format(output)
     for path in inputs:
         file_format(path)
-        if output.exists() and path.exists() and os.path.samefile(path, output):
+        if path == output or not storage.is_url(path) and not storage.is_url(output) and output.exists() \
+                and path.exists() and os.path.samefile(path, output):
             raise ScoreError(f"{output} is one of the shard outputs: write the merge to another file (-o)")
-    if output.exists() and not overwrite:
+    if storage.exists(output) and not overwrite:
         raise ScoreError(f"{output} already exists; use --overwrite to replace it")
     column = row_column(prefix)
     streams = [((number, k, row) for number, row in numbered_rows(path, column)) for k, path in enumerate(inputs)]
-    tmp = output.with_name(output.name + ".merging")
+    # Local: written beside OUTPUT and renamed; an object upload is only there once complete.
+    tmp = output if storage.is_url(output) else storage.sibling(output, ".merging")
     writer, expected = Writer(tmp, fmt, parquet_schema(inputs, column) if fmt == "parquet" else None), 0
     try:
         for number, k, row in heapq.merge(*streams, key=lambda item: item[0]):
@@ -74,10 +80,10 @@ def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: b
             expected += 1
         writer.close()
     except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
+        writer.abort()
         raise
-    os.replace(tmp, output)
+    if tmp != output:
+        os.replace(tmp, output)
     return expected
 
 
@@ -85,8 +91,9 @@ def parquet_schema(inputs: list[Path], column: str):
     """The column types of the shards' own Parquet (the unsharded output's), less the row number."""
     import pyarrow.parquet as pq
     for path in inputs:
-        if file_format(path) == "parquet" and path.is_file():
-            schema = pq.ParquetFile(path).schema_arrow
+        if file_format(path) == "parquet" and storage.is_file(path):
+            with storage.open_file(path) as f:
+                schema = pq.ParquetFile(f).schema_arrow
             if column in schema.names:
                 return schema.remove(schema.get_field_index(column)).remove_metadata()
     return None
@@ -98,7 +105,8 @@ class Writer:
     def __init__(self, path: Path, fmt: str, schema=None):
         self.path, self.fmt, self.rows, self.header, self.parquet = path, fmt, [], None, None
         self.schema = schema
-        self.file = None if fmt == "parquet" else open(path, "w", newline="", **ENCODING)
+        self.binary = storage.open_file(path, "wb")
+        self.file = None if fmt == "parquet" else io.TextIOWrapper(self.binary, newline="", **ENCODING)
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -113,7 +121,7 @@ class Writer:
             import pyarrow.parquet as pq
             if self.parquet is None:
                 table = pa.Table.from_pylist(self.rows, schema=self.schema)
-                self.parquet = pq.ParquetWriter(self.path, table.schema)
+                self.parquet = pq.ParquetWriter(self.binary, table.schema)
             else:
                 table = pa.Table.from_pylist(self.rows, schema=self.parquet.schema)
             self.parquet.write_table(table)
@@ -128,15 +136,22 @@ class Writer:
         self.rows = []
 
     def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self.file is not None and not self.file.closed:
-                self.file.close()
+        self.flush()
+        if self.parquet is not None:
+            self.parquet.close()
+        elif self.fmt == "parquet":                 # no row at all
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            pq.write_table(pa.table({}), self.binary)
+        (self.file or self.binary).close()
+
+    def abort(self) -> None:
+        """Nothing of a failed merge is left: a local file is removed, an upload is discarded."""
+        if storage.is_url(self.path) and hasattr(self.binary, "discard"):
+            self.binary.discard()
+        else:
             if self.parquet is not None:
                 self.parquet.close()
-                self.parquet = None
-            elif self.fmt == "parquet" and not self.path.exists():
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-                pq.write_table(pa.table({}), self.path)
+            (self.file or self.binary).close()
+            if not storage.is_url(self.path):
+                self.path.unlink(missing_ok=True)

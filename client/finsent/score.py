@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from finsent import storage
 from finsent.core import Failure, Prediction, Result, describe
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -50,9 +51,9 @@ class ScoreError(RuntimeError):
 
 def file_format(path: Path) -> str:
     try:
-        return FORMATS[path.suffix.lower()]
+        return FORMATS[storage.suffix(path).lower()]
     except KeyError:
-        raise ScoreError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}") from None
+        raise ScoreError(f"{path}: unknown format {storage.suffix(path)!r}; use one of {', '.join(FORMATS)}") from None
 
 
 def new_columns(prefix: str) -> list[str]:
@@ -120,7 +121,7 @@ def row_column(prefix: str) -> str:
 
 # -- readers: yield (rows, texts) per chunk; rows are dicts (CSV, JSONL) or a RecordBatch ----
 def read_csv(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[list, list]]:
-    with open(path, newline="", **ENCODING) as f:
+    with storage.open_file(path, "r", newline="", **ENCODING) as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or column not in reader.fieldnames:
             raise ScoreError(f"{path} has no column {column!r}; columns: {reader.fieldnames}")
@@ -140,7 +141,7 @@ def read_jsonl(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[
     def text(row):
         return row if isinstance(row, Unusable) else text_value(row.get(column), column)
 
-    with open(path, **ENCODING) as f:
+    with storage.open_file(path, "r", **ENCODING) as f:
         rows, seen = [], 0
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -164,7 +165,7 @@ def read_jsonl(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[
 
 def read_parquet(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[object, list]]:
     import pyarrow.parquet as pq
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(storage.open_file(path) if storage.is_url(path) else path)
     if column not in pf.schema_arrow.names:
         raise ScoreError(f"{path} has no column {column!r}; columns: {pf.schema_arrow.names}")
     groups, start = [], 0    # whole row groups before `skip` are not even read
@@ -191,13 +192,14 @@ JSONL_HEADER_ROWS = 1000
 def columns_of(path: Path, fmt: str) -> list[str] | None:
     """The input's column names, read before anything is written (None: a JSONL without objects)."""
     if fmt == "csv":
-        with open(path, newline="", **ENCODING) as f:
+        with storage.open_file(path, "r", newline="", **ENCODING) as f:
             return csv.DictReader(f).fieldnames
     if fmt == "parquet":
         import pyarrow.parquet as pq
-        return pq.ParquetFile(path).schema_arrow.names
+        with storage.open_file(path) as f:
+            return pq.ParquetFile(f).schema_arrow.names
     names, seen = {}, 0
-    with open(path, **ENCODING) as f:
+    with storage.open_file(path, "r", **ENCODING) as f:
         for line in f:
             try:
                 row = json.loads(line) if line.strip() else None
@@ -222,7 +224,8 @@ def count_rows(path: Path, fmt: str) -> int | None:
     """Known without reading the data only for Parquet (its footer)."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
-        return pq.ParquetFile(path).metadata.num_rows
+        with storage.open_file(path) as f:
+            return pq.ParquetFile(f).metadata.num_rows
     return None
 
 
@@ -250,6 +253,15 @@ class TextWriter:
                     self.header = next(csv.reader(f), None)
 
     def append(self, rows, results: list[Result], numbers: list[int] | None = None) -> int:
+        data = self.encode(rows, results, numbers)
+        with open(self.path, "ab") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
+
+    def encode(self, rows, results: list[Result], numbers: list[int] | None = None) -> bytes:
+        """A chunk's rows as CSV (the header first, once) or JSONL."""
         rows = as_dicts(rows)
         values = [result_values(r) + ([] if numbers is None else [n]) for r, n in zip(results, numbers or results)]
         buf = io.StringIO(newline="")
@@ -265,14 +277,23 @@ class TextWriter:
             for row, value in zip(rows, values):
                 buf.write(json.dumps({**row, **dict(zip(self.columns, value))},
                                      ensure_ascii=False) + "\n")     # as the input had it, not \u escapes
-        with open(self.path, "ab") as f:
-            f.write(buf.getvalue().encode(**ENCODING))
-            f.flush()
-            os.fsync(f.fileno())
-            return f.tell()
+        return buf.getvalue().encode(**ENCODING)
 
     def finish(self, output: Path) -> None:
         os.replace(self.path, output)
+
+
+def chunk_table(columns: list[str], rows, results: list[Result], numbers: list[int] | None = None):
+    """A chunk's rows and results as one Arrow table (a Parquet part)."""
+    import pyarrow as pa
+    table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else pa.Table.from_pylist(rows)
+    values = list(zip(*(result_values(r) + ([] if numbers is None else [n])
+                        for r, n in zip(results, numbers or results))))
+    types = [pa.string(), pa.float64(), pa.float64(), pa.float64(), pa.float64(), pa.string()]
+    types += [pa.int64()] * (len(columns) - len(types))      # a shard's input_row
+    for name, column, kind in zip(columns, values, types):
+        table = table.append_column(pa.field(name, kind), pa.array(column, type=kind))
+    return table
 
 
 class ParquetWriter:
@@ -290,15 +311,8 @@ class ParquetWriter:
         return sorted(self.path.glob("part-*.parquet"))
 
     def append(self, rows, results: list[Result], numbers: list[int] | None = None) -> int:
-        import pyarrow as pa
         import pyarrow.parquet as pq
-        table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else pa.Table.from_pylist(rows)
-        values = list(zip(*(result_values(r) + ([] if numbers is None else [n])
-                            for r, n in zip(results, numbers or results))))
-        types = [pa.string(), pa.float64(), pa.float64(), pa.float64(), pa.float64(), pa.string()]
-        types += [pa.int64()] * (len(self.columns) - len(types))      # a shard's input_row
-        for name, column, kind in zip(self.columns, values, types):
-            table = table.append_column(pa.field(name, kind), pa.array(column, type=kind))
+        table = chunk_table(self.columns, rows, results, numbers)
         part = self.path / f"part-{len(self.parts()):06d}.parquet"
         tmp = part.with_suffix(".tmp")
         pq.write_table(table, tmp)
@@ -332,6 +346,64 @@ class ParquetWriter:
         shutil.rmtree(self.path)
 
 
+class PartsWriter:
+    """An OUTPUT in object storage, which cannot append or truncate: each chunk is one object
+    OUTPUT.partial/part-N (an upload is there whole or not at all), and finish() streams the parts,
+    in order, into OUTPUT, which appears only once its upload completes."""
+    empty_ok = False
+
+    def __init__(self, path: str, fmt: str, columns: list[str], count: int | None):
+        self.path, self.fmt, self.columns = path, fmt, columns
+        self.fs = storage.filesystem(path)
+        self.text = None if fmt == "parquet" else TextWriter(None, fmt, columns, None)   # its encoder only
+        if count and self.text is not None and fmt == "csv":     # resuming: the header is in part 0
+            with self.fs.open(self.parts()[0], "r", newline="", **ENCODING) as f:
+                self.text.header = next(csv.reader(f), None)
+
+    def parts(self) -> list[str]:
+        self.fs.invalidate_cache(self.path)
+        found = self.fs.glob(f"{self.path}/part-*") if self.fs.exists(self.path) else []
+        return sorted(self.fs.unstrip_protocol(p) for p in found)
+
+    def keep(self, count: int) -> None:
+        for extra in self.parts()[count:]:      # parts written after the last progress record
+            self.fs.rm(extra)
+
+    def append(self, rows, results: list[Result], numbers: list[int] | None = None) -> int:
+        count = len(self.parts())
+        if self.text is not None:
+            data = self.text.encode(rows, results, numbers)
+        else:
+            import pyarrow.parquet as pq
+            buf = io.BytesIO()
+            pq.write_table(chunk_table(self.columns, rows, results, numbers), buf)
+            data = buf.getvalue()
+        self.fs.pipe(f"{self.path}/part-{count:06d}.{self.fmt}", data)
+        return count + 1
+
+    def finish(self, output: str) -> None:
+        parts = self.parts()
+        if not parts and self.fmt == "parquet" and not self.empty_ok:
+            raise ScoreError("no rows were scored")
+        with self.fs.open(output, "wb") as out:
+            if self.text is not None:
+                for part in parts:
+                    out.write(self.fs.cat(part))
+            else:
+                import pyarrow.parquet as pq
+                writer = None
+                for part in parts:
+                    with self.fs.open(part, "rb") as f:
+                        table = pq.read_table(f)
+                    writer = writer or pq.ParquetWriter(out, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+                if writer is not None:
+                    writer.close()
+                else:
+                    pq.write_table(pa_empty(), out)     # a shard may own no row
+        storage.remove(self.path)
+
+
 def pa_indices(keep: list[int]):
     import pyarrow as pa
     return pa.array(keep, type=pa.int64())      # typed: an empty list would be of type null
@@ -340,11 +412,6 @@ def pa_indices(keep: list[int]):
 def pa_empty():
     import pyarrow as pa
     return pa.table({})
-
-
-def remove(path: Path) -> None:
-    """A partial output: a file (CSV, JSONL) or a folder (Parquet), if it is there."""
-    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -362,13 +429,14 @@ class Progress:
     shard: str | None = None        # K/N, or None: every row
     read: int | None = None         # input rows consumed (more than `rows` in a shard); None: `rows`
     duplicates: int = 0             # rows that reused an earlier identical text's result
+    input_version: str | None = None    # an object's generation (gs://); local files: size and mtime
 
     @property
     def skip(self) -> int:
         return self.rows if self.read is None else self.read
 
     def same_job(self, other: "Progress") -> bool:
-        keys = ("input", "input_size", "input_mtime_ns", "column", "model", "shard")
+        keys = ("input", "input_size", "input_mtime_ns", "input_version", "column", "model", "shard")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def check(self, current: "Progress", what: str) -> "Progress":
@@ -382,12 +450,10 @@ class Progress:
 
     @classmethod
     def load(cls, path: Path) -> "Progress":
-        return cls(**json.loads(path.read_text()))
+        return cls(**json.loads(storage.read_text(path)))
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.__dict__))
-        os.replace(tmp, path)
+        storage.write_text(path, json.dumps(self.__dict__))
 
 
 @dataclass
@@ -425,48 +491,50 @@ class Summary:
 def score_file(client, input_path: Path, output: Path, column: str = "text", chunk_size: int = 1024,
                prefix: str = "", overwrite: bool = False, progress_bar: bool = True,
                shard: Shard | None = None, dedup: bool = True) -> Summary:
-    input_path, output = Path(input_path), Path(output)
+    input_path, output = storage.location(input_path), storage.location(output)   # a URL: gs://...
     if chunk_size < 1:
         raise ScoreError(f"chunk_size must be 1 or more, got {chunk_size!r}")
     in_fmt, out_fmt = file_format(input_path), file_format(output)
-    if not input_path.is_file():
+    if not storage.is_file(input_path):
         raise ScoreError(f"{input_path}: no such file")
     # Before --overwrite deletes anything: the output must not be the input (also through a link).
-    if output.exists() and os.path.samefile(input_path, output):
+    if input_path == output or not storage.is_url(output) and not storage.is_url(input_path) and \
+            output.exists() and os.path.samefile(input_path, output):
         raise ScoreError(f"{output} is the input file: write the scores to another file (-o)")
     # Column and model are checked before any file is written: a failed first try leaves nothing to --overwrite.
     check_column(input_path, in_fmt, column)
     model = client.info.name
-    partial = output.with_name(output.name + ".partial")
-    record = output.with_name(output.name + ".partial.json")
-    done = output.with_name(output.name + ".finsent.json")       # the record of the run that wrote OUTPUT
+    partial = storage.sibling(output, ".partial")
+    record = storage.sibling(output, ".partial.json")
+    done = storage.sibling(output, ".finsent.json")       # the record of the run that wrote OUTPUT
     if overwrite:
         for path in (output, record, done):
-            path.unlink(missing_ok=True)
-        remove(partial)
-    stat = input_path.stat()
-    progress = Progress(str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, column, model,
-                        shard=str(shard) if shard else None, read=0 if shard else None)
-    if output.exists():
-        if record.exists():      # OUTPUT is only ever written complete: stopped before its record was kept
-            remove(partial)
-            os.replace(record, done)
-        if not done.exists():
-            raise ScoreError(f"{output} already exists without {done.name}, the record of the run that wrote it "
+            storage.unlink(path)
+        storage.remove(partial)
+    name, size, mtime_ns, version = storage.identity(input_path)
+    progress = Progress(name, size, mtime_ns, column, model, shard=str(shard) if shard else None,
+                        read=0 if shard else None, input_version=version)
+    if storage.exists(output):
+        if storage.exists(record):      # OUTPUT is only ever written complete: stopped before its record was kept
+            storage.remove(partial)
+            storage.move_text(record, done)
+        if not storage.exists(done):
+            raise ScoreError(f"{output} already exists without {storage.name(done)}, the record of the run that wrote it "
                              f"(input, column, model): it may hold other scores; use --overwrite to replace it")
         saved = Progress.load(done)
         saved.check(progress, f"{output} was scored")
         return Summary(output, saved.rows, 0, saved.rows, saved.failures, saved.labels, 0.0, already_complete=True)
     columns = new_columns(prefix) + ([row_column(prefix)] if shard else [])
-    Writer = ParquetWriter if out_fmt == "parquet" else TextWriter
-    if record.exists() and (partial.exists()):
+    Writer = PartsWriter if storage.is_url(output) else ParquetWriter if out_fmt == "parquet" else TextWriter
+    # (a remote partial with no part yet is no object at all)
+    if storage.exists(record) and (storage.is_url(partial) or partial.exists()):
         progress = Progress.load(record).check(progress, f"{partial} was started")
         writer = Writer(partial, out_fmt, columns, progress.written or 0)
-        if isinstance(writer, ParquetWriter):
+        if not isinstance(writer, TextWriter):
             writer.keep(progress.written or 0)
     else:
-        remove(partial)
-        if out_fmt != "parquet":
+        storage.remove(partial)
+        if Writer is TextWriter:
             partial.touch()
         writer = Writer(partial, out_fmt, columns, None)
         progress.save(record)
@@ -478,7 +546,7 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     if progress_bar:
         from tqdm import tqdm
         bar = tqdm(total=count_rows(input_path, in_fmt), initial=progress.skip, unit=" texts", dynamic_ncols=True,
-                   desc=f"{output.name}", file=sys.stderr, smoothing=0.1)
+                   desc=storage.name(output), file=sys.stderr, smoothing=0.1)
     started, scored = time.monotonic(), 0
     try:
         # A shard reads N chunks' worth of input for about one chunk of its own rows.
@@ -516,8 +584,8 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
                 bar.update(read)
     except BaseException:
         if progress.skip == 0:           # nothing to resume: no partial file to block the next run
-            remove(partial)
-            record.unlink(missing_ok=True)
+            storage.remove(partial)
+            storage.unlink(record)
         raise
     finally:
         if bar is not None:
@@ -527,7 +595,7 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         raise ScoreError(f"{input_path} has no rows")
     writer.empty_ok = shard is not None
     writer.finish(output)
-    os.replace(record, done)
+    storage.move_text(record, done)
     return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed,
                    shard=progress.shard, read=progress.skip, duplicates=progress.duplicates)
 
