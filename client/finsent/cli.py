@@ -125,8 +125,8 @@ def cmd_score(args) -> int:
 def cmd_merge(args) -> int:
     need("cli", *(["pyarrow"] if ".parquet" in " ".join([*args.inputs, args.output]).lower() else []))
     from finsent.merge import merge_files
-    rows = merge_files(args.inputs, args.output, prefix=args.prefix, overwrite=args.overwrite)
-    print(f"wrote {args.output}: {rows} rows from {len(args.inputs)} shard outputs")
+    rows, outputs = merge_files(args.inputs, args.output, prefix=args.prefix, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {rows} rows from {outputs} shard outputs")
     return 0
 
 

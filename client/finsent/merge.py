@@ -3,8 +3,10 @@ K = 0..N-1 back into one file in input order, as one unsharded `finsent score` w
 
 Each shard output is already in input order and carries the input row numbers (`input_row`), so
 this is a streaming k-way merge: memory holds one row per shard (and a chunk of the output).
-Every input row must be in exactly one shard output; a missing or repeated row is refused, and
-OUTPUT is written beside itself and renamed only once complete.
+Every input row must be in exactly one shard output; a missing or repeated row is refused, and so
+is a missing shard, from the records `finsent score` keeps beside each output (OUTPUT.finsent.json:
+shard K/N, input rows read). OUTPUT is written beside itself and renamed only once complete.
+A quoted pattern (gs://bucket/scored/part-*.parquet) is expanded here: no shell expands gs://.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from finsent import storage
-from finsent.score import ENCODING, READERS, ScoreError, as_dicts, file_format, row_column
+from finsent.score import ENCODING, READERS, Progress, ScoreError, Shard, as_dicts, file_format, row_column
 
 CHUNK = 1024
 
@@ -53,8 +55,46 @@ def numbered_rows(path: Path, column: str) -> Iterator[tuple[int, dict]]:
             yield number, row
 
 
-def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: bool = False) -> int:
-    inputs, output = [storage.location(p) for p in inputs], storage.location(output)
+def expand(pattern: str) -> list:
+    if not any(c in str(pattern) for c in "*?["):
+        return [storage.location(pattern)]
+    if storage.is_url(str(pattern)):
+        fs = storage.filesystem(str(pattern))
+        found = [fs.unstrip_protocol(p) for p in fs.glob(str(pattern))]
+    else:
+        import glob
+        found = [Path(p) for p in glob.glob(str(pattern))]
+    if not found:
+        raise ScoreError(f"{pattern} matches no file")
+    return sorted(found, key=str)
+
+
+def check_shards(inputs: list) -> int | None:
+    """The input's row count when every output has its record: then all N shards of one run must be
+    there, once each (a missing shard whose rows all come last would leave no gap to see)."""
+    records = []
+    for path in inputs:
+        record = storage.sibling(path, ".finsent.json")
+        if not storage.exists(record):
+            return None                         # copied without its record: the row numbers must do
+        records.append(Progress.load(record))
+    if any(r.shard is None for r in records):
+        raise ScoreError(f"{inputs[[r.shard for r in records].index(None)]} is not the output of finsent score --shard")
+    if len({(r.input, r.input_size, r.input_mtime_ns, r.input_version, r.column, r.model) for r in records}) > 1:
+        raise ScoreError("the shard outputs are of different inputs, columns or models")
+    shards = [Shard.parse(r.shard) for r in records]
+    count = shards[0].count
+    have = sorted({(s.count, s.index) for s in shards})
+    missing = [k for k in range(count) if (count, k) not in have]
+    if missing or len(have) != len(shards) or any(s.count != count for s in shards):
+        what = f"shard {missing[0]}/{count} is missing" if missing else "a shard is given twice or the N differ"
+        raise ScoreError(f"{what} (the outputs are shards {', '.join(f'{k}/{n}' for n, k in have)})")
+    return records[0].skip
+
+
+def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: bool = False) -> tuple[int, int]:
+    """(rows, shard outputs) merged into OUTPUT."""
+    inputs, output = [p for pattern in inputs for p in expand(str(pattern))], storage.location(output)
     if not inputs:
         raise ScoreError("no shard outputs given")
     fmt = file_format(output)
@@ -65,6 +105,7 @@ def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: b
             raise ScoreError(f"{output} is one of the shard outputs: write the merge to another file (-o)")
     if storage.exists(output) and not overwrite:
         raise ScoreError(f"{output} already exists; use --overwrite to replace it")
+    total = check_shards(inputs)
     column = row_column(prefix)
     streams = [((number, k, row) for number, row in numbered_rows(path, column)) for k, path in enumerate(inputs)]
     # Local: written beside OUTPUT and renamed; an object upload is only there once complete.
@@ -78,13 +119,15 @@ def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: b
                                  f"(pass the outputs of every shard K/N, K = 0..N-1, once)")
             writer.add(row)
             expected += 1
+        if total is not None and expected != total:
+            raise ScoreError(f"the shard outputs hold {expected} rows, their input {total}")
         writer.close()
     except BaseException:
         writer.abort()
         raise
     if tmp != output:
         os.replace(tmp, output)
-    return expected
+    return expected, len(inputs)
 
 
 def parquet_schema(inputs: list[Path], column: str):

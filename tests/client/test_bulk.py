@@ -63,6 +63,11 @@ def test_the_shards_merged_are_the_unsharded_output_row_for_row(triton, tmp_path
     check_scored(triton, rows, read_output(tmp_path / f"merged{suffix}"), bad=(7, 11))
 
     missing = finsent("merge", parts[0], parts[2], "-o", tmp_path / f"short{suffix}")
+    assert missing.returncode == 2 and missing.stderr == "error: shard 1/3 is missing (the outputs are shards " \
+        "0/3, 2/3)\n", missing.stderr
+    for part in parts:                  # outputs copied without their records: the row numbers tell
+        part.with_name(part.name + ".finsent.json").unlink()
+    missing = finsent("merge", parts[0], parts[2], "-o", tmp_path / f"short{suffix}")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
     assert "the shard outputs do not add up to the input: row " in missing.stderr
     assert not (tmp_path / f"short{suffix}").exists() and not list(tmp_path.glob("short*"))
@@ -157,3 +162,23 @@ def test_each_distinct_text_is_scored_once_and_every_copy_gets_its_result(triton
     plain = score(news, "-o", tmp_path / f"plain{suffix}", "--no-dedup", "--url", triton.grpc_url)
     assert plain.returncode == 0 and inferences(triton) - before == 898, plain.stderr
     assert "duplicates: 0 of 900 rows" in plain.stdout
+
+
+def test_merge_refuses_a_missing_shard_that_no_gap_would_show(triton, tmp_path):
+    news = tmp_path / "one.csv"
+    write_input(news, 1)
+    outputs = [tmp_path / f"p{k}.csv" for k in range(4)]
+    for k, out in enumerate(outputs):
+        assert score(news, "-o", out, "--shard", f"{k}/4", "--url", triton.grpc_url).returncode == 0
+    owner = next(k for k, out in enumerate(outputs) if out.stat().st_size)
+    others = [out for k, out in enumerate(outputs) if k != owner]
+    # the records score keeps beside each output (OUTPUT.finsent.json) say which shards there are
+    run = finsent("merge", *others, "-o", tmp_path / "merged.csv")
+    assert run.returncode == 2 and run.stderr == f"error: shard {owner}/4 is missing (the outputs are shards " \
+        f"{', '.join(f'{k}/4' for k in range(4) if k != owner)})\n", run.stderr
+    assert not list(tmp_path.glob("merged*"))
+    # a quoted pattern is expanded (as it must be for gs://, which no shell expands)
+    run = finsent("merge", tmp_path / "p*.csv", "-o", tmp_path / "merged.csv")
+    assert run.returncode == 0 and "1 rows from 4 shard outputs" in run.stdout, run.stderr
+    nothing = finsent("merge", tmp_path / "q*.csv", "-o", tmp_path / "none.csv")
+    assert nothing.returncode == 2 and nothing.stderr == f"error: {tmp_path / 'q*.csv'} matches no file\n"
