@@ -73,12 +73,16 @@ def test_the_shards_merged_are_the_unsharded_output_row_for_row(triton, tmp_path
     assert not (tmp_path / f"short{suffix}").exists() and not list(tmp_path.glob("short*"))
 
 
-def test_a_shard_that_owns_no_row_still_writes_its_output(triton, tmp_path):
-    news = tmp_path / "one.parquet"
-    write_input(news, 1)
-    outputs = [tmp_path / f"p{k}.parquet" for k in range(4)]
+def one_row_in_four_shards(triton, tmp_path, suffix):
+    write_input(tmp_path / f"one{suffix}", 1)
+    outputs = [tmp_path / f"p{k}{suffix}" for k in range(4)]
     for k, out in enumerate(outputs):
-        assert score(news, "-o", out, "--shard", f"{k}/4", "--url", triton.grpc_url).returncode == 0
+        assert score(tmp_path / f"one{suffix}", "-o", out, "--shard", f"{k}/4", "--url", triton.grpc_url).returncode == 0
+    return outputs
+
+
+def test_a_shard_that_owns_no_row_still_writes_its_output(triton, tmp_path):
+    outputs = one_row_in_four_shards(triton, tmp_path, ".parquet")
     merged = finsent("merge", *outputs, "-o", tmp_path / "one.scored.parquet")
     assert merged.returncode == 0 and "1 rows" in merged.stdout, merged.stderr
 
@@ -165,11 +169,7 @@ def test_each_distinct_text_is_scored_once_and_every_copy_gets_its_result(triton
 
 
 def test_merge_refuses_a_missing_shard_that_no_gap_would_show(triton, tmp_path):
-    news = tmp_path / "one.csv"
-    write_input(news, 1)
-    outputs = [tmp_path / f"p{k}.csv" for k in range(4)]
-    for k, out in enumerate(outputs):
-        assert score(news, "-o", out, "--shard", f"{k}/4", "--url", triton.grpc_url).returncode == 0
+    outputs = one_row_in_four_shards(triton, tmp_path, ".csv")
     owner = next(k for k, out in enumerate(outputs) if out.stat().st_size)
     others = [out for k, out in enumerate(outputs) if k != owner]
     # the records score keeps beside each output (OUTPUT.finsent.json) say which shards there are
