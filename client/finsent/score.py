@@ -21,6 +21,8 @@ Bulk (issue 19): `--shard K/N` scores only the rows of shard K, chosen by a hash
 N workers together score each row once and every copy of a text lands in the same shard; each
 shard's output carries the `input_row` column that `finsent merge` orders the shards back by.
 Each distinct text is scored once per run (exact-text de-duplication), every copy gets its result.
+INPUT and OUTPUT may be gs:// URLs (storage.py): object storage cannot append, so a remote output
+is built as one object per chunk instead (PartsWriter), with the same progress record.
 """
 from __future__ import annotations
 
