@@ -4,6 +4,7 @@
     finsent score news.parquet -o scored.parquet --column headline
     finsent classify --document < filing.txt                # sentence by sentence; score --documents for files
     finsent aggregate scored.parquet --by ticker,date        # count, mean/std of net, shares per group
+    finsent score news.parquet -o part-3.parquet --shard 3/8    # one of 8 workers; then finsent merge
     finsent gateway --host 0.0.0.0 --port 8080 --triton localhost:8001
     finsent models | finsent health | finsent model          # model: the one used when none is named
     finsent serve [python -m server arguments]               # from a finsent checkout
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from finsent.client import Client
 from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
-from finsent.score import ScoreError, score_file
+from finsent.score import ScoreError, Shard, score_file
 
 MODEL_DEFAULT_HELP = (f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} "
                       f"when it serves several)")
@@ -53,6 +54,13 @@ def at_least_one(value: str) -> int:
     if number is None or number < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, got {value!r}")
     return number
+
+
+def shard_of(value: str) -> Shard:
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def grpc_address(url: str) -> str:
@@ -121,14 +129,23 @@ def classify_documents(args) -> int:
     return 1 if failed else 0
 
 
+def default_output(source: str) -> str:
+    """INPUT.scored.EXT beside INPUT (also in a bucket: gs://b/news.csv -> gs://b/news.scored.csv)."""
+    stem, dot, ext = source.rpartition(".")
+    if not dot or "/" in ext:
+        stem, ext = source, ""
+    return f"{stem}.scored.{ext}" if ext else f"{stem}.scored"
+
+
 def cmd_score(args) -> int:
     need("cli", *(["tqdm"] if not args.no_progress else []),
          *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []))
-    output = args.output or Path(args.input).with_name(Path(args.input).stem + ".scored" + Path(args.input).suffix)
+    output = args.output or default_output(args.input)
     with make_client(args, max_in_flight=args.max_in_flight) as client:
-        summary = score_file(client, Path(args.input), Path(output), column=args.column, chunk_size=args.chunk_size,
+        summary = score_file(client, args.input, output, column=args.column, chunk_size=args.chunk_size,
                              prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress,
-                             documents=args.documents, sentences=Path(args.sentences) if args.sentences else None)
+                             documents=args.documents, sentences=Path(args.sentences) if args.sentences else None,
+                             shard=args.shard, dedup=not args.no_dedup)
     print(summary)
     return 0
 
@@ -139,6 +156,14 @@ def cmd_aggregate(args) -> int:
     if not by:
         raise ScoreError("--by names no column: e.g. --by ticker,date")
     write(aggregate(Path(args.input), by, args.prefix), by, Path(args.output) if args.output else None)
+    return 0
+
+
+def cmd_merge(args) -> int:
+    need("cli", *(["pyarrow"] if ".parquet" in " ".join([*args.inputs, args.output]).lower() else []))
+    from finsent.merge import merge_files
+    rows, outputs = merge_files(args.inputs, args.output, prefix=args.prefix, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {rows} rows from {outputs} shard outputs")
     return 0
 
 
@@ -220,6 +245,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sentences", help="with --documents: also write each sentence's scores to this CSV or JSONL file "
                    "(row, sentence, start, end, text, label, p_*, net, windows)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shard", type=shard_of, metavar="K/N",
+                   help="score only shard K (0..N-1) of N, chosen by text, and add an input_row column; N workers "
+                        "with K = 0..N-1 score every row once; `finsent merge` joins their outputs in input order")
+    p.add_argument("--no-dedup", action="store_true",
+                   help="send every row's text, even one already scored in this run (default: each distinct text once)")
     add_connection(p)
     p.set_defaults(run=cmd_score)
 
@@ -232,6 +262,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the groups here instead of printing them")
     p.add_argument("--prefix", default="", help="the --prefix the file was scored with")
     p.set_defaults(run=cmd_aggregate)
+
+    p = sub.add_parser("merge", help="join the outputs of finsent score --shard K/N, K = 0..N-1, in input order",
+                       description="Streams the shard outputs into OUTPUT in input order, without their input_row "
+                       "column: the file one unsharded finsent score would have written. Refuses a missing or "
+                       "repeated row.")
+    p.add_argument("inputs", nargs="+", help="the shard outputs (.csv, .jsonl/.ndjson or .parquet), any order")
+    p.add_argument("-o", "--output", required=True, help="merged file; its extension picks the format")
+    p.add_argument("--prefix", default="", help="the --prefix the shards were scored with")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(run=cmd_merge)
 
     for name, run, text in (("models", cmd_models, MODELS_HELP),
                             ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),

@@ -1,7 +1,7 @@
 """Bad arguments to the benchmarks: one `error: ...` line and exit 2, before any export or server."""
 import pytest
 
-from benchmarks import serving, soak, startup, timeline
+from benchmarks import bulk, serving, soak, startup, timeline
 
 
 def exit_code(main, argv):
@@ -26,6 +26,9 @@ def exit_code(main, argv):
     (soak.main, ["--duration", "-5"], "--duration and --load must be positive"),
     (soak.main, ["--clients", "0"], "--clients at least 1"),
     (soak.main, ["--load", "0"], "--duration and --load must be positive"),
+    (bulk.main, ["--duplicate-share", "1"], "--duplicate-share in [0, 1)"),
+    (bulk.main, ["--rows", "0"], "--rows must be 1 or more"),
+    (bulk.main, ["--processes", "1,x"], "--processes: comma-separated positive integers"),
 ])
 def test_bad_arguments_exit_2_before_any_work(main, args, message, tmp_path, capsys):
     build = tmp_path / "build"

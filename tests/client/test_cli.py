@@ -35,6 +35,11 @@ def write_input(path: Path, n: int, bad: dict | None = None):
     rows = [{"id": i, "text": t, "source": f"feed-{i % 3}"} for i, t in enumerate(texts(n))]
     for i, text in (bad or {}).items():
         rows[i]["text"] = text
+    return write_rows(path, rows)
+
+
+def write_rows(path: Path, rows: list[dict]):
+    n = len(rows)
     if path.suffix == ".csv":
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, ["id", "text", "source"])

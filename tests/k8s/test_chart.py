@@ -23,7 +23,8 @@ GKE_KUBERNETES = "1.35.0"
 # Kinds from CRDs GKE installs (Managed Prometheus): no upstream schema, checked by hand below.
 CRD_KINDS = {("monitoring.googleapis.com/v1", "PodMonitoring")}
 PROFILES = {"default": [], "gpu": ["gpu"], "cpu": ["cpu"], "gcs": ["gcs"], "baked": ["baked"],
-            "gateway": ["gateway"], "cpu+gateway": ["cpu", "gateway"], "gcs+gateway": ["gcs", "gateway"]}
+            "gateway": ["gateway"], "cpu+gateway": ["cpu", "gateway"], "gcs+gateway": ["gcs", "gateway"],
+            "bulk": ["bulk"]}
 GCS_URI = yaml.safe_load((render.PROFILES / "gcs.yaml").read_text())["modelRepository"]["gcsUri"]
 
 
@@ -115,7 +116,8 @@ def test_gpu_scheduling_and_cpu_profile(profile):
         assert container["image"].endswith("-cpu")
     else:
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-        assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+        assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4",   # bulk: its own pool
+                                       **({"cloud.google.com/gke-nodepool": "bulk"} if name == "bulk" else {})}
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
         assert container["image"].endswith("-gpu")
 
@@ -191,7 +193,7 @@ def test_services_monitoring_and_disruption_budget_select_the_triton_pods(profil
         assert selector.items() <= labels.items()
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8000, "grpc": 8001}
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
-    assert service["spec"]["type"] == ("ClusterIP" if "gateway" in name else "LoadBalancer")
+    assert service["spec"]["type"] == ("ClusterIP" if "gateway" in name or "bulk" in name else "LoadBalancer")
 
 
 def test_gateway_is_optional_and_points_at_tritons_grpc_service(profile):
@@ -220,7 +222,7 @@ def test_gcs_profile_uses_workload_identity(profile):
     deployment, _ = triton_container(objects)
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
     annotation = account["metadata"].get("annotations", {}).get("iam.gke.io/gcp-service-account")
-    assert (annotation is not None) == ("gcs" in name)
+    assert (annotation is not None) == ("gcs" in name or "bulk" in name)   # bulk: the data bucket
 
 
 def test_a_gcs_repository_without_a_uri_fails_with_the_value_to_set():
