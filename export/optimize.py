@@ -159,6 +159,8 @@ def under_runtime(version: str | None, job: dict, log=print) -> dict:
     if version is None:
         return check_job(job)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(side_runtime(version, log)), str(fpb.REPO_ROOT)]))
+    # The subprocess runs in the repository root: a relative export path is the caller's, not its.
+    job = {**job, "export": str(Path(job["export"]).resolve())}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "job.json").write_text(json.dumps({**job, "out": tmp, "version": version}))
         done = subprocess.run([sys.executable, "-m", "export.optimize", "--job", str(Path(tmp) / "job.json")],
