@@ -625,8 +625,11 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
         progress.save(record)
     resumed_from = progress.rows
     labels = Counter(progress.labels)
-    # text digest -> result: each distinct text is sent once per run (a few hundred bytes per distinct text)
+    # text digest -> result: each distinct text is sent once per run (a few hundred bytes per distinct text);
+    # a resumed run starts from the results it already wrote
     cache: dict[bytes, Result] | None = {} if dedup else None
+    if cache is not None and progress.rows and not documents:   # (a document's sentences are not in its row)
+        cache.update(written_results(writer, out_fmt, column, prefix))
     bar = None
     if progress_bar:
         from tqdm import tqdm
@@ -688,6 +691,26 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     storage.move_text(record, done)
     return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed,
                    shard=progress.shard, read=progress.skip, duplicates=progress.duplicates)
+
+
+def written_results(writer, fmt: str, column: str, prefix: str) -> dict[bytes, Prediction]:
+    """{text digest: prediction} of the rows a resumed run's partial output already holds."""
+    sources = [writer.path] if isinstance(writer, TextWriter) else writer.parts()
+    header = getattr(getattr(writer, "text", None), "header", None)     # PartsWriter CSV: header in part 0 only
+    names = [prefix + c for c in ("label", "score", *(f"p_{l}" for l in LABELS), "error")]
+    found = {}
+    for n, source in enumerate(sources):
+        if fmt == "csv" and header is not None:
+            with storage.open_file(source, "r", newline="", **ENCODING) as f:
+                chunks = [[r for r in csv.DictReader(f, fieldnames=header)][n == 0:]]
+        else:
+            chunks = (as_dicts(rows) for rows, _ in READERS[fmt](source, column, 0, 4096))
+        for rows in chunks:
+            for row in rows:
+                key, (label, score, *probabilities, error) = text_key(row.get(column)), (row.get(c) for c in names)
+                if key is not None and label not in (None, "") and error in (None, ""):
+                    found[key] = Prediction(label, float(score), dict(zip(LABELS, map(float, probabilities))))
+    return found
 
 
 def classify_rows(client, texts: list, column: str, numbers: list[int], keys: list, cache: dict | None,

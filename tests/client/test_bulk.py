@@ -182,3 +182,38 @@ def test_merge_refuses_a_missing_shard_that_no_gap_would_show(triton, tmp_path):
     assert run.returncode == 0 and "1 rows from 4 shard outputs" in run.stdout, run.stderr
     nothing = finsent("merge", tmp_path / "q*.csv", "-o", tmp_path / "none.csv")
     assert nothing.returncode == 2 and nothing.stderr == f"error: {tmp_path / 'q*.csv'} matches no file\n"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_resumed_run_does_not_score_again_the_texts_it_already_wrote(triton, tmp_path, suffix):
+    news = tmp_path / f"news{suffix}"
+    rows = write_news(news, 1800)                         # 601 distinct texts, each about 3 times, spread
+    distinct = {r["text"] for r in rows if r["text"]}
+    out, record = tmp_path / f"out{suffix}", tmp_path / f"out{suffix}.partial.json"
+    cmd = [sys.executable, "-m", "finsent", "score", news, "-o", out, "--chunk-size", "10", "--url", triton.grpc_url,
+           "--no-progress"]
+    before = inferences(triton)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, done = time.monotonic() + 60, 0
+    while time.monotonic() < deadline and proc.poll() is None and done < 600:
+        try:
+            done = json.loads(record.read_text())["rows"]
+        except (OSError, ValueError):
+            done = 0
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 600 <= done < 1800 and not out.exists(), "the kill must land mid-file"
+    resumed = score(news, "-o", out, "--chunk-size", 10, "--url", triton.grpc_url)
+    assert resumed.returncode == 0 and "(resumed after " in resumed.stdout, resumed.stderr
+    # the results already written are the cache of the resumed run: only the chunk in flight at the kill
+    # (at most 10 texts) is scored twice
+    assert inferences(triton) - before <= len(distinct) + 10
+    out_rows = read_output(out)
+    check_scored(triton, rows, out_rows, bad=(7, 11))
+    first = {}
+    for row in out_rows:
+        if row["text"]:
+            first.setdefault(row["text"], row)
+            assert [row[c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")] == \
+                   [first[row["text"]][c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")]
