@@ -43,6 +43,7 @@ ORT_RELEASE = (f"https://github.com/microsoft/onnxruntime/releases/download/v{OR
 NPM_PACKAGE = f"onnxruntime-node@{ORT_VERSION}"
 NPM_LIBRARY = f"package/bin/napi-v3/linux/x64/libonnxruntime.so.{ORT_VERSION}"
 LIBRARY = "libtriton_onnxruntime.so"
+DEFAULT_WORK = REPO_ROOT / "build" / "native"     # this checkout's build: shared by make serve, tests, benchmarks
 DEBIAN_HINT = "install the build's Debian packages with `make setup` (cmake g++ rapidjson-dev googletest)"
 
 
@@ -153,9 +154,9 @@ def _key() -> str:
     return digest.hexdigest()[:16]
 
 
-def build(work: Path = REPO_ROOT / "build" / "native", log=print) -> Path:
+def build(work: Path | None = None, log=print) -> Path:
     """Build (once) and return the folder with libtriton_onnxruntime.so and libonnxruntime.so.1*."""
-    work = Path(work).resolve()
+    work = Path(work or DEFAULT_WORK).resolve()
     out = work / "onnxruntime"
     stamp = out / "BUILT_FROM"
     key = _key()

@@ -39,7 +39,7 @@ def start(repository: Path, work: Path, *, ports: Ports | None = None, admin: bo
                           log_path=log_path or work / "tritonserver.log", extra_args=tuple(extra_args),
                           control_mode="explicit" if admin else "none",
                           admin_key=secrets.token_urlsafe(24) if admin else None, restricted_apis=restricted_apis,
-                          onnxruntime=native_backend.build(*[native_build] if native_build else [])
+                          onnxruntime=native_backend.build(native_build)
                           if needs_native_backend(repository) else None)
     return server.start(timeout_s) if started else server
 
