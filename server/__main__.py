@@ -104,12 +104,14 @@ Model control and the repository index need header {ADMIN_HEADER}: <the key in {
 """)
 
 
-def target_options(args) -> TargetOptions:
+def target_options(args, gpu_here: bool | None = None) -> TargetOptions:
     """What to assemble; the container is served with this machine's cores (the image's default is the
     CPU profile's request), and its gpu profile with CPU instances where no GPU is visible."""
     if args.target == "local" and args.device != "cpu":
         raise ValueError("--device gpu is the container target's profile: add --target container")
-    no_gpu = args.device == "gpu" and not Path("/dev/nvidia0").exists()
+    if gpu_here is None:
+        gpu_here = Path("/dev/nvidia0").exists()
+    no_gpu = args.device == "gpu" and not gpu_here
     if no_gpu:
         print("no GPU here: the gpu profile's classifier runs on CPU instances (KIND_CPU), batching as on a GPU",
               file=sys.stderr)
