@@ -34,32 +34,17 @@ EVAL_ARGS ?=
 .PHONY: help setup serve test bench timeline startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
 	finetune eval
 help:
-	@echo "make serve    export the models (cached) and serve them with a local tritonserver"
-	@echo "              FINBERT=$(FINBERT) DISTILBERT=$(DISTILBERT)"
-	@echo "              VARIANT=int8|fp32|fp16 (default int8)  REPRODUCIBLE=1 (int8 independent of batching)"
-	@echo "              HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT)"
-	@echo "              TARGET=container [DEVICE=cpu|gpu]: the GKE image's repository, native onnxruntime backend"
-	@echo "make test     ruff, then the whole test suite offline (PYTEST_ARGS=...)"
-	@echo "make bench    Triton vs in-process limit vs Starlette baseline, side by side, then the container"
-	@echo "              profiles' batching and speed next to the local target -> docs/benchmarks/"
-	@echo "              BENCH_VARIANTS=fp32,int8 BENCH_SECONDS=15 (FINBERT=/DISTILBERT= for real checkpoints)"
-	@echo "make timeline where one client's latency goes, step by step (Triton's trace) -> docs/benchmarks/"
-	@echo "              TIMELINE_MODEL=$(TIMELINE_MODEL) TIMELINE_VARIANT=$(TIMELINE_VARIANT)"
-	@echo "make startup  make serve's start-up time, cold and warm -> docs/benchmarks/startup.md"
-	@echo "make gateway  REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of Triton gRPC TRITON_URL=$(TRITON_URL)"
-	@echo "make faults   kill a Python stub / restart Triton under 16 clients -> docs/benchmarks/faults.md"
-	@echo "make soak     DURATION=600 s at ~70% of measured max throughput -> docs/benchmarks/soak.md"
-	@echo "make setup    create $(VENV) and install the pinned requirements (done by serve/test)"
-	@echo "make repository TARGET=container DEVICE=gpu [VARIANT=fp16] [CORES=3] [MODELS=finbert]   assemble a repository for the NGC image"
-	@echo "make manifests  re-render k8s/manifests/ (and the chart's Triton args) from the Helm chart"
-	@echo "make loadtest  step-load sweep against a running server (make serve first): PROTOCOL=$(PROTOCOL)"
-	@echo "              HOST= MODEL=$(or $(MODEL),<the one served>) USERS=\"$(USERS)\" STEP_SECONDS=$(STEP_SECONDS) SLO_MS=$(SLO_MS) OUT="
-	@echo "make loadtest-local   the same against tiny random-weight models it serves itself (a demo)"
-	@echo "make loadtest-cost SWEEPS=\"dir ...\"   $$ per million texts at the SLO (loadtest/prices.yaml); default: the newest sweep"
-	@echo "make finetune  fine-tune BASE=$(BASE) on FPB 75%-agree into OUT=$(or $(OUT),$(DISTILBERT))"
-	@echo "              DATA=$(if $(DATA),$(DATA),<the Hub>)  BASE=minilm works offline  FINETUNE_ARGS=--epochs ..."
-	@echo "make eval     score CHECKPOINT=$(CHECKPOINT) served by Triton (FAMILY=$(FAMILY), URL=) and in PyTorch;"
-	@echo "              writes docs/accuracy.md"
+	@echo "make serve       export the models (cached) and serve them: FINBERT= DISTILBERT= VARIANT= TARGET= DEVICE="
+	@echo "make test        ruff, then the whole test suite offline (PYTEST_ARGS=...)"
+	@echo "make finetune    fine-tune BASE=$(BASE) on Financial PhraseBank into OUT=$(or $(OUT),$(DISTILBERT))"
+	@echo "make eval        score CHECKPOINT= served by Triton and in PyTorch -> docs/accuracy.md"
+	@echo "make gateway     REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of TRITON_URL=$(TRITON_URL)"
+	@echo "make repository  the model repository for the GKE image (TARGET=container DEVICE=gpu|cpu)"
+	@echo "make manifests   re-render k8s/manifests/ from the Helm chart"
+	@echo "make loadtest    step-load sweep against a running server; loadtest-local, loadtest-cost"
+	@echo "make bench       serving and container benchmarks -> docs/benchmarks/ (also timeline, startup, faults, soak)"
+	@echo "make setup       create $(VENV) with the pinned requirements (serve and test do it)"
+	@echo "Every knob, its default and meaning: README.md (\"Knobs\", make bench and make repository) and docs/loadtest.md"
 
 setup: $(VENV)/.installed
 
@@ -78,7 +63,7 @@ serve: DEVICE = cpu
 serve: setup
 	$(PY) -m server --finbert "$(FINBERT)" --distilbert "$(DISTILBERT)" --build "$(BUILD)" \
 		--target $(TARGET) --device $(DEVICE) \
-		--variant $(or $(VARIANT),int8) $(if $(REPRODUCIBLE),--reproducible) \
+		$(if $(VARIANT),--variant $(VARIANT)) $(if $(REPRODUCIBLE),--reproducible) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 test: setup
@@ -94,13 +79,13 @@ bench: setup
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
 	$(PY) -m benchmarks.container $(if $(filter command line,$(origin FINBERT)),--checkpoint "$(FINBERT)")
 TIMELINE_MODEL ?= finbert
-TIMELINE_VARIANT ?= int8
+TIMELINE_VARIANT ?=
 # make bench's random-weight architecture unless FINBERT=/DISTILBERT= are given on the command line.
 # The checkpoints given on the command line (make bench's random-weight ones otherwise), by model.
 GIVEN_finbert = $(if $(filter command line,$(origin FINBERT)),$(FINBERT))
 GIVEN_distilbert = $(if $(filter command line,$(origin DISTILBERT)),$(DISTILBERT))
 timeline: setup
-	$(PY) -m benchmarks.timeline --model $(TIMELINE_MODEL) --variant $(TIMELINE_VARIANT) \
+	$(PY) -m benchmarks.timeline --model $(TIMELINE_MODEL) $(if $(TIMELINE_VARIANT),--variant $(TIMELINE_VARIANT)) \
 		$(if $(GIVEN_$(TIMELINE_MODEL)),--checkpoint "$(GIVEN_$(TIMELINE_MODEL))")
 
 startup: setup

@@ -21,7 +21,7 @@ from google.protobuf import text_format
 
 from benchmarks import load
 from benchmarks.serving import batch1_ms, grpc_sender, machine, sentences
-from export.runtime import OnnxClassifier
+from export.runtime import DEFAULT_VARIANT, OnnxClassifier
 from model_repository.assemble import TargetOptions, assemble, available_cores, load_config
 from server import stack
 from server.triton import TritonServer
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", type=Path, default=Path("build/bench/export/finbert"),
                         help="an export directory (make bench leaves BERT-base's here)")
     parser.add_argument("--family", default="finbert")
-    parser.add_argument("--variant", default="int8")
+    parser.add_argument("--variant", default=DEFAULT_VARIANT["cpu"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sentences", type=int, default=480)

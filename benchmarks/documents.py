@@ -33,6 +33,7 @@ from benchmarks.splitters import detokenize, sentences as splitter
 from export import fpb
 from export.onnx import export_model
 from export.optimize import build_variants
+from export.runtime import DEFAULT_VARIANT
 from export.sentences import PARITY_SENTENCES
 from finsent import Client
 from model_repository.assemble import TargetOptions
@@ -154,7 +155,7 @@ def report(results: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--finbert", help="checkpoint (default: random-weight BERT-base)")
-    parser.add_argument("--variant", default="int8")
+    parser.add_argument("--variant", default=DEFAULT_VARIANT["cpu"])
     parser.add_argument("--documents", type=int, default=12)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)

@@ -27,7 +27,7 @@ from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, grpc_sender, machin
 from export.facts import FactsError
 from export.onnx import SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, build_variants
-from export.runtime import VARIANTS, OnnxClassifier
+from export.runtime import DEFAULT_VARIANT, VARIANTS, OnnxClassifier
 from model_repository.assemble import TargetOptions
 from server import stack
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="finbert", choices=["finbert", "distilbert"])
     parser.add_argument("--checkpoint", help="checkpoint (default: make bench's random-weight base architecture)")
-    parser.add_argument("--variant", default="int8", choices=VARIANTS)
+    parser.add_argument("--variant", default=DEFAULT_VARIANT["cpu"], choices=VARIANTS)
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of one in-process pass and one served pass over the sentences")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")

@@ -16,6 +16,8 @@ from tokenizers import Tokenizer
 from export.facts import ModelFacts
 
 VARIANTS = ("fp32", "int8", "fp16")
+# Served unless a variant is named: int8 is the fastest on CPU, fp16 on a GPU (docs/serving.md).
+DEFAULT_VARIANT = {"cpu": "int8", "gpu": "fp16"}
 # The ONNX Runtime of NGC tritonserver:24.10-py3 (its onnxruntime backend), which serves the container:
 # its variants are judged under it (export.optimize --runtime) and the native backend is built against it.
 CONTAINER_ORT = "1.19.2"

@@ -20,8 +20,8 @@ ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
 def serve_tiny_models(build: Path):
     from export import random_checkpoint
     from export.onnx import export_model
-    from model_repository.assemble import TargetOptions, assemble
-    from server.triton import Ports, TritonServer, free_ports
+    from model_repository.assemble import TargetOptions
+    from server import stack
 
     exports = {}
     for family, arch in ARCHS.items():
@@ -30,9 +30,8 @@ def serve_tiny_models(build: Path):
             random_checkpoint.build(arch, checkpoint)
         exports[family] = export_model(str(checkpoint), family, build / "export" / family,
                                        log=lambda *_: None).path
-    repository = assemble(exports, build / "repository", TargetOptions("local"))
-    server = TritonServer(repository, Ports(*free_ports()), work_dir=build / "triton",
-                          log_path=build / "triton" / "tritonserver.log")
+    server = stack.serve(exports, build / "triton", TargetOptions("local"), repository=build / "repository",
+                         started=False)
     print(f"starting tritonserver with tiny random-weight models (log: {server.log_path}) ...", file=sys.stderr)
     return server.start()
 

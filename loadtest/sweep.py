@@ -127,22 +127,27 @@ def run_locust(command: list[str], limit_s: float, log: Path) -> tuple[int | Non
         reader = threading.Thread(target=forward, daemon=True)
         reader.start()
         try:
-            rc = process.wait(limit_s)
-            reader.join(5)
-            return rc, False
+            return process.wait(limit_s), False
         except subprocess.TimeoutExpired:
-            pass
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(10)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        reader.join(5)
-        return process.returncode, True
+            stop(process)
+            return process.returncode, True
+        finally:
+            reader.join(5)
+            if not reader.is_alive():            # a child of Locust may still hold the pipe: leave it then
+                process.stderr.close()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM Locust's process group, then SIGKILL it if it is still there after 10 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(10)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def sweep(args) -> dict:

@@ -19,7 +19,7 @@ import yaml
 
 from export.cli import bounded, fraction
 from export.optimize import MIN_AGREEMENT, GuardError, build_variants
-from export.runtime import CONTAINER_ORT, VARIANTS
+from export.runtime import CONTAINER_ORT, DEFAULT_VARIANT, VARIANTS
 from model_repository.assemble import (
     FAMILIES,
     SOURCE,
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
     args = parser.parse_args(argv)
     device = args.device or ("gpu" if args.target == "container" else "cpu")
-    variant = args.variant or ("fp16" if device == "gpu" else "int8")
+    variant = args.variant or DEFAULT_VARIANT[device]
     chart = chart_models()
     models = args.models or chart
     exports = {family: args.build / "export" / family for family in models}

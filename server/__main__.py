@@ -22,7 +22,7 @@ from pathlib import Path
 from export.facts import FactsError
 from export.onnx import ParityError, SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, GuardError
-from export.runtime import CONTAINER_ORT, VARIANTS
+from export.runtime import CONTAINER_ORT, DEFAULT_VARIANT, VARIANTS
 from model_repository.assemble import FAMILIES, TARGETS, TargetOptions, available_cores
 from model_repository.build import served_variants
 from server import native_backend, stack
@@ -104,16 +104,19 @@ Model control and the repository index need header {ADMIN_HEADER}: <the key in {
 """)
 
 
-def target_options(args) -> TargetOptions:
+def target_options(args, gpu_here: bool | None = None) -> TargetOptions:
     """What to assemble; the container is served with this machine's cores (the image's default is the
     CPU profile's request), and its gpu profile with CPU instances where no GPU is visible."""
     if args.target == "local" and args.device != "cpu":
         raise ValueError("--device gpu is the container target's profile: add --target container")
-    no_gpu = args.device == "gpu" and not Path("/dev/nvidia0").exists()
+    if gpu_here is None:
+        gpu_here = Path("/dev/nvidia0").exists()
+    no_gpu = args.device == "gpu" and not gpu_here
     if no_gpu:
         print("no GPU here: the gpu profile's classifier runs on CPU instances (KIND_CPU), batching as on a GPU",
               file=sys.stderr)
-    return TargetOptions(args.target, args.device, available_cores(), variant=args.variant, cpu_instances=no_gpu,
+    variant = args.variant or DEFAULT_VARIANT["gpu" if args.device == "gpu" and not no_gpu else "cpu"]
+    return TargetOptions(args.target, args.device, available_cores(), variant=variant, cpu_instances=no_gpu,
                          max_rows_per_run=1 if args.reproducible else 0)
 
 
@@ -127,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                              "onnxruntime backend built here")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="container target: the cpu (default) or gpu profile (CPU instances if no GPU here)")
-    parser.add_argument("--variant", choices=VARIANTS, default="int8",
-                        help="int8 (default: fastest on CPU), fp32 (exact parity with PyTorch) or fp16 (GPU)")
+    parser.add_argument("--variant", choices=VARIANTS,
+                        help=f"int8 (default on CPU: fastest there), fp32 (exact parity with PyTorch) or fp16 "
+                             f"(default where the gpu profile has a GPU); defaults: {DEFAULT_VARIANT}")
     parser.add_argument("--reproducible", action="store_true",
                         help="int8: run each text alone in the classifier, so that its probabilities never depend "
                              "on the texts batched with it (dynamic quantization scales a run's activations as a "
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.classifier == "onnxruntime":  # before exporting: a missing toolchain fails in seconds
             native_backend.build(native, log=lambda line: print(line, file=sys.stderr))
         # The container's classifier runs under the image's ONNX Runtime: its variants are judged there.
-        exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, args.variant,
+        exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, options.variant,
                                     runtime=CONTAINER_ORT if args.target == "container" else None)
         log = args.build / "triton" / "tritonserver.log"
         log.unlink(missing_ok=True)

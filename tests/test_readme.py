@@ -105,8 +105,9 @@ class Served:
                           "GATEWAY_PORT": str(gateway), "FINSENT_URL": f"localhost:{grpc}",
                           "USERS": "1", "STEP_SECONDS": "1"}
         args = [f"{family.upper()}={source}" for family, source in sources.items()]
+        self.log = open(where / "serve.log", "w")
         self.process = subprocess.Popen(["make", "-o", ".venv/.installed", "serve", *args, "VARIANT=fp32", *target],
-                                        cwd=where, env=self.env, stdout=open(where / "serve.log", "w"),
+                                        cwd=where, env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while "finsent is serving" not in (where / "serve.log").read_text():
@@ -136,6 +137,7 @@ class Served:
 
     def stop(self) -> None:
         stop_group(self.process, signal.SIGINT, 60)
+        self.log.close()
 
 
 def stop_group(process: subprocess.Popen, sig: int, timeout: float) -> None:

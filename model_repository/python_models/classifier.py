@@ -19,24 +19,25 @@ class TritonPythonModel:
     def initialize(self, args):
         here = Path(args["model_repository"]) / args["model_version"]
         facts = json.loads((here / "model_facts.json").read_text())
+        # Every knob is written by model_repository/assemble.py (TargetOptions): its defaults live there only.
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_thread_count", "0"))
-        options.inter_op_num_threads = int(params.get("inter_op_thread_count", "1"))
+        options.intra_op_num_threads = int(params["intra_op_thread_count"])
+        options.inter_op_num_threads = int(params["inter_op_thread_count"])
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Threads spin-wait between ops (faster runs), but by default stop when a run returns so
         # they do not take the cores the tokenizer, postprocess and Triton need between runs
         # (docs/benchmarks/classifier-knobs.md). "always" is ORT's default, "off" never spins.
-        spinning = params.get("spinning", "runs")
+        spinning = params["spinning"]
         options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
         options.add_session_config_entry("session.force_spinning_stop", "1" if spinning == "runs" else "0")
         self.session = ort.InferenceSession(str(here / params.get("model_filename", "model.onnx")), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = facts["input_names"]
         self.output = facts["output_name"]
-        self.run_overhead_tokens = float(params.get("run_overhead_tokens", "48"))
-        self.max_tokens = int(params.get("max_tokens_per_run", "8192"))
-        self.max_rows = int(params.get("max_rows_per_run", "0"))     # 1: each text alone (see length_groups)
+        self.run_overhead_tokens = float(params["run_overhead_tokens"])
+        self.max_tokens = int(params["max_tokens_per_run"])
+        self.max_rows = int(params["max_rows_per_run"])     # 1: each text alone (see length_groups)
 
     def execute(self, requests):
         arrays = {name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs}

@@ -13,8 +13,9 @@ from export.facts import CANONICAL_LABELS
 from finsent import (AsyncClient, Client, Failure, FinsentError, ModelError, ModelStatus, Prediction, RequestTimeout,
                      RestrictedError, Retry, TextError, UnavailableError)
 from finsent.core import ENSEMBLES, NOT_SERVED
-from model_repository.assemble import FAMILIES, TargetOptions, assemble
-from server.triton import ADMIN_HEADER, Ports, TritonServer, free_ports
+from model_repository.assemble import FAMILIES, TargetOptions
+from server import stack
+from server.triton import ADMIN_HEADER, free_ports
 
 TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 8% after the warning.",
          "The annual general meeting will be held on 5 May.", "Sales of the unit declined sharply in the quarter."]
@@ -199,9 +200,7 @@ def test_the_other_protocols_port_is_named_at_once(triton, mode, protocol, port,
 def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
     """A server of our own (finbert only, free ports) is stopped and started again while a sync
     gRPC client and an async HTTP client retry; both calls succeed once it is back."""
-    repository = assemble({"finbert": exports["finbert"]}, tmp_path / "repository", TargetOptions("local"))
-    server = TritonServer(repository, Ports(*free_ports()), work_dir=tmp_path, log_path=tmp_path / "triton.log")
-    server.start()
+    server = stack.serve({"finbert": exports["finbert"]}, tmp_path, TargetOptions("local"))
     retry = Retry(attempts=12, initial_s=0.2, max_s=2.0)   # up to ~20 s of retries: bounded
     sync_client = Client(server.grpc_url, "grpc", retry=retry, timeout_s=10)
     try:

@@ -7,8 +7,8 @@ import pytest
 from export.optimize import REPORT_FILENAME, GuardError, build_variants
 from export.runtime import OnnxClassifier
 from export.sentences import PARITY_SENTENCES
-from model_repository.assemble import TargetOptions, assemble
-from server.triton import Ports, TritonServer, free_ports
+from model_repository.assemble import TargetOptions
+from server import stack
 from tests.model_repository.test_ensemble import infer
 
 
@@ -51,11 +51,11 @@ def test_a_variant_below_the_agreement_limit_is_refused_and_removed(exports, tmp
 
 
 def test_served_int8_matches_in_process_int8(variants, tmp_path):
-    repository = assemble(variants, tmp_path / "repo", TargetOptions("local", variant="int8"))
-    facts = json.loads((repository / "finbert_classifier" / "1" / "model_facts.json").read_text())
+    server = stack.serve(variants, tmp_path / "w", TargetOptions("local", variant="int8"), started=False)
+    facts = json.loads((server.model_repository / "finbert_classifier" / "1" / "model_facts.json").read_text())
     assert facts["variant"] == "int8"
     local = {family: OnnxClassifier(path, "int8") for family, path in variants.items()}
-    with TritonServer(repository, Ports(*free_ports()), work_dir=tmp_path / "w", log_path=tmp_path / "w" / "log") as server:
+    with server:
         for family in variants:
             for text in PARITY_SENTENCES[:4]:   # one text per request: dynamic int8 depends on the batch
                 _, _, probs = infer(server, "grpc", family, [text])
@@ -69,8 +69,7 @@ def test_reproducible_int8_does_not_depend_on_the_texts_batched_with_it(variants
     together = local.probabilities(MANY, batch_size=len(MANY))
     assert np.abs(together - alone).max() > 1e-4        # the effect: one activation scale per run
     options = TargetOptions("local", variant="int8", max_rows_per_run=1)      # make serve REPRODUCIBLE=1
-    repository = assemble({"finbert": variants["finbert"]}, tmp_path / "repo", options)
-    with TritonServer(repository, Ports(*free_ports()), work_dir=tmp_path / "w", log_path=tmp_path / "w" / "log") as server:
+    with stack.serve({"finbert": variants["finbert"]}, tmp_path / "w", options, started=False) as server:
         _, _, probs = infer(server, "grpc", "finbert", MANY)
     np.testing.assert_allclose(probs, alone, atol=1e-5)
 

@@ -14,8 +14,8 @@ import tritonclient.grpc as grpcclient
 from export.calibrate import softmax
 from export.facts import CANONICAL_LABELS, ModelFacts
 from export.runtime import OnnxClassifier
-from model_repository.assemble import FAMILIES, TargetOptions, assemble
-from server.triton import Ports, TritonServer, free_ports
+from model_repository.assemble import FAMILIES, TargetOptions
+from server import stack
 from tests.model_repository.test_ensemble import MANY
 
 TEMPERATURES = {"finbert": 3.0, "distilbert": 0.25}   # one softer, one sharper than the raw softmax
@@ -42,8 +42,7 @@ def tempered(exports, tmp_path_factory):
     for family, path in exports.items():
         copies[family] = shutil.copytree(path, where / family)
         dataclasses.replace(ModelFacts.load(path), temperature=TEMPERATURES[family]).save(copies[family])
-    repository = assemble(copies, where / "repository", TargetOptions("local"))
-    with TritonServer(repository, Ports(*free_ports()), work_dir=where / "w", log_path=where / "w" / "log") as server:
+    with stack.serve(copies, where / "w", TargetOptions("local"), started=False) as server:
         yield server
 
 
