@@ -190,7 +190,7 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 def check_export(family: str, export_dir: Path, variant: str, out: Path) -> tuple:
     """Everything assemble() needs from one export, checked before anything is written."""
     if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
+        raise ValueError(f"unknown model family {family!r}: one of {tuple(FAMILIES)}")
     if not (export_dir / FACTS_FILENAME).is_file():
         raise ValueError(f"{export_dir} is not an export (no {FACTS_FILENAME}): make one with "
                          f"`python -m export.onnx --model <checkpoint> --name {family}`")
