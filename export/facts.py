@@ -4,6 +4,9 @@ Written by the export, read by the Triton tokenizer/classifier/postprocess model
 repository assembler, the client and the tests. Label order comes from the checkpoint's
 own id2label and is never assumed: ProsusAI/finbert is positive/negative/neutral, other
 checkpoints differ. Everything that leaves the server uses CANONICAL_LABELS instead.
+
+FAMILIES, the servable model families (one row each), lives here too: the lowest module
+that export, model_repository, server, benchmarks and loadtest all import.
 """
 from __future__ import annotations
 
