@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from export import random_checkpoint
+from export.facts import FAMILIES
 from export.onnx import export_model
 from model_repository.assemble import TargetOptions, assemble
 from server import health
@@ -35,7 +36,7 @@ from server import stack
 from server.stack import stub_pids
 from server.triton import TritonServer
 
-ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+ARCHS = {family: row.arch for family, row in FAMILIES.items()}
 TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 4% on the news.",
          "The board will meet on Tuesday.", "Net sales decreased by 5.2% year on year."]
 

@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks import load
 from benchmarks.report import SPLIT_RULE
 from export import fpb, random_checkpoint
-from export.facts import FactsError
+from export.facts import FAMILIES, FactsError
 from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import VARIANTS, OnnxClassifier
@@ -39,7 +39,7 @@ from model_repository.assemble import STEPS, TargetOptions, available_cores
 from server import stack
 from server.triton import TritonServer, free_ports
 
-ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+ARCHS = {family: row.arch for family, row in FAMILIES.items()}
 # Random weights: the guard refuses nothing (near-tied logits), so it scores a sample, not all of FPB.
 UNGUARDED_SAMPLE = 500
 

@@ -4,6 +4,9 @@ Written by the export, read by the Triton tokenizer/classifier/postprocess model
 repository assembler, the client and the tests. Label order comes from the checkpoint's
 own id2label and is never assumed: ProsusAI/finbert is positive/negative/neutral, other
 checkpoints differ. Everything that leaves the server uses CANONICAL_LABELS instead.
+
+FAMILIES, the servable model families (one row each), lives here too: the lowest module
+that export, model_repository, server, benchmarks and loadtest all import.
 """
 from __future__ import annotations
 
@@ -14,12 +17,36 @@ from pathlib import Path
 FACTS_FILENAME = "model_facts.json"
 CANONICAL_LABELS = ("negative", "neutral", "positive")
 FACTS_VERSION = 1
-FAMILIES = ("finbert", "distilbert")   # the servable model families: model_repository/ has their configs
+# The ONNX inputs of each architecture finsent serves: DistilBERT has no token_type_ids.
+ARCH_INPUTS = {"bert": ("input_ids", "attention_mask", "token_type_ids"), "distilbert": ("input_ids", "attention_mask")}
 MIN_MAX_LENGTH = 8                     # tokens; [CLS] and [SEP] leave room for a few words
 
 
 class FactsError(ValueError):
     """A checkpoint or facts file that finsent cannot serve."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """A servable model family: its row in FAMILIES is all that adding one takes (docs/serving.md)."""
+    source: str   # make serve's default checkpoint: a hub id or a checkpoint directory
+    arch: str     # bert or distilbert: its random test checkpoints, and the inputs it may take (ARCH_INPUTS)
+
+    def __post_init__(self):
+        if self.arch not in ARCH_INPUTS:
+            raise ValueError(f"arch {self.arch!r}: one of {tuple(ARCH_INPUTS)}")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ARCH_INPUTS[self.arch]
+
+
+# The servable model families, by served name (the ensemble `finbert`, its steps `finbert_tokenizer`, ...):
+# the one list of them; model_repository/configs/ holds one config per role for them all.
+FAMILIES = {
+    "finbert": Family(source="ProsusAI/finbert", arch="bert"),
+    "distilbert": Family(source="build/checkpoints/distilbert-fpb", arch="distilbert"),   # make finetune's output
+}
 
 
 def canonical_index(id2label: list[str]) -> list[int]:

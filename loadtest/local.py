@@ -12,9 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from export.facts import FAMILIES
 from loadtest import sweep
 
-ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
+ARCHS = {family: row.arch for family, row in FAMILIES.items()}
 
 
 def serve_tiny_models(build: Path):
@@ -42,14 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build", type=Path, default=Path("build/loadtest-local"))
     args = parser.parse_args(argv)
     from finsent.core import DEFAULT_MODEL
-    from model_repository.assemble import SOURCE, load_config
+    from model_repository.assemble import SOURCE, load_config, source_config
     args.model = args.model or DEFAULT_MODEL     # it serves them all
     # The served ensemble's max_batch_size (the repository assembled below keeps it): larger
     # requests would all be refused by Triton.
-    limit = load_config(SOURCE / args.model / "config.pbtxt").max_batch_size
+    ensemble = source_config(None)
+    limit = load_config(ensemble).max_batch_size
     why = (args.host and "--host does not apply: loadtest.local serves on free local ports (loadtest.sweep "
            "takes a host)") or sweep.problem(args) or (args.texts_per_request > limit and "--texts-per-request "
-           f"must be at most {limit} (max_batch_size of model_repository/{args.model}/config.pbtxt)")
+           f"must be at most {limit} (max_batch_size of {ensemble.relative_to(SOURCE.parent)})")
     if why:                                                  # before any export or server start
         parser.error(why)
     server = serve_tiny_models(args.build)

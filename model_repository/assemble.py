@@ -3,7 +3,9 @@
     python -m model_repository.assemble --target local --export finbert=build/export/finbert \\
         --out build/repository/local
 
-The config.pbtxt files here are the source; this module applies the only things that vary:
+configs/<role>.pbtxt are the source, one per role for every family (ensemble, tokenizer, classifier,
+postprocess, document); this module names them for a family (`finbert`, `finbert_tokenizer`, ...) and
+applies the only things that vary:
 - per target and device, the classifier:
   - "python" (local, and the container's cpu profile): ONNX Runtime in a Python model fed ragged
     batches, which it splits into length-sorted runs (classifier.py); the tokenizer pads each
@@ -12,7 +14,8 @@ The config.pbtxt files here are the source; this module applies the only things 
     ragged inputs instead of padding them, so the tokenizer pads to a few coarse length buckets:
     the dynamic batcher only joins requests of one shape (docs/serving.md, "Container profiles");
   plus its instance kind and threads;
-- per export: inputs the checkpoint lacks (DistilBERT has no token_type_ids) are dropped.
+- per family and export: inputs the family's architecture or the checkpoint lacks (DistilBERT has no
+  token_type_ids) are dropped.
 Exported files are symlinked for the local target and copied for the container target.
 """
 from __future__ import annotations
@@ -35,6 +38,8 @@ from export.runtime import VARIANTS, variant_filename
 
 SOURCE = Path(__file__).resolve().parent
 STEPS = ("tokenizer", "classifier", "postprocess")
+# The family's name in configs/*.pbtxt: the ensemble's steps and the document model's ensemble.
+PLACEHOLDER = "FAMILY"
 # <family>_document: the BLS model scoring a document's sentences through the ensemble (docs/documents.md).
 DOCUMENT = "document"
 # Modules a Python model imports from its own folder (python_models/), copied next to its model.py.
@@ -117,13 +122,19 @@ def load_config(path: Path) -> mc.ModelConfig:
     return text_format.Parse(Path(path).read_text(), mc.ModelConfig())
 
 
+def source_config(step: str | None) -> Path:
+    """The versioned config of a role: step None is the ensemble."""
+    return SOURCE / "configs" / f"{step or 'ensemble'}.pbtxt"
+
+
 def _param(config: mc.ModelConfig, key: str, value) -> None:
     config.parameters[key].string_value = str(value)
 
 
-def _prune(config: mc.ModelConfig, facts: ModelFacts) -> None:
-    """Drop optional token inputs the export does not have; refuse inputs the config lacks."""
-    unwanted = {name for name in OPTIONAL_INPUTS if name not in facts.input_names}
+def _prune(config: mc.ModelConfig, family: str, facts: ModelFacts) -> None:
+    """Drop optional token inputs the family's architecture or the export does not have (the classifier's
+    check then refuses an export with inputs the family lacks: a BERT export served as distilbert)."""
+    unwanted = {name for name in OPTIONAL_INPUTS if name not in facts.input_names or name not in FAMILIES[family].inputs}
     for repeated in (config.input, config.output):
         for tensor in [t for t in repeated if t.name in unwanted]:
             repeated.remove(tensor)
@@ -133,16 +144,28 @@ def _prune(config: mc.ModelConfig, facts: ModelFacts) -> None:
                 del mapping[key]
 
 
+def _named(model: str, family: str, source: Path) -> str:
+    """`FAMILY_tokenizer` -> `finbert_tokenizer`: a model of configs/ named for the family."""
+    if model.split("_")[0] != PLACEHOLDER:
+        raise ValueError(f"{source.name}: model {model!r} should be named {PLACEHOLDER}[_<step>]")
+    return family + model.removeprefix(PLACEHOLDER)
+
+
 def render(family: str, step: str | None, facts: ModelFacts, options: TargetOptions) -> mc.ModelConfig:
     """The config of `<family>` (step None: the ensemble) or `<family>_<step>` for a target."""
     name = family if step is None else f"{family}_{step}"
-    config = load_config(SOURCE / name / "config.pbtxt")
+    source = source_config(step)
+    config = load_config(source)
     config.name = name
-    _prune(config, facts)
+    _prune(config, family, facts)
+    for composing in config.ensemble_scheduling.step:
+        composing.model_name = _named(composing.model_name, family, source)
+    if step == DOCUMENT:
+        _param(config, "ensemble", _named(config.parameters["ensemble"].string_value, family, source))
     if step in (None, DOCUMENT):
         labels = config.parameters["labels"].string_value.split(",")
         if tuple(labels) != CANONICAL_LABELS:
-            raise ValueError(f"{name}/config.pbtxt states labels {labels}, expected {list(CANONICAL_LABELS)}")
+            raise ValueError(f"{source.name} states labels {labels}, expected {list(CANONICAL_LABELS)}")
         # Callers can read where texts are cut (docs/errors.md: truncated, not refused); a
         # document model's sentences are windowed there instead (docs/documents.md).
         _param(config, "max_length", facts.max_length)
@@ -155,7 +178,8 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
     elif step == "classifier":
         declared = [t.name for t in config.input]
         if declared != list(facts.input_names):
-            raise ValueError(f"{name}/config.pbtxt inputs {declared} differ from the export's {facts.input_names}")
+            raise ValueError(f"{name}: inputs {declared} ({family}'s, {FAMILIES[family].arch}) differ from the "
+                             f"export's {facts.input_names}")
         if config.output[0].name != facts.output_name:
             raise ValueError(f"{name}: output {config.output[0].name} but the export's is {facts.output_name}")
         gpu = options.device == "gpu" and not options.cpu_instances
@@ -190,7 +214,7 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 def check_export(family: str, export_dir: Path, variant: str, out: Path) -> tuple:
     """Everything assemble() needs from one export, checked before anything is written."""
     if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}: one of {FAMILIES}")
+        raise ValueError(f"unknown model family {family!r}: one of {tuple(FAMILIES)}")
     if not (export_dir / FACTS_FILENAME).is_file():
         raise ValueError(f"{export_dir} is not an export (no {FACTS_FILENAME}): make one with "
                          f"`python -m export.onnx --model <checkpoint> --name {family}`")

@@ -36,8 +36,6 @@ from server.triton import (
     check_ports,
 )
 
-DEFAULT_SOURCES = {"finbert": "ProsusAI/finbert", "distilbert": "build/checkpoints/distilbert-fpb"}
-
 
 def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
             min_agreement: float = MIN_AGREEMENT, runtime: str | None = None) -> tuple[dict[str, Path], dict[str, str]]:
@@ -122,9 +120,9 @@ def target_options(args, gpu_here: bool | None = None) -> TargetOptions:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for family in FAMILIES:
-        parser.add_argument(f"--{family}", default=DEFAULT_SOURCES[family],
-                            help=f"hub id or checkpoint directory (default {DEFAULT_SOURCES[family]}; '' skips it)")
+    for family, row in FAMILIES.items():
+        parser.add_argument(f"--{family}", default=row.source,
+                            help=f"hub id or checkpoint directory (default {row.source}; '' skips it)")
     parser.add_argument("--target", choices=TARGETS, default="local",
                         help="local (default) or container: the NGC image's repository, on Triton's native "
                              "onnxruntime backend built here")

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 
 ADMIN_HEADER = "finsent-admin"        # server.triton.ADMIN_HEADER (kept stdlib-only for the image)
-DEFAULT_MODELS = ("finbert", "distilbert")
+DEFAULT_MODELS = ("finbert", "distilbert")   # export.facts.FAMILIES (stdlib only; a test keeps them equal)
 PROBE_TEXT = "Profit rose."
 # The Python backend's error for a request to a dead stub (libtriton_python.so: "Stub process
 # '<model>_0_0' is not healthy."). Nothing else is healed: a timeout is an overload, not a death.

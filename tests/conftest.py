@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from export import random_checkpoint
+from export.facts import FAMILIES
 from export.onnx import export_model
 from model_repository.assemble import TargetOptions
 from server import stack
 
 # Different id2label orders: FinBERT's own, and one that is neither it nor canonical.
 LABEL_ORDERS = {"finbert": ("positive", "negative", "neutral"), "distilbert": ("neutral", "positive", "negative")}
-ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +35,9 @@ def build_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(build_dir) -> dict[str, Path]:
-    return {family: random_checkpoint.build(ARCHS[family], build_dir / "checkpoints" / family,
+    return {family: random_checkpoint.build(FAMILIES[family].arch, build_dir / "checkpoints" / family,
                                             labels=LABEL_ORDERS[family])
-            for family in ARCHS}
+            for family in FAMILIES}
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
 # Triton's answer to a restricted API (--http-restricted-api / --grpc-restricted-protocol) called
 # without its header: HTTP 403 "This API is restricted, ..."; gRPC UNAVAILABLE "This protocol is restricted, ...".
 RESTRICTED = re.compile(r"\b(API|protocol) is restricted\b")
-# The ensembles a finsent repository can hold (model_repository.assemble.FAMILIES; a test keeps them equal).
+# The ensembles a finsent repository can hold (export.facts.FAMILIES; a test keeps them equal).
 ENSEMBLES = ("finbert", "distilbert")
 # The model a client, the CLI, the gateway and the load tests use when none is named (--model,
 # $FINSENT_MODEL): the one finsent ensemble the server serves, or this one when it serves several.

@@ -294,7 +294,7 @@ def test_a_restricted_api_is_refused_at_once_and_named(restricted_triton):
 
 
 def test_the_clients_fallback_knows_every_ensemble_a_repository_can_hold():
-    assert ENSEMBLES == FAMILIES
+    assert ENSEMBLES == tuple(FAMILIES)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -29,7 +29,7 @@ def hpa_queue_models() -> list[str]:
 
 
 def test_the_hpa_scales_on_the_queue_that_fills_under_concurrent_load(triton):
-    family = FAMILIES[0]
+    family = next(iter(FAMILIES))
     texts = [f"Quarter {i}: net profit rose {i} percent on strong demand." for i in range(48)]
     before = queued_us(triton)
     for _ in range(3):

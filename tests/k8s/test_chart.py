@@ -103,7 +103,7 @@ def test_the_chart_serves_the_model_repositorys_families(profile):
     queue = [m["pods"]["metric"]["selector"]["matchLabels"]["metric.labels.model"] for m in hpa["spec"]["metrics"]
              if m["type"] == "Pods" and "queue_duration" in m["pods"]["metric"]["name"]]
     assert queue == [f"{family}_classifier" for family in FAMILIES]
-    assert f"/v2/models/{FAMILIES[0]}/infer" in rendered["finsent/templates/NOTES.txt"]
+    assert f"/v2/models/{next(iter(FAMILIES))}/infer" in rendered["finsent/templates/NOTES.txt"]
 
 
 def test_gpu_scheduling_and_cpu_profile(profile):

@@ -11,7 +11,7 @@ from loadtest import local
     (["--protocol", "gateway"], "argument --protocol: invalid choice: 'gateway'"),
     (["--host", "localhost:8001"], "--host does not apply"),
     (["--texts-per-request", "65"],
-     "--texts-per-request must be at most 64 (max_batch_size of model_repository/finbert/config.pbtxt)"),
+     "--texts-per-request must be at most 64 (max_batch_size of model_repository/configs/ensemble.pbtxt)"),
 ])
 def test_bad_arguments_exit_2_before_anything_is_served(args, message, tmp_path, capsys):
     build = tmp_path / "build"

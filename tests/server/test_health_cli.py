@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from export.facts import FAMILIES
+from server.health import DEFAULT_MODELS
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,3 +34,8 @@ def test_nothing_listening_is_one_line():
     run = health("--url", f"localhost:{port}")
     assert run.returncode == 1 and len(run.stderr.splitlines()) == 1, run.stderr
     assert run.stderr.startswith(f"error: nothing answers at http://localhost:{port}")
+
+
+def test_the_probes_know_every_family():
+    # server/health.py runs alone in the image (standard library only), so it keeps its own list.
+    assert DEFAULT_MODELS == tuple(FAMILIES)
