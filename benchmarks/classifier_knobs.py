@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from benchmarks import load
-from benchmarks.serving import batch1_ms, grpc_sender, machine, sentences
+from benchmarks.serving import batch1_ms, machine, sentences
 from export.runtime import OnnxClassifier
+from loadtest.traffic import closed_loop, grpc_batch_sender
 from model_repository.assemble import TargetOptions, assemble, available_cores, load_config
 from server import stack
 from server.triton import TritonServer
@@ -69,9 +69,9 @@ def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, sp
             raise RuntimeError(f"the server loaded {loaded} (delay us, spinning, instances), "
                                f"not {(delay_us, spinning, instances)}")
         warmup = min(2.0, seconds)
-        load.run(grpc_sender(server.grpc_url, family), texts, 4, warmup, 0)                # warm up
-        many = load.run(grpc_sender(server.grpc_url, family), texts, 16, seconds, warmup).summary()
-        one = load.run(grpc_sender(server.grpc_url, family), texts, 1, seconds / 2, warmup / 2).summary()
+        closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, warmup, 0)                # warm up
+        many = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 16, seconds, warmup).summary()
+        one = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 1, seconds / 2, warmup / 2).summary()
     return {"texts_per_s_16": many["texts_per_s"], "p99_ms_16": many["p99_ms"], "p50_ms_1": one["p50_ms"],
             "errors": many["errors"] + one["errors"]}
 

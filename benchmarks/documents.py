@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.serving import checkpoint, machine, shared_arguments
-from benchmarks.splitters import detokenize, sentences as splitter
+from benchmarks.splitters import sentences as splitter
 from export import fpb
 from export.onnx import export_model
 from export.optimize import build_variants
@@ -41,7 +41,7 @@ from server import stack
 
 def corpus(n_documents: int, seed: int = 0) -> tuple[list[str], str]:
     path = fpb.shared_file("75")
-    pool = [detokenize(s) for s, _ in fpb.read(path)] if path else list(PARITY_SENTENCES[:-2])
+    pool = [fpb.detokenize(s) for s, _ in fpb.read(path)] if path else list(PARITY_SENTENCES[:-2])
     rng = random.Random(seed)
     documents = []
     for _ in range(n_documents):

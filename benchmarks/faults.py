@@ -21,7 +21,6 @@ import platform
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from export import random_checkpoint
 from export.onnx import export_model
+from loadtest.traffic import Call, Traffic, finsent_sender, grpc_sender
 from model_repository.assemble import TargetOptions, assemble
 from server import health
 from server import stack
@@ -36,8 +36,6 @@ from server.stack import stub_pids
 from server.triton import TritonServer
 
 ARCHS = {"finbert": "bert", "distilbert": "distilbert"}
-TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 4% on the news.",
-         "The board will meet on Tuesday.", "Net sales decreased by 5.2% year on year."]
 
 
 def tiny_repository(build: Path) -> Path:
@@ -49,84 +47,6 @@ def tiny_repository(build: Path) -> Path:
             random_checkpoint.build(arch, checkpoint)
         exports[family] = export_model(str(checkpoint), family, build / "export" / family, log=lambda *_: None).path
     return assemble(exports, build / "repository", TargetOptions("local"))
-
-
-@dataclass
-class Call:
-    began: float
-    ended: float
-    error: str | None
-    caller: int = 0
-
-
-@dataclass
-class Traffic:
-    """`clients` threads sending one text per request until stop(); every call recorded."""
-    send_factory: object          # () -> (send(text), close())
-    clients: int = 16
-    pause_after_error_s: float = 0.0   # a caller that backs off after a failure it could not retry
-    calls: list[Call] = field(default_factory=list)
-
-    def __post_init__(self):
-        self._halt = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
-
-    def _client(self, i: int) -> None:
-        send, close = self.send_factory()
-        try:
-            n = i
-            while not self._halt.is_set():
-                began = time.monotonic()
-                try:
-                    send(TEXTS[n % len(TEXTS)])
-                    error = None
-                except Exception as exc:   # recorded: the point of the run
-                    error = f"{type(exc).__name__}: {exc}"[:200]
-                with self._lock:
-                    self.calls.append(Call(began, time.monotonic(), error, i))
-                n += 1
-                if error and self.pause_after_error_s:
-                    self._halt.wait(self.pause_after_error_s)
-        finally:
-            close()
-
-    def start(self) -> "Traffic":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 60) -> list[Call]:
-        self._halt.set()
-        for thread in self._threads:
-            thread.join(timeout_s)
-        with self._lock:
-            return sorted(self.calls, key=lambda c: c.ended)
-
-
-def grpc_sender(url: str, model: str):
-    """Raw tritonclient: no retries, so every failure counts."""
-    import tritonclient.grpc as grpcclient
-
-    def make():
-        client = grpcclient.InferenceServerClient(url)
-
-        def send(text):
-            tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
-            tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
-            client.infer(model, [tensor], client_timeout=30)
-        return send, client.close
-    return make
-
-
-def finsent_sender(url: str, model: str):
-    """finsent.Client over gRPC, with its retries on UNAVAILABLE."""
-    from finsent import Client
-
-    def make():
-        client = Client(url, model=model)
-        return (lambda text: client.classify([text])), client.close
-    return make
 
 
 def outcome(calls: list[Call], fault_at: float) -> dict:

@@ -21,13 +21,11 @@ import platform
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import load
 from benchmarks.report import SPLIT_RULE
 from export import fpb, random_checkpoint
 from export.facts import FactsError
@@ -35,7 +33,9 @@ from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import VARIANTS, OnnxClassifier
 from export.sentences import PARITY_SENTENCES
+from loadtest.traffic import closed_loop, grpc_batch_sender, http_batch_sender
 from model_repository.assemble import STEPS, TargetOptions, available_cores
+from model_repository.standalone import python_model
 from server import stack
 from server.triton import TritonServer, free_ports
 
@@ -132,18 +132,6 @@ def server_groups(export_dir: Path, variant: str, texts: list[str], cores: int, 
     return out
 
 
-def python_model(step: str):
-    """A Triton Python model's module, outside Triton (its pb_utils import is satisfied, not used)."""
-    import importlib.util
-    import types
-    sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    path = Path(__file__).resolve().parent.parent / "model_repository" / "python_models" / f"{step}.py"
-    spec = importlib.util.spec_from_file_location(f"finsent_{step}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def triton_stats(server: TritonServer, family: str) -> dict:
     import tritonclient.http as httpclient
     client = httpclient.InferenceServerClient(server.http_url)
@@ -196,31 +184,6 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float,
     return {name: (after[name] - before[name]) / seconds / cores for name in after}
 
 
-def grpc_sender(url: str, model: str):
-    import tritonclient.grpc as grpcclient
-
-    def make():
-        client = grpcclient.InferenceServerClient(url)
-
-        def send(batch):
-            tensor = grpcclient.InferInput("TEXT", [len(batch), 1], "BYTES")
-            tensor.set_data_from_numpy(np.array([[t.encode()] for t in batch], dtype=np.object_))
-            client.infer(model, [tensor], outputs=[grpcclient.InferRequestedOutput("LABEL")])
-        return send, client.close
-    return make
-
-
-def http_sender(url: str):
-    def make():
-        def send(batch):
-            body = json.dumps([{"text": t} for t in batch]).encode()
-            with urllib.request.urlopen(urllib.request.Request(url, body, {"Content-Type": "application/json"}),
-                                        timeout=120) as resp:
-                resp.read()
-        return send, lambda: None
-    return make
-
-
 def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], clients: int, duration: float,
                         work: Path, request_count: int = 0) -> dict:
     """NVIDIA's perf_analyzer (C++ gRPC client, `clients` synchronous threads) on the ensemble: the same
@@ -262,10 +225,10 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
                          started=False)
     levels = {}
     with server:
-        load.run(grpc_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
+        closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
         for clients, per_request in [(c, 1) for c in args.clients] + [(1, 64)]:
             before, cpu_before = triton_stats(server, family), process_cpu(server, family)
-            result = load.run(grpc_sender(server.grpc_url, family), texts, clients, args.duration, args.warmup,
+            result = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, clients, args.duration, args.warmup,
                               texts_per_request=per_request)
             cpu_after, window = process_cpu(server, family), args.duration + args.warmup
             key = f"{clients}x{per_request}"
@@ -299,7 +262,7 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict:
         deadline = time.monotonic() + 120
         while True:
             try:
-                http_sender(url)()[0](["warm up"])
+                http_batch_sender(url)()[0](["warm up"])
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -307,7 +270,7 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict:
                 time.sleep(0.5)
         levels = {}
         for clients in args.baseline_clients:
-            result = load.run(http_sender(url), texts, clients, args.duration, args.warmup)
+            result = closed_loop(http_batch_sender(url), texts, clients, args.duration, args.warmup)
             levels[f"{clients}x1"] = result.summary()
             print(f"  baseline {clients} clients: {result.texts_per_s:.1f} texts/s, p50 {result.percentile(50):.1f} ms")
         return levels

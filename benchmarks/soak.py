@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.faults import TEXTS, Traffic, grpc_sender, tiny_repository
+from benchmarks.faults import tiny_repository
+from loadtest.traffic import TEXTS, Traffic, grpc_sender
 from server import stack
 from server.stack import server_rss_mb
 from server import health

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -83,15 +82,8 @@ SHAPES = [
 ]
 
 
-def detokenize(sentence: str) -> str:
-    """FPB's tokenized text ("EUR 1.5 mn .", "Componenta 's", "( CFSB )") back to written form."""
-    s = re.sub(r" ([.,;:!?%)])", r"\1", sentence)
-    s = re.sub(r"\( ", "(", s)
-    return re.sub(r" (['\u2019]s)\b", r"\1", s).strip()
-
-
 def fpb_documents(path: Path, n_docs: int, seed: int = 0) -> list[tuple[str, list[str]]]:
-    from export.fpb import read
+    from export.fpb import detokenize, read
     pool = [detokenize(s) for s, _ in read(path)]
     rng = random.Random(seed)
     return [("text", rng.sample(pool, rng.randint(20, 60))) for _ in range(n_docs)]

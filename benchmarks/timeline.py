@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, grpc_sender, machine, sentences, shared_arguments
+from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, machine, sentences, shared_arguments
 from export.facts import FactsError
 from export.onnx import SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import VARIANTS, OnnxClassifier
+from loadtest.traffic import grpc_batch_sender
 from model_repository.assemble import TargetOptions
 from server import stack
 
@@ -104,7 +105,7 @@ def measure(model: OnnxClassifier, export_dir: Path, family: str, variant: str, 
     latencies, local = [], {"tokenize": [], "ORT run": [], "total": []}
     model.logits(texts[:64])                                                     # warm up
     with server:
-        send, close = grpc_sender(server.grpc_url, family)()
+        send, close = grpc_batch_sender(server.grpc_url, family)()
         try:
             for i in range(warmup):
                 send([texts[i % len(texts)]])
