@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from benchmarks.serving import batch1_ms, machine, sentences
+from benchmarks.runner import machine
+from benchmarks.serving import batch1_ms, sentences
 from export.runtime import OnnxClassifier
 from loadtest.traffic import closed_loop, grpc_batch_sender
 from model_repository.assemble import TargetOptions, assemble, available_cores, load_config

@@ -15,18 +15,17 @@ BERT-base / DistilBERT-base checkpoints (real vocab): speed is the architecture'
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import runner
 from benchmarks.report import SPLIT_RULE
+from benchmarks.runner import client_counts, machine, refuse, shared_arguments, unknown
 from export import fpb, random_checkpoint
 from export.facts import FactsError
 from export.onnx import SourceUnavailable, export_model, resolve_source
@@ -280,37 +279,6 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict:
         log.close()
 
 
-def client_counts(text: str) -> list[int]:
-    """"1,4,16" -> [1, 4, 16]; "" -> [] (no such levels)."""
-    try:
-        counts = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        counts = [0]
-    if min(counts, default=1) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated positive integers, e.g. 1,4,16")
-    return counts
-
-
-def refuse(parser: argparse.ArgumentParser, *problems) -> None:
-    """parser.error (one line, exit 2) for the first problem (falsy: none); called before any export or server."""
-    for why in problems:
-        if why:
-            parser.error(why)
-
-
-def unknown(option: str, names: list[str], known) -> str:
-    """What is wrong with names given to `option` that are not in `known` ('' when all are)."""
-    wrong = [n for n in names if n not in known]
-    return f"{option}: unknown {', '.join(map(repr, wrong))} (choose from {', '.join(known)})" if wrong else ""
-
-
-def shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """Cores, the build folder (exports cached there are shared by the benchmarks) and the report folder."""
-    parser.add_argument("--cores", type=int, default=available_cores())
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="finbert,distilbert")
@@ -333,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
            (args.sentences < 1 or args.cores < 1) and "--sentences and --cores must be at least 1",
            not 0 <= args.min_agreement <= 1 and "--min-agreement must be between 0 and 1")
     texts, text_source = sentences(args.sentences)
-    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
+    results = {"when": runner.now(), "machine": machine(args.cores),
                "sentences": text_source, "duration_s": args.duration, "models": {}}
     sources = {family: getattr(args, family) for family in models}
     try:        # every export before any measurement: a checkpoint that cannot be served fails first
@@ -365,19 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline_clients:
             print(f"{family}: baseline (Starlette + transformers.pipeline) ...")
             entry["baseline"] = baseline(sources[family], texts, args, (args.build / "run" / family))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
     from benchmarks import report
-    (args.out / "serving.md").write_text(report.markdown(results))
-    report.plot(results, args.out / "serving.png")
-    print((args.out / "serving.md").read_text())
+    runner.write(args.out, "serving", results, report.markdown, report.plot)
     return 0
-
-
-def machine(cores: int) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {cores} cores given, {platform.system()} {platform.release()}"
 
 
 if __name__ == "__main__":

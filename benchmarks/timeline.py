@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, machine, sentences, shared_arguments
+from benchmarks.runner import machine, shared_arguments
+from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, sentences
 from export.facts import FactsError
 from export.onnx import SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, build_variants
