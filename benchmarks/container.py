@@ -58,11 +58,11 @@ def measure(servers: dict, family: str, texts: list[str], clients: int, window_r
         level = perf_analyzer_level(server, family, texts, clients, 0, work, request_count=window_requests)
         steps = stats_delta(before, triton_stats(server, family))
         classifier = steps[f"{family}_classifier"]
-        out[name] = {"texts_per_s": level["texts_per_s"], "p50_ms": level["p50_ms"], "p99_ms": level["p99_ms"],
+        out[name] = {"texts_per_s": level.texts_per_s, "p50_ms": level.p50_ms, "p99_ms": level.p99_ms,
                      "classifier_requests": classifier["requests"], "classifier_executions": classifier["executions"],
                      "batch_histogram": classifier["batch_histogram"]}
-        print(f"  {name}: {level['texts_per_s']:.1f} texts/s, mean batch "
-              f"{classifier['requests'] / max(classifier['executions'], 1):.2f}, p99 {level['p99_ms']:.0f} ms")
+        print(f"  {name}: {level.texts_per_s:.1f} texts/s, mean batch "
+              f"{classifier['requests'] / max(classifier['executions'], 1):.2f}, p99 {level.p99_ms:.0f} ms")
     return out
 
 

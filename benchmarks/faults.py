@@ -15,7 +15,6 @@ classifier's). Writes docs/benchmarks/faults.{md,json,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import runner
+from benchmarks.markdown import table
 from export import random_checkpoint
 from export.onnx import export_model
 from loadtest.traffic import Call, Traffic, finsent_sender, grpc_sender
@@ -160,7 +161,7 @@ def restart(server: TritonServer, model: str = "finbert", clients: int = 16, bef
 
 def markdown(results: dict) -> str:
     stubs, rs = [results[k] for k in ("stub", "stub_check_only") if k in results], results["restart"]
-    stub = stubs[0]
+    stub, failing = stubs[0], rs["failing_s"] or ("-", "-")
     lines = [f"# Faults under load ({results['date']})", "",
              f"Machine: {results['machine']}. Models: the test suite's tiny random-weight ensembles. "
              f"Made by `make faults` (benchmarks/faults.py).", "",
@@ -170,10 +171,7 @@ def markdown(results: dict) -> str:
              f"one text at a time (~{stub['rate_before_per_s']} requests/s); the tokenizer's stub is SIGKILLed. "
              f"The watchdog checks with a real inference every {stub['watchdog_interval_s']} s and reloads a broken "
              "model (explicit model control, admin key). `python -m server`'s also looks at the stub processes every "
-             "0.1 s and reloads a model whose stub died at once; each case runs on a fresh server.", "",
-             "| | " + " | ".join("stub watch + inference check (`python -m server`)" if s["watch_stubs"]
-                                  else "inference check only" for s in stubs) + " |",
-             "|---|" + "---|" * len(stubs)]
+             "0.1 s and reloads a model whose stub died at once; each case runs on a fresh server.", ""]
     rows = [("healed (first success after the last failure)", lambda s: f"**{s['healed_s']} s** after the kill"),
             ("failed requests", lambda s: f"{s['failed']} of {s['requests']} ({s['in_flight_at_fault']} in flight at the kill)"),
             ("failures seen", lambda s: f"from {s['failing_s'][0]} s to {s['failing_s'][1]} s after the kill"
@@ -183,7 +181,8 @@ def markdown(results: dict) -> str:
                         f"unready; the first ready one began at {s['probe_ready_after_s']} s")
              if s["probe_unready_s"] else "never unready"),
             ("a new stub process", lambda s: str(s["new_stub"]))]
-    lines += [f"| {name} | " + " | ".join(cell(s) for s in stubs) + " |" for name, cell in rows]
+    lines += table(["", *("stub watch + inference check (`python -m server`)" if s["watch_stubs"] else "inference check only"
+                          for s in stubs)], [[name, *(cell(s) for s in stubs)] for name, cell in rows])
     for s_ in stubs:
         lines += ["", f"Errors clients saw ({'stub watch' if s_['watch_stubs'] else 'inference check only'}):", ""]
         lines += [f"- {n} × `{e}`" for e, n in s_["errors"].items()]
@@ -195,13 +194,14 @@ def markdown(results: dict) -> str:
               f"{rs['clients']} `finsent.Client` gRPC callers (retries on UNAVAILABLE with backoff, 8–16 s in all) "
               f"while tritonserver gets SIGTERM (exit code {rs['exit_code']} after {rs['stop_s']} s of draining) and is "
               f"started again on the same ports (ready {rs['ready_again_s']} s after the SIGTERM).", "",
-              "| | |", "|---|---|",
-              "| callers back (first success after the last failure) | "
-              + (f"{rs['healed_s']} s after the SIGTERM |" if rs["failed"] else "no caller failed |"),
-              f"| first call answered by the restarted server | {rs['served_after_ready_s']} s after the SIGTERM |",
-              f"| failed calls (after the client's retries) | {rs['failed']} of {rs['requests']} |",
-              f"| failures seen | from {rs['failing_s'][0] if rs['failing_s'] else '-'} s to {rs['failing_s'][1] if rs['failing_s'] else '-'} s after the SIGTERM |",
-              f"| callers that saw a failure / callers served after the restart | {rs['callers_failed']} / {rs['callers_back']} of {rs['clients']} |", ""]
+              *table(["", ""], [
+                  ["callers back (first success after the last failure)",
+                   f"{rs['healed_s']} s after the SIGTERM" if rs["failed"] else "no caller failed"],
+                  ["first call answered by the restarted server", f"{rs['served_after_ready_s']} s after the SIGTERM"],
+                  ["failed calls (after the client's retries)", f"{rs['failed']} of {rs['requests']}"],
+                  ["failures seen", f"from {failing[0]} s to {failing[1]} s after the SIGTERM"],
+                  ["callers that saw a failure / callers served after the restart",
+                   f"{rs['callers_failed']} / {rs['callers_back']} of {rs['clients']}"]]), ""]
     if rs["errors"]:
         lines += ["Errors callers saw:", ""] + [f"- {n} × `{e}`" for e, n in rs["errors"].items()] + [""]
     lines += ["![requests over time](faults.png)", ""]
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--after", type=float, default=15.0, help="seconds of load after each fault")
     parser.add_argument("--build", type=Path, default=Path("build/faults"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=runner.REPORTS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     repository = tiny_repository(args.build)
@@ -257,11 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU",
                **stubs, "restart": rs}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "faults.json").write_text(json.dumps(results, indent=1))
-    plot(results, args.out / "faults.png")
-    (args.out / "faults.md").write_text(markdown(results))
-    print(f"wrote {args.out / 'faults.md'}")
+    print(f"wrote {runner.write(args.out, 'faults', results, markdown, plot, indent=1, echo=False)}")
     return 0
 
 

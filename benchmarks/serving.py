@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import runner
+from benchmarks import levels, runner
+from benchmarks.levels import Level, Measured
 from benchmarks.report import SPLIT_RULE
 from benchmarks.runner import client_counts, machine, refuse, shared_arguments, unknown
 from export import fpb, random_checkpoint
@@ -184,7 +185,7 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float,
 
 
 def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], clients: int, duration: float,
-                        work: Path, request_count: int = 0) -> dict:
+                        work: Path, request_count: int = 0) -> Measured:
     """NVIDIA's perf_analyzer (C++ gRPC client, `clients` synchronous threads) on the ensemble: the same
     load with a lighter client than this process's Python threads, which share the cores.
 
@@ -213,44 +214,46 @@ def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], cli
     values = dict(zip(header, row))
     us = lambda key: float(values[key]) / 1000
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"clients": clients, "texts_per_request": 1, "texts_per_s": round(float(values["Inferences/Second"]), 2),
-            "p50_ms": round(us("p50 latency"), 2), "p95_ms": round(us("p95 latency"), 2),
-            "p99_ms": round(us("p99 latency"), 2), "errors": 0, "client": "perf_analyzer",
-            "client_cpu_share": round(cpu / elapsed / available_cores(), 3)}
+    # requests: Triton's count, which the caller reads from its statistics (ensemble()).
+    return Measured(clients=clients, texts_per_request=1, requests=0, errors=0,
+                    texts_per_s=round(float(values["Inferences/Second"]), 2), p50_ms=round(us("p50 latency"), 2),
+                    p95_ms=round(us("p95 latency"), 2), p99_ms=round(us("p99 latency"), 2), client="perf_analyzer",
+                    client_cpu_share=round(cpu / elapsed / available_cores(), 3))
 
 
-def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict:
+def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict[Level, Measured]:
     server = stack.serve({family: export_dir}, work, TargetOptions("local", cores=args.cores, variant=variant),
                          started=False)
-    levels = {}
+    measured = {}
     with server:
         closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
-        for clients, per_request in [(c, 1) for c in args.clients] + [(1, 64)]:
+        for level in [Level(c) for c in args.clients] + [Level(1, 64)]:
             before, cpu_before = triton_stats(server, family), process_cpu(server, family)
-            result = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, clients, args.duration, args.warmup,
-                              texts_per_request=per_request)
+            result = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, level.clients, args.duration,
+                                 args.warmup, texts_per_request=level.texts_per_request)
             cpu_after, window = process_cpu(server, family), args.duration + args.warmup
-            key = f"{clients}x{per_request}"
             # CPU over warm-up + window, as a share of the cores: where the machine's time went.
-            levels[key] = {**result.summary(), "steps": stats_delta(before, triton_stats(server, family)),
-                           "cpu_share": cpu_share(cpu_before, cpu_after, window, args.cores)}
-            print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
-                  f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
+            measured[level] = Measured(**result.summary(), steps=stats_delta(before, triton_stats(server, family)),
+                                       cpu_share=cpu_share(cpu_before, cpu_after, window, args.cores))
+            say(f"triton {family} {variant} {level.key}", measured[level])
         for clients in args.perf_analyzer_clients:
-            key = f"{clients}x1 perf_analyzer"
+            level = Level(clients, client="perf_analyzer")
             before, cpu_before, began = triton_stats(server, family), process_cpu(server, family), time.perf_counter()
-            levels[key] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
+            figures = measured[level] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
             cpu_after, window = process_cpu(server, family), time.perf_counter() - began
             share = cpu_share(cpu_before, cpu_after, window, args.cores)
-            share["load generator (bench client)"] = levels[key]["client_cpu_share"]   # perf_analyzer's own
+            share["load generator (bench client)"] = figures.client_cpu_share   # perf_analyzer's own
             steps = stats_delta(before, triton_stats(server, family))
-            levels[key].update(steps=steps, cpu_share=share, requests=steps[family]["requests"])
-            print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
-                  f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
-    return levels
+            figures.steps, figures.cpu_share, figures.requests = steps, share, steps[family]["requests"]
+            say(f"triton {family} {variant} {level.key}", figures)
+    return measured
 
 
-def baseline(source: str, texts: list[str], args, work: Path) -> dict:
+def say(what: str, figures: Measured) -> None:
+    print(f"  {what}: {figures.texts_per_s:.1f} texts/s, p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms")
+
+
+def baseline(source: str, texts: list[str], args, work: Path) -> dict[Level, Measured]:
     port = free_ports(1)[0]
     env = {**os.environ, "BASELINE_MODEL": source}
     log = open(work / "baseline.log", "wb")
@@ -267,12 +270,12 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the baseline server did not start; see {work / 'baseline.log'}")
                 time.sleep(0.5)
-        levels = {}
+        measured = {}
         for clients in args.baseline_clients:
             result = closed_loop(http_batch_sender(url), texts, clients, args.duration, args.warmup)
-            levels[f"{clients}x1"] = result.summary()
+            measured[Level(clients)] = Measured(**result.summary())
             print(f"  baseline {clients} clients: {result.texts_per_s:.1f} texts/s, p50 {result.percentile(50):.1f} ms")
-        return levels
+        return measured
     finally:
         proc.terminate()
         proc.wait(30)
@@ -327,12 +330,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{family} {variant}: in-process ...")
             entry["variants"][variant] = {"in_process": in_process(export_dir, variant, texts, args.cores)}
             entry["variants"][variant]["classifier_split"] = server_groups(export_dir, variant, texts, args.cores)
-            entry["variants"][variant]["triton"] = ensemble(export_dir, family, variant, texts, args,
-                                                            args.build / "run" / family / variant)
+            entry["variants"][variant]["triton"] = levels.dump(ensemble(export_dir, family, variant, texts, args,
+                                                                        args.build / "run" / family / variant))
             remeasure(entry["variants"][variant]["in_process"], export_dir, variant, texts, args.cores)
         if args.baseline_clients:
             print(f"{family}: baseline (Starlette + transformers.pipeline) ...")
-            entry["baseline"] = baseline(sources[family], texts, args, (args.build / "run" / family))
+            entry["baseline"] = levels.dump(baseline(sources[family], texts, args, (args.build / "run" / family)))
     from benchmarks import report
     runner.write(args.out, "serving", results, report.markdown, report.plot)
     return 0

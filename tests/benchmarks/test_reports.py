@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import batch_dependence, bulk, container, documents, faults, report, soak, startup, timeline
+from benchmarks import batch_dependence, bulk, container, documents, faults, levels, report, soak, startup, timeline
+from benchmarks.levels import Level
 
 REPORTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 WRITERS = {"serving": report.markdown, "faults": faults.markdown, "soak": soak.markdown,
@@ -28,3 +29,17 @@ def test_faults_stores_calls_per_bucket_as_its_plot_draws_them():
     counts = faults.over_time([(-1.2, True), (-0.1, True), (0.3, False), (0.4, False), (2.6, True)])
     assert counts == {"bucket_s": 0.5, "start_s": -2.0, "ok": [0, 1, 0, 1, 0, 0, 0, 0, 0, 1],
                       "failed": [0, 0, 0, 0, 2, 0, 0, 0, 0, 0]}
+
+
+@pytest.mark.parametrize("key, level, name", [("16x1", Level(16), "16 × 1"), ("1x64", Level(1, 64), "1 × 64"),
+                                              ("4x1 perf_analyzer", Level(4, client="perf_analyzer"),
+                                               "4 × 1, perf_analyzer")])
+def test_serving_levels_keep_the_keys_earlier_runs_wrote(key, level, name):
+    assert Level.parse(key) == level and level.key == key and level.name == name
+
+
+def test_serving_levels_load_and_dump_the_committed_json_unchanged():
+    saved = json.loads((REPORTS / "serving.json").read_text())
+    for entry in saved["models"].values():
+        for measured in [*(v["triton"] for v in entry["variants"].values()), entry["baseline"]]:
+            assert levels.dump(levels.load(measured)) == measured
