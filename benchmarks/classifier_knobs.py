@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
 
+from benchmarks import runner
+from benchmarks.markdown import table
 from benchmarks.runner import machine
 from benchmarks.serving import batch1_ms, sentences
 from export.runtime import OnnxClassifier
@@ -101,17 +102,16 @@ def main(argv: list[str] | None = None) -> int:
             rows[name].append(serve_and_measure(args.export, args.family, args.variant, *knobs, texts=texts,
                                                 seconds=args.seconds, work=args.work))
             print(f"round {round_ + 1} {name}: {rows[name][-1]}", flush=True)
-    lines = [f"# Classifier knobs, A/B ({datetime.now(timezone.utc).isoformat(timespec='seconds')})", "",
+    lines = [f"# Classifier knobs, A/B ({runner.now()})", "",
              f"Machine: {machine(available_cores())}. `{args.family}` {args.variant} from `{args.export}`; {source}. "
              f"{args.rounds} interleaved rounds, {args.seconds:.0f} s at 16 clients and {args.seconds / 2:.0f} s at "
              f"1 client per configuration and round (`python -m benchmarks.classifier_knobs`).", "",
              "In-process ONNX Runtime, batch 1, p50 (per round): "
              + " / ".join(f"{ms:.1f}" for ms in reference) + " ms (threads spinning always, ORT's default).", "",
-             "| configuration | texts/s @16 (per round) | p99 ms @16 | p50 ms @1 | errors |", "|---|---|---|---|---|"]
-    for name, results in rows.items():
-        cell = lambda key: " / ".join(f"{r[key]:.1f}" for r in results)
-        lines.append(f"| {name} | {cell('texts_per_s_16')} | {cell('p99_ms_16')} | {cell('p50_ms_1')} | "
-                     f"{sum(r['errors'] for r in results)} |")
+             *table(["configuration", "texts/s @16 (per round)", "p99 ms @16", "p50 ms @1", "errors"],
+                    [[name, *(" / ".join(f"{r[key]:.1f}" for r in results)
+                              for key in ("texts_per_s_16", "p99_ms_16", "p50_ms_1")),
+                      sum(r["errors"] for r in results)] for name, results in rows.items()])]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out.read_text())
     return 0

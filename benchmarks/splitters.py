@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.markdown import row, table
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "model_repository" / "python_models"))
 import sentences  # noqa: E402  (the served splitter)
 
@@ -168,8 +170,7 @@ def main(argv=None) -> int:
     samples = {"financial shapes": [build(layout, items) for layout, items in SHAPES]}
     if args.fpb:
         samples["FPB documents"] = [build(layout, items) for layout, items in fpb_documents(args.fpb, args.fpb_docs)]
-    print("| splitter | " + " | ".join(f"{name}: sentences recovered" for name in samples) + " | ms per 100 kB |")
-    print("|---|" + "---|" * (len(samples) + 1))
+    print("\n".join(table(["splitter", *(f"{name}: sentences recovered" for name in samples), "ms per 100 kB"], [])))
     speed_text = "".join(t + "\n\n" for t, _ in samples["financial shapes"]) * 40
     for name, split in candidates().items():
         cells = []
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         split(speed_text)
         ms = (time.perf_counter() - start) * 1000 * 100_000 / len(speed_text)
-        print(f"| {name} | " + " | ".join(cells) + f" | {ms:.0f} |")
+        print(row(name, *cells, f"{ms:.0f}"))
     return 0
 
 
