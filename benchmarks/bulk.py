@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks import runner
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     load = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     meta = {"command": "python -m benchmarks.bulk " + " ".join(argv if argv is not None else sys.argv[1:]), "load": load,
             "machine": f"{os.cpu_count()} CPUs (shared with other sessions)",
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": runner.date()}
     print(f"wrote {runner.write(args.out, 'bulk', {'meta': meta, 'results': results}, markdown, echo=False)}")
     return 0
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -254,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restart: callers back after {rs['healed_s']} s, {rs['failed']} failed calls")
     finally:
         server.stop()
-    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU",
+    results = {"date": runner.date(), "machine": runner.shared_machine(),
                **stubs, "restart": rs}
     print(f"wrote {runner.write(args.out, 'faults', results, markdown, plot, indent=1, echo=False)}")
     return 0

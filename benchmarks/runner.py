@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,8 +51,18 @@ def machine(cores: int) -> str:
 
 
 def now() -> str:
-    """When a run ended, as the reports print it (UTC, to the second)."""
+    """When a run ended, as most reports print it (UTC, to the second)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def date() -> str:
+    """When a run ended, as the faults, soak and bulk reports print it (UTC, to the minute)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def shared_machine() -> str:
+    """The machine as the faults and soak reports describe it (they run on every core there is)."""
+    return f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU"
 
 
 def write(out: Path, name: str, results: dict, markdown=None, plot=None, indent: int = 2, echo: bool = True) -> Path:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -203,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         watchdog.stop()
         server.stop()
-    result.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                  machine=f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU")
+    result.update(date=runner.date(), machine=runner.shared_machine())
     written = runner.write(args.out, "soak", result, markdown, plot, indent=1, echo=False)
     print(f"{'passed' if result['passed'] else 'FAILED'}: {result['errors']} errors, RSS {result['rss_growth']:+.1%}, "
           f"p99 {result['p99_first_ms']} -> {result['p99_last_ms']} ms; wrote {written}")
