@@ -19,6 +19,11 @@ def test_every_committed_json_has_its_writer_here():
     assert sorted(path.stem for path in REPORTS.glob("*.json")) == sorted(WRITERS)
 
 
+def test_committed_results_stay_small():
+    # A report's JSON holds what its markdown and plot need, not every raw call (faults.json was 2.8 MB).
+    assert {path.name: path.stat().st_size for path in REPORTS.glob("*.json") if path.stat().st_size > 100_000} == {}
+
+
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_a_committed_report_re_renders_from_its_json(name):
     results = json.loads((REPORTS / f"{name}.json").read_text())
