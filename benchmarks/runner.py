@@ -51,12 +51,12 @@ def machine(cores: int) -> str:
 
 
 def now() -> str:
-    """When a run ended, as most reports print it (UTC, to the second)."""
+    """A run's time stamp as most reports print it (UTC, to the second)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def date() -> str:
-    """When a run ended, as the faults, soak and bulk reports print it (UTC, to the minute)."""
+    """A run's time stamp as the faults, soak and bulk reports print it (UTC, to the minute)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -65,15 +65,13 @@ def shared_machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU"
 
 
-def write(out: Path, name: str, results: dict, markdown=None, plot=None, indent: int = 2, echo: bool = True) -> Path:
-    """<out>/<name>.json, and .md (markdown(results)) and .png (plot(results, path)) where given;
-    prints the markdown when echo. Returns the .md's path (the .json's without a markdown)."""
+def write(out: Path, name: str, results: dict, markdown, plot=None, indent: int = 2, echo: bool = True) -> Path:
+    """<out>/<name>.json, .md (markdown(results)) and, with a plot, .png (plot(results, path));
+    prints the markdown when echo. Returns the .md's path."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(results, indent=indent) + "\n")
     if plot:
         plot(results, out / f"{name}.png")
-    if not markdown:
-        return out / f"{name}.json"
     text = markdown(results)
     (out / f"{name}.md").write_text(text)
     if echo:
