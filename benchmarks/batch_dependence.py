@@ -11,13 +11,13 @@ docs/benchmarks/batch-dependence.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import runner
+from benchmarks.markdown import table
 from benchmarks.serving import sentences
 from export.cli import bounded, existing_export
 from export.runtime import VARIANTS, OnnxClassifier, variant_filename
@@ -48,12 +48,10 @@ def markdown(results: dict) -> str:
              f"`python -m benchmarks.batch_dependence`, export `{results['export']}`, {results['sentences']}. "
              f"Each text alone against the same text in random batches of {results['batch']} (padded to the "
              f"batch's longest), {results['shuffles']} shuffles; a text's move is its largest probability change.", "",
-             "| variant | largest move per shuffle | texts moved > 0.01 | texts moved > 0.05 | label changes |",
-             "|---|---|---|---|---|"]
-    for variant, r in results["variants"].items():
-        lines.append(f"| {variant} | {', '.join(f'{w:.4f}' for w in r['max_move_per_shuffle'])} | "
-                     f"{r['texts_moved_over_0.01']} of {r['texts']} | {r['texts_moved_over_0.05']} of {r['texts']} | "
-                     f"{r['label_changes']} of {r['labels_compared']} |")
+             *table(["variant", "largest move per shuffle", "texts moved > 0.01", "texts moved > 0.05", "label changes"],
+                    [[variant, ", ".join(f"{w:.4f}" for w in r["max_move_per_shuffle"]),
+                      f"{r['texts_moved_over_0.01']} of {r['texts']}", f"{r['texts_moved_over_0.05']} of {r['texts']}",
+                      f"{r['label_changes']} of {r['labels_compared']}"] for variant, r in results["variants"].items()])]
     return "\n".join(lines + [""])
 
 
@@ -65,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=bounded(int, 1), default=600)
     parser.add_argument("--batch", type=bounded(int, 2), default=16)
     parser.add_argument("--shuffles", type=bounded(int, 1), default=3)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=runner.REPORTS)
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     if unknown := [v for v in variants if v not in VARIANTS]:
         parser.error(f"argument --variants: unknown {unknown}: choose from {', '.join(VARIANTS)}")
     texts, source = sentences(args.sentences)
-    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "export": str(args.export),
+    results = {"when": runner.now(), "export": str(args.export),
                "sentences": source, "batch": args.batch, "shuffles": args.shuffles, "variants": {}}
     if missing := [v for v in variants if not (args.export / variant_filename(v)).is_file()]:
         parser.error(f"{args.export} has no {', '.join(missing)} variant: build it with "
@@ -79,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         results["variants"][variant] = moves(OnnxClassifier(args.export, variant), texts, args.batch, args.shuffles)
         print(f"{variant}: {results['variants'][variant]}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "batch-dependence.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "batch-dependence.md").write_text(markdown(results))
-    print((args.out / "batch-dependence.md").read_text())
+    runner.write(args.out, "batch-dependence", results, markdown)
     return 0
 
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
 
-from benchmarks import load
-from benchmarks.serving import batch1_ms, grpc_sender, machine, sentences
+from benchmarks import runner
+from benchmarks.markdown import table
+from benchmarks.runner import machine
+from benchmarks.serving import batch1_ms, sentences
 from export.runtime import DEFAULT_VARIANT, OnnxClassifier
+from loadtest.traffic import closed_loop, grpc_batch_sender
 from model_repository.assemble import TargetOptions, assemble, available_cores, load_config
 from server import stack
 from server.triton import TritonServer
@@ -69,9 +71,9 @@ def serve_and_measure(export: Path, family: str, variant: str, delay_us: int, sp
             raise RuntimeError(f"the server loaded {loaded} (delay us, spinning, instances), "
                                f"not {(delay_us, spinning, instances)}")
         warmup = min(2.0, seconds)
-        load.run(grpc_sender(server.grpc_url, family), texts, 4, warmup, 0)                # warm up
-        many = load.run(grpc_sender(server.grpc_url, family), texts, 16, seconds, warmup).summary()
-        one = load.run(grpc_sender(server.grpc_url, family), texts, 1, seconds / 2, warmup / 2).summary()
+        closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, warmup, 0)                # warm up
+        many = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 16, seconds, warmup).summary()
+        one = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 1, seconds / 2, warmup / 2).summary()
     return {"texts_per_s_16": many["texts_per_s"], "p99_ms_16": many["p99_ms"], "p50_ms_1": one["p50_ms"],
             "errors": many["errors"] + one["errors"]}
 
@@ -100,17 +102,16 @@ def main(argv: list[str] | None = None) -> int:
             rows[name].append(serve_and_measure(args.export, args.family, args.variant, *knobs, texts=texts,
                                                 seconds=args.seconds, work=args.work))
             print(f"round {round_ + 1} {name}: {rows[name][-1]}", flush=True)
-    lines = [f"# Classifier knobs, A/B ({datetime.now(timezone.utc).isoformat(timespec='seconds')})", "",
+    lines = [f"# Classifier knobs, A/B ({runner.now()})", "",
              f"Machine: {machine(available_cores())}. `{args.family}` {args.variant} from `{args.export}`; {source}. "
              f"{args.rounds} interleaved rounds, {args.seconds:.0f} s at 16 clients and {args.seconds / 2:.0f} s at "
              f"1 client per configuration and round (`python -m benchmarks.classifier_knobs`).", "",
              "In-process ONNX Runtime, batch 1, p50 (per round): "
              + " / ".join(f"{ms:.1f}" for ms in reference) + " ms (threads spinning always, ORT's default).", "",
-             "| configuration | texts/s @16 (per round) | p99 ms @16 | p50 ms @1 | errors |", "|---|---|---|---|---|"]
-    for name, results in rows.items():
-        cell = lambda key: " / ".join(f"{r[key]:.1f}" for r in results)
-        lines.append(f"| {name} | {cell('texts_per_s_16')} | {cell('p99_ms_16')} | {cell('p50_ms_1')} | "
-                     f"{sum(r['errors'] for r in results)} |")
+             *table(["configuration", "texts/s @16 (per round)", "p99 ms @16", "p50 ms @1", "errors"],
+                    [[name, *(" / ".join(f"{r[key]:.1f}" for r in results)
+                              for key in ("texts_per_s_16", "p99_ms_16", "p50_ms_1")),
+                      sum(r["errors"] for r in results)] for name, results in rows.items()])]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out.read_text())
     return 0

@@ -18,15 +18,15 @@ Writes docs/benchmarks/container.{md,json,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import (UNGUARDED_SAMPLE, checkpoint, machine, perf_analyzer_level, sentences, shared_arguments, stats_delta,
-                                triton_stats)
+from benchmarks import runner
+from benchmarks.markdown import table
+from benchmarks.runner import machine, shared_arguments
+from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, perf_analyzer_level, sentences, stats_delta, triton_stats
 from export.onnx import export_model
 from export.runtime import VARIANTS
 from model_repository.assemble import TargetOptions
@@ -58,11 +58,11 @@ def measure(servers: dict, family: str, texts: list[str], clients: int, window_r
         level = perf_analyzer_level(server, family, texts, clients, 0, work, request_count=window_requests)
         steps = stats_delta(before, triton_stats(server, family))
         classifier = steps[f"{family}_classifier"]
-        out[name] = {"texts_per_s": level["texts_per_s"], "p50_ms": level["p50_ms"], "p99_ms": level["p99_ms"],
+        out[name] = {"texts_per_s": level.texts_per_s, "p50_ms": level.p50_ms, "p99_ms": level.p99_ms,
                      "classifier_requests": classifier["requests"], "classifier_executions": classifier["executions"],
                      "batch_histogram": classifier["batch_histogram"]}
-        print(f"  {name}: {level['texts_per_s']:.1f} texts/s, mean batch "
-              f"{classifier['requests'] / max(classifier['executions'], 1):.2f}, p99 {level['p99_ms']:.0f} ms")
+        print(f"  {name}: {level.texts_per_s:.1f} texts/s, mean batch "
+              f"{classifier['requests'] / max(classifier['executions'], 1):.2f}, p99 {level.p99_ms:.0f} ms")
     return out
 
 
@@ -90,13 +90,12 @@ def markdown(results: dict) -> str:
              "one run (`make bench`). Mean batch = the classifier's requests / executions (Triton's statistics). "
              f"ONNX Runtime threads: {results['cores']} for every CPU classifier (the image's default is the CPU "
              "profile's request); the gpu profile keeps its 1 thread.", "",
-             "| configuration | what it is | ships | mean batch | texts/s (median) | × local | p99 ms | texts/s per round |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, entry in s.items():
-        lines.append(f"| {name} | {CONFIGS[name][2]} | {'yes' if results['configs'][name] else 'no'} | "
-                     f"{entry['mean_batch']:.2f} | "
-                     f"{entry['texts_per_s']:.1f} | {entry['texts_per_s'] / local['texts_per_s']:.2f} | "
-                     f"{entry['p99_ms']:.0f} | {' / '.join(f'{v:.1f}' for v in entry['texts_per_s_runs'])} |")
+             *table(["configuration", "what it is", "ships", "mean batch", "texts/s (median)", "× local", "p99 ms",
+                     "texts/s per round"],
+                    [[name, CONFIGS[name][2], "yes" if results["configs"][name] else "no", f"{entry['mean_batch']:.2f}",
+                      f"{entry['texts_per_s']:.1f}", f"{entry['texts_per_s'] / local['texts_per_s']:.2f}",
+                      f"{entry['p99_ms']:.0f}", " / ".join(f"{v:.1f}" for v in entry["texts_per_s_runs"])]
+                     for name, entry in s.items()])]
     lines += ["", "The gpu profile's speed here is a CPU's (KIND_CPU, one thread): only its batching says anything "
               "about a GPU node. GPU numerics and speed are unmeasured (no GPU was lent).", ""]
     return "\n".join(lines)
@@ -169,15 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
+    results = {"when": runner.now(), "machine": machine(args.cores),
                "source": source, "variant": args.variant, "sentences": text_source, "clients": args.clients,
                "window_requests": args.window_requests, "rounds": args.rounds, "cores": args.cores,
                "configs": {n: CONFIGS[n][1] for n in names}, "runs": rounds, "summary": summarize(rounds)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "container.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "container.md").write_text(markdown(results))
-    plot(results, args.out / "container.png")
-    print(markdown(results))
+    runner.write(args.out, "container", results, markdown, plot, indent=1)
     return 0
 
 

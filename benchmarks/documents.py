@@ -17,19 +17,19 @@ one document of --long-bytes is scored (p50/p99 of the short ones).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import checkpoint, machine, shared_arguments
-from benchmarks.splitters import detokenize, sentences as splitter
+from benchmarks import runner
+from benchmarks.markdown import table
+from benchmarks.runner import shared_arguments
+from benchmarks.serving import checkpoint
+from benchmarks.splitters import sentences as splitter
 from export import fpb
 from export.onnx import export_model
 from export.optimize import build_variants
@@ -42,7 +42,7 @@ from server import stack
 
 def corpus(n_documents: int, seed: int = 0) -> tuple[list[str], str]:
     path = fpb.shared_file("75")
-    pool = [detokenize(s) for s, _ in fpb.read(path)] if path else list(PARITY_SENTENCES[:-2])
+    pool = [fpb.detokenize(s) for s, _ in fpb.read(path)] if path else list(PARITY_SENTENCES[:-2])
     rng = random.Random(seed)
     documents = []
     for _ in range(n_documents):
@@ -131,25 +131,21 @@ def starvation(server, family: str, documents: list[str], clients: int, long_byt
             "short_during": {"requests": len(during), "p50_ms": pct(during, 50), "p99_ms": pct(during, 99)}}
 
 
-def report(results: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "documents.json").write_text(json.dumps(results, indent=2) + "\n")
+def markdown(results: dict) -> str:
+    s = results["starvation"]
     lines = ["# Documents: the BLS document model vs a client that splits itself", "",
              f"Run {results['when']} on {results['machine']}; model {results['source']} ({results['variant']}); "
              f"{results['corpus']}; {results['clients']} concurrent callers, {results['rounds']} interleaved rounds "
              "(median). Written by `python -m benchmarks.documents` (see its docstring).", "",
-             "| mode | documents/s | sentences/s | classifier executions | mean classifier batch |",
-             "|---|---|---|---|---|"]
-    for mode, r in results["modes"].items():
-        lines.append(f"| {mode} | {r['documents_per_s']:.2f} | {r['sentences_per_s']:.1f} | {r['executions']} | "
-                     f"{r['mean_batch']:.1f} |")
-    s = results["starvation"]
-    lines += ["", f"Short single-text requests ({results['clients']} callers) alone and while one document of "
-              f"{s['long_bytes']:,} bytes ({s['long_sentences']} sentences, {s['long_seconds']:.1f} s) is scored:", "",
-              "| short requests | requests | p50 ms | p99 ms |", "|---|---|---|---|",
-              *(f"| {k.replace('short_', '')} | {v['requests']} | {v['p50_ms']:.0f} | {v['p99_ms']:.0f} |"
-                for k, v in s.items() if k.startswith("short_"))]
-    (out / "documents.md").write_text("\n".join(lines) + "\n")
+             *table(["mode", "documents/s", "sentences/s", "classifier executions", "mean classifier batch"],
+                    [[mode, f"{r['documents_per_s']:.2f}", f"{r['sentences_per_s']:.1f}", r["executions"],
+                      f"{r['mean_batch']:.1f}"] for mode, r in results["modes"].items()]),
+             "", f"Short single-text requests ({results['clients']} callers) alone and while one document of "
+             f"{s['long_bytes']:,} bytes ({s['long_sentences']} sentences, {s['long_seconds']:.1f} s) is scored:", "",
+             *table(["short requests", "requests", "p50 ms", "p99 ms"],
+                    [[k.replace("short_", ""), v["requests"], f"{v['p50_ms']:.0f}", f"{v['p99_ms']:.0f}"]
+                     for k, v in s.items() if k.startswith("short_")])]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,12 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         starved = starvation(server, family, documents, args.clients, args.long_bytes, baseline_s=10)
     finally:
         server.stop()
-    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
+    results = {"when": runner.now(), "machine": runner.machine(args.cores),
                "source": args.finbert or "random-weight BERT-base (FinBERT's architecture)", "variant": args.variant,
                "corpus": described, "clients": args.clients, "rounds": args.rounds, "modes": modes,
                "starvation": starved}
-    report(results, args.out)
-    print((args.out / "documents.md").read_text())
+    runner.write(args.out, "documents", results, markdown)
     return 0
 
 

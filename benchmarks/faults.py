@@ -15,21 +15,20 @@ classifier's). Writes docs/benchmarks/faults.{md,json,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import runner
+from benchmarks.markdown import table
 from export import random_checkpoint
 from export.facts import FAMILIES
 from export.onnx import export_model
+from loadtest.traffic import Call, Traffic, finsent_sender, grpc_sender
 from model_repository.assemble import TargetOptions, assemble
 from server import health
 from server import stack
@@ -37,8 +36,6 @@ from server.stack import stub_pids
 from server.triton import TritonServer
 
 ARCHS = {family: row.arch for family, row in FAMILIES.items()}
-TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 4% on the news.",
-         "The board will meet on Tuesday.", "Net sales decreased by 5.2% year on year."]
 
 
 def tiny_repository(build: Path) -> Path:
@@ -50,84 +47,6 @@ def tiny_repository(build: Path) -> Path:
             random_checkpoint.build(arch, checkpoint)
         exports[family] = export_model(str(checkpoint), family, build / "export" / family, log=lambda *_: None).path
     return assemble(exports, build / "repository", TargetOptions("local"))
-
-
-@dataclass
-class Call:
-    began: float
-    ended: float
-    error: str | None
-    caller: int = 0
-
-
-@dataclass
-class Traffic:
-    """`clients` threads sending one text per request until stop(); every call recorded."""
-    send_factory: object          # () -> (send(text), close())
-    clients: int = 16
-    pause_after_error_s: float = 0.0   # a caller that backs off after a failure it could not retry
-    calls: list[Call] = field(default_factory=list)
-
-    def __post_init__(self):
-        self._halt = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
-
-    def _client(self, i: int) -> None:
-        send, close = self.send_factory()
-        try:
-            n = i
-            while not self._halt.is_set():
-                began = time.monotonic()
-                try:
-                    send(TEXTS[n % len(TEXTS)])
-                    error = None
-                except Exception as exc:   # recorded: the point of the run
-                    error = f"{type(exc).__name__}: {exc}"[:200]
-                with self._lock:
-                    self.calls.append(Call(began, time.monotonic(), error, i))
-                n += 1
-                if error and self.pause_after_error_s:
-                    self._halt.wait(self.pause_after_error_s)
-        finally:
-            close()
-
-    def start(self) -> "Traffic":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 60) -> list[Call]:
-        self._halt.set()
-        for thread in self._threads:
-            thread.join(timeout_s)
-        with self._lock:
-            return sorted(self.calls, key=lambda c: c.ended)
-
-
-def grpc_sender(url: str, model: str):
-    """Raw tritonclient: no retries, so every failure counts."""
-    import tritonclient.grpc as grpcclient
-
-    def make():
-        client = grpcclient.InferenceServerClient(url)
-
-        def send(text):
-            tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
-            tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
-            client.infer(model, [tensor], client_timeout=30)
-        return send, client.close
-    return make
-
-
-def finsent_sender(url: str, model: str):
-    """finsent.Client over gRPC, with its retries on UNAVAILABLE."""
-    from finsent import Client
-
-    def make():
-        client = Client(url, model=model)
-        return (lambda text: client.classify([text])), client.close
-    return make
 
 
 def outcome(calls: list[Call], fault_at: float) -> dict:
@@ -147,7 +66,20 @@ def outcome(calls: list[Call], fault_at: float) -> dict:
             if failed else None,
             "healed_s": round(healed - fault_at, 2), "errors": errors,
             "rate_before_per_s": round(len(before) / max(1e-9, before[-1].ended - before[0].began), 1) if before else 0,
-            "timeline": [(round(c.ended - fault_at, 3), c.error is None) for c in calls]}
+            "over_time": over_time([(round(c.ended - fault_at, 3), c.error is None) for c in calls])}
+
+
+BUCKET_S = 0.5          # the plot's bars: calls per half second
+
+
+def over_time(ended: list[tuple[float, bool]]) -> dict:
+    """Calls per BUCKET_S by when they ended (s from the fault), ok and failed: what the plot draws.
+    Stored instead of every call (a 15 s run at 16 clients is tens of thousands)."""
+    t = np.array([s for s, _ in ended], dtype=float)
+    ok = np.array([good for _, good in ended], dtype=bool)
+    edges = np.arange(np.floor(t.min()), np.ceil(t.max()) + BUCKET_S, BUCKET_S)
+    return {"bucket_s": BUCKET_S, "start_s": float(edges[0]),
+            "ok": np.histogram(t[ok], edges)[0].tolist(), "failed": np.histogram(t[~ok], edges)[0].tolist()}
 
 
 def probe(server: TritonServer, models, halt: threading.Event, period_s: float = 0.25) -> list[tuple[float, bool]]:
@@ -228,7 +160,7 @@ def restart(server: TritonServer, model: str = "finbert", clients: int = 16, bef
 
 def markdown(results: dict) -> str:
     stubs, rs = [results[k] for k in ("stub", "stub_check_only") if k in results], results["restart"]
-    stub = stubs[0]
+    stub, failing = stubs[0], rs["failing_s"] or ("-", "-")
     lines = [f"# Faults under load ({results['date']})", "",
              f"Machine: {results['machine']}. Models: the test suite's tiny random-weight ensembles. "
              f"Made by `make faults` (benchmarks/faults.py).", "",
@@ -238,10 +170,7 @@ def markdown(results: dict) -> str:
              f"one text at a time (~{stub['rate_before_per_s']} requests/s); the tokenizer's stub is SIGKILLed. "
              f"The watchdog checks with a real inference every {stub['watchdog_interval_s']} s and reloads a broken "
              "model (explicit model control, admin key). `python -m server`'s also looks at the stub processes every "
-             "0.1 s and reloads a model whose stub died at once; each case runs on a fresh server.", "",
-             "| | " + " | ".join("stub watch + inference check (`python -m server`)" if s["watch_stubs"]
-                                  else "inference check only" for s in stubs) + " |",
-             "|---|" + "---|" * len(stubs)]
+             "0.1 s and reloads a model whose stub died at once; each case runs on a fresh server.", ""]
     rows = [("healed (first success after the last failure)", lambda s: f"**{s['healed_s']} s** after the kill"),
             ("failed requests", lambda s: f"{s['failed']} of {s['requests']} ({s['in_flight_at_fault']} in flight at the kill)"),
             ("failures seen", lambda s: f"from {s['failing_s'][0]} s to {s['failing_s'][1]} s after the kill"
@@ -251,7 +180,8 @@ def markdown(results: dict) -> str:
                         f"unready; the first ready one began at {s['probe_ready_after_s']} s")
              if s["probe_unready_s"] else "never unready"),
             ("a new stub process", lambda s: str(s["new_stub"]))]
-    lines += [f"| {name} | " + " | ".join(cell(s) for s in stubs) + " |" for name, cell in rows]
+    lines += table(["", *("stub watch + inference check (`python -m server`)" if s["watch_stubs"] else "inference check only"
+                          for s in stubs)], [[name, *(cell(s) for s in stubs)] for name, cell in rows])
     for s_ in stubs:
         lines += ["", f"Errors clients saw ({'stub watch' if s_['watch_stubs'] else 'inference check only'}):", ""]
         lines += [f"- {n} × `{e}`" for e, n in s_["errors"].items()]
@@ -263,13 +193,14 @@ def markdown(results: dict) -> str:
               f"{rs['clients']} `finsent.Client` gRPC callers (retries on UNAVAILABLE with backoff, 8–16 s in all) "
               f"while tritonserver gets SIGTERM (exit code {rs['exit_code']} after {rs['stop_s']} s of draining) and is "
               f"started again on the same ports (ready {rs['ready_again_s']} s after the SIGTERM).", "",
-              "| | |", "|---|---|",
-              "| callers back (first success after the last failure) | "
-              + (f"{rs['healed_s']} s after the SIGTERM |" if rs["failed"] else "no caller failed |"),
-              f"| first call answered by the restarted server | {rs['served_after_ready_s']} s after the SIGTERM |",
-              f"| failed calls (after the client's retries) | {rs['failed']} of {rs['requests']} |",
-              f"| failures seen | from {rs['failing_s'][0] if rs['failing_s'] else '-'} s to {rs['failing_s'][1] if rs['failing_s'] else '-'} s after the SIGTERM |",
-              f"| callers that saw a failure / callers served after the restart | {rs['callers_failed']} / {rs['callers_back']} of {rs['clients']} |", ""]
+              *table(["", ""], [
+                  ["callers back (first success after the last failure)",
+                   f"{rs['healed_s']} s after the SIGTERM" if rs["failed"] else "no caller failed"],
+                  ["first call answered by the restarted server", f"{rs['served_after_ready_s']} s after the SIGTERM"],
+                  ["failed calls (after the client's retries)", f"{rs['failed']} of {rs['requests']}"],
+                  ["failures seen", f"from {failing[0]} s to {failing[1]} s after the SIGTERM"],
+                  ["callers that saw a failure / callers served after the restart",
+                   f"{rs['callers_failed']} / {rs['callers_back']} of {rs['clients']}"]]), ""]
     if rs["errors"]:
         lines += ["Errors callers saw:", ""] + [f"- {n} × `{e}`" for e, n in rs["errors"].items()] + [""]
     lines += ["![requests over time](faults.png)", ""]
@@ -283,11 +214,11 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for ax, key, title in ((axes[0], "stub", "tokenizer stub SIGKILLed at 0 s (watchdog reloads it)"),
                            (axes[1], "restart", "tritonserver SIGTERM + restart at 0 s (finsent.Client retries)")):
-        timeline = np.array(results[key]["timeline"], dtype=float)
-        bins = np.arange(np.floor(timeline[:, 0].min()), np.ceil(timeline[:, 0].max()) + 0.5, 0.5)
-        ok = timeline[timeline[:, 1] == 1, 0]
-        bad = timeline[timeline[:, 1] == 0, 0]
-        ax.hist([ok, bad], bins=bins, stacked=True, color=["tab:green", "tab:red"], label=["ok", "failed"])
+        counts = results[key]["over_time"]
+        edges = counts["start_s"] + counts["bucket_s"] * np.arange(len(counts["ok"]) + 1)
+        middles = (edges[:-1] + edges[1:]) / 2
+        ax.hist([middles, middles], bins=edges, weights=[counts["ok"], counts["failed"]], stacked=True,
+                color=["tab:green", "tab:red"], label=["ok", "failed"])
         ax.axvline(0, color="black", lw=1)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("requests / 0.5 s")
@@ -302,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--after", type=float, default=15.0, help="seconds of load after each fault")
     parser.add_argument("--build", type=Path, default=Path("build/faults"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=runner.REPORTS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     repository = tiny_repository(args.build)
@@ -322,14 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restart: callers back after {rs['healed_s']} s, {rs['failed']} failed calls")
     finally:
         server.stop()
-    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU",
+    results = {"date": runner.date(), "machine": runner.shared_machine(),
                **stubs, "restart": rs}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "faults.json").write_text(json.dumps(results, indent=1))
-    plot(results, args.out / "faults.png")
-    (args.out / "faults.md").write_text(markdown(results))
-    print(f"wrote {args.out / 'faults.md'}")
+    print(f"wrote {runner.write(args.out, 'faults', results, markdown, plot, indent=1, echo=False)}")
     return 0
 
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks import levels
+from benchmarks.levels import Level, Measured
+from benchmarks.markdown import table
+from model_repository.assemble import TargetOptions
+
 TARGET_RATIO, TARGET_P50_EXTRA_MS, TARGET_P99_MS = 0.95, 2.0, 400.0
-SPLIT_RULE = "split (overhead 48 tokens)"     # the served classifier's rule (benchmarks.serving.server_groups)
+# The served classifier's rule (benchmarks.serving.server_groups), named in serving.json by its overhead.
+SPLIT_RULE = f"split (overhead {TargetOptions.run_overhead_tokens} tokens)"
 CPU_COLUMNS = ("classifier stub", "tokenizer stub", "postprocess stub", "tritonserver (frontend, ensemble)",
                "load generator (bench client)")
-
-
-def level_name(key: str) -> str:
-    """'16x1' -> '16 × 1'; '16x1 perf_analyzer' -> '16 × 1, perf_analyzer'."""
-    counts, _, client = key.partition(" ")
-    return counts.replace("x", " × ") + (f", {client}" if client else "")
 
 
 def runs(measured: dict, key: str, unit: str = "") -> str:
@@ -23,6 +23,12 @@ def runs(measured: dict, key: str, unit: str = "") -> str:
     return f" (mean of {' / '.join(f'{v:.1f}' for v in values)}{unit}, before / after the ensemble)"
 
 
+def latencies(figures: Measured) -> list[str]:
+    """A load level's texts/s, p50, p95, p99 and errors, as the main table prints them."""
+    return [f"{figures.texts_per_s:.1f}", f"{figures.p50_ms:.1f}", f"{figures.p95_ms:.1f}", f"{figures.p99_ms:.1f}",
+            figures.errors]
+
+
 def markdown(results: dict) -> str:
     lines = [f"# Serving benchmark ({results['when']})", "",
              f"Machine: {results['machine']}. Sentences: {results['sentences']}. "
@@ -31,74 +37,72 @@ def markdown(results: dict) -> str:
         guard = ", ".join(f"{v} agrees with fp32 on {g['agreement']:.1%}" for v, g in entry.get("guard", {}).items())
         note = ("random weights: the accuracy guard is not applied (near-tied logits); " if not entry.get("guard_applied")
                 else "accuracy guard applied; ")
-        lines += [f"## {family} — `{entry['source']}`", "", f"_{note}{guard}._" if guard else "", "",
-                  "| variant | path | clients × texts | texts/s | p50 ms | p95 ms | p99 ms | errors |",
-                  "|---|---|---|---|---|---|---|---|"]
+        triton = {variant: levels.load(v["triton"]) for variant, v in entry["variants"].items()}
+        baseline = levels.load(entry.get("baseline", {}))
+        rows = []
         for variant, v in entry["variants"].items():
             ip = v["in_process"]
-            lines.append(f"| {variant} | in-process ORT, sorted batches of 32 (limit){runs(ip, 'limit_texts_per_s')} | - | "
-                         f"{ip['limit_texts_per_s']:.1f} | | | | |")
-            lines.append(f"| {variant} | in-process ORT, batch 1{runs(ip, 'batch1_p50_ms', ' ms')} | 1 × 1 | "
-                         f"{ip['batch1_texts_per_s']:.1f} | {ip['batch1_p50_ms']:.1f} | | | |")
+            rows.append([variant, f"in-process ORT, sorted batches of 32 (limit){runs(ip, 'limit_texts_per_s')}", "-",
+                         f"{ip['limit_texts_per_s']:.1f}", "", "", "", ""])
+            rows.append([variant, f"in-process ORT, batch 1{runs(ip, 'batch1_p50_ms', ' ms')}", "1 × 1",
+                         f"{ip['batch1_texts_per_s']:.1f}", f"{ip['batch1_p50_ms']:.1f}", "", "", ""])
             if "batch1_no_spinning_p50_ms" in ip:
-                lines.append(f"| {variant} | in-process ORT, batch 1, threads not spinning | 1 × 1 | | "
-                             f"{ip['batch1_no_spinning_p50_ms']:.1f} | | | |")
-            for key, level in v["triton"].items():
-                client = " (perf_analyzer)" if level.get("client") == "perf_analyzer" else ""
-                lines.append(f"| {variant} | Triton ensemble, gRPC{client} | {level_name(key)} | "
-                             f"{level['texts_per_s']:.1f} | {level['p50_ms']:.1f} | {level['p95_ms']:.1f} | "
-                             f"{level['p99_ms']:.1f} | {level['errors']} |")
-        for key, level in entry.get("baseline", {}).items():
-            lines.append(f"| fp32 (PyTorch) | Starlette + pipeline baseline | {key.replace('x', ' × ')} | "
-                         f"{level['texts_per_s']:.1f} | {level['p50_ms']:.1f} | {level['p95_ms']:.1f} | "
-                         f"{level['p99_ms']:.1f} | {level['errors']} |")
-        lines += ["", "Targets (same run):", "",
-                  "| variant | load generator | ensemble@16 / limit | ensemble@16 / baseline@16 | "
-                  "1-client p50 vs batch-1 + 2 ms | p99@16 | ensemble@16 / groups of 16 |", "|---|---|---|---|---|---|---|"]
-        base16 = entry.get("baseline", {}).get("16x1", {}).get("texts_per_s")
+                rows.append([variant, "in-process ORT, batch 1, threads not spinning", "1 × 1", "",
+                             f"{ip['batch1_no_spinning_p50_ms']:.1f}", "", "", ""])
+            for level, figures in triton[variant].items():
+                client = " (perf_analyzer)" if figures.client == "perf_analyzer" else ""
+                rows.append([variant, f"Triton ensemble, gRPC{client}", level.name, *latencies(figures)])
+        for level, figures in baseline.items():
+            rows.append(["fp32 (PyTorch)", "Starlette + pipeline baseline", level.name, *latencies(figures)])
+        lines += [f"## {family} — `{entry['source']}`", "", f"_{note}{guard}._" if guard else "", "",
+                  *table(["variant", "path", "clients × texts", "texts/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)]
+        rows = []
+        base16 = baseline[Level(16)].texts_per_s if Level(16) in baseline else None
         for variant, v in entry["variants"].items():
             ip = v["in_process"]
-            for client, suffix in (("Python gRPC threads", ""), ("perf_analyzer", " perf_analyzer")):
-                t16, t1 = v["triton"].get(f"16x1{suffix}"), v["triton"].get(f"1x1{suffix}")
+            for name, client in (("Python gRPC threads", ""), ("perf_analyzer", "perf_analyzer")):
+                t16, t1 = triton[variant].get(Level(16, client=client)), triton[variant].get(Level(1, client=client))
                 if not t16 or not t1:
                     continue
-                ratio = t16["texts_per_s"] / ip["limit_texts_per_s"]
+                ratio = t16.texts_per_s / ip["limit_texts_per_s"]
                 budget = ip["batch1_p50_ms"] + TARGET_P50_EXTRA_MS
-                versus = f"{t16['texts_per_s'] / base16:.1f}×" if base16 else "-"
+                versus = f"{t16.texts_per_s / base16:.1f}×" if base16 else "-"
                 # What 16 single-text clients allow at best: the classifier's split rule on every
                 # group of 16, in-process with all cores (see "How the classifier runs" below).
                 groups16 = v.get("classifier_split", {}).get(SPLIT_RULE)
-                ceiling = f"{t16['texts_per_s'] / groups16:.2f}" if groups16 else "-"
-                lines.append(
-                    f"| {variant} | {client} | {ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'short'} ≥ "
-                    f"{TARGET_RATIO}) | {versus} | {t1['p50_ms']:.1f} vs {budget:.1f} ms "
-                    f"({'met' if t1['p50_ms'] <= budget else 'short'}) | {t16['p99_ms']:.0f} ms | {ceiling} |")
-        lines += ["", "Per-step Triton times at 16 clients (µs per request) and the classifier's batch sizes:", "",
-                  "| variant | step | requests | executions | queue µs | compute µs | batch sizes (size: executions) |",
-                  "|---|---|---|---|---|---|---|"]
-        for variant, v in entry["variants"].items():
-            for step, s in v["triton"].get("16x1", {}).get("steps", {}).items():
+                ceiling = f"{t16.texts_per_s / groups16:.2f}" if groups16 else "-"
+                rows.append([variant, name, f"{ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'short'} ≥ "
+                             f"{TARGET_RATIO})", versus, f"{t1.p50_ms:.1f} vs {budget:.1f} ms "
+                             f"({'met' if t1.p50_ms <= budget else 'short'})", f"{t16.p99_ms:.0f} ms", ceiling])
+        lines += ["", "Targets (same run):", "",
+                  *table(["variant", "load generator", "ensemble@16 / limit", "ensemble@16 / baseline@16",
+                          "1-client p50 vs batch-1 + 2 ms", "p99@16", "ensemble@16 / groups of 16"], rows)]
+        rows = []
+        for variant in entry["variants"]:
+            sixteen = triton[variant].get(Level(16))
+            for step, s in (sixteen.steps if sixteen and sixteen.steps else {}).items():
                 hist = ", ".join(f"{k}: {n}" for k, n in sorted(s["batch_histogram"].items(), key=lambda x: int(x[0])))
-                lines.append(f"| {variant} | {step} | {s['requests']} | {s['executions']} | "
-                             f"{s['queue_us_per_request']:.0f} | {s['compute_us_per_request']:.0f} | {hist} |")
-        lines += ["", "Where the cores went (CPU time over each level as a share of all cores; the load generator "
-                  "is this benchmark's Python gRPC clients, on the same cores):", "",
-                  "| variant | clients × texts | " + " | ".join(CPU_COLUMNS) + " | idle |",
-                  "|---|---|" + "---|" * (len(CPU_COLUMNS) + 1)]
-        for variant, v in entry["variants"].items():
-            for key, level in v["triton"].items():
-                share = level.get("cpu_share")
+                rows.append([variant, step, s["requests"], s["executions"], f"{s['queue_us_per_request']:.0f}",
+                             f"{s['compute_us_per_request']:.0f}", hist])
+        lines += ["", "Per-step Triton times at 16 clients (µs per request) and the classifier's batch sizes:", "",
+                  *table(["variant", "step", "requests", "executions", "queue µs", "compute µs",
+                          "batch sizes (size: executions)"], rows)]
+        rows = []
+        for variant in entry["variants"]:
+            for level, figures in triton[variant].items():
+                share = figures.cpu_share
                 if share:
                     cells = [share.get(name, 0.0) for name in CPU_COLUMNS]
-                    lines.append(f"| {variant} | {level_name(key)} | " + " | ".join(f"{c:.0%}" for c in cells)
-                                 + f" | {max(0.0, 1 - sum(cells)):.0%} |")
+                    rows.append([variant, level.name, *(f"{c:.0%}" for c in cells),
+                                 f"{max(0.0, 1 - sum(cells)):.0%}"])
+        lines += ["", "Where the cores went (CPU time over each level as a share of all cores; the load generator "
+                  "is this benchmark's Python gRPC clients, on the same cores):", "",
+                  *table(["variant", "clients × texts", *CPU_COLUMNS, "idle"], rows)]
         splits = {variant: v["classifier_split"] for variant, v in entry["variants"].items() if "classifier_split" in v}
         if splits:
             lines += ["", "How the classifier runs a batch of 16 mixed-length texts (in-process, texts/s):", "",
-                      "| variant | " + " | ".join(next(iter(splits.values()))) + " |",
-                      "|---|" + "---|" * len(next(iter(splits.values())))]
-            for variant, split in splits.items():
-                lines.append(f"| {variant} | " + " | ".join(f"{x:.1f}" for x in split.values()) + " |")
+                      *table(["variant", *next(iter(splits.values()))],
+                             [[variant, *(f"{x:.1f}" for x in split.values())] for variant, split in splits.items()])]
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -113,23 +117,24 @@ def plot(results: dict, path: Path) -> None:
         entry = results["models"][family]
         for i, (variant, v) in enumerate(entry["variants"].items()):
             color = f"C{i}"
-            singles = [lv for key, lv in v["triton"].items() if key.endswith("x1")]
-            xs = [lv["texts_per_s"] for lv in singles]
+            triton = levels.load(v["triton"])
+            singles = [lv for level, lv in triton.items() if level.texts_per_request == 1 and not level.client]
+            xs = [lv.texts_per_s for lv in singles]
             for q, style in (("p50_ms", "-o"), ("p95_ms", "--s"), ("p99_ms", ":^")):
-                ax.plot(xs, [lv[q] for lv in singles], style, color=color, label=f"Triton {variant} {q[:3]}")
+                ax.plot(xs, [getattr(lv, q) for lv in singles], style, color=color, label=f"Triton {variant} {q[:3]}")
             for lv in singles:
-                ax.annotate(f"{lv['clients']}c", (lv["texts_per_s"], lv["p50_ms"]), textcoords="offset points",
+                ax.annotate(f"{lv.clients}c", (lv.texts_per_s, lv.p50_ms), textcoords="offset points",
                             xytext=(4, -10), fontsize=7, color=color)
-            pa = [lv for key, lv in v["triton"].items() if key.endswith("perf_analyzer")]
+            pa = [lv for level, lv in triton.items() if level.client == "perf_analyzer"]
             if pa:
-                ax.plot([lv["texts_per_s"] for lv in pa], [lv["p99_ms"] for lv in pa], "D", color=color, mfc="none",
+                ax.plot([lv.texts_per_s for lv in pa], [lv.p99_ms for lv in pa], "D", color=color, mfc="none",
                         label=f"perf_analyzer {variant} p99")
             ax.axvline(v["in_process"]["limit_texts_per_s"], color=color, alpha=0.4,
                        label=f"in-process limit {variant}")
-        base = list(entry.get("baseline", {}).values())
+        base = list(levels.load(entry.get("baseline", {})).values())
         if base:
-            ax.plot([b["texts_per_s"] for b in base], [b["p50_ms"] for b in base], "kx--", label="baseline p50")
-            ax.plot([b["texts_per_s"] for b in base], [b["p99_ms"] for b in base], "k+:", label="baseline p99")
+            ax.plot([b.texts_per_s for b in base], [b.p50_ms for b in base], "kx--", label="baseline p50")
+            ax.plot([b.texts_per_s for b in base], [b.p99_ms for b in base], "k+:", label="baseline p99")
         ax.set_yscale("log")
         ax.set_xlabel("achieved texts/s")
         ax.set_ylabel("latency (ms, log)")

@@ -15,27 +15,27 @@ BERT-base / DistilBERT-base checkpoints (real vocab): speed is the architecture'
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
-import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import load
+from benchmarks import levels, runner
+from benchmarks.levels import Level, Measured
 from benchmarks.report import SPLIT_RULE
+from benchmarks.runner import client_counts, machine, refuse, shared_arguments, unknown
 from export import fpb, random_checkpoint
 from export.facts import FAMILIES, FactsError
 from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import VARIANTS, OnnxClassifier
 from export.sentences import PARITY_SENTENCES
+from loadtest.traffic import closed_loop, grpc_batch_sender, http_batch_sender
 from model_repository.assemble import STEPS, TargetOptions, available_cores
+from model_repository.standalone import python_model
 from server import stack
 from server.triton import TritonServer, free_ports
 
@@ -114,34 +114,23 @@ def remeasure(entry: dict, export_dir: Path, variant: str, texts: list[str], cor
         entry[key] = (entry[key] + value) / 2
 
 
-def server_groups(export_dir: Path, variant: str, texts: list[str], cores: int, overheads=(0, 48, 10**6)) -> dict:
+def server_groups(export_dir: Path, variant: str, texts: list[str], cores: int) -> dict:
     """What the classifier does with a batch of 16 mixed-length texts, per split rule (texts/s)."""
+    served = TargetOptions()                                    # the served classifier's run knobs
+    rules = {"every text alone": 0, SPLIT_RULE: served.run_overhead_tokens, "one run padded to longest": 10**6}
     length_groups = python_model("classifier").length_groups   # the served classifier's own function
     model = OnnxClassifier(export_dir, variant, threads=cores)
     encodings = model.encode(texts)
     lengths = np.array([len(e.ids) for e in encodings])
     out = {}
-    for overhead in overheads:
+    for rule, overhead in rules.items():
         def run_all():
             for start in range(0, len(encodings) - 15, 16):
                 batch = np.arange(start, start + 16)
-                for group in length_groups(lengths[batch], overhead, 8192):
+                for group in length_groups(lengths[batch], overhead, served.max_tokens_per_run):
                     model.run([encodings[i] for i in batch[group]])
-        out[{0: "every text alone", 48: SPLIT_RULE, 10**6: "one run padded to longest"}[overhead]] = \
-            (len(encodings) // 16 * 16) / timed(run_all)
+        out[rule] = (len(encodings) // 16 * 16) / timed(run_all)
     return out
-
-
-def python_model(step: str):
-    """A Triton Python model's module, outside Triton (its pb_utils import is satisfied, not used)."""
-    import importlib.util
-    import types
-    sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    path = Path(__file__).resolve().parent.parent / "model_repository" / "python_models" / f"{step}.py"
-    spec = importlib.util.spec_from_file_location(f"finsent_{step}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def triton_stats(server: TritonServer, family: str) -> dict:
@@ -196,33 +185,8 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float,
     return {name: (after[name] - before[name]) / seconds / cores for name in after}
 
 
-def grpc_sender(url: str, model: str):
-    import tritonclient.grpc as grpcclient
-
-    def make():
-        client = grpcclient.InferenceServerClient(url)
-
-        def send(batch):
-            tensor = grpcclient.InferInput("TEXT", [len(batch), 1], "BYTES")
-            tensor.set_data_from_numpy(np.array([[t.encode()] for t in batch], dtype=np.object_))
-            client.infer(model, [tensor], outputs=[grpcclient.InferRequestedOutput("LABEL")])
-        return send, client.close
-    return make
-
-
-def http_sender(url: str):
-    def make():
-        def send(batch):
-            body = json.dumps([{"text": t} for t in batch]).encode()
-            with urllib.request.urlopen(urllib.request.Request(url, body, {"Content-Type": "application/json"}),
-                                        timeout=120) as resp:
-                resp.read()
-        return send, lambda: None
-    return make
-
-
 def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], clients: int, duration: float,
-                        work: Path, request_count: int = 0) -> dict:
+                        work: Path, request_count: int = 0) -> Measured:
     """NVIDIA's perf_analyzer (C++ gRPC client, `clients` synchronous threads) on the ensemble: the same
     load with a lighter client than this process's Python threads, which share the cores.
 
@@ -251,44 +215,46 @@ def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], cli
     values = dict(zip(header, row))
     us = lambda key: float(values[key]) / 1000
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"clients": clients, "texts_per_request": 1, "texts_per_s": round(float(values["Inferences/Second"]), 2),
-            "p50_ms": round(us("p50 latency"), 2), "p95_ms": round(us("p95 latency"), 2),
-            "p99_ms": round(us("p99 latency"), 2), "errors": 0, "client": "perf_analyzer",
-            "client_cpu_share": round(cpu / elapsed / available_cores(), 3)}
+    # requests: Triton's count, which the caller reads from its statistics (ensemble()).
+    return Measured(clients=clients, texts_per_request=1, requests=0, errors=0,
+                    texts_per_s=round(float(values["Inferences/Second"]), 2), p50_ms=round(us("p50 latency"), 2),
+                    p95_ms=round(us("p95 latency"), 2), p99_ms=round(us("p99 latency"), 2), client="perf_analyzer",
+                    client_cpu_share=round(cpu / elapsed / available_cores(), 3))
 
 
-def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict:
+def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict[Level, Measured]:
     server = stack.serve({family: export_dir}, work, TargetOptions("local", cores=args.cores, variant=variant),
                          started=False)
-    levels = {}
+    measured = {}
     with server:
-        load.run(grpc_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
-        for clients, per_request in [(c, 1) for c in args.clients] + [(1, 64)]:
+        closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
+        for level in [Level(c) for c in args.clients] + [Level(1, 64)]:
             before, cpu_before = triton_stats(server, family), process_cpu(server, family)
-            result = load.run(grpc_sender(server.grpc_url, family), texts, clients, args.duration, args.warmup,
-                              texts_per_request=per_request)
+            result = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, level.clients, args.duration,
+                                 args.warmup, texts_per_request=level.texts_per_request)
             cpu_after, window = process_cpu(server, family), args.duration + args.warmup
-            key = f"{clients}x{per_request}"
             # CPU over warm-up + window, as a share of the cores: where the machine's time went.
-            levels[key] = {**result.summary(), "steps": stats_delta(before, triton_stats(server, family)),
-                           "cpu_share": cpu_share(cpu_before, cpu_after, window, args.cores)}
-            print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
-                  f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
+            measured[level] = Measured(**result.summary(), steps=stats_delta(before, triton_stats(server, family)),
+                                       cpu_share=cpu_share(cpu_before, cpu_after, window, args.cores))
+            say(f"triton {family} {variant} {level.key}", measured[level])
         for clients in args.perf_analyzer_clients:
-            key = f"{clients}x1 perf_analyzer"
+            level = Level(clients, client="perf_analyzer")
             before, cpu_before, began = triton_stats(server, family), process_cpu(server, family), time.perf_counter()
-            levels[key] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
+            figures = measured[level] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
             cpu_after, window = process_cpu(server, family), time.perf_counter() - began
             share = cpu_share(cpu_before, cpu_after, window, args.cores)
-            share["load generator (bench client)"] = levels[key]["client_cpu_share"]   # perf_analyzer's own
+            share["load generator (bench client)"] = figures.client_cpu_share   # perf_analyzer's own
             steps = stats_delta(before, triton_stats(server, family))
-            levels[key].update(steps=steps, cpu_share=share, requests=steps[family]["requests"])
-            print(f"  triton {family} {variant} {key}: {levels[key]['texts_per_s']:.1f} texts/s, "
-                  f"p50 {levels[key]['p50_ms']:.1f} ms, p99 {levels[key]['p99_ms']:.1f} ms")
-    return levels
+            figures.steps, figures.cpu_share, figures.requests = steps, share, steps[family]["requests"]
+            say(f"triton {family} {variant} {level.key}", figures)
+    return measured
 
 
-def baseline(source: str, texts: list[str], args, work: Path) -> dict:
+def say(what: str, figures: Measured) -> None:
+    print(f"  {what}: {figures.texts_per_s:.1f} texts/s, p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms")
+
+
+def baseline(source: str, texts: list[str], args, work: Path) -> dict[Level, Measured]:
     port = free_ports(1)[0]
     env = {**os.environ, "BASELINE_MODEL": source}
     log = open(work / "baseline.log", "wb")
@@ -299,53 +265,22 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict:
         deadline = time.monotonic() + 120
         while True:
             try:
-                http_sender(url)()[0](["warm up"])
+                http_batch_sender(url)()[0](["warm up"])
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the baseline server did not start; see {work / 'baseline.log'}")
                 time.sleep(0.5)
-        levels = {}
+        measured = {}
         for clients in args.baseline_clients:
-            result = load.run(http_sender(url), texts, clients, args.duration, args.warmup)
-            levels[f"{clients}x1"] = result.summary()
+            result = closed_loop(http_batch_sender(url), texts, clients, args.duration, args.warmup)
+            measured[Level(clients)] = Measured(**result.summary())
             print(f"  baseline {clients} clients: {result.texts_per_s:.1f} texts/s, p50 {result.percentile(50):.1f} ms")
-        return levels
+        return measured
     finally:
         proc.terminate()
         proc.wait(30)
         log.close()
-
-
-def client_counts(text: str) -> list[int]:
-    """"1,4,16" -> [1, 4, 16]; "" -> [] (no such levels)."""
-    try:
-        counts = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        counts = [0]
-    if min(counts, default=1) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated positive integers, e.g. 1,4,16")
-    return counts
-
-
-def refuse(parser: argparse.ArgumentParser, *problems) -> None:
-    """parser.error (one line, exit 2) for the first problem (falsy: none); called before any export or server."""
-    for why in problems:
-        if why:
-            parser.error(why)
-
-
-def unknown(option: str, names: list[str], known) -> str:
-    """What is wrong with names given to `option` that are not in `known` ('' when all are)."""
-    wrong = [n for n in names if n not in known]
-    return f"{option}: unknown {', '.join(map(repr, wrong))} (choose from {', '.join(known)})" if wrong else ""
-
-
-def shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """Cores, the build folder (exports cached there are shared by the benchmarks) and the report folder."""
-    parser.add_argument("--cores", type=int, default=available_cores())
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
            (args.sentences < 1 or args.cores < 1) and "--sentences and --cores must be at least 1",
            not 0 <= args.min_agreement <= 1 and "--min-agreement must be between 0 and 1")
     texts, text_source = sentences(args.sentences)
-    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
+    results = {"when": runner.now(), "machine": machine(args.cores),
                "sentences": text_source, "duration_s": args.duration, "models": {}}
     sources = {family: getattr(args, family) for family in models}
     try:        # every export before any measurement: a checkpoint that cannot be served fails first
@@ -396,25 +331,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{family} {variant}: in-process ...")
             entry["variants"][variant] = {"in_process": in_process(export_dir, variant, texts, args.cores)}
             entry["variants"][variant]["classifier_split"] = server_groups(export_dir, variant, texts, args.cores)
-            entry["variants"][variant]["triton"] = ensemble(export_dir, family, variant, texts, args,
-                                                            args.build / "run" / family / variant)
+            entry["variants"][variant]["triton"] = levels.dump(ensemble(export_dir, family, variant, texts, args,
+                                                                        args.build / "run" / family / variant))
             remeasure(entry["variants"][variant]["in_process"], export_dir, variant, texts, args.cores)
         if args.baseline_clients:
             print(f"{family}: baseline (Starlette + transformers.pipeline) ...")
-            entry["baseline"] = baseline(sources[family], texts, args, (args.build / "run" / family))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+            entry["baseline"] = levels.dump(baseline(sources[family], texts, args, (args.build / "run" / family)))
     from benchmarks import report
-    (args.out / "serving.md").write_text(report.markdown(results))
-    report.plot(results, args.out / "serving.png")
-    print((args.out / "serving.md").read_text())
+    runner.write(args.out, "serving", results, report.markdown, report.plot)
     return 0
-
-
-def machine(cores: int) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {cores} cores given, {platform.system()} {platform.release()}"
 
 
 if __name__ == "__main__":

@@ -15,17 +15,17 @@ Writes docs/benchmarks/soak.{md,json,png}; the server is run as `python -m serve
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.faults import TEXTS, Traffic, grpc_sender, tiny_repository
+from benchmarks import runner
+from benchmarks.faults import tiny_repository
+from benchmarks.markdown import table
+from loadtest.traffic import TEXTS, Traffic, grpc_sender
 from server import stack
 from server.stack import server_rss_mb
 from server import health
@@ -145,13 +145,13 @@ def markdown(r: dict) -> str:
         f"Soak: {r['clients']} threads paced to {r['load']:.0%} of it, {r['target_per_s']}/s, one text per request, "
         f"for {r['duration_s']:.0f} s. Verdict: {verdict} (0 errors, RSS growth < {RSS_GROWTH:.0%}, "
         f"p99 of the last {r['window_s']:.0f} s ≤ {P99_FACTOR}× the first's + {P99_SLACK_MS:.0f} ms).", "",
-        "| | |", "|---|---|",
-        f"| requests | {r['requests']} ({r['achieved_per_s']}/s achieved) |",
-        f"| errors | {r['errors']} |",
-        f"| p50 | {r['p50_ms']} ms |",
-        f"| p99, first {r['window_s']:.0f} s → last {r['window_s']:.0f} s | {r['p99_first_ms']} ms → {r['p99_last_ms']} ms |",
-        f"| server RSS (tritonserver + stubs), start → end (max) | {r['rss_start_mb']} → {r['rss_end_mb']} MB "
-        f"({r['rss_growth']:+.1%}; max {r['rss_max_mb']} MB) |", "",
+        *table(["", ""], [
+            ["requests", f"{r['requests']} ({r['achieved_per_s']}/s achieved)"],
+            ["errors", r["errors"]],
+            ["p50", f"{r['p50_ms']} ms"],
+            [f"p99, first {r['window_s']:.0f} s → last {r['window_s']:.0f} s", f"{r['p99_first_ms']} ms → {r['p99_last_ms']} ms"],
+            ["server RSS (tritonserver + stubs), start → end (max)",
+             f"{r['rss_start_mb']} → {r['rss_end_mb']} MB ({r['rss_growth']:+.1%}; max {r['rss_max_mb']} MB)"]]), "",
         "The machine's 2 cores are shared with other work (and with the 16 client threads): p99 moves "
         "between 10 s windows, and the first seconds, while the clients open their connections, fall "
         "behind and then catch up (the throughput plot's first two points).", "",
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=float, default=0.7, help="fraction of the measured maximum (default 0.7)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--build", type=Path, default=Path("build/faults"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=runner.REPORTS)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.load <= 0 or args.clients < 1:     # before the server starts
         parser.error("--duration and --load must be positive, --clients at least 1")
@@ -201,14 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         watchdog.stop()
         server.stop()
-    result.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                  machine=f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(result, indent=1))
-    plot(result, args.out / "soak.png")
-    (args.out / "soak.md").write_text(markdown(result))
+    result.update(date=runner.date(), machine=runner.shared_machine())
+    written = runner.write(args.out, "soak", result, markdown, plot, indent=1, echo=False)
     print(f"{'passed' if result['passed'] else 'FAILED'}: {result['errors']} errors, RSS {result['rss_growth']:+.1%}, "
-          f"p99 {result['p99_first_ms']} -> {result['p99_last_ms']} ms; wrote {args.out / 'soak.md'}")
+          f"p99 {result['p99_first_ms']} -> {result['p99_last_ms']} ms; wrote {written}")
     return 0 if result["passed"] else 1
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.markdown import row, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "model_repository" / "python_models"))
 import sentences  # noqa: E402  (the served splitter)
@@ -83,15 +84,8 @@ SHAPES = [
 ]
 
 
-def detokenize(sentence: str) -> str:
-    """FPB's tokenized text ("EUR 1.5 mn .", "Componenta 's", "( CFSB )") back to written form."""
-    s = re.sub(r" ([.,;:!?%)])", r"\1", sentence)
-    s = re.sub(r"\( ", "(", s)
-    return re.sub(r" (['\u2019]s)\b", r"\1", s).strip()
-
-
 def fpb_documents(path: Path, n_docs: int, seed: int = 0) -> list[tuple[str, list[str]]]:
-    from export.fpb import read
+    from export.fpb import detokenize, read
     pool = [detokenize(s) for s, _ in read(path)]
     rng = random.Random(seed)
     return [("text", rng.sample(pool, rng.randint(20, 60))) for _ in range(n_docs)]
@@ -176,8 +170,7 @@ def main(argv=None) -> int:
     samples = {"financial shapes": [build(layout, items) for layout, items in SHAPES]}
     if args.fpb:
         samples["FPB documents"] = [build(layout, items) for layout, items in fpb_documents(args.fpb, args.fpb_docs)]
-    print("| splitter | " + " | ".join(f"{name}: sentences recovered" for name in samples) + " | ms per 100 kB |")
-    print("|---|" + "---|" * (len(samples) + 1))
+    print("\n".join(table(["splitter", *(f"{name}: sentences recovered" for name in samples), "ms per 100 kB"], [])))
     speed_text = "".join(t + "\n\n" for t, _ in samples["financial shapes"]) * 40
     for name, split in candidates().items():
         cells = []
@@ -188,7 +181,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         split(speed_text)
         ms = (time.perf_counter() - start) * 1000 * 100_000 / len(speed_text)
-        print(f"| {name} | " + " | ".join(cells) + f" | {ms:.0f} |")
+        print(row(name, *cells, f"{ms:.0f}"))
     return 0
 
 

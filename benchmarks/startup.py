@@ -16,19 +16,20 @@ near-tied logits do not), so both base models together run fp32.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import ARCHS, machine, refuse, unknown
+from benchmarks import runner
+from benchmarks.markdown import table
+from benchmarks.runner import refuse, unknown
+from benchmarks.serving import ARCHS
 from export import random_checkpoint
 from model_repository.assemble import available_cores
 from server.health import Triton
@@ -94,12 +95,33 @@ def scenario(name: str, sources: dict[str, str], variant: str, build: Path, repe
     return {"name": name, "variant": variant, "sources": sources, "cold": cold, "warm": warm, "warm_median": median}
 
 
+def markdown(results: dict) -> str:
+    runs = results["runs"]
+    repeats = max((len(run["warm"]) for run in runs), default=0)      # --repeats: every scenario's warm starts
+    rows = []
+    for run in runs:
+        cold = run["cold"]
+        rows.append([run["name"], run["variant"], "cold", cold["ready_s"], cold["first_classification_s"], cold["stop_s"]])
+        if run["warm_median"]:
+            m = run["warm_median"]
+            rows.append([run["name"], run["variant"], f"warm (median of {len(run['warm'])})", m["ready_s"],
+                         m["first_classification_s"], m["stop_s"]])
+    lines = [f"# Start-up of `make serve` ({results['when']})", "",
+             f"Machine: {results['machine']}. `python -m benchmarks.startup`: `python -m server "
+             f"--variant ...` from the command to \"ready\" (Triton's /v2/health/ready), to the first "
+             f"text classified through every ensemble (HTTP), and from SIGINT to a clean exit (drain included). "
+             f"Cold: no export cached (export, parity check, variant build and guard); warm: median of "
+             f"{repeats} starts with the exports cached.", "",
+             *table(["scenario", "variant", "start", "ready s", "first classification s", "stop s"], rows)]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="warm starts per scenario")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)}")
     parser.add_argument("--build", type=Path, default=Path("build/startup"))
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=runner.REPORTS)
     args = parser.parse_args(argv)
     keys = args.scenarios.split(",")
     refuse(parser, unknown("--scenarios", keys, SCENARIOS), args.repeats < 0 and "--repeats must be at least 0")
@@ -113,26 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 random_checkpoint.build(ARCHS[family], path, size=size)
             sources[family] = str(path)
         runs.append(scenario(name, sources, variant, args.build / key, args.repeats))
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "startup.json").write_text(json.dumps({"when": when, "machine": machine(available_cores()),
-                                                       "runs": runs}, indent=2) + "\n")
-    lines = [f"# Start-up of `make serve` ({when})", "",
-             f"Machine: {machine(available_cores())}. `python -m benchmarks.startup`: `python -m server "
-             f"--variant ...` from the command to \"ready\" (Triton's /v2/health/ready), to the first "
-             f"text classified through every ensemble (HTTP), and from SIGINT to a clean exit (drain included). "
-             f"Cold: no export cached (export, parity check, variant build and guard); warm: median of "
-             f"{args.repeats} starts with the exports cached.", "",
-             "| scenario | variant | start | ready s | first classification s | stop s |", "|---|---|---|---|---|---|"]
-    for run in runs:
-        lines.append(f"| {run['name']} | {run['variant']} | cold | {run['cold']['ready_s']} | {run['cold']['first_classification_s']} | "
-                     f"{run['cold']['stop_s']} |")
-        if run["warm_median"]:
-            m = run["warm_median"]
-            lines.append(f"| {run['name']} | {run['variant']} | warm (median of {len(run['warm'])}) | {m['ready_s']} | "
-                         f"{m['first_classification_s']} | {m['stop_s']} |")
-    (args.out / "startup.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    runner.write(args.out, "startup", {"when": runner.now(), "machine": runner.machine(available_cores()),
+                                       "runs": runs}, markdown)
     return 0
 
 

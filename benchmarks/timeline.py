@@ -18,16 +18,19 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, grpc_sender, machine, sentences, shared_arguments
+from benchmarks import runner
+from benchmarks.markdown import table
+from benchmarks.runner import machine, shared_arguments
+from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, sentences
 from export.facts import FactsError
 from export.onnx import SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import DEFAULT_VARIANT, VARIANTS, OnnxClassifier
+from loadtest.traffic import grpc_batch_sender
 from model_repository.assemble import TargetOptions
 from server import stack
 
@@ -104,7 +107,7 @@ def measure(model: OnnxClassifier, export_dir: Path, family: str, variant: str, 
     latencies, local = [], {"tokenize": [], "ORT run": [], "total": []}
     model.logits(texts[:64])                                                     # warm up
     with server:
-        send, close = grpc_sender(server.grpc_url, family)()
+        send, close = grpc_batch_sender(server.grpc_url, family)()
         try:
             for i in range(warmup):
                 send([texts[i % len(texts)]])
@@ -153,32 +156,28 @@ def markdown(results: dict) -> str:
              f"(`--trace-config level=TIMESTAMPS rate=1`); {results['sentences']}. In {results['rounds']} rounds, "
              f"each sentence once in process (batch 1) then once through the ensemble. Means in ms unless marked; "
              f"means add up, medians do not.", "",
-             "| | mean | p50 |", "|---|---|---|",
-             f"| **client latency (1 client)** | **{ms(s['client']['mean_us'])}** | **{ms(s['client']['p50_us'])}** |",
-             f"| **in-process batch 1 (tokenize + ORT run)** | **{ms(s['in_process']['total']['mean_us'])}** | "
-             f"**{ms(s['in_process']['total']['p50_us'])}** |",
-             f"| excess (the target: p50 ≤ 2 ms) | {ms(s['excess_mean_us'])} | {ms(s['excess_p50_us'])} |", "",
-             "## The request inside Triton, cut at each step's compute start and end", "",
-             "| segment | mean | p50 |", "|---|---|---|"]
-    for name in SEGMENTS:
-        v = s["segments"][name]
-        lines.append(f"| {name} | {ms(v['mean_us'])} | {ms(v['p50_us'])} |")
-    v = s["segments"]["inside Triton"]
-    lines += [f"| **inside Triton** (gRPC read → response sent) | **{ms(v['mean_us'])}** | **{ms(v['p50_us'])}** |",
-              f"| outside Triton (Python client, transport) | {ms(s['outside Triton (client, transport)'])} | |", "",
-              "Each step's own parts (µs, mean), from its compute start to its release (which can overlap the "
+             *table(["", "mean", "p50"], [
+                 ["**client latency (1 client)**", f"**{ms(s['client']['mean_us'])}**", f"**{ms(s['client']['p50_us'])}**"],
+                 ["**in-process batch 1 (tokenize + ORT run)**", f"**{ms(s['in_process']['total']['mean_us'])}**",
+                  f"**{ms(s['in_process']['total']['p50_us'])}**"],
+                 ["excess (the target: p50 ≤ 2 ms)", ms(s["excess_mean_us"]), ms(s["excess_p50_us"])]]), "",
+             "## The request inside Triton, cut at each step's compute start and end", ""]
+    inside = s["segments"]["inside Triton"]
+    lines += table(["segment", "mean", "p50"], [
+        *([name, ms(s["segments"][name]["mean_us"]), ms(s["segments"][name]["p50_us"])] for name in SEGMENTS),
+        ["**inside Triton** (gRPC read → response sent)", f"**{ms(inside['mean_us'])}**", f"**{ms(inside['p50_us'])}**"],
+        ["outside Triton (Python client, transport)", ms(s["outside Triton (client, transport)"]), ""]])
+    lines += ["", "Each step's own parts (µs, mean), from its compute start to its release (which can overlap the "
               "next step); *execute* is the Python stub's round trip: Triton → stub over shared memory, "
-              "`execute`, back.", "", "| step | " + " | ".join(p for p, _, _ in STEP_PARTS) + " |",
-              "|---|" + "---|" * len(STEP_PARTS)]
-    for step in STEPS:
-        lines.append(f"| {step} | " + " | ".join(f"{s['segments'][f'{step}: {p}']['mean_us']:.0f}"
-                                                for p, _, _ in STEP_PARTS) + " |")
+              "`execute`, back.", "",
+              *table(["step", *(p for p, _, _ in STEP_PARTS)],
+                     [[step, *(f"{s['segments'][f'{step}: {p}']['mean_us']:.0f}" for p, _, _ in STEP_PARTS)]
+                      for step in STEPS])]
     ip = s["in_process"]
     lines += ["", f"In process: tokenize {ip['tokenize']['mean_us']:.0f} µs, ORT run {ms(ip['ORT run']['mean_us'])} ms "
               "(mean; a hot loop).", "", "## What the ensemble adds to the in-process path (ms, mean)", "",
-              "| | ms |", "|---|---|"]
-    lines += [f"| {k} | {ms(v)} |" for k, v in s["added"].items()]
-    lines += [f"| **sum = excess** | **{ms(sum(s['added'].values()))}** |", "",
+              *table(["", "ms"], [*([k, ms(v)] for k, v in s["added"].items()),
+                                  ["**sum = excess**", f"**{ms(sum(s['added'].values()))}**"]]), "",
               f"![one client's timeline](one-client-{results['model']}-{results['variant']}.png)", ""]
     return "\n".join(lines)
 
@@ -245,16 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     client, traced, local = measure(OnnxClassifier(export_dir, args.variant, threads=args.cores), export_dir,
                                     args.model, args.variant, texts, args.rounds, args.warmup, args.cores,
                                     args.build / "run" / "timeline" / args.model / args.variant)
-    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.cores),
+    results = {"when": runner.now(), "machine": machine(args.cores),
                "model": args.model, "variant": args.variant, "requests": len(client), "rounds": args.rounds,
                "sentences": f"{len(texts)} of: {source}",
                "summary": summarise(client, segments_us(traced), local)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"one-client-{args.model}-{args.variant}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(results))
-    plot(results, stem.with_suffix(".png"))
-    print(stem.with_suffix(".md").read_text())
+    runner.write(args.out, f"one-client-{args.model}-{args.variant}", results, markdown, plot)
     return 0
 
 

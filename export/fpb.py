@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -64,6 +65,13 @@ def read(path: Path) -> list[tuple[str, str]]:
     if not rows:
         raise DataError(f"{path} has no sentences")
     return rows
+
+
+def detokenize(sentence: str) -> str:
+    """FPB's tokenized text ("EUR 1.5 mn .", "Componenta 's", "( CFSB )") back to written form."""
+    s = re.sub(r" ([.,;:!?%)])", r"\1", sentence)
+    s = re.sub(r"\( ", "(", s)
+    return re.sub(r" (['\u2019]s)\b", r"\1", s).strip()
 
 
 def write(rows: list[tuple[str, str]], path: Path) -> Path:

@@ -13,7 +13,6 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.splitters import detokenize, normal
 from export import fpb
 from model_repository.assemble import FAMILIES
 from server.triton import ADMIN_HEADER
@@ -60,11 +59,15 @@ def test_a_one_sentence_document_is_the_ensembles_result(served, family):
     np.testing.assert_allclose(sentence["probabilities"], probs[0], atol=1e-6)
 
 
+def normal(text: str) -> str:
+    return " ".join(text.split())    # a wrapped line's newline is a space
+
+
 def fpb_like_sentences(n: int) -> tuple[list[str], str]:
     shared = fpb.shared_file("75")
     rows = fpb.read(shared) if shared else synthetic_rows(n)
     picked = np.random.RandomState(1).permutation(len(rows))[:n]
-    return [detokenize(rows[i][0]) for i in picked], str(shared) if shared else "synthetic FPB-format rows"
+    return [fpb.detokenize(rows[i][0]) for i in picked], str(shared) if shared else "synthetic FPB-format rows"
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.faults import Traffic, grpc_sender
+from loadtest.traffic import Traffic, grpc_sender
 from export.facts import ModelFacts
 from tests.client.test_gateway import Gateway
 from finsent.gateway import Settings

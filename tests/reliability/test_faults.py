@@ -15,7 +15,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.faults import Traffic, grpc_sender
+from loadtest.traffic import Traffic, grpc_sender
 from server.stack import stub_pids
 from server import health
 from server.triton import ADMIN_HEADER

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.serving import python_model
+from model_repository.standalone import python_model
 
 length_groups = python_model("classifier").length_groups
 stack = python_model("classifier").stack
