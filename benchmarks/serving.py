@@ -285,7 +285,7 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict[Level, Mea
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="finbert,distilbert")
+    parser.add_argument("--models", default=",".join(FAMILIES))
     parser.add_argument("--finbert", help="checkpoint (default: random-weight BERT-base)")
     parser.add_argument("--distilbert", help="checkpoint (default: random-weight DistilBERT-base)")
     parser.add_argument("--variants", default="fp32,int8")

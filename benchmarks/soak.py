@@ -25,6 +25,7 @@ import numpy as np
 from benchmarks import runner
 from benchmarks.faults import tiny_repository
 from benchmarks.markdown import table
+from export.facts import FAMILIES
 from loadtest.traffic import TEXTS, Traffic, grpc_sender
 from server import stack
 from server.stack import server_rss_mb
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm import tqdm
     server = stack.start(tiny_repository(args.build), args.build / "soak", admin=True)
-    watchdog = health.Watchdog(server.http_url, ["finbert", "distilbert"], server.admin_key, 1.0)
+    watchdog = health.Watchdog(server.http_url, list(FAMILIES), server.admin_key, 1.0)
     watchdog.start()
     try:
         with tqdm(total=int(args.duration), unit="s", desc="soak") as bar:

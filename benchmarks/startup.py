@@ -31,6 +31,7 @@ from benchmarks.markdown import table
 from benchmarks.runner import refuse, unknown
 from benchmarks.serving import ARCHS
 from export import random_checkpoint
+from export.facts import FAMILIES
 from model_repository.assemble import available_cores
 from server.health import Triton
 from server.triton import free_ports
@@ -47,7 +48,7 @@ def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: fl
     http, grpc, metrics = free_ports()
     command = [sys.executable, "-m", "server", "--variant", variant, "--build", str(build), "--http-port", str(http),
                "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--watchdog-interval", "0"]
-    for family in ("finbert", "distilbert"):
+    for family in FAMILIES:                      # every family not in the scenario is skipped
         command += [f"--{family}", sources.get(family, "")]
     began = time.monotonic()
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

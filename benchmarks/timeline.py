@@ -26,7 +26,7 @@ from benchmarks import runner
 from benchmarks.markdown import table
 from benchmarks.runner import machine, shared_arguments
 from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, sentences
-from export.facts import FactsError
+from export.facts import FAMILIES, FactsError
 from export.onnx import SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import DEFAULT_VARIANT, VARIANTS, OnnxClassifier
@@ -218,7 +218,7 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="finbert", choices=["finbert", "distilbert"])
+    parser.add_argument("--model", default="finbert", choices=list(FAMILIES))
     parser.add_argument("--checkpoint", help="checkpoint (default: make bench's random-weight base architecture)")
     parser.add_argument("--variant", default=DEFAULT_VARIANT["cpu"], choices=VARIANTS)
     parser.add_argument("--rounds", type=int, default=5,
