@@ -82,7 +82,7 @@ def inprocess_probabilities(checkpoint: Path, texts: list[str], max_length: int)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from export.facts import canonical_index
-    from export.finetune import predict
+    from training.predict import predict
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
     id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]

@@ -3,9 +3,10 @@ or server start. Every case also points at a missing checkpoint (or an export wi
 check that moved after the slow work would fail fast on that instead of exporting or training."""
 import pytest
 
-from export import evaluate, finetune, fpb, onnx, optimize, random_checkpoint
+from export import evaluate, fpb, onnx, optimize, random_checkpoint
 from export.facts import CANONICAL_LABELS, ModelFacts
 from tests.export.fpb_data import sample_file
+from training import finetune
 
 BASE_ARGS = {
     finetune: "--base {missing} --data {data} --out {tmp}/out",
