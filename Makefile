@@ -169,7 +169,7 @@ finetune: setup
 	$(PY) -m training.finetune --base "$(BASE)" $(if $(DATA),--data "$(DATA)") --out "$(or $(OUT),$(DISTILBERT))" $(FINETUNE_ARGS)
 
 eval: setup
-	$(PY) -m export.evaluate --checkpoint "$(CHECKPOINT)" --family "$(FAMILY)" --build "$(BUILD)" \
+	$(PY) -m evaluation --checkpoint "$(CHECKPOINT)" --family "$(FAMILY)" --build "$(BUILD)" \
 		$(if $(URL),--url "$(URL)") $(EVAL_ARGS)
 
 clean:
