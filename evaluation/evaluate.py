@@ -104,7 +104,8 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__,   # not "__main__.py"
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("build/checkpoints/distilbert-fpb"),
                         help="the PyTorch checkpoint (in-process side, and what gets exported)")
     parser.add_argument("--family", default="distilbert", choices=FAMILIES, help="ensemble family")
