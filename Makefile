@@ -151,10 +151,10 @@ loadtest-cost: setup
 	$(PY) -m loadtest.cost $(SWEEPS) --out "$(firstword $(SWEEPS))/cost.md"
 
 finetune: setup
-	$(PY) -m export.finetune --base "$(BASE)" $(if $(DATA),--data "$(DATA)") --out "$(or $(OUT),$(DISTILBERT))" $(FINETUNE_ARGS)
+	$(PY) -m training.finetune --base "$(BASE)" $(if $(DATA),--data "$(DATA)") --out "$(or $(OUT),$(DISTILBERT))" $(FINETUNE_ARGS)
 
 eval: setup
-	$(PY) -m export.evaluate --checkpoint "$(CHECKPOINT)" --family "$(FAMILY)" --build "$(BUILD)" \
+	$(PY) -m evaluation --checkpoint "$(CHECKPOINT)" --family "$(FAMILY)" --build "$(BUILD)" \
 		$(if $(URL),--url "$(URL)") $(EVAL_ARGS)
 
 clean:

@@ -23,7 +23,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `loadtest` importable from any cwd
+# Locust loads this file by its path (no `python -m`) and puts only the cwd and this folder on
+# sys.path: the checkout makes `loadtest` importable from any cwd, for loadtest/step_shape.py too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402

@@ -5,17 +5,13 @@
 
 Kept apart from the users so an interactive `locust -f loadtest/locustfile.py` is not forced
 into a shape. Locust ticks the shape once a second, so a step starts up to a second after
-its nominal time; the recorder notes the real start and end of every step.
+its nominal time; the recorder notes the real start and end of every step. Locust loads the
+files in the order given: the locustfile first, which makes `loadtest` importable from any cwd.
 """
-import sys
-from pathlib import Path
+from locust import LoadTestShape, events
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from locust import LoadTestShape, events  # noqa: E402
-
-from loadtest import recorder  # noqa: E402
-from loadtest.recorder import parse_levels  # noqa: E402
+from loadtest import recorder
+from loadtest.recorder import parse_levels
 
 
 @events.init_command_line_parser.add_listener

@@ -38,8 +38,8 @@ DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "gateway": 8080}
 SKIPPED = {
     "make serve": "the servers of this test are `make serve` (of random-weight checkpoints, on free ports)",
     "make test": "the test suite itself",
-    "make finetune": "minutes of training (tests/export/test_finetune.py covers it, and its offline start)",
-    "make eval": "exports and serves a real checkpoint (tests/export/test_evaluate.py)",
+    "make finetune": "minutes of training (tests/training/test_finetune.py covers it, and its offline start)",
+    "make eval": "exports and serves a real checkpoint (tests/evaluation/test_evaluate.py)",
     "k8s/cluster.sh": "needs a Google Cloud project",
     "make repository TARGET=container DEVICE=gpu": "builds the fp16 variant for a GPU image (tests/model_repository)",
     "gcloud ": "needs a Google Cloud project",

@@ -1,11 +1,14 @@
-"""Bad arguments to the export CLIs: exit code 2 and one `error: ...` line, before any export, training
-or server start. Every case also points at a missing checkpoint (or an export without a model), so a
-check that moved after the slow work would fail fast on that instead of exporting or training."""
+"""Bad arguments to the CLIs of export/, training/ and evaluation/: exit code 2 and one `error: ...`
+line, before any export, training or server start. Every case also points at a missing checkpoint (or
+an export without a model), so a check that moved after the slow work would fail fast on that instead
+of exporting or training."""
 import pytest
 
-from export import evaluate, finetune, fpb, onnx, optimize, random_checkpoint
+from evaluation import evaluate
+from export import fpb, onnx, optimize, random_checkpoint
 from export.facts import CANONICAL_LABELS, ModelFacts
 from tests.export.fpb_data import sample_file
+from training import finetune
 
 BASE_ARGS = {
     finetune: "--base {missing} --data {data} --out {tmp}/out",

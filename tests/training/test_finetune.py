@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from export import finetune, fpb, random_checkpoint
+from export import fpb, random_checkpoint
 from export.facts import ModelFacts
 from export.onnx import export_model
 from model_repository.assemble import TargetOptions, assemble
 from tests.export.fpb_data import sample_file, synthetic_rows
+from training import finetune
 
 
 def test_read_parses_sentence_at_label_and_refuses_other_lines(tmp_path):
@@ -129,7 +130,7 @@ def test_offline_it_knows_at_once_that_the_hub_is_unreachable_and_says_where_dat
                 "FINSENT_FPB_DIR": str(tmp_path / "none"), "HF_HOME": str(tmp_path / "hf")}
         started = time.monotonic()
         try:
-            run = subprocess.run([sys.executable, "-m", "export.finetune", "--base", "minilm",
+            run = subprocess.run([sys.executable, "-m", "training.finetune", "--base", "minilm",
                                   "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=45,
                                  env=env, cwd=Path(__file__).resolve().parents[2])
         except subprocess.TimeoutExpired:

@@ -1,7 +1,7 @@
 """Fine-tune an encoder on Financial PhraseBank (75% agreement) for 3-way sentiment: `make finetune`.
 
-    python -m export.finetune                                   # the reference recipe, data from the Hub
-    python -m export.finetune --base minilm --data ../shared/data/financial_phrasebank/Sentences_75Agree.txt
+    python -m training.finetune                                 # the reference recipe, data from the Hub
+    python -m training.finetune --base minilm --data ../shared/data/financial_phrasebank/Sentences_75Agree.txt
 
 The reference recipe: base `distilbert-base-uncased`, the 75%-agreement sentences with duplicates
 removed, a stratified 80/20 split with a fixed seed, 3 labels (negative, neutral, positive).
@@ -31,12 +31,13 @@ from pathlib import Path
 
 from export import calibrate, fpb
 from export.cli import bounded
-from export.facts import MIN_MAX_LENGTH, canonical_index
+from export.facts import FAMILIES, MIN_MAX_LENGTH, canonical_index
 from export.onnx import MAX_LENGTH_CAP
 from export.quiet import known_noise_silenced
+from training.predict import batches, predict, predict_logits
 
 DEFAULT_BASE = "distilbert-base-uncased"
-DEFAULT_OUT = Path("build/checkpoints/distilbert-fpb")
+DEFAULT_OUT = Path(FAMILIES["distilbert"].source)      # what make serve serves as distilbert
 METRICS_FILENAME = "finetune_metrics.json"
 HELDOUT_FILENAME = "heldout.txt"
 
@@ -116,45 +117,6 @@ def load(base: str, arch: str):
     if not (0 < (tokenizer.model_max_length or 0) <= 100_000):
         tokenizer.model_max_length = min(512, model.config.max_position_embeddings)
     return model, tokenizer
-
-
-def batches(texts, labels, tokenizer, size, max_length, shuffle_seed=None):
-    import numpy as np
-    import torch
-    order = np.arange(len(texts))
-    groups = [order[start:start + size] for start in range(0, len(order), size)]
-    if shuffle_seed is not None:
-        # Shuffle, then sort by length within windows of 50 batches, so batches hold texts of
-        # similar length (less padding, ~2x faster on CPU) yet differ from epoch to epoch.
-        rng = np.random.RandomState(shuffle_seed)
-        rng.shuffle(order)
-        window = size * 50
-        order = np.concatenate([sorted(order[i:i + window], key=lambda j: len(texts[j]))
-                                for i in range(0, len(order), window)])
-        groups = [order[start:start + size] for start in range(0, len(order), size)]
-        rng.shuffle(groups)
-    for idx in groups:
-        enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                        return_tensors="pt")
-        yield enc, (torch.tensor([labels[i] for i in idx]) if labels is not None else None)
-
-
-def predict_logits(model, tokenizer, texts, max_length, batch_size=64):
-    """Logits (checkpoint column order) for `texts`, in order."""
-    import numpy as np
-    import torch
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for enc, _ in batches(texts, None, tokenizer, batch_size, max_length):
-            out.append(model(**enc).logits.float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
-
-
-def predict(model, tokenizer, texts, max_length, batch_size=64):
-    """Class probabilities (checkpoint column order) for `texts`, in order."""
-    logits = predict_logits(model, tokenizer, texts, max_length, batch_size)
-    return calibrate.softmax(logits).astype(logits.dtype) if len(logits) else logits
 
 
 def fit_calibration(model, tokenizer, heldout, max_length, seed) -> tuple[dict, list]:
@@ -295,7 +257,7 @@ def no_hub_data(why: str, agree: str) -> str:
     """Where Financial PhraseBank can come from when the Hub cannot be reached."""
     hint = fpb.shared_file(agree)
     return (f"the Hugging Face Hub cannot be reached ({why}), and without DATA= the sentences come from it. "
-            f"Give a local Sentences_{agree}Agree.txt: make finetune DATA=PATH (python -m export.finetune --data "
+            f"Give a local Sentences_{agree}Agree.txt: make finetune DATA=PATH (python -m training.finetune --data "
             f"PATH){f', e.g. {hint}' if hint else ''}, or keep the dataset's folder in $FINSENT_FPB_DIR or "
             f"../shared/data/financial_phrasebank next to the clone, where make finetune finds it. The files are in "
             f"{fpb.HUB_ARCHIVE} of the Hub dataset {fpb.HUB_DATASET} (CC BY-NC-SA 3.0), to fetch where there is "

@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from export import evaluate, fpb
+from evaluation import evaluate, measure, report, score
+from export import fpb
 from tests.export.fpb_data import synthetic_rows
 
 ROWS = synthetic_rows(70, seed=3)   # more than one 64-row batch
@@ -22,7 +23,7 @@ def test_served_and_inprocess_labels_agree_and_are_reported(triton, checkpoints,
     png = tmp_path / result["confusion_png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "accuracy" / "distilbert-fp32.json").read_text())["disagreements"] == 0
-    doc = evaluate.render_docs(tmp_path).read_text()
+    doc = report.render_docs(tmp_path).read_text()
     assert "**measured**, served by Triton" in doc and "| quoted |" in doc and "distilbert-fp32-confusion.png" in doc
     assert "distilbert-fp32-reliability.png" in doc and "15 equal-width bins" in doc
 
@@ -43,7 +44,7 @@ def test_calibration_is_measured_before_and_after_the_temperature_on_unfitted_se
     cal = result["calibration"]
     assert cal["n"] == 50 and cal["left_out"] == 20 and cal["temperature"] == pytest.approx(0.5, rel=1e-3)
     # The served figures are the in-process model's, with and without the temperature.
-    inprocess = evaluate.inprocess_probabilities(checkpoint, [s for s, _ in ROWS[20:]], 512)
+    inprocess = score.inprocess_probabilities(checkpoint, [s for s, _ in ROWS[20:]], 512)
     labels = np.array([fpb.LABELS.index(label) for _, label in ROWS[20:]])
     for key, t in (("before", 1.0), ("after", 0.5)):
         want = measures(softmax(np.log(inprocess), t), labels)
@@ -56,9 +57,9 @@ def test_calibration_is_measured_before_and_after_the_temperature_on_unfitted_se
 def test_a_different_model_in_process_is_caught(triton, checkpoints):
     # Guards the test above: served distilbert against the finbert checkpoint must disagree.
     texts = [s for s, _ in ROWS]
-    served = evaluate.served_probabilities(triton.grpc_url, "distilbert", texts)
-    other = evaluate.inprocess_probabilities(checkpoints["finbert"], texts, 512)
-    result = evaluate.compare(ROWS, served, other, "fp32")
+    served = score.served_probabilities(triton.grpc_url, "distilbert", texts)
+    other = score.inprocess_probabilities(checkpoints["finbert"], texts, 512)
+    result = measure.compare(ROWS, served, other, "fp32")
     assert result["disagreements"] > 0 and not result["gate"]["passed"]
 
 
@@ -67,10 +68,10 @@ def test_non_fp32_variants_are_judged_on_agreement():
     flipped = probs.copy()
     flipped[0] = [0, 1, 0]                       # 1 of 200 differs: 99.5% agreement
     rows = [("s", "negative"), ("s", "neutral"), ("s", "positive"), ("s", "neutral")] * 50
-    assert evaluate.compare(rows, flipped, probs, "int8")["gate"]["passed"]
-    assert not evaluate.compare(rows, flipped, probs, "fp32")["gate"]["passed"]
+    assert measure.compare(rows, flipped, probs, "int8")["gate"]["passed"]
+    assert not measure.compare(rows, flipped, probs, "fp32")["gate"]["passed"]
     flipped[1] = [1, 0, 0]
-    assert not evaluate.compare(rows, flipped, probs, "int8")["gate"]["passed"]
+    assert not measure.compare(rows, flipped, probs, "int8")["gate"]["passed"]
 
 
 def test_a_variant_is_built_guarded_served_and_reported(checkpoints, exports, tmp_path):
@@ -85,4 +86,4 @@ def test_a_variant_is_built_guarded_served_and_reported(checkpoints, exports, tm
     assert result["gate"]["passed"] == (result["confident_agreement"] >= 0.995
                                         and result["inprocess"]["accuracy"] - result["served"]["accuracy"] <= 0.005)
     assert (tmp_path / "accuracy" / "distilbert-int8.json").exists()
-    assert "`distilbert` int8 | **measured**" in evaluate.render_docs(tmp_path).read_text()
+    assert "`distilbert` int8 | **measured**" in report.render_docs(tmp_path).read_text()

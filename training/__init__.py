@@ -1,0 +1,1 @@
+"""Fine-tune encoders on Financial PhraseBank into the checkpoints that export/ turns into ONNX."""
