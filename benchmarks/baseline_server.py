@@ -7,6 +7,7 @@ one asyncio queue, and a single loop takes them one at a time and runs each text
     BASELINE_MODEL=path/to/checkpoint uvicorn benchmarks.baseline_server:app --port 8090
     curl -s localhost:8090/ -d '[{"text": "Profit rose."}]'   ->  [{"label": "positive", "score": 0.9}]
 """
+
 import asyncio
 import contextlib
 import os
@@ -28,7 +29,7 @@ async def classify(request: Request) -> JSONResponse:
 async def model_loop(queue: asyncio.Queue, pipe) -> None:
     while True:
         texts, reply = await queue.get()
-        outputs = [pipe(text, truncation=True)[0] for text in texts]   # one text at a time, on the event loop
+        outputs = [pipe(text, truncation=True)[0] for text in texts]  # one text at a time, on the event loop
         await reply.put([{"label": o["label"].lower(), "score": round(float(o["score"]), 4)} for o in outputs])
 
 

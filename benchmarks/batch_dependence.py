@@ -8,6 +8,7 @@ docs/benchmarks/batch-dependence.{md,json}.
 
     python -m benchmarks.batch_dependence --export build/export/distilbert --variants fp32,int8
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,33 +33,56 @@ def moves(model: OnnxClassifier, texts: list[str], batch: int, shuffles: int, se
         order = rng.permutation(len(texts))
         batched = np.empty_like(alone)
         for start in range(0, len(texts), batch):
-            rows = order[start:start + batch]
+            rows = order[start : start + batch]
             batched[rows] = model.probabilities([texts[i] for i in rows], batch_size=batch)
         diff = np.abs(batched - alone).max(axis=1)
         per_text = np.maximum(per_text, diff)
         worst.append(float(diff.max()))
         flips += int((batched.argmax(axis=1) != alone.argmax(axis=1)).sum())
-    return {"texts": len(texts), "shuffles": shuffles, "max_move_per_shuffle": [round(w, 4) for w in worst],
-            "texts_moved_over_0.01": int((per_text > 0.01).sum()), "texts_moved_over_0.05": int((per_text > 0.05).sum()),
-            "label_changes": flips, "labels_compared": shuffles * len(texts)}
+    return {
+        "texts": len(texts),
+        "shuffles": shuffles,
+        "max_move_per_shuffle": [round(w, 4) for w in worst],
+        "texts_moved_over_0.01": int((per_text > 0.01).sum()),
+        "texts_moved_over_0.05": int((per_text > 0.05).sum()),
+        "label_changes": flips,
+        "labels_compared": shuffles * len(texts),
+    }
 
 
 def markdown(results: dict) -> str:
-    lines = [f"# Batch dependence of the variants ({results['when']})", "",
-             f"`python -m benchmarks.batch_dependence`, export `{results['export']}`, {results['sentences']}. "
-             f"Each text alone against the same text in random batches of {results['batch']} (padded to the "
-             f"batch's longest), {results['shuffles']} shuffles; a text's move is its largest probability change.", "",
-             *table(["variant", "largest move per shuffle", "texts moved > 0.01", "texts moved > 0.05", "label changes"],
-                    [[variant, ", ".join(f"{w:.4f}" for w in r["max_move_per_shuffle"]),
-                      f"{r['texts_moved_over_0.01']} of {r['texts']}", f"{r['texts_moved_over_0.05']} of {r['texts']}",
-                      f"{r['label_changes']} of {r['labels_compared']}"] for variant, r in results["variants"].items()])]
+    lines = [
+        f"# Batch dependence of the variants ({results['when']})",
+        "",
+        f"`python -m benchmarks.batch_dependence`, export `{results['export']}`, {results['sentences']}. "
+        f"Each text alone against the same text in random batches of {results['batch']} (padded to the "
+        f"batch's longest), {results['shuffles']} shuffles; a text's move is its largest probability change.",
+        "",
+        *table(
+            ["variant", "largest move per shuffle", "texts moved > 0.01", "texts moved > 0.05", "label changes"],
+            [
+                [
+                    variant,
+                    ", ".join(f"{w:.4f}" for w in r["max_move_per_shuffle"]),
+                    f"{r['texts_moved_over_0.01']} of {r['texts']}",
+                    f"{r['texts_moved_over_0.05']} of {r['texts']}",
+                    f"{r['label_changes']} of {r['labels_compared']}",
+                ]
+                for variant, r in results["variants"].items()
+            ],
+        ),
+    ]
     return "\n".join(lines + [""])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export", type=existing_export, default="build/export/distilbert",
-                        help="an export folder with the variants built (default: make serve's DistilBERT)")
+    parser.add_argument(
+        "--export",
+        type=existing_export,
+        default="build/export/distilbert",
+        help="an export folder with the variants built (default: make serve's DistilBERT)",
+    )
     parser.add_argument("--variants", default="fp32,int8")
     parser.add_argument("--sentences", type=bounded(int, 1), default=600)
     parser.add_argument("--batch", type=bounded(int, 2), default=16)
@@ -69,11 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [v for v in variants if v not in VARIANTS]:
         parser.error(f"argument --variants: unknown {unknown}: choose from {', '.join(VARIANTS)}")
     texts, source = sentences(args.sentences)
-    results = {"when": runner.now(), "export": str(args.export),
-               "sentences": source, "batch": args.batch, "shuffles": args.shuffles, "variants": {}}
+    results = {
+        "when": runner.now(),
+        "export": str(args.export),
+        "sentences": source,
+        "batch": args.batch,
+        "shuffles": args.shuffles,
+        "variants": {},
+    }
     if missing := [v for v in variants if not (args.export / variant_filename(v)).is_file()]:
-        parser.error(f"{args.export} has no {', '.join(missing)} variant: build it with "
-                     f"`python -m export.optimize --export {args.export} --variants {','.join(missing)}`")
+        parser.error(
+            f"{args.export} has no {', '.join(missing)} variant: build it with "
+            f"`python -m export.optimize --export {args.export} --variants {','.join(missing)}`"
+        )
     for variant in variants:
         results["variants"][variant] = moves(OnnxClassifier(args.export, variant), texts, args.batch, args.shuffles)
         print(f"{variant}: {results['variants'][variant]}")

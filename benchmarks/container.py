@@ -15,6 +15,7 @@ Writes docs/benchmarks/container.{md,json,png}.
 
     python -m benchmarks.container --rounds 2 --window-requests 64
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,31 @@ FINE = (16, 32, 64, 128, 256)
 # name -> (options but cores and variant, shipped: a profile `make repository` builds, what it is)
 CONFIGS = {
     "local": (dict(target="local"), True, "`make serve`: ragged requests, length-aware Python classifier"),
-    "container-cpu": (dict(target="container", device="cpu"), True,
-                      "cpu profile: the same Python classifier (ONNX Runtime 1.19.2 in the image)"),
-    "container-gpu": (dict(target="container", device="gpu", cpu_instances=True), True,
-                      "gpu profile: native onnxruntime backend, one 128-token bucket; KIND_CPU here"),
-    "before-cpu": (dict(target="container", device="cpu", classifier="onnxruntime", buckets=FINE), False,
-                   "the cpu profile before: native backend, buckets 16/32/64/128/256"),
-    "before-gpu": (dict(target="container", device="gpu", cpu_instances=True, buckets=FINE), False,
-                   "the gpu profile before: buckets 16/32/64/128/256; KIND_CPU here"),
-    "native-cpu-128": (dict(target="container", device="cpu", classifier="onnxruntime"), False,
-                       "rejected for cpu: the gpu profile's padding with the cpu profile's threads"),
+    "container-cpu": (
+        dict(target="container", device="cpu"),
+        True,
+        "cpu profile: the same Python classifier (ONNX Runtime 1.19.2 in the image)",
+    ),
+    "container-gpu": (
+        dict(target="container", device="gpu", cpu_instances=True),
+        True,
+        "gpu profile: native onnxruntime backend, one 128-token bucket; KIND_CPU here",
+    ),
+    "before-cpu": (
+        dict(target="container", device="cpu", classifier="onnxruntime", buckets=FINE),
+        False,
+        "the cpu profile before: native backend, buckets 16/32/64/128/256",
+    ),
+    "before-gpu": (
+        dict(target="container", device="gpu", cpu_instances=True, buckets=FINE),
+        False,
+        "the gpu profile before: buckets 16/32/64/128/256; KIND_CPU here",
+    ),
+    "native-cpu-128": (
+        dict(target="container", device="cpu", classifier="onnxruntime"),
+        False,
+        "rejected for cpu: the gpu profile's padding with the cpu profile's threads",
+    ),
 }
 
 
@@ -58,11 +74,18 @@ def measure(servers: dict, family: str, texts: list[str], clients: int, window_r
         level = perf_analyzer_level(server, family, texts, clients, 0, work, request_count=window_requests)
         steps = stats_delta(before, triton_stats(server, family))
         classifier = steps[f"{family}_classifier"]
-        out[name] = {"texts_per_s": level.texts_per_s, "p50_ms": level.p50_ms, "p99_ms": level.p99_ms,
-                     "classifier_requests": classifier["requests"], "classifier_executions": classifier["executions"],
-                     "batch_histogram": classifier["batch_histogram"]}
-        print(f"  {name}: {level.texts_per_s:.1f} texts/s, mean batch "
-              f"{classifier['requests'] / max(classifier['executions'], 1):.2f}, p99 {level.p99_ms:.0f} ms")
+        out[name] = {
+            "texts_per_s": level.texts_per_s,
+            "p50_ms": level.p50_ms,
+            "p99_ms": level.p99_ms,
+            "classifier_requests": classifier["requests"],
+            "classifier_executions": classifier["executions"],
+            "batch_histogram": classifier["batch_histogram"],
+        }
+        print(
+            f"  {name}: {level.texts_per_s:.1f} texts/s, mean batch "
+            f"{classifier['requests'] / max(classifier['executions'], 1):.2f}, p99 {level.p99_ms:.0f} ms"
+        )
     return out
 
 
@@ -72,39 +95,70 @@ def summarize(rounds: list[dict]) -> dict:
         entries = [r[name] for r in rounds]
         requests = sum(e["classifier_requests"] for e in entries)
         executions = sum(e["classifier_executions"] for e in entries)
-        summary[name] = {"texts_per_s": float(np.median([e["texts_per_s"] for e in entries])),
-                         "texts_per_s_runs": [e["texts_per_s"] for e in entries],
-                         "mean_batch": requests / max(executions, 1),
-                         "p99_ms": float(np.median([e["p99_ms"] for e in entries]))}
+        summary[name] = {
+            "texts_per_s": float(np.median([e["texts_per_s"] for e in entries])),
+            "texts_per_s_runs": [e["texts_per_s"] for e in entries],
+            "mean_batch": requests / max(executions, 1),
+            "p99_ms": float(np.median([e["p99_ms"] for e in entries])),
+        }
     return summary
 
 
 def markdown(results: dict) -> str:
     s = results["summary"]
     local = s["local"]
-    lines = [f"# Container profiles: batching and speed ({results['when']})", "",
-             f"Machine: {results['machine']}. Model: `{results['source']}` ({results['variant']}). "
-             f"Sentences: {results['sentences']}. NVIDIA perf_analyzer, {results['clients']} concurrent single-text "
-             f"clients, perf_analyzer windows of {results['window_requests']} requests (at least 3 per measurement), "
-             f"{results['rounds']} interleaved rounds, all in "
-             "one run (`make bench`). Mean batch = the classifier's requests / executions (Triton's statistics). "
-             f"ONNX Runtime threads: {results['cores']} for every CPU classifier (the image's default is the CPU "
-             "profile's request); the gpu profile keeps its 1 thread.", "",
-             *table(["configuration", "what it is", "ships", "mean batch", "texts/s (median)", "× local", "p99 ms",
-                     "texts/s per round"],
-                    [[name, CONFIGS[name][2], "yes" if results["configs"][name] else "no", f"{entry['mean_batch']:.2f}",
-                      f"{entry['texts_per_s']:.1f}", f"{entry['texts_per_s'] / local['texts_per_s']:.2f}",
-                      f"{entry['p99_ms']:.0f}", " / ".join(f"{v:.1f}" for v in entry["texts_per_s_runs"])]
-                     for name, entry in s.items()])]
-    lines += ["", "The gpu profile's speed here is a CPU's (KIND_CPU, one thread): only its batching says anything "
-              "about a GPU node. GPU numerics and speed are unmeasured (no GPU was lent).", ""]
+    lines = [
+        f"# Container profiles: batching and speed ({results['when']})",
+        "",
+        f"Machine: {results['machine']}. Model: `{results['source']}` ({results['variant']}). "
+        f"Sentences: {results['sentences']}. NVIDIA perf_analyzer, {results['clients']} concurrent single-text "
+        f"clients, perf_analyzer windows of {results['window_requests']} requests (at least 3 per measurement), "
+        f"{results['rounds']} interleaved rounds, all in "
+        "one run (`make bench`). Mean batch = the classifier's requests / executions (Triton's statistics). "
+        f"ONNX Runtime threads: {results['cores']} for every CPU classifier (the image's default is the CPU "
+        "profile's request); the gpu profile keeps its 1 thread.",
+        "",
+        *table(
+            [
+                "configuration",
+                "what it is",
+                "ships",
+                "mean batch",
+                "texts/s (median)",
+                "× local",
+                "p99 ms",
+                "texts/s per round",
+            ],
+            [
+                [
+                    name,
+                    CONFIGS[name][2],
+                    "yes" if results["configs"][name] else "no",
+                    f"{entry['mean_batch']:.2f}",
+                    f"{entry['texts_per_s']:.1f}",
+                    f"{entry['texts_per_s'] / local['texts_per_s']:.2f}",
+                    f"{entry['p99_ms']:.0f}",
+                    " / ".join(f"{v:.1f}" for v in entry["texts_per_s_runs"]),
+                ]
+                for name, entry in s.items()
+            ],
+        ),
+    ]
+    lines += [
+        "",
+        "The gpu profile's speed here is a CPU's (KIND_CPU, one thread): only its batching says anything "
+        "about a GPU node. GPU numerics and speed are unmeasured (no GPU was lent).",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def plot(results: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     names = list(results["summary"])
     ships = [results["configs"][n] for n in names]
     colors = ["tab:blue" if s else "tab:gray" for s in ships]
@@ -118,8 +172,11 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(title)
         ax.set_xlim(0, max(values) * 1.2)
     axes[0].set_yticks(y, names, fontsize=8)
-    fig.suptitle(f"{results['clients']} concurrent clients, {results['variant']} ({results['source']}); "
-                 "blue: shipped profiles, grey: designs they replaced", fontsize=9)
+    fig.suptitle(
+        f"{results['clients']} concurrent clients, {results['variant']} ({results['source']}); "
+        "blue: shipped profiles, grey: designs they replaced",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -130,12 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="FinBERT-layout checkpoint (default: random-weight BERT-base)")
     parser.add_argument("--variant", choices=VARIANTS, default="fp32")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--window-requests", type=int, default=64,
-                        help="requests per perf_analyzer measurement window (it measures 3 or more)")
+    parser.add_argument(
+        "--window-requests",
+        type=int,
+        default=64,
+        help="requests per perf_analyzer measurement window (it measures 3 or more)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--configs", default=",".join(n for n in CONFIGS if n != "native-cpu-128"),
-                        help=f"comma-separated, from {', '.join(CONFIGS)} (default: all but native-cpu-128, which "
-                             "serves a few texts/s here)")
+    parser.add_argument(
+        "--configs",
+        default=",".join(n for n in CONFIGS if n != "native-cpu-128"),
+        help=f"comma-separated, from {', '.join(CONFIGS)} (default: all but native-cpu-128, which "
+        "serves a few texts/s here)",
+    )
     parser.add_argument("--sentences", type=int, default=480)
     shared_arguments(parser)
     args = parser.parse_args(argv)
@@ -151,8 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     export = export_model(source, "finbert", args.build / "export" / "finbert").path
     if args.variant != "fp32":
         from export.optimize import MIN_AGREEMENT, build_variants
-        build_variants(export, [args.variant], min_agreement=MIN_AGREEMENT if args.checkpoint else 0.0,
-                       guard_limit=None if args.checkpoint else UNGUARDED_SAMPLE)
+
+        build_variants(
+            export,
+            [args.variant],
+            min_agreement=MIN_AGREEMENT if args.checkpoint else 0.0,
+            guard_limit=None if args.checkpoint else UNGUARDED_SAMPLE,
+        )
     servers = {}
     try:
         for name in names:
@@ -163,15 +232,26 @@ def main(argv: list[str] | None = None) -> int:
         rounds = []
         for i in range(args.rounds):
             print(f"round {i + 1} of {args.rounds}")
-            rounds.append(measure(servers, "finbert", texts, args.clients, args.window_requests,
-                                  args.build / "container"))
+            rounds.append(
+                measure(servers, "finbert", texts, args.clients, args.window_requests, args.build / "container")
+            )
     finally:
         for server in servers.values():
             server.stop()
-    results = {"when": runner.now(), "machine": machine(args.cores),
-               "source": source, "variant": args.variant, "sentences": text_source, "clients": args.clients,
-               "window_requests": args.window_requests, "rounds": args.rounds, "cores": args.cores,
-               "configs": {n: CONFIGS[n][1] for n in names}, "runs": rounds, "summary": summarize(rounds)}
+    results = {
+        "when": runner.now(),
+        "machine": machine(args.cores),
+        "source": source,
+        "variant": args.variant,
+        "sentences": text_source,
+        "clients": args.clients,
+        "window_requests": args.window_requests,
+        "rounds": args.rounds,
+        "cores": args.cores,
+        "configs": {n: CONFIGS[n][1] for n in names},
+        "runs": rounds,
+        "summary": summarize(rounds),
+    }
     runner.write(args.out, "container", results, markdown, plot, indent=1)
     return 0
 

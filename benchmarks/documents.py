@@ -14,6 +14,7 @@ concurrent callers working through the same documents:
 Then short requests against a long document: --clients single-text callers alone, then while
 one document of --long-bytes is scored (p50/p99 of the short ones).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,19 @@ def corpus(n_documents: int, seed: int = 0) -> tuple[list[str], str]:
         paragraphs, i = [], 0
         while i < len(picked):
             k = rng.randint(3, 8)
-            paragraphs.append(" ".join(picked[i:i + k]))
+            paragraphs.append(" ".join(picked[i : i + k]))
             i += k
         documents.append("\n\n".join(paragraphs))
-    return documents, (f"Financial PhraseBank 75% agreement sentences, {n_documents} documents of 20-60" if path
-                       else f"the parity sentences (no Financial PhraseBank file), {n_documents} documents of 20-60")
+    return documents, (
+        f"Financial PhraseBank 75% agreement sentences, {n_documents} documents of 20-60"
+        if path
+        else f"the parity sentences (no Financial PhraseBank file), {n_documents} documents of 20-60"
+    )
 
 
 def classifier_counts(server, family: str) -> tuple[int, int]:
     import tritonclient.http as httpclient
+
     client = httpclient.InferenceServerClient(server.http_url)
     try:
         s = client.get_inference_statistics(f"{family}_classifier")["model_stats"][0]
@@ -126,25 +131,50 @@ def starvation(server, family: str, documents: list[str], clients: int, long_byt
     during = short_latencies(server.grpc_url, family, clients, done.is_set)
     thread.join()
     pct = lambda xs, q: float(np.percentile(xs, q))
-    return {"long_bytes": len(long.encode()), "long_sentences": result["sentences"], "long_seconds": result["seconds"],
-            "short_alone": {"requests": len(alone), "p50_ms": pct(alone, 50), "p99_ms": pct(alone, 99)},
-            "short_during": {"requests": len(during), "p50_ms": pct(during, 50), "p99_ms": pct(during, 99)}}
+    return {
+        "long_bytes": len(long.encode()),
+        "long_sentences": result["sentences"],
+        "long_seconds": result["seconds"],
+        "short_alone": {"requests": len(alone), "p50_ms": pct(alone, 50), "p99_ms": pct(alone, 99)},
+        "short_during": {"requests": len(during), "p50_ms": pct(during, 50), "p99_ms": pct(during, 99)},
+    }
 
 
 def markdown(results: dict) -> str:
     s = results["starvation"]
-    lines = ["# Documents: the BLS document model vs a client that splits itself", "",
-             f"Run {results['when']} on {results['machine']}; model {results['source']} ({results['variant']}); "
-             f"{results['corpus']}; {results['clients']} concurrent callers, {results['rounds']} interleaved rounds "
-             "(median). Written by `python -m benchmarks.documents` (see its docstring).", "",
-             *table(["mode", "documents/s", "sentences/s", "classifier executions", "mean classifier batch"],
-                    [[mode, f"{r['documents_per_s']:.2f}", f"{r['sentences_per_s']:.1f}", r["executions"],
-                      f"{r['mean_batch']:.1f}"] for mode, r in results["modes"].items()]),
-             "", f"Short single-text requests ({results['clients']} callers) alone and while one document of "
-             f"{s['long_bytes']:,} bytes ({s['long_sentences']} sentences, {s['long_seconds']:.1f} s) is scored:", "",
-             *table(["short requests", "requests", "p50 ms", "p99 ms"],
-                    [[k.replace("short_", ""), v["requests"], f"{v['p50_ms']:.0f}", f"{v['p99_ms']:.0f}"]
-                     for k, v in s.items() if k.startswith("short_")])]
+    lines = [
+        "# Documents: the BLS document model vs a client that splits itself",
+        "",
+        f"Run {results['when']} on {results['machine']}; model {results['source']} ({results['variant']}); "
+        f"{results['corpus']}; {results['clients']} concurrent callers, {results['rounds']} interleaved rounds "
+        "(median). Written by `python -m benchmarks.documents` (see its docstring).",
+        "",
+        *table(
+            ["mode", "documents/s", "sentences/s", "classifier executions", "mean classifier batch"],
+            [
+                [
+                    mode,
+                    f"{r['documents_per_s']:.2f}",
+                    f"{r['sentences_per_s']:.1f}",
+                    r["executions"],
+                    f"{r['mean_batch']:.1f}",
+                ]
+                for mode, r in results["modes"].items()
+            ],
+        ),
+        "",
+        f"Short single-text requests ({results['clients']} callers) alone and while one document of "
+        f"{s['long_bytes']:,} bytes ({s['long_sentences']} sentences, {s['long_seconds']:.1f} s) is scored:",
+        "",
+        *table(
+            ["short requests", "requests", "p50 ms", "p99 ms"],
+            [
+                [k.replace("short_", ""), v["requests"], f"{v['p50_ms']:.0f}", f"{v['p99_ms']:.0f}"]
+                for k, v in s.items()
+                if k.startswith("short_")
+            ],
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -155,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--documents", type=int, default=12)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--long-bytes", type=int, default=100_000,
-                        help="the long document of the starvation check (1 MB: --long-bytes 1000000, minutes on 2 cores)")
+    parser.add_argument(
+        "--long-bytes",
+        type=int,
+        default=100_000,
+        help="the long document of the starvation check (1 MB: --long-bytes 1000000, minutes on 2 cores)",
+    )
     shared_arguments(parser)
     args = parser.parse_args(argv)
     family = "finbert"
@@ -165,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant != "fp32":
         build_variants(export_dir, [args.variant], min_agreement=0.0 if not args.finbert else 0.98)
     documents, described = corpus(args.documents)
-    server = stack.serve({family: export_dir}, args.build / "documents", TargetOptions("local", cores=args.cores,
-                                                                                       variant=args.variant))
+    server = stack.serve(
+        {family: export_dir}, args.build / "documents", TargetOptions("local", cores=args.cores, variant=args.variant)
+    )
     try:
-        by_bls(server.grpc_url, family, documents[:2], 1)            # warm up both paths
+        by_bls(server.grpc_url, family, documents[:2], 1)  # warm up both paths
         by_client(server.grpc_url, family, documents[:2], 1)
         runs = {mode: [] for mode in MODES}
         for r in range(args.rounds):
@@ -179,21 +214,36 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = time.perf_counter() - began
                 rows, executions = (a - b for a, b in zip(classifier_counts(server, family), before))
                 runs[mode].append({"seconds": seconds, "sentences": sentences, "rows": rows, "executions": executions})
-                print(f"round {r + 1} {mode}: {len(documents) / seconds:.2f} documents/s, {sentences / seconds:.1f} "
-                      f"sentences/s, {rows} rows in {executions} classifier executions", flush=True)
-        modes = {mode: {"documents_per_s": float(np.median([len(documents) / x["seconds"] for x in xs])),
-                        "sentences_per_s": float(np.median([x["sentences"] / x["seconds"] for x in xs])),
-                        "executions": int(np.median([x["executions"] for x in xs])),
-                        "mean_batch": sum(x["rows"] for x in xs) / max(1, sum(x["executions"] for x in xs)),
-                        "runs": xs} for mode, xs in runs.items()}
+                print(
+                    f"round {r + 1} {mode}: {len(documents) / seconds:.2f} documents/s, {sentences / seconds:.1f} "
+                    f"sentences/s, {rows} rows in {executions} classifier executions",
+                    flush=True,
+                )
+        modes = {
+            mode: {
+                "documents_per_s": float(np.median([len(documents) / x["seconds"] for x in xs])),
+                "sentences_per_s": float(np.median([x["sentences"] / x["seconds"] for x in xs])),
+                "executions": int(np.median([x["executions"] for x in xs])),
+                "mean_batch": sum(x["rows"] for x in xs) / max(1, sum(x["executions"] for x in xs)),
+                "runs": xs,
+            }
+            for mode, xs in runs.items()
+        }
         print("short requests alone, then during a long document ...", flush=True)
         starved = starvation(server, family, documents, args.clients, args.long_bytes, baseline_s=10)
     finally:
         server.stop()
-    results = {"when": runner.now(), "machine": runner.machine(args.cores),
-               "source": args.finbert or "random-weight BERT-base (FinBERT's architecture)", "variant": args.variant,
-               "corpus": described, "clients": args.clients, "rounds": args.rounds, "modes": modes,
-               "starvation": starved}
+    results = {
+        "when": runner.now(),
+        "machine": runner.machine(args.cores),
+        "source": args.finbert or "random-weight BERT-base (FinBERT's architecture)",
+        "variant": args.variant,
+        "corpus": described,
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "modes": modes,
+        "starvation": starved,
+    }
     runner.write(args.out, "documents", results, markdown)
     return 0
 

@@ -12,6 +12,7 @@ classifier's). Writes docs/benchmarks/faults.{md,json,png}.
 
     python -m benchmarks.faults --clients 16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,7 @@ from export.facts import FAMILIES
 from export.onnx import export_model
 from loadtest.traffic import Call, Traffic, finsent_sender, grpc_sender
 from model_repository.assemble import TargetOptions, assemble
-from server import health
-from server import stack
+from server import health, stack
 from server.stack import stub_pids
 from server.triton import TritonServer
 
@@ -54,22 +54,30 @@ def outcome(calls: list[Call], fault_at: float) -> dict:
     failed = [c for c in calls if c.error]
     in_flight = sum(1 for c in calls if c.began <= fault_at < c.ended)
     last_failure = max((c.ended for c in failed), default=fault_at)
-    healed = min((c.ended for c in calls if not c.error and c.began >= last_failure and c.began >= fault_at),
-                 default=float("nan"))
+    healed = min(
+        (c.ended for c in calls if not c.error and c.began >= last_failure and c.began >= fault_at),
+        default=float("nan"),
+    )
     errors: dict[str, int] = {}
     for c in failed:
         key = c.error.split(":")[0] + ": " + " ".join(c.error.split(":", 1)[-1].split()[:8])
         errors[key] = errors.get(key, 0) + 1
     before = [c for c in calls if c.ended < fault_at and not c.error]
-    return {"requests": len(calls), "failed": len(failed), "in_flight_at_fault": in_flight,
-            "failing_s": [round(min(c.ended for c in failed) - fault_at, 2), round(last_failure - fault_at, 2)]
-            if failed else None,
-            "healed_s": round(healed - fault_at, 2), "errors": errors,
-            "rate_before_per_s": round(len(before) / max(1e-9, before[-1].ended - before[0].began), 1) if before else 0,
-            "over_time": over_time([(round(c.ended - fault_at, 3), c.error is None) for c in calls])}
+    return {
+        "requests": len(calls),
+        "failed": len(failed),
+        "in_flight_at_fault": in_flight,
+        "failing_s": [round(min(c.ended for c in failed) - fault_at, 2), round(last_failure - fault_at, 2)]
+        if failed
+        else None,
+        "healed_s": round(healed - fault_at, 2),
+        "errors": errors,
+        "rate_before_per_s": round(len(before) / max(1e-9, before[-1].ended - before[0].began), 1) if before else 0,
+        "over_time": over_time([(round(c.ended - fault_at, 3), c.error is None) for c in calls]),
+    }
 
 
-BUCKET_S = 0.5          # the plot's bars: calls per half second
+BUCKET_S = 0.5  # the plot's bars: calls per half second
 
 
 def over_time(ended: list[tuple[float, bool]]) -> dict:
@@ -78,8 +86,12 @@ def over_time(ended: list[tuple[float, bool]]) -> dict:
     t = np.array([s for s, _ in ended], dtype=float)
     ok = np.array([good for _, good in ended], dtype=bool)
     edges = np.arange(np.floor(t.min()), np.ceil(t.max()) + BUCKET_S, BUCKET_S)
-    return {"bucket_s": BUCKET_S, "start_s": float(edges[0]),
-            "ok": np.histogram(t[ok], edges)[0].tolist(), "failed": np.histogram(t[~ok], edges)[0].tolist()}
+    return {
+        "bucket_s": BUCKET_S,
+        "start_s": float(edges[0]),
+        "ok": np.histogram(t[ok], edges)[0].tolist(),
+        "failed": np.histogram(t[~ok], edges)[0].tolist(),
+    }
 
 
 def probe(server: TritonServer, models, halt: threading.Event, period_s: float = 0.25) -> list[tuple[float, bool]]:
@@ -91,15 +103,28 @@ def probe(server: TritonServer, models, halt: threading.Event, period_s: float =
     return answers
 
 
-def dead_stub(server: TritonServer, model: str = "finbert", clients: int = 16, before_s: float = 5.0,
-              after_s: float = 15.0, interval_s: float = 1.0, watch_stubs: bool = True, log=print) -> dict:
+def dead_stub(
+    server: TritonServer,
+    model: str = "finbert",
+    clients: int = 16,
+    before_s: float = 5.0,
+    after_s: float = 15.0,
+    interval_s: float = 1.0,
+    watch_stubs: bool = True,
+    log=print,
+) -> dict:
     """Kill `model`'s tokenizer stub under load while the watchdog runs; what did clients see?
     watch_stubs: the watchdog also watches the stub processes (`python -m server`'s); without, it
     only has its inference check every interval_s (as `python -m server.health --watch`)."""
     watchdog_log: list[str] = []
-    watchdog = health.Watchdog(server.http_url, [model], server.admin_key, interval_s,
-                               log=lambda line: watchdog_log.append(f"{time.monotonic():.3f} {line}"),
-                               server_pid=server.process.pid if watch_stubs else None)
+    watchdog = health.Watchdog(
+        server.http_url,
+        [model],
+        server.admin_key,
+        interval_s,
+        log=lambda line: watchdog_log.append(f"{time.monotonic():.3f} {line}"),
+        server_pid=server.process.pid if watch_stubs else None,
+    )
     watchdog.start()
     halt, answers = threading.Event(), []
     prober = threading.Thread(target=lambda: answers.extend(probe(server, [model], halt)), daemon=True)
@@ -119,18 +144,34 @@ def dead_stub(server: TritonServer, model: str = "finbert", clients: int = 16, b
         watchdog.stop()
     result = outcome(calls, killed_at)
     unready = [t - killed_at for t, ok in answers if not ok]
-    result.update(model=model, clients=clients, watchdog_interval_s=interval_s, watch_stubs=watch_stubs, killed_pid=pid,
-                  new_stub=bool(stub_pids(server, f"{model}_tokenizer")) and stub_pids(server, f"{model}_tokenizer") != [pid],
-                  probe_unready_s=[round(min(unready), 2), round(max(unready), 2)] if unready else None,
-                  probe_ready_after_s=round(min((t - killed_at for t, ok in answers
-                                                 if ok and t - killed_at > (max(unready) if unready else 0)),
-                                                default=float("nan")), 2),
-                  watchdog=[f"{float(line.split()[0]) - killed_at:+.2f}s {line.split(' ', 1)[1]}" for line in watchdog_log])
+    result.update(
+        model=model,
+        clients=clients,
+        watchdog_interval_s=interval_s,
+        watch_stubs=watch_stubs,
+        killed_pid=pid,
+        new_stub=bool(stub_pids(server, f"{model}_tokenizer")) and stub_pids(server, f"{model}_tokenizer") != [pid],
+        probe_unready_s=[round(min(unready), 2), round(max(unready), 2)] if unready else None,
+        probe_ready_after_s=round(
+            min(
+                (t - killed_at for t, ok in answers if ok and t - killed_at > (max(unready) if unready else 0)),
+                default=float("nan"),
+            ),
+            2,
+        ),
+        watchdog=[f"{float(line.split()[0]) - killed_at:+.2f}s {line.split(' ', 1)[1]}" for line in watchdog_log],
+    )
     return result
 
 
-def restart(server: TritonServer, model: str = "finbert", clients: int = 16, before_s: float = 5.0,
-            after_s: float = 15.0, log=print) -> dict:
+def restart(
+    server: TritonServer,
+    model: str = "finbert",
+    clients: int = 16,
+    before_s: float = 5.0,
+    after_s: float = 15.0,
+    log=print,
+) -> dict:
     """SIGTERM the server and start it again on the same ports under finsent.Client load.
 
     Callers wait 0.5 s after a failure the client did not retry, as a caller would, so the count
@@ -148,59 +189,115 @@ def restart(server: TritonServer, model: str = "finbert", clients: int = 16, bef
     finally:
         calls = traffic.stop()
     result = outcome(calls, stopped_at)
-    result.update(model=model, clients=clients, exit_code=code, stop_s=round(down_s, 2),
-                  ready_again_s=round(back_s, 2),
-                  served_after_ready_s=round(min((c.ended for c in calls if not c.error
-                                                  and c.ended >= stopped_at + back_s), default=float("nan"))
-                                             - stopped_at, 2),
-                  callers_failed=len({c.caller for c in calls if c.error}),
-                  callers_back=len({c.caller for c in calls if not c.error and c.began > stopped_at + back_s}))
+    result.update(
+        model=model,
+        clients=clients,
+        exit_code=code,
+        stop_s=round(down_s, 2),
+        ready_again_s=round(back_s, 2),
+        served_after_ready_s=round(
+            min((c.ended for c in calls if not c.error and c.ended >= stopped_at + back_s), default=float("nan"))
+            - stopped_at,
+            2,
+        ),
+        callers_failed=len({c.caller for c in calls if c.error}),
+        callers_back=len({c.caller for c in calls if not c.error and c.began > stopped_at + back_s}),
+    )
     return result
 
 
 def markdown(results: dict) -> str:
     stubs, rs = [results[k] for k in ("stub", "stub_check_only") if k in results], results["restart"]
     stub, failing = stubs[0], rs["failing_s"] or ("-", "-")
-    lines = [f"# Faults under load ({results['date']})", "",
-             f"Machine: {results['machine']}. Models: the test suite's tiny random-weight ensembles. "
-             f"Made by `make faults` (benchmarks/faults.py).", "",
-             "## A dead Python-backend stub", "",
-             f"{stub['clients']} raw tritonclient gRPC clients (no retries: every failure counts; a client waits 0.5 s after "
-             f"a failure, as a caller would, so the count is not how fast a tight loop fails) send `{stub['model']}` "
-             f"one text at a time (~{stub['rate_before_per_s']} requests/s); the tokenizer's stub is SIGKILLed. "
-             f"The watchdog checks with a real inference every {stub['watchdog_interval_s']} s and reloads a broken "
-             "model (explicit model control, admin key). `python -m server`'s also looks at the stub processes every "
-             "0.1 s and reloads a model whose stub died at once; each case runs on a fresh server.", ""]
-    rows = [("healed (first success after the last failure)", lambda s: f"**{s['healed_s']} s** after the kill"),
-            ("failed requests", lambda s: f"{s['failed']} of {s['requests']} ({s['in_flight_at_fault']} in flight at the kill)"),
-            ("failures seen", lambda s: f"from {s['failing_s'][0]} s to {s['failing_s'][1]} s after the kill"
-             if s["failing_s"] else "none"),
-            ("inference health check (as the readiness probe), every 0.25 s",
-             lambda s: (f"checks begun {s['probe_unready_s'][0]}–{s['probe_unready_s'][1]} s after the kill said "
-                        f"unready; the first ready one began at {s['probe_ready_after_s']} s")
-             if s["probe_unready_s"] else "never unready"),
-            ("a new stub process", lambda s: str(s["new_stub"]))]
-    lines += table(["", *("stub watch + inference check (`python -m server`)" if s["watch_stubs"] else "inference check only"
-                          for s in stubs)], [[name, *(cell(s) for s in stubs)] for name, cell in rows])
+    lines = [
+        f"# Faults under load ({results['date']})",
+        "",
+        f"Machine: {results['machine']}. Models: the test suite's tiny random-weight ensembles. "
+        f"Made by `make faults` (benchmarks/faults.py).",
+        "",
+        "## A dead Python-backend stub",
+        "",
+        f"{stub['clients']} raw tritonclient gRPC clients (no retries: every failure counts; a client waits 0.5 s after "
+        f"a failure, as a caller would, so the count is not how fast a tight loop fails) send `{stub['model']}` "
+        f"one text at a time (~{stub['rate_before_per_s']} requests/s); the tokenizer's stub is SIGKILLed. "
+        f"The watchdog checks with a real inference every {stub['watchdog_interval_s']} s and reloads a broken "
+        "model (explicit model control, admin key). `python -m server`'s also looks at the stub processes every "
+        "0.1 s and reloads a model whose stub died at once; each case runs on a fresh server.",
+        "",
+    ]
+    rows = [
+        ("healed (first success after the last failure)", lambda s: f"**{s['healed_s']} s** after the kill"),
+        (
+            "failed requests",
+            lambda s: f"{s['failed']} of {s['requests']} ({s['in_flight_at_fault']} in flight at the kill)",
+        ),
+        (
+            "failures seen",
+            lambda s: (
+                f"from {s['failing_s'][0]} s to {s['failing_s'][1]} s after the kill" if s["failing_s"] else "none"
+            ),
+        ),
+        (
+            "inference health check (as the readiness probe), every 0.25 s",
+            lambda s: (
+                (
+                    f"checks begun {s['probe_unready_s'][0]}–{s['probe_unready_s'][1]} s after the kill said "
+                    f"unready; the first ready one began at {s['probe_ready_after_s']} s"
+                )
+                if s["probe_unready_s"]
+                else "never unready"
+            ),
+        ),
+        ("a new stub process", lambda s: str(s["new_stub"])),
+    ]
+    lines += table(
+        [
+            "",
+            *(
+                "stub watch + inference check (`python -m server`)" if s["watch_stubs"] else "inference check only"
+                for s in stubs
+            ),
+        ],
+        [[name, *(cell(s) for s in stubs)] for name, cell in rows],
+    )
     for s_ in stubs:
         lines += ["", f"Errors clients saw ({'stub watch' if s_['watch_stubs'] else 'inference check only'}):", ""]
         lines += [f"- {n} × `{e}`" for e, n in s_["errors"].items()]
     for s_ in stubs:
-        lines += ["", f"Watchdog log, {'stub watch' if s_['watch_stubs'] else 'inference check only'} "
-                      "(relative to the kill):", "", "```", *s_["watchdog"], "```"]
-    lines += ["",
-              "## Server restart", "",
-              f"{rs['clients']} `finsent.Client` gRPC callers (retries on UNAVAILABLE with backoff, 8–16 s in all) "
-              f"while tritonserver gets SIGTERM (exit code {rs['exit_code']} after {rs['stop_s']} s of draining) and is "
-              f"started again on the same ports (ready {rs['ready_again_s']} s after the SIGTERM).", "",
-              *table(["", ""], [
-                  ["callers back (first success after the last failure)",
-                   f"{rs['healed_s']} s after the SIGTERM" if rs["failed"] else "no caller failed"],
-                  ["first call answered by the restarted server", f"{rs['served_after_ready_s']} s after the SIGTERM"],
-                  ["failed calls (after the client's retries)", f"{rs['failed']} of {rs['requests']}"],
-                  ["failures seen", f"from {failing[0]} s to {failing[1]} s after the SIGTERM"],
-                  ["callers that saw a failure / callers served after the restart",
-                   f"{rs['callers_failed']} / {rs['callers_back']} of {rs['clients']}"]]), ""]
+        lines += [
+            "",
+            f"Watchdog log, {'stub watch' if s_['watch_stubs'] else 'inference check only'} (relative to the kill):",
+            "",
+            "```",
+            *s_["watchdog"],
+            "```",
+        ]
+    lines += [
+        "",
+        "## Server restart",
+        "",
+        f"{rs['clients']} `finsent.Client` gRPC callers (retries on UNAVAILABLE with backoff, 8–16 s in all) "
+        f"while tritonserver gets SIGTERM (exit code {rs['exit_code']} after {rs['stop_s']} s of draining) and is "
+        f"started again on the same ports (ready {rs['ready_again_s']} s after the SIGTERM).",
+        "",
+        *table(
+            ["", ""],
+            [
+                [
+                    "callers back (first success after the last failure)",
+                    f"{rs['healed_s']} s after the SIGTERM" if rs["failed"] else "no caller failed",
+                ],
+                ["first call answered by the restarted server", f"{rs['served_after_ready_s']} s after the SIGTERM"],
+                ["failed calls (after the client's retries)", f"{rs['failed']} of {rs['requests']}"],
+                ["failures seen", f"from {failing[0]} s to {failing[1]} s after the SIGTERM"],
+                [
+                    "callers that saw a failure / callers served after the restart",
+                    f"{rs['callers_failed']} / {rs['callers_back']} of {rs['clients']}",
+                ],
+            ],
+        ),
+        "",
+    ]
     if rs["errors"]:
         lines += ["Errors callers saw:", ""] + [f"- {n} × `{e}`" for e, n in rs["errors"].items()] + [""]
     lines += ["![requests over time](faults.png)", ""]
@@ -209,16 +306,26 @@ def markdown(results: dict) -> str:
 
 def plot(results: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for ax, key, title in ((axes[0], "stub", "tokenizer stub SIGKILLed at 0 s (watchdog reloads it)"),
-                           (axes[1], "restart", "tritonserver SIGTERM + restart at 0 s (finsent.Client retries)")):
+    for ax, key, title in (
+        (axes[0], "stub", "tokenizer stub SIGKILLed at 0 s (watchdog reloads it)"),
+        (axes[1], "restart", "tritonserver SIGTERM + restart at 0 s (finsent.Client retries)"),
+    ):
         counts = results[key]["over_time"]
         edges = counts["start_s"] + counts["bucket_s"] * np.arange(len(counts["ok"]) + 1)
         middles = (edges[:-1] + edges[1:]) / 2
-        ax.hist([middles, middles], bins=edges, weights=[counts["ok"], counts["failed"]], stacked=True,
-                color=["tab:green", "tab:red"], label=["ok", "failed"])
+        ax.hist(
+            [middles, middles],
+            bins=edges,
+            weights=[counts["ok"], counts["failed"]],
+            stacked=True,
+            color=["tab:green", "tab:red"],
+            label=["ok", "failed"],
+        )
         ax.axvline(0, color="black", lw=1)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("requests / 0.5 s")
@@ -253,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restart: callers back after {rs['healed_s']} s, {rs['failed']} failed calls")
     finally:
         server.stop()
-    results = {"date": runner.date(), "machine": runner.shared_machine(),
-               **stubs, "restart": rs}
+    results = {"date": runner.date(), "machine": runner.shared_machine(), **stubs, "restart": rs}
     print(f"wrote {runner.write(args.out, 'faults', results, markdown, plot, indent=1, echo=False)}")
     return 0
 

@@ -3,6 +3,7 @@
 serving.json keeps the keys earlier runs wrote ("16x1", "1x64", "16x1 perf_analyzer") so the committed
 reports still load; code reads and writes them through Level.key/Level.parse, not by building strings.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 class Level:
     clients: int
     texts_per_request: int = 1
-    client: str = ""              # who sent the load: "" this process's Python gRPC threads, else "perf_analyzer"
+    client: str = ""  # who sent the load: "" this process's Python gRPC threads, else "perf_analyzer"
 
     @property
     def key(self) -> str:
@@ -35,6 +36,7 @@ class Level:
 class Measured:
     """One level's figures (loadtest.traffic.LoadResult.summary(), or perf_analyzer's), and for the
     ensemble's levels Triton's per-step statistics and where the cores went."""
+
     clients: int
     texts_per_request: int
     requests: int
@@ -43,10 +45,10 @@ class Measured:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    client: str | None = None               # perf_analyzer's levels: "perf_analyzer"
-    client_cpu_share: float | None = None   # perf_analyzer's own CPU, as a share of the cores
-    steps: dict | None = None               # Triton model -> serving.stats_delta()
-    cpu_share: dict | None = None           # process -> share of the cores (serving.cpu_share())
+    client: str | None = None  # perf_analyzer's levels: "perf_analyzer"
+    client_cpu_share: float | None = None  # perf_analyzer's own CPU, as a share of the cores
+    steps: dict | None = None  # Triton model -> serving.stats_delta()
+    cpu_share: dict | None = None  # process -> share of the cores (serving.cpu_share())
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

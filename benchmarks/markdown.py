@@ -1,4 +1,5 @@
 """Markdown tables for the benchmark reports: one way to write a row, for every report."""
+
 from __future__ import annotations
 
 

@@ -1,5 +1,6 @@
 """What every benchmark run shares: its arguments' checks, the machine and time it ran on, and
 writing <name>.json/.md/.png into docs/benchmarks/ (or --out)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,14 @@ REPORTS = Path("docs/benchmarks")
 def shared_arguments(parser: argparse.ArgumentParser) -> None:
     """Cores, the build folder (exports cached there are shared by the benchmarks) and the report folder."""
     from model_repository.assemble import available_cores
+
     parser.add_argument("--cores", type=int, default=available_cores())
     parser.add_argument("--build", type=Path, default=Path("build/bench"))
     parser.add_argument("--out", type=Path, default=REPORTS)
 
 
 def client_counts(text: str) -> list[int]:
-    """"1,4,16" -> [1, 4, 16]; "" -> [] (no such levels)."""
+    """ "1,4,16" -> [1, 4, 16]; "" -> [] (no such levels)."""
     try:
         counts = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -45,8 +47,14 @@ def unknown(option: str, names: list[str], known) -> str:
 
 
 def machine(cores: int) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{cpu}, {cores} cores given, {platform.system()} {platform.release()}"
 
 

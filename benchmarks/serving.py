@@ -12,6 +12,7 @@ BERT-base / DistilBERT-base checkpoints (real vocab): speed is the architecture'
 
     python -m benchmarks.serving --variants fp32,int8 --duration 15
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,7 @@ def timed(fn, repeat: int = 1) -> float:
 
 def batch1_ms(model: OnnxClassifier, texts: list[str]) -> list[float]:
     """Latency (ms) of each text classified alone."""
-    model.logits(texts[:64])                                                  # warm up
+    model.logits(texts[:64])  # warm up
     single = []
     for text in texts:
         began = time.perf_counter()
@@ -98,8 +99,11 @@ def in_process(export_dir: Path, variant: str, texts: list[str], cores: int) -> 
 def reference(model: OnnxClassifier, texts: list[str]) -> dict:
     """The two figures the targets are relative to: the limit's texts/s and batch-1 p50."""
     single = batch1_ms(model, texts[:100])
-    return {"limit_texts_per_s": len(texts) / timed(lambda: model.logits(texts, batch_size=32, sort=True)),
-            "batch1_p50_ms": float(np.median(single)), "batch1_texts_per_s": 1000 / float(np.mean(single))}
+    return {
+        "limit_texts_per_s": len(texts) / timed(lambda: model.logits(texts, batch_size=32, sort=True)),
+        "batch1_p50_ms": float(np.median(single)),
+        "batch1_texts_per_s": 1000 / float(np.mean(single)),
+    }
 
 
 def remeasure(entry: dict, export_dir: Path, variant: str, texts: list[str], cores: int) -> None:
@@ -116,34 +120,41 @@ def remeasure(entry: dict, export_dir: Path, variant: str, texts: list[str], cor
 
 def server_groups(export_dir: Path, variant: str, texts: list[str], cores: int) -> dict:
     """What the classifier does with a batch of 16 mixed-length texts, per split rule (texts/s)."""
-    served = TargetOptions()                                    # the served classifier's run knobs
+    served = TargetOptions()  # the served classifier's run knobs
     rules = {"every text alone": 0, SPLIT_RULE: served.run_overhead_tokens, "one run padded to longest": 10**6}
-    length_groups = python_model("classifier").length_groups   # the served classifier's own function
+    length_groups = python_model("classifier").length_groups  # the served classifier's own function
     model = OnnxClassifier(export_dir, variant, threads=cores)
     encodings = model.encode(texts)
     lengths = np.array([len(e.ids) for e in encodings])
     out = {}
     for rule, overhead in rules.items():
+
         def run_all():
             for start in range(0, len(encodings) - 15, 16):
                 batch = np.arange(start, start + 16)
                 for group in length_groups(lengths[batch], overhead, served.max_tokens_per_run):
                     model.run([encodings[i] for i in batch[group]])
+
         out[rule] = (len(encodings) // 16 * 16) / timed(run_all)
     return out
 
 
 def triton_stats(server: TritonServer, family: str) -> dict:
     import tritonclient.http as httpclient
+
     client = httpclient.InferenceServerClient(server.http_url)
     try:
         stats = {}
         for name in [family] + [f"{family}_{s}" for s in STEPS]:
             s = client.get_inference_statistics(name)["model_stats"][0]
             inf = s["inference_stats"]
-            stats[name] = {"count": inf["success"]["count"], "executions": s["execution_count"],
-                           "queue_ns": inf["queue"]["ns"], "compute_ns": inf["compute_infer"]["ns"],
-                           "batches": {b["batch_size"]: b["compute_infer"]["count"] for b in s.get("batch_stats", [])}}
+            stats[name] = {
+                "count": inf["success"]["count"],
+                "executions": s["execution_count"],
+                "queue_ns": inf["queue"]["ns"],
+                "compute_ns": inf["compute_infer"]["ns"],
+                "batches": {b["batch_size"]: b["compute_infer"]["count"] for b in s.get("batch_stats", [])},
+            }
         return stats
     finally:
         client.close()
@@ -154,11 +165,15 @@ def stats_delta(before: dict, after: dict) -> dict:
     for name, a in after.items():
         b = before[name]
         count = a["count"] - b["count"]
-        out[name] = {"requests": count, "executions": a["executions"] - b["executions"],
-                     "queue_us_per_request": (a["queue_ns"] - b["queue_ns"]) / 1000 / max(count, 1),
-                     "compute_us_per_request": (a["compute_ns"] - b["compute_ns"]) / 1000 / max(count, 1),
-                     "batch_histogram": {k: v - b["batches"].get(k, 0) for k, v in a["batches"].items()
-                                         if v - b["batches"].get(k, 0)}}
+        out[name] = {
+            "requests": count,
+            "executions": a["executions"] - b["executions"],
+            "queue_us_per_request": (a["queue_ns"] - b["queue_ns"]) / 1000 / max(count, 1),
+            "compute_us_per_request": (a["compute_ns"] - b["compute_ns"]) / 1000 / max(count, 1),
+            "batch_histogram": {
+                k: v - b["batches"].get(k, 0) for k, v in a["batches"].items() if v - b["batches"].get(k, 0)
+            },
+        }
     return out
 
 
@@ -171,7 +186,8 @@ def process_cpu(server: TritonServer, family: str) -> dict[str, float]:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
     out = {"tritonserver (frontend, ensemble)": cpu(server.process.pid)}
     stubs = python_stubs(server.process.pid)
     for step in STEPS:
@@ -185,28 +201,58 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float,
     return {name: (after[name] - before[name]) / seconds / cores for name in after}
 
 
-def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], clients: int, duration: float,
-                        work: Path, request_count: int = 0) -> Measured:
+def perf_analyzer_level(
+    server: TritonServer,
+    family: str,
+    texts: list[str],
+    clients: int,
+    duration: float,
+    work: Path,
+    request_count: int = 0,
+) -> Measured:
     """NVIDIA's perf_analyzer (C++ gRPC client, `clients` synchronous threads) on the ensemble: the same
     load with a lighter client than this process's Python threads, which share the cores.
 
     request_count: windows that end after that many requests instead of a time (for servers too slow
     for a time window to hold more than a few requests)."""
     import resource
+
     from server import perf_analyzer
+
     data = perf_analyzer.input_data(texts, work / "perf_analyzer_input.json")
     csv = work / f"perf_analyzer_{clients}.csv"
-    window_ms = max(1000, int(duration * 1000 / 3))     # 3 windows (its stability check) ~ one level's time
+    window_ms = max(1000, int(duration * 1000 / 3))  # 3 windows (its stability check) ~ one level's time
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
-    done = perf_analyzer.run(["-m", family, "-u", server.grpc_url, "-i", "grpc", "--sync", f"--input-data={data}",
-                              f"--concurrency-range={clients}:{clients}", "-s", "100",
-                              # -r: windows tried until 3 in a row agree within -s percent (a busy machine
-                              # needed more than 3: "Failed to obtain stable measurement")
-                              "-r", "10",
-                              *([f"-p{window_ms}"] if not request_count else
-                                ["--measurement-mode=count_windows", f"--measurement-request-count={request_count}"]),
-                              "--percentile=99", "-f", str(csv)], capture_output=True, text=True)
+    done = perf_analyzer.run(
+        [
+            "-m",
+            family,
+            "-u",
+            server.grpc_url,
+            "-i",
+            "grpc",
+            "--sync",
+            f"--input-data={data}",
+            f"--concurrency-range={clients}:{clients}",
+            "-s",
+            "100",
+            # -r: windows tried until 3 in a row agree within -s percent (a busy machine
+            # needed more than 3: "Failed to obtain stable measurement")
+            "-r",
+            "10",
+            *(
+                [f"-p{window_ms}"]
+                if not request_count
+                else ["--measurement-mode=count_windows", f"--measurement-request-count={request_count}"]
+            ),
+            "--percentile=99",
+            "-f",
+            str(csv),
+        ],
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - began
     if done.returncode != 0 or not csv.exists():
         raise RuntimeError(f"perf_analyzer failed ({done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}")
@@ -216,26 +262,44 @@ def perf_analyzer_level(server: TritonServer, family: str, texts: list[str], cli
     us = lambda key: float(values[key]) / 1000
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     # requests: Triton's count, which the caller reads from its statistics (ensemble()).
-    return Measured(clients=clients, texts_per_request=1, requests=0, errors=0,
-                    texts_per_s=round(float(values["Inferences/Second"]), 2), p50_ms=round(us("p50 latency"), 2),
-                    p95_ms=round(us("p95 latency"), 2), p99_ms=round(us("p99 latency"), 2), client="perf_analyzer",
-                    client_cpu_share=round(cpu / elapsed / available_cores(), 3))
+    return Measured(
+        clients=clients,
+        texts_per_request=1,
+        requests=0,
+        errors=0,
+        texts_per_s=round(float(values["Inferences/Second"]), 2),
+        p50_ms=round(us("p50 latency"), 2),
+        p95_ms=round(us("p95 latency"), 2),
+        p99_ms=round(us("p99 latency"), 2),
+        client="perf_analyzer",
+        client_cpu_share=round(cpu / elapsed / available_cores(), 3),
+    )
 
 
 def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict[Level, Measured]:
-    server = stack.serve({family: export_dir}, work, TargetOptions("local", cores=args.cores, variant=variant),
-                         started=False)
+    server = stack.serve(
+        {family: export_dir}, work, TargetOptions("local", cores=args.cores, variant=variant), started=False
+    )
     measured = {}
     with server:
-        closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, 2, 0)      # warm up every step
+        closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, 2, 0)  # warm up every step
         for level in [Level(c) for c in args.clients] + [Level(1, 64)]:
             before, cpu_before = triton_stats(server, family), process_cpu(server, family)
-            result = closed_loop(grpc_batch_sender(server.grpc_url, family), texts, level.clients, args.duration,
-                                 args.warmup, texts_per_request=level.texts_per_request)
+            result = closed_loop(
+                grpc_batch_sender(server.grpc_url, family),
+                texts,
+                level.clients,
+                args.duration,
+                args.warmup,
+                texts_per_request=level.texts_per_request,
+            )
             cpu_after, window = process_cpu(server, family), args.duration + args.warmup
             # CPU over warm-up + window, as a share of the cores: where the machine's time went.
-            measured[level] = Measured(**result.summary(), steps=stats_delta(before, triton_stats(server, family)),
-                                       cpu_share=cpu_share(cpu_before, cpu_after, window, args.cores))
+            measured[level] = Measured(
+                **result.summary(),
+                steps=stats_delta(before, triton_stats(server, family)),
+                cpu_share=cpu_share(cpu_before, cpu_after, window, args.cores),
+            )
             say(f"triton {family} {variant} {level.key}", measured[level])
         for clients in args.perf_analyzer_clients:
             level = Level(clients, client="perf_analyzer")
@@ -243,7 +307,7 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
             figures = measured[level] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
             cpu_after, window = process_cpu(server, family), time.perf_counter() - began
             share = cpu_share(cpu_before, cpu_after, window, args.cores)
-            share["load generator (bench client)"] = figures.client_cpu_share   # perf_analyzer's own
+            share["load generator (bench client)"] = figures.client_cpu_share  # perf_analyzer's own
             steps = stats_delta(before, triton_stats(server, family))
             figures.steps, figures.cpu_share, figures.requests = steps, share, steps[family]["requests"]
             say(f"triton {family} {variant} {level.key}", figures)
@@ -258,8 +322,21 @@ def baseline(source: str, texts: list[str], args, work: Path) -> dict[Level, Mea
     port = free_ports(1)[0]
     env = {**os.environ, "BASELINE_MODEL": source}
     log = open(work / "baseline.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.baseline_server:app", "--port", str(port),
-                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.baseline_server:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 120
@@ -290,30 +367,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distilbert", help="checkpoint (default: random-weight DistilBERT-base)")
     parser.add_argument("--variants", default="fp32,int8")
     parser.add_argument("--clients", default="1,4,16", type=client_counts)
-    parser.add_argument("--perf-analyzer-clients", default="1,16", type=client_counts,
-                        help="levels driven by NVIDIA's perf_analyzer instead of Python clients ('' for none)")
+    parser.add_argument(
+        "--perf-analyzer-clients",
+        default="1,16",
+        type=client_counts,
+        help="levels driven by NVIDIA's perf_analyzer instead of Python clients ('' for none)",
+    )
     parser.add_argument("--baseline-clients", default="1,16", type=client_counts)
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per load level")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--sentences", type=int, default=480, help="sentences for the in-process runs and the load")
-    parser.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help="variant accuracy guard (export.optimize)")
+    parser.add_argument(
+        "--min-agreement", type=float, default=MIN_AGREEMENT, help="variant accuracy guard (export.optimize)"
+    )
     shared_arguments(parser)
     args = parser.parse_args(argv)
     models, variants = args.models.split(","), args.variants.split(",")
-    refuse(parser, unknown("--models", models, ARCHS), unknown("--variants", variants, VARIANTS),
-           (args.duration <= 0 or args.warmup < 0) and "--duration must be positive, --warmup at least 0",
-           (args.sentences < 1 or args.cores < 1) and "--sentences and --cores must be at least 1",
-           not 0 <= args.min_agreement <= 1 and "--min-agreement must be between 0 and 1")
+    refuse(
+        parser,
+        unknown("--models", models, ARCHS),
+        unknown("--variants", variants, VARIANTS),
+        (args.duration <= 0 or args.warmup < 0) and "--duration must be positive, --warmup at least 0",
+        (args.sentences < 1 or args.cores < 1) and "--sentences and --cores must be at least 1",
+        not 0 <= args.min_agreement <= 1 and "--min-agreement must be between 0 and 1",
+    )
     texts, text_source = sentences(args.sentences)
-    results = {"when": runner.now(), "machine": machine(args.cores),
-               "sentences": text_source, "duration_s": args.duration, "models": {}}
+    results = {
+        "when": runner.now(),
+        "machine": machine(args.cores),
+        "sentences": text_source,
+        "duration_s": args.duration,
+        "models": {},
+    }
     sources = {family: getattr(args, family) for family in models}
-    try:        # every export before any measurement: a checkpoint that cannot be served fails first
+    try:  # every export before any measurement: a checkpoint that cannot be served fails first
         for given in filter(None, sources.values()):
-            resolve_source(given)                    # a wrong directory fails before the other model's export
+            resolve_source(given)  # a wrong directory fails before the other model's export
         sources = {family: checkpoint(family, source, args.build) for family, source in sources.items()}
-        exports = {family: export_model(source, family, args.build / "export" / family).path
-                   for family, source in sources.items()}
+        exports = {
+            family: export_model(source, family, args.build / "export" / family).path
+            for family, source in sources.items()
+        }
     except (SourceUnavailable, FactsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -321,23 +415,31 @@ def main(argv: list[str] | None = None) -> int:
         # Random weights give near-tied logits, so agreement with fp32 says nothing about a
         # variant's accuracy there: the guard applies to real checkpoints only.
         guard = args.min_agreement if getattr(args, family) else 0.0
-        built = build_variants(export_dir, [v for v in variants if v != "fp32"], min_agreement=guard,
-                               guard_limit=None if guard else UNGUARDED_SAMPLE)
+        built = build_variants(
+            export_dir,
+            [v for v in variants if v != "fp32"],
+            min_agreement=guard,
+            guard_limit=None if guard else UNGUARDED_SAMPLE,
+        )
         entry = results["models"][family] = {
-            "source": sources[family], "variants": {},
+            "source": sources[family],
+            "variants": {},
             "guard": {v: {k: r[k] for k in ("agreement", "disagreements")} for v, r in built.items()},
-            "guard_applied": guard}
+            "guard_applied": guard,
+        }
         for variant in variants:
             print(f"{family} {variant}: in-process ...")
             entry["variants"][variant] = {"in_process": in_process(export_dir, variant, texts, args.cores)}
             entry["variants"][variant]["classifier_split"] = server_groups(export_dir, variant, texts, args.cores)
-            entry["variants"][variant]["triton"] = levels.dump(ensemble(export_dir, family, variant, texts, args,
-                                                                        args.build / "run" / family / variant))
+            entry["variants"][variant]["triton"] = levels.dump(
+                ensemble(export_dir, family, variant, texts, args, args.build / "run" / family / variant)
+            )
             remeasure(entry["variants"][variant]["in_process"], export_dir, variant, texts, args.cores)
         if args.baseline_clients:
             print(f"{family}: baseline (Starlette + transformers.pipeline) ...")
             entry["baseline"] = levels.dump(baseline(sources[family], texts, args, (args.build / "run" / family)))
     from benchmarks import report
+
     runner.write(args.out, "serving", results, report.markdown, report.plot)
     return 0
 

@@ -10,6 +10,7 @@ this project in the shapes of filings, press releases and earnings-call transcri
 into documents of 20-60 sentences as well. A gold sentence counts as recovered when one
 predicted span is exactly it (whitespace runs compared as one space).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,65 +28,106 @@ import sentences  # noqa: E402  (the served splitter)
 # characters, "lines" puts each gold item on its own line (bullets, headings, speaker turns:
 # the marker is given in the item as "<marker>|<sentence>").
 SHAPES = [
-    ("text", ["Acme Holdings Inc. reported net sales of EUR 1.5 mn. in the third quarter.",
-              "Operating profit rose approx. 3.2 % to USD 4.75 bn., up from USD 4.6 bn. a year earlier.",
-              "The U.S. unit of Nordic Steel Corp. cut 120 jobs.",
-              "Mr. J. R. Smith, the CFO, said margins would improve in H2.",
-              "Shares closed at 12.40 euros, i.e. 2.1 % higher."]),
-    ("wrapped", ["Net revenue for fiscal 2023 was $4.2 billion, an increase of 8.5% compared with fiscal 2022, "
-                 "driven primarily by higher volumes in the U.S. and Europe.",
-                 "Gross margin decreased 120 basis points to 38.4%, reflecting higher input costs and unfavorable "
-                 "foreign exchange rates.",
-                 "We recorded restructuring charges of $57.3 million (approx. $0.41 per diluted share) in connection "
-                 "with the closure of two facilities.",
-                 "See Note 12, \"Debt,\" in the Notes to Consolidated Financial Statements for further details.",
-                 "As of Dec. 31, 2023, we had $1.1 billion of cash and cash equivalents."]),
-    ("lines", ["|Item 7. Management's Discussion and Analysis",
-               "|Results of Operations",
-               "- |Revenue grew 12% year over year to $3.4 bn.",
-               "- |Operating margin expanded to 21.7%",
-               "- |Free cash flow of EUR 812 mn. was a record",
-               "|Liquidity and Capital Resources",
-               "|Our principal sources of liquidity are cash from operations and our revolving credit facility."]),
-    ("lines", ["|Operator",
-               "|Good morning, and welcome to the XYZ Corp. fourth quarter 2023 earnings call.",
-               "|Jane Doe -- Chief Financial Officer",
-               "|Thank you, operator.",
-               "|Revenue was up 4.5% in Q4.",
-               "|We expect approx. 3 to 4% growth in fiscal 2024.",
-               "|Question-and-Answer Session",
-               "|Operator",
-               "|Our first question comes from Mike Lee with J.P. Morgan.",
-               "|Mike Lee -- J.P. Morgan -- Analyst",
-               "|Thanks for taking my question.",
-               "|Can you talk about pricing in the U.K. and Germany?"]),
-    ("text", ["Fitch affirmed the company's BBB+ rating with a stable outlook.",
-              "The bonds, due 2031, carry a 5.25% coupon.",
-              "According to the company, sales in Q1 2024 fell 7 % to EUR 231.0 mn. from EUR 248.4 mn.",
-              "The Board proposes a dividend of EUR 0.85 per share (2022: EUR 0.80).",
-              "Earnings per share were USD -0.12 vs. USD 0.34 in the prior year."]),
-    ("lines", ["1. |Net sales increased by 5.2 % to EUR 205.5 mn.",
-               "2. |Operating profit was EUR 23.5 mn., or 11.4 % of net sales.",
-               "3. |The order book stood at EUR 1.02 bn. at the end of the period.",
-               "(a) |The Group expects net sales to grow in 2024",
-               "(b) |Capital expenditure will be approx. EUR 40 mn."]),
-    ("text", ["Stockmann Oyj Abp said on Monday its net loss widened to EUR 12.3 mn.",
-              "Analysts at Nordea Bank AB had expected a loss of EUR 9.8 mn.",
-              "The St. Petersburg store will close on Feb. 1.",
-              "Sales at Lindex, its fashion chain, rose 3.1 pct.",
-              "\"We are not satisfied with the result,\" CEO Hannu Penttila said."]),
-    ("wrapped", ["The Company's 2.375% Senior Notes due 2029 (the \"2029 Notes\") were issued under an indenture "
-                 "dated as of May 5, 2021, among the Company, the guarantors named therein and U.S. Bank "
-                 "National Association, as trustee.",
-                 "Interest on the 2029 Notes is payable semi-annually on May 15 and Nov. 15 of each year.",
-                 "The Company may redeem the 2029 Notes, in whole or in part, at any time prior to Feb. 15, "
-                 "2029 at a redemption price equal to 100% of the principal amount plus a make-whole premium.",
-                 "No. 2 Holdings Ltd. and Alpha Co. are guarantors."]),
+    (
+        "text",
+        [
+            "Acme Holdings Inc. reported net sales of EUR 1.5 mn. in the third quarter.",
+            "Operating profit rose approx. 3.2 % to USD 4.75 bn., up from USD 4.6 bn. a year earlier.",
+            "The U.S. unit of Nordic Steel Corp. cut 120 jobs.",
+            "Mr. J. R. Smith, the CFO, said margins would improve in H2.",
+            "Shares closed at 12.40 euros, i.e. 2.1 % higher.",
+        ],
+    ),
+    (
+        "wrapped",
+        [
+            "Net revenue for fiscal 2023 was $4.2 billion, an increase of 8.5% compared with fiscal 2022, "
+            "driven primarily by higher volumes in the U.S. and Europe.",
+            "Gross margin decreased 120 basis points to 38.4%, reflecting higher input costs and unfavorable "
+            "foreign exchange rates.",
+            "We recorded restructuring charges of $57.3 million (approx. $0.41 per diluted share) in connection "
+            "with the closure of two facilities.",
+            'See Note 12, "Debt," in the Notes to Consolidated Financial Statements for further details.',
+            "As of Dec. 31, 2023, we had $1.1 billion of cash and cash equivalents.",
+        ],
+    ),
+    (
+        "lines",
+        [
+            "|Item 7. Management's Discussion and Analysis",
+            "|Results of Operations",
+            "- |Revenue grew 12% year over year to $3.4 bn.",
+            "- |Operating margin expanded to 21.7%",
+            "- |Free cash flow of EUR 812 mn. was a record",
+            "|Liquidity and Capital Resources",
+            "|Our principal sources of liquidity are cash from operations and our revolving credit facility.",
+        ],
+    ),
+    (
+        "lines",
+        [
+            "|Operator",
+            "|Good morning, and welcome to the XYZ Corp. fourth quarter 2023 earnings call.",
+            "|Jane Doe -- Chief Financial Officer",
+            "|Thank you, operator.",
+            "|Revenue was up 4.5% in Q4.",
+            "|We expect approx. 3 to 4% growth in fiscal 2024.",
+            "|Question-and-Answer Session",
+            "|Operator",
+            "|Our first question comes from Mike Lee with J.P. Morgan.",
+            "|Mike Lee -- J.P. Morgan -- Analyst",
+            "|Thanks for taking my question.",
+            "|Can you talk about pricing in the U.K. and Germany?",
+        ],
+    ),
+    (
+        "text",
+        [
+            "Fitch affirmed the company's BBB+ rating with a stable outlook.",
+            "The bonds, due 2031, carry a 5.25% coupon.",
+            "According to the company, sales in Q1 2024 fell 7 % to EUR 231.0 mn. from EUR 248.4 mn.",
+            "The Board proposes a dividend of EUR 0.85 per share (2022: EUR 0.80).",
+            "Earnings per share were USD -0.12 vs. USD 0.34 in the prior year.",
+        ],
+    ),
+    (
+        "lines",
+        [
+            "1. |Net sales increased by 5.2 % to EUR 205.5 mn.",
+            "2. |Operating profit was EUR 23.5 mn., or 11.4 % of net sales.",
+            "3. |The order book stood at EUR 1.02 bn. at the end of the period.",
+            "(a) |The Group expects net sales to grow in 2024",
+            "(b) |Capital expenditure will be approx. EUR 40 mn.",
+        ],
+    ),
+    (
+        "text",
+        [
+            "Stockmann Oyj Abp said on Monday its net loss widened to EUR 12.3 mn.",
+            "Analysts at Nordea Bank AB had expected a loss of EUR 9.8 mn.",
+            "The St. Petersburg store will close on Feb. 1.",
+            "Sales at Lindex, its fashion chain, rose 3.1 pct.",
+            '"We are not satisfied with the result," CEO Hannu Penttila said.',
+        ],
+    ),
+    (
+        "wrapped",
+        [
+            'The Company\'s 2.375% Senior Notes due 2029 (the "2029 Notes") were issued under an indenture '
+            "dated as of May 5, 2021, among the Company, the guarantors named therein and U.S. Bank "
+            "National Association, as trustee.",
+            "Interest on the 2029 Notes is payable semi-annually on May 15 and Nov. 15 of each year.",
+            "The Company may redeem the 2029 Notes, in whole or in part, at any time prior to Feb. 15, "
+            "2029 at a redemption price equal to 100% of the principal amount plus a make-whole premium.",
+            "No. 2 Holdings Ltd. and Alpha Co. are guarantors.",
+        ],
+    ),
 ]
 
 
 def fpb_documents(path: Path, n_docs: int, seed: int = 0) -> list[tuple[str, list[str]]]:
     from export.fpb import detokenize, read
+
     pool = [detokenize(s) for s, _ in read(path)]
     rng = random.Random(seed)
     return [("text", rng.sample(pool, rng.randint(20, 60))) for _ in range(n_docs)]
@@ -113,15 +155,18 @@ def candidates() -> dict:
     """name -> text -> [(start, end)]; those not installed are left out."""
     out = {"nupunkt + layout (served)": sentences.sentence_spans}
     import nupunkt
+
     out["nupunkt 0.8"] = nupunkt.sent_spans
     try:
         import pysbd
+
         seg = pysbd.Segmenter(language="en", clean=False, char_span=True)
         out["pysbd 0.3.4"] = lambda t: [(s.start, s.end) for s in seg.segment(t)]
     except ImportError:
         pass
     try:
         import blingfire
+
         out["blingfire 0.1.8"] = lambda t: blingfire.text_to_sentences_and_offsets(t)[1] if t.strip() else []
     except ImportError:
         pass
@@ -135,6 +180,7 @@ def candidates() -> dict:
                 spans.append((start, start + len(piece.strip())))
                 pos = spans[-1][1]
             return spans
+
         out["sentencex 1.0.32"] = sx
     except ImportError:
         pass
@@ -145,8 +191,11 @@ def candidates() -> dict:
             spans = []
             for paragraph in segmenter.analyze(t):
                 for sentence in paragraph:
-                    spans.append((sentence[0].offset - len(sentence[0].spacing), sentence[-1].offset + len(sentence[-1].value)))
+                    spans.append(
+                        (sentence[0].offset - len(sentence[0].spacing), sentence[-1].offset + len(sentence[-1].value))
+                    )
             return spans
+
         out["syntok 1.4.4"] = st
     except ImportError:
         pass
@@ -154,7 +203,7 @@ def candidates() -> dict:
 
 
 def normal(text: str) -> str:
-    return " ".join(text.split())    # a wrapped line's newline is a space
+    return " ".join(text.split())  # a wrapped line's newline is a space
 
 
 def recovered(text: str, gold: list[str], spans) -> int:

@@ -13,6 +13,7 @@ Scenarios use random-weight checkpoints (offline). int8 is served only where ran
 the export's accuracy guard (random BERT-base and tiny DistilBERT do; random DistilBERT-base's
 near-tied logits do not), so both base models together run fp32.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ from server.health import Triton
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = {   # key: (name, families, checkpoint size, variant)
+SCENARIOS = {  # key: (name, families, checkpoint size, variant)
     "base": ("BERT-base + DistilBERT-base", ("finbert", "distilbert"), "base", "fp32"),
     "finbert-int8": ("BERT-base (FinBERT's size)", ("finbert",), "base", "int8"),
     "tiny": ("one tiny DistilBERT", ("distilbert",), "tiny", "int8"),
@@ -46,16 +47,37 @@ SCENARIOS = {   # key: (name, families, checkpoint size, variant)
 
 def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: float = 600) -> dict:
     http, grpc, metrics = free_ports()
-    command = [sys.executable, "-m", "server", "--variant", variant, "--build", str(build), "--http-port", str(http),
-               "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--watchdog-interval", "0"]
-    for family in FAMILIES:                      # every family not in the scenario is skipped
+    command = [
+        sys.executable,
+        "-m",
+        "server",
+        "--variant",
+        variant,
+        "--build",
+        str(build),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--watchdog-interval",
+        "0",
+    ]
+    for family in FAMILIES:  # every family not in the scenario is skipped
         command += [f"--{family}", sources.get(family, "")]
     began = time.monotonic()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     lines, ready_s = [], None
     try:
-        for line in proc.stdout:                 # the launcher prints "ready in ..." once Triton is ready
+        for line in proc.stdout:  # the launcher prints "ready in ..." once Triton is ready
             lines.append(line)
             if line.startswith("ready in "):
                 ready_s = time.monotonic() - began
@@ -85,7 +107,7 @@ def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: fl
 
 
 def scenario(name: str, sources: dict[str, str], variant: str, build: Path, repeats: int, log=print) -> dict:
-    shutil.rmtree(build / "export", ignore_errors=True)           # cold: nothing cached
+    shutil.rmtree(build / "export", ignore_errors=True)  # cold: nothing cached
     cold = start_once(sources, variant, build)
     log(f"{name}: cold {cold}")
     warm = []
@@ -98,22 +120,36 @@ def scenario(name: str, sources: dict[str, str], variant: str, build: Path, repe
 
 def markdown(results: dict) -> str:
     runs = results["runs"]
-    repeats = max((len(run["warm"]) for run in runs), default=0)      # --repeats: every scenario's warm starts
+    repeats = max((len(run["warm"]) for run in runs), default=0)  # --repeats: every scenario's warm starts
     rows = []
     for run in runs:
         cold = run["cold"]
-        rows.append([run["name"], run["variant"], "cold", cold["ready_s"], cold["first_classification_s"], cold["stop_s"]])
+        rows.append(
+            [run["name"], run["variant"], "cold", cold["ready_s"], cold["first_classification_s"], cold["stop_s"]]
+        )
         if run["warm_median"]:
             m = run["warm_median"]
-            rows.append([run["name"], run["variant"], f"warm (median of {len(run['warm'])})", m["ready_s"],
-                         m["first_classification_s"], m["stop_s"]])
-    lines = [f"# Start-up of `make serve` ({results['when']})", "",
-             f"Machine: {results['machine']}. `python -m benchmarks.startup`: `python -m server "
-             f"--variant ...` from the command to \"ready\" (Triton's /v2/health/ready), to the first "
-             f"text classified through every ensemble (HTTP), and from SIGINT to a clean exit (drain included). "
-             f"Cold: no export cached (export, parity check, variant build and guard); warm: median of "
-             f"{repeats} starts with the exports cached.", "",
-             *table(["scenario", "variant", "start", "ready s", "first classification s", "stop s"], rows)]
+            rows.append(
+                [
+                    run["name"],
+                    run["variant"],
+                    f"warm (median of {len(run['warm'])})",
+                    m["ready_s"],
+                    m["first_classification_s"],
+                    m["stop_s"],
+                ]
+            )
+    lines = [
+        f"# Start-up of `make serve` ({results['when']})",
+        "",
+        f"Machine: {results['machine']}. `python -m benchmarks.startup`: `python -m server "
+        f'--variant ...` from the command to "ready" (Triton\'s /v2/health/ready), to the first '
+        f"text classified through every ensemble (HTTP), and from SIGINT to a clean exit (drain included). "
+        f"Cold: no export cached (export, parity check, variant build and guard); warm: median of "
+        f"{repeats} starts with the exports cached.",
+        "",
+        *table(["scenario", "variant", "start", "ready s", "first classification s", "stop s"], rows),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                 random_checkpoint.build(ARCHS[family], path, size=size)
             sources[family] = str(path)
         runs.append(scenario(name, sources, variant, args.build / key, args.repeats))
-    runner.write(args.out, "startup", {"when": runner.now(), "machine": runner.machine(available_cores()),
-                                       "runs": runs}, markdown)
+    runner.write(
+        args.out,
+        "startup",
+        {"when": runner.now(), "machine": runner.machine(available_cores()), "runs": runs},
+        markdown,
+    )
     return 0
 
 

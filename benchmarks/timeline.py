@@ -12,6 +12,7 @@ docs/benchmarks/one-client-<model>-<variant>.{md,json,png}.
 
     python -m benchmarks.timeline --model finbert --variant int8 --rounds 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,21 +39,36 @@ from server import stack
 # compute ends when Triton has released it, which can be after the next step (or the gRPC
 # send) has begun: a cut at two stamps is the earlier one, so no segment is negative and the
 # overlap counts for the step that is running.
-CUTS = [(("ensemble", "GRPC_WAITREAD_END"),), (("tokenizer", "COMPUTE_START"),),
-        (("tokenizer", "COMPUTE_END"), ("classifier", "COMPUTE_START")), (("classifier", "COMPUTE_START"),),
-        (("classifier", "COMPUTE_END"), ("postprocess", "COMPUTE_START")), (("postprocess", "COMPUTE_START"),),
-        (("postprocess", "COMPUTE_END"), ("ensemble", "GRPC_SEND_END")), (("ensemble", "GRPC_SEND_END"),)]
-SEGMENTS = ["gRPC read → tokenizer starts", "tokenizer", "→ classifier starts", "classifier",
-            "→ postprocess starts", "postprocess", "→ gRPC response sent"]
-STEP_PARTS = [("queue", "REQUEST_START", "COMPUTE_START"), ("input", "COMPUTE_START", "COMPUTE_INPUT_END"),
-              ("execute (stub round trip)", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START"),
-              ("output", "COMPUTE_OUTPUT_START", "COMPUTE_END")]
+CUTS = [
+    (("ensemble", "GRPC_WAITREAD_END"),),
+    (("tokenizer", "COMPUTE_START"),),
+    (("tokenizer", "COMPUTE_END"), ("classifier", "COMPUTE_START")),
+    (("classifier", "COMPUTE_START"),),
+    (("classifier", "COMPUTE_END"), ("postprocess", "COMPUTE_START")),
+    (("postprocess", "COMPUTE_START"),),
+    (("postprocess", "COMPUTE_END"), ("ensemble", "GRPC_SEND_END")),
+    (("ensemble", "GRPC_SEND_END"),),
+]
+SEGMENTS = [
+    "gRPC read → tokenizer starts",
+    "tokenizer",
+    "→ classifier starts",
+    "classifier",
+    "→ postprocess starts",
+    "postprocess",
+    "→ gRPC response sent",
+]
+STEP_PARTS = [
+    ("queue", "REQUEST_START", "COMPUTE_START"),
+    ("input", "COMPUTE_START", "COMPUTE_INPUT_END"),
+    ("execute (stub round trip)", "COMPUTE_INPUT_END", "COMPUTE_OUTPUT_START"),
+    ("output", "COMPUTE_OUTPUT_START", "COMPUTE_END"),
+]
 STEPS = ("tokenizer", "classifier", "postprocess")
 
 
 def trace_args(path: Path) -> tuple[str, ...]:
-    return ("--trace-config", f"triton,file={path}", "--trace-config", "level=TIMESTAMPS",
-            "--trace-config", "rate=1")
+    return ("--trace-config", f"triton,file={path}", "--trace-config", "level=TIMESTAMPS", "--trace-config", "rate=1")
 
 
 def requests_from_trace(path: Path, family: str) -> list[dict[str, dict[str, int]]]:
@@ -67,9 +83,14 @@ def requests_from_trace(path: Path, family: str) -> list[dict[str, dict[str, int
     for i, m in models.items():
         parent = m.get("parent_id")
         if parent in requests and m["model_name"].startswith(f"{family}_"):
-            requests[parent][m["model_name"][len(family) + 1:]] = stamps.get(i, {})
-    complete = [r for r in requests.values() if all(name in r for name in STEPS)
-                and "GRPC_WAITREAD_END" in r["ensemble"] and "GRPC_SEND_END" in r["ensemble"]]
+            requests[parent][m["model_name"][len(family) + 1 :]] = stamps.get(i, {})
+    complete = [
+        r
+        for r in requests.values()
+        if all(name in r for name in STEPS)
+        and "GRPC_WAITREAD_END" in r["ensemble"]
+        and "GRPC_SEND_END" in r["ensemble"]
+    ]
     return sorted(complete, key=lambda r: r["ensemble"]["GRPC_WAITREAD_END"])
 
 
@@ -96,16 +117,30 @@ def in_process_pass(model: OnnxClassifier, texts: list[str], into: dict[str, lis
         into["total"].append((time.perf_counter() - began) * 1e6)
 
 
-def measure(model: OnnxClassifier, export_dir: Path, family: str, variant: str, texts: list[str], rounds: int,
-            warmup: int, cores: int, work: Path) -> tuple[list[float], list[dict], dict[str, list[float]]]:
+def measure(
+    model: OnnxClassifier,
+    export_dir: Path,
+    family: str,
+    variant: str,
+    texts: list[str],
+    rounds: int,
+    warmup: int,
+    cores: int,
+    work: Path,
+) -> tuple[list[float], list[dict], dict[str, list[float]]]:
     """Rounds of one in-process pass then one served pass over the sentences, so that a shared
     machine's drift falls on both sides; returns client latencies (µs), their traces, in-process times."""
     trace = work / "trace.json"
     trace.unlink(missing_ok=True)
-    server = stack.serve({family: export_dir}, work, TargetOptions("local", cores=cores, variant=variant),
-                         extra_args=trace_args(trace), started=False)
+    server = stack.serve(
+        {family: export_dir},
+        work,
+        TargetOptions("local", cores=cores, variant=variant),
+        extra_args=trace_args(trace),
+        started=False,
+    )
     latencies, local = [], {"tokenize": [], "ORT run": [], "total": []}
-    model.logits(texts[:64])                                                     # warm up
+    model.logits(texts[:64])  # warm up
     with server:
         send, close = grpc_batch_sender(server.grpc_url, family)()
         try:
@@ -119,19 +154,24 @@ def measure(model: OnnxClassifier, export_dir: Path, family: str, variant: str, 
                     latencies.append((time.perf_counter() - began) * 1e6)
         finally:
             close()
-    if not trace.exists():                    # Triton writes the trace file when it stops
+    if not trace.exists():  # Triton writes the trace file when it stops
         raise RuntimeError(f"tritonserver wrote no trace; see {work / 'tritonserver.log'}")
     traced = requests_from_trace(trace, family)
     if len(traced) < len(latencies):
         raise RuntimeError(f"the trace holds {len(traced)} complete requests, {len(latencies)} expected")
-    return latencies, traced[-len(latencies):], local
+    return latencies, traced[-len(latencies) :], local
 
 
 def summarise(client_us: list[float], segments: dict[str, list[float]], local: dict[str, list[float]]) -> dict:
     stat = lambda v: {"mean_us": round(float(np.mean(v)), 1), "p50_us": round(float(np.median(v)), 1)}
-    out = {"client": stat(client_us), "segments": {k: stat(v) for k, v in segments.items()},
-           "in_process": {k: stat(v) for k, v in local.items()}}
-    out["outside Triton (client, transport)"] = round(out["client"]["mean_us"] - out["segments"]["inside Triton"]["mean_us"], 1)
+    out = {
+        "client": stat(client_us),
+        "segments": {k: stat(v) for k, v in segments.items()},
+        "in_process": {k: stat(v) for k, v in local.items()},
+    }
+    out["outside Triton (client, transport)"] = round(
+        out["client"]["mean_us"] - out["segments"]["inside Triton"]["mean_us"], 1
+    )
     seg, ip = out["segments"], out["in_process"]
     # What the ensemble adds to the in-process path, by mean (means add up; medians do not).
     out["added"] = {
@@ -150,50 +190,97 @@ def summarise(client_us: list[float], segments: dict[str, list[float]], local: d
 def markdown(results: dict) -> str:
     s = results["summary"]
     ms = lambda us: f"{us / 1000:.2f}"
-    lines = [f"# Where one client's latency goes: {results['model']} {results['variant']}", "",
-             f"`python -m benchmarks.timeline` ({results['when']}, {results['machine']}). {results['requests']} "
-             f"single-text gRPC requests from one Python client, traced by Triton "
-             f"(`--trace-config level=TIMESTAMPS rate=1`); {results['sentences']}. In {results['rounds']} rounds, "
-             f"each sentence once in process (batch 1) then once through the ensemble. Means in ms unless marked; "
-             f"means add up, medians do not.", "",
-             *table(["", "mean", "p50"], [
-                 ["**client latency (1 client)**", f"**{ms(s['client']['mean_us'])}**", f"**{ms(s['client']['p50_us'])}**"],
-                 ["**in-process batch 1 (tokenize + ORT run)**", f"**{ms(s['in_process']['total']['mean_us'])}**",
-                  f"**{ms(s['in_process']['total']['p50_us'])}**"],
-                 ["excess (the target: p50 ≤ 2 ms)", ms(s["excess_mean_us"]), ms(s["excess_p50_us"])]]), "",
-             "## The request inside Triton, cut at each step's compute start and end", ""]
+    lines = [
+        f"# Where one client's latency goes: {results['model']} {results['variant']}",
+        "",
+        f"`python -m benchmarks.timeline` ({results['when']}, {results['machine']}). {results['requests']} "
+        f"single-text gRPC requests from one Python client, traced by Triton "
+        f"(`--trace-config level=TIMESTAMPS rate=1`); {results['sentences']}. In {results['rounds']} rounds, "
+        f"each sentence once in process (batch 1) then once through the ensemble. Means in ms unless marked; "
+        f"means add up, medians do not.",
+        "",
+        *table(
+            ["", "mean", "p50"],
+            [
+                [
+                    "**client latency (1 client)**",
+                    f"**{ms(s['client']['mean_us'])}**",
+                    f"**{ms(s['client']['p50_us'])}**",
+                ],
+                [
+                    "**in-process batch 1 (tokenize + ORT run)**",
+                    f"**{ms(s['in_process']['total']['mean_us'])}**",
+                    f"**{ms(s['in_process']['total']['p50_us'])}**",
+                ],
+                ["excess (the target: p50 ≤ 2 ms)", ms(s["excess_mean_us"]), ms(s["excess_p50_us"])],
+            ],
+        ),
+        "",
+        "## The request inside Triton, cut at each step's compute start and end",
+        "",
+    ]
     inside = s["segments"]["inside Triton"]
-    lines += table(["segment", "mean", "p50"], [
-        *([name, ms(s["segments"][name]["mean_us"]), ms(s["segments"][name]["p50_us"])] for name in SEGMENTS),
-        ["**inside Triton** (gRPC read → response sent)", f"**{ms(inside['mean_us'])}**", f"**{ms(inside['p50_us'])}**"],
-        ["outside Triton (Python client, transport)", ms(s["outside Triton (client, transport)"]), ""]])
-    lines += ["", "Each step's own parts (µs, mean), from its compute start to its release (which can overlap the "
-              "next step); *execute* is the Python stub's round trip: Triton → stub over shared memory, "
-              "`execute`, back.", "",
-              *table(["step", *(p for p, _, _ in STEP_PARTS)],
-                     [[step, *(f"{s['segments'][f'{step}: {p}']['mean_us']:.0f}" for p, _, _ in STEP_PARTS)]
-                      for step in STEPS])]
+    lines += table(
+        ["segment", "mean", "p50"],
+        [
+            *([name, ms(s["segments"][name]["mean_us"]), ms(s["segments"][name]["p50_us"])] for name in SEGMENTS),
+            [
+                "**inside Triton** (gRPC read → response sent)",
+                f"**{ms(inside['mean_us'])}**",
+                f"**{ms(inside['p50_us'])}**",
+            ],
+            ["outside Triton (Python client, transport)", ms(s["outside Triton (client, transport)"]), ""],
+        ],
+    )
+    lines += [
+        "",
+        "Each step's own parts (µs, mean), from its compute start to its release (which can overlap the "
+        "next step); *execute* is the Python stub's round trip: Triton → stub over shared memory, "
+        "`execute`, back.",
+        "",
+        *table(
+            ["step", *(p for p, _, _ in STEP_PARTS)],
+            [[step, *(f"{s['segments'][f'{step}: {p}']['mean_us']:.0f}" for p, _, _ in STEP_PARTS)] for step in STEPS],
+        ),
+    ]
     ip = s["in_process"]
-    lines += ["", f"In process: tokenize {ip['tokenize']['mean_us']:.0f} µs, ORT run {ms(ip['ORT run']['mean_us'])} ms "
-              "(mean; a hot loop).", "", "## What the ensemble adds to the in-process path (ms, mean)", "",
-              *table(["", "ms"], [*([k, ms(v)] for k, v in s["added"].items()),
-                                  ["**sum = excess**", f"**{ms(sum(s['added'].values()))}**"]]), "",
-              f"![one client's timeline](one-client-{results['model']}-{results['variant']}.png)", ""]
+    lines += [
+        "",
+        f"In process: tokenize {ip['tokenize']['mean_us']:.0f} µs, ORT run {ms(ip['ORT run']['mean_us'])} ms "
+        "(mean; a hot loop).",
+        "",
+        "## What the ensemble adds to the in-process path (ms, mean)",
+        "",
+        *table(
+            ["", "ms"],
+            [*([k, ms(v)] for k, v in s["added"].items()), ["**sum = excess**", f"**{ms(sum(s['added'].values()))}**"]],
+        ),
+        "",
+        f"![one client's timeline](one-client-{results['model']}-{results['variant']}.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def plot(results: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     s = results["summary"]
     seg, ip = s["segments"], s["in_process"]
     served = [(name, seg[name]["mean_us"]) for name in SEGMENTS]
     served.append(("outside Triton", s["outside Triton (client, transport)"]))
     local = [("tokenize", ip["tokenize"]["mean_us"]), ("ORT run", ip["ORT run"]["mean_us"])]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), gridspec_kw={"height_ratios": [1, 1.4]})
-    roles = {"tokenizer": "tab:green", "model run": "tab:blue", "postprocess": "tab:pink",
-             "hand-offs": "tab:gray", "outside Triton": "tab:olive"}
+    roles = {
+        "tokenizer": "tab:green",
+        "model run": "tab:blue",
+        "postprocess": "tab:pink",
+        "hand-offs": "tab:gray",
+        "outside Triton": "tab:olive",
+    }
     role = {"tokenize": "tokenizer", "classifier": "model run", "ORT run": "model run"}
     for row, parts in ((1, served), (0, local)):
         left = 0.0
@@ -201,8 +288,14 @@ def plot(results: dict, path: Path) -> None:
             colour = roles.get(role.get(name, name), roles["hand-offs"])
             top.barh(row, us / 1000, left=left / 1000, color=colour, edgecolor="white")
             left += us
-    top.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in roles.values()], labels=list(roles),
-               loc="upper left", fontsize=8, ncol=len(roles), frameon=False)
+    top.legend(
+        handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in roles.values()],
+        labels=list(roles),
+        loc="upper left",
+        fontsize=8,
+        ncol=len(roles),
+        frameon=False,
+    )
     top.set_ylim(-0.5, 2.0)
     top.set_yticks([0, 1], ["in-process batch 1", "Triton ensemble, 1 client"])
     top.set_xlabel("ms (mean)")
@@ -221,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="finbert", choices=list(FAMILIES))
     parser.add_argument("--checkpoint", help="checkpoint (default: make bench's random-weight base architecture)")
     parser.add_argument("--variant", default=DEFAULT_VARIANT["cpu"], choices=VARIANTS)
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="rounds of one in-process pass and one served pass over the sentences")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of one in-process pass and one served pass over the sentences"
+    )
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
     parser.add_argument("--sentences", type=int, default=100, help="distinct sentences, cycled")
     shared_arguments(parser)
@@ -232,22 +326,43 @@ def main(argv: list[str] | None = None) -> int:
     texts, source = sentences(480)
     texts = texts[: args.sentences]
     try:
-        export_dir = export_model(checkpoint(args.model, args.checkpoint, args.build), args.model,
-                                  args.build / "export" / args.model).path
+        export_dir = export_model(
+            checkpoint(args.model, args.checkpoint, args.build), args.model, args.build / "export" / args.model
+        ).path
     except (SourceUnavailable, FactsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    build_variants(export_dir, [args.variant], min_agreement=MIN_AGREEMENT if args.checkpoint else 0.0,
-                   guard_limit=None if args.checkpoint else UNGUARDED_SAMPLE)
-    print(f"{args.model} {args.variant}: {args.rounds} rounds of {len(texts)} texts in process, "
-          f"then {len(texts)} traced requests through the ensemble ...")
-    client, traced, local = measure(OnnxClassifier(export_dir, args.variant, threads=args.cores), export_dir,
-                                    args.model, args.variant, texts, args.rounds, args.warmup, args.cores,
-                                    args.build / "run" / "timeline" / args.model / args.variant)
-    results = {"when": runner.now(), "machine": machine(args.cores),
-               "model": args.model, "variant": args.variant, "requests": len(client), "rounds": args.rounds,
-               "sentences": f"{len(texts)} of: {source}",
-               "summary": summarise(client, segments_us(traced), local)}
+    build_variants(
+        export_dir,
+        [args.variant],
+        min_agreement=MIN_AGREEMENT if args.checkpoint else 0.0,
+        guard_limit=None if args.checkpoint else UNGUARDED_SAMPLE,
+    )
+    print(
+        f"{args.model} {args.variant}: {args.rounds} rounds of {len(texts)} texts in process, "
+        f"then {len(texts)} traced requests through the ensemble ..."
+    )
+    client, traced, local = measure(
+        OnnxClassifier(export_dir, args.variant, threads=args.cores),
+        export_dir,
+        args.model,
+        args.variant,
+        texts,
+        args.rounds,
+        args.warmup,
+        args.cores,
+        args.build / "run" / "timeline" / args.model / args.variant,
+    )
+    results = {
+        "when": runner.now(),
+        "machine": machine(args.cores),
+        "model": args.model,
+        "variant": args.variant,
+        "requests": len(client),
+        "rounds": args.rounds,
+        "sentences": f"{len(texts)} of: {source}",
+        "summary": summarise(client, segments_us(traced), local),
+    }
     runner.write(args.out, f"one-client-{args.model}-{args.variant}", results, markdown, plot)
     return 0
 

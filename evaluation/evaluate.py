@@ -21,6 +21,7 @@ after it (the served PROBABILITIES), on the sentences the temperature was not fi
 reliability diagram (PNG).
 Results go to docs/accuracy/<model>.json and docs/accuracy.md is rewritten from all of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from finsent import FinsentError, UnavailableError
 
 from evaluation.measure import calibration, compare, fitted_sentences
 from evaluation.report import DOCS, confusion_png, reliability_png, render_docs, summary
@@ -40,27 +40,48 @@ from export.cli import existing_export, fraction
 from export.facts import FAMILIES, FactsError, ModelFacts
 from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import MIN_AGREEMENT, GuardError, build_variants
+from finsent import FinsentError, UnavailableError
 from model_repository.assemble import TargetOptions
 from server import stack
 from training.finetune import HELDOUT_FILENAME, METRICS_FILENAME
 
 
-def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, export: Path | None = None,
-             model: str | None = None, build: Path = Path("build"), out: Path = DOCS, data_name: str = "",
-             log=print, variant: str = "fp32", min_agreement: float = MIN_AGREEMENT) -> dict:
+def evaluate(
+    checkpoint: Path,
+    family: str,
+    rows,
+    *,
+    url: str | None = None,
+    export: Path | None = None,
+    model: str | None = None,
+    build: Path = Path("build"),
+    out: Path = DOCS,
+    data_name: str = "",
+    log=print,
+    variant: str = "fp32",
+    min_agreement: float = MIN_AGREEMENT,
+) -> dict:
     """Score `rows` served and in-process; write <out>/accuracy/<model>.json and its PNG."""
     checkpoint, model = Path(checkpoint), model or family
     texts = [s for s, _ in rows]
     server = None
     try:
         if url is None:
-            export = Path(export) if export else export_model(str(checkpoint), family, build / "export" / family,
-                                                              log=log).path
+            export = (
+                Path(export)
+                if export
+                else export_model(str(checkpoint), family, build / "export" / family, log=log).path
+            )
             if variant != "fp32":
-                build_variants(export, [variant], min_agreement=min_agreement, log=log)   # guarded; cached
-            server = stack.serve({family: export}, build / "triton", TargetOptions("local", variant=variant),
-                                 repository=build / "repository" / "eval", log_path=build / "triton" / "eval.log",
-                                 started=False)
+                build_variants(export, [variant], min_agreement=min_agreement, log=log)  # guarded; cached
+            server = stack.serve(
+                {family: export},
+                build / "triton",
+                TargetOptions("local", variant=variant),
+                repository=build / "repository" / "eval",
+                log_path=build / "triton" / "eval.log",
+                started=False,
+            )
             log(f"starting tritonserver for {family} (log: {server.log_path}) ...")
             server.start()
             url = server.grpc_url
@@ -81,22 +102,48 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
     cal = calibration(rows, served_logits, served, left_out, where)
     # In-process probabilities with the temperature the server applies: both sides then say the same.
     inprocess = calibrate.softmax(np.log(np.clip(inprocess, 1e-30, None)), cal["temperature"])
-    result = {"model": model, "family": family, "variant": variant, "checkpoint": str(checkpoint),
-              "data": data_name, "n": len(rows), "served_seconds": round(served_s, 1),
-              **compare(rows, served, inprocess, variant), "calibration": cal}
+    result = {
+        "model": model,
+        "family": family,
+        "variant": variant,
+        "checkpoint": str(checkpoint),
+        "data": data_name,
+        "n": len(rows),
+        "served_seconds": round(served_s, 1),
+        **compare(rows, served, inprocess, variant),
+        "calibration": cal,
+    }
     metrics_file = checkpoint / METRICS_FILENAME
     if metrics_file.exists():
         ft = json.loads(metrics_file.read_text())
-        result["finetune"] = {k: ft.get(k) for k in ("base", "arch", "sentences", "duplicates_removed", "train",
-                                                     "heldout", "hyperparameters", "history", "seconds")}
+        result["finetune"] = {
+            k: ft.get(k)
+            for k in (
+                "base",
+                "arch",
+                "sentences",
+                "duplicates_removed",
+                "train",
+                "heldout",
+                "hyperparameters",
+                "history",
+                "seconds",
+            )
+        }
         result["finetune"]["data_sha256"] = ft.get("data", {}).get("sha256")
     out = Path(out)
     stem = f"{model}-{variant}"
-    png = confusion_png(result["served"], f"{model} ({variant}) served by Triton: {data_name}, n={len(rows)}",
-                        out / "accuracy" / f"{stem}-confusion.png")
+    png = confusion_png(
+        result["served"],
+        f"{model} ({variant}) served by Triton: {data_name}, n={len(rows)}",
+        out / "accuracy" / f"{stem}-confusion.png",
+    )
     result["confusion_png"] = str(png.relative_to(out))
-    png = reliability_png(cal, f"{model} ({variant}) served by Triton: {data_name}, n={cal['n']} (not fitted on)",
-                          out / "accuracy" / f"{stem}-reliability.png")
+    png = reliability_png(
+        cal,
+        f"{model} ({variant}) served by Triton: {data_name}, n={cal['n']} (not fitted on)",
+        out / "accuracy" / f"{stem}-reliability.png",
+    )
     result["reliability_png"] = str(png.relative_to(out))
     (out / "accuracy" / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     log(summary(result))
@@ -104,20 +151,38 @@ def evaluate(checkpoint: Path, family: str, rows, *, url: str | None = None, exp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__,   # not "__main__.py"
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=Path(FAMILIES["distilbert"].source),
-                        help="the PyTorch checkpoint (in-process side, and what gets exported)")
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation",
+        description=__doc__,  # not "__main__.py"
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path(FAMILIES["distilbert"].source),
+        help="the PyTorch checkpoint (in-process side, and what gets exported)",
+    )
     parser.add_argument("--family", default="distilbert", choices=FAMILIES, help="ensemble family")
     parser.add_argument("--data", type=Path, help="FPB sentences (default: <checkpoint>/heldout.txt)")
     parser.add_argument("--url", help="gRPC host:port of a running server (default: start a local one)")
     parser.add_argument("--model", help="served model name (default: the family)")
-    parser.add_argument("--export", type=existing_export,
-                        help="serve this export folder, not an export of the checkpoint (--variant picks the variant)")
-    parser.add_argument("--variant", choices=["fp32", "int8", "fp16"], default="fp32",
-                        help="export variant to serve (built and guarded by export.optimize if missing)")
-    parser.add_argument("--min-agreement", type=fraction, default=MIN_AGREEMENT,
-                        help="the variant's accuracy guard (export.optimize); 0 scores a variant it would refuse")
+    parser.add_argument(
+        "--export",
+        type=existing_export,
+        help="serve this export folder, not an export of the checkpoint (--variant picks the variant)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=["fp32", "int8", "fp16"],
+        default="fp32",
+        help="export variant to serve (built and guarded by export.optimize if missing)",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=fraction,
+        default=MIN_AGREEMENT,
+        help="the variant's accuracy guard (export.optimize); 0 scores a variant it would refuse",
+    )
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--out", type=Path, default=DOCS, help="docs folder (default docs/)")
     args = parser.parse_args(argv)
@@ -130,20 +195,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     name = f"{data.name} ({data.parent.name})" if data.name == HELDOUT_FILENAME else data.name
     try:
-        resolve_source(str(args.checkpoint))   # both sides need it: refuse a missing one before any export
+        resolve_source(str(args.checkpoint))  # both sides need it: refuse a missing one before any export
     except SourceUnavailable as exc:
         parser.error(f"--checkpoint: {exc}")
     try:
-        result = evaluate(args.checkpoint, args.family, rows, url=args.url, export=args.export, model=args.model,
-                          variant=args.variant, min_agreement=args.min_agreement,
-                          build=args.build, out=args.out, data_name=name)
+        result = evaluate(
+            args.checkpoint,
+            args.family,
+            rows,
+            url=args.url,
+            export=args.export,
+            model=args.model,
+            variant=args.variant,
+            min_agreement=args.min_agreement,
+            build=args.build,
+            out=args.out,
+            data_name=name,
+        )
     except GuardError as exc:
         print(f"error: {exc}; --min-agreement 0 scores it anyway", file=sys.stderr)
         return 1
-    except FactsError as exc:   # a checkpoint finsent cannot serve: found before exporting
+    except FactsError as exc:  # a checkpoint finsent cannot serve: found before exporting
         parser.error(str(exc))
     except FinsentError as exc:
-        if args.url is None:   # the server started here failed: a bug, not a bad argument
+        if args.url is None:  # the server started here failed: a bug, not a bad argument
             raise
         reachable = not isinstance(exc, UnavailableError)
         parser.error(f"{'Triton at' if reachable else 'cannot reach Triton at'} {args.url}: {exc}")

@@ -1,5 +1,6 @@
 """What the scores say: served vs in-process labels and the gate they pass, and the calibration of
 the served probabilities before and after the model's temperature."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,13 +17,17 @@ def compare(rows, served: np.ndarray, inprocess: np.ndarray, variant: str) -> di
     served_labels = [CANONICAL_LABELS[i] for i in served.argmax(-1)]
     local_labels = [CANONICAL_LABELS[i] for i in inprocess.argmax(-1)]
     differ = [i for i, (a, b) in enumerate(zip(served_labels, local_labels)) if a != b]
-    result = {"served": fpb.scores(truth, served_labels), "inprocess": fpb.scores(truth, local_labels),
-              "disagreements": len(differ), "agreement": 1 - len(differ) / max(len(rows), 1),
-              "max_abs_probability_diff": float(np.abs(served - inprocess).max()) if len(rows) else 0.0,
-              "disagreeing_rows": differ[:20]}
+    result = {
+        "served": fpb.scores(truth, served_labels),
+        "inprocess": fpb.scores(truth, local_labels),
+        "disagreements": len(differ),
+        "agreement": 1 - len(differ) / max(len(rows), 1),
+        "max_abs_probability_diff": float(np.abs(served - inprocess).max()) if len(rows) else 0.0,
+        "disagreeing_rows": differ[:20],
+    }
     if variant == "fp32":
         result["gate"] = {"rule": "0 disagreements", "passed": not differ}
-    else:   # the guard's own rule (export/optimize.py), now on what the server returned
+    else:  # the guard's own rule (export/optimize.py), now on what the server returned
         judged = judge(inprocess, served, truth)
         result["confident"], result["confident_agreement"] = judged["confident"], judged["confident_agreement"]
         result["gate"] = {"rule": judged["rule"], "passed": judged["passed"]}
@@ -37,8 +42,11 @@ def fitted_sentences(checkpoint: Path, facts: ModelFacts | None) -> tuple[set[st
     for path in candidates:
         if path.is_file() and (not fitted.get("sha256") or fpb.sha256(path) == fitted["sha256"]):
             return {s for s, _ in fpb.read(path)}, str(path)
-    return set(), ("" if not fitted else f"not found ({fitted.get('file')}): the figures may include the "
-                   f"sentences the temperature was fitted on")
+    return set(), (
+        ""
+        if not fitted
+        else f"not found ({fitted.get('file')}): the figures may include the sentences the temperature was fitted on"
+    )
 
 
 def calibration(rows, logits: np.ndarray, probs: np.ndarray, left_out: set[str], where: str) -> dict:
@@ -50,10 +58,15 @@ def calibration(rows, logits: np.ndarray, probs: np.ndarray, left_out: set[str],
     # log(p_max / p_min) = (z_max - z_min) / T, so the ratio before/after is T; rows away from float32's limits.
     usable = (before.max(1) < 0.999) & (after.min(1) > 1e-12)
     ratio = np.log(before[usable].max(1) / before[usable].min(1))
-    temperature = float(np.median(ratio / np.log(after[usable].max(1) / after[usable].min(1)))) \
-        if usable.any() else 1.0
-    return {"n": int(keep.sum()), "left_out": int((~keep).sum()), "fitted_on": where, "ece_bins": calibrate.ECE_BINS,
-            "temperature": round(temperature, 4),
-            "before": calibrate.measures(before, labels), "after": calibrate.measures(after, labels),
-            "reliability_before": calibrate.reliability(before, labels),
-            "reliability_after": calibrate.reliability(after, labels)}
+    temperature = float(np.median(ratio / np.log(after[usable].max(1) / after[usable].min(1)))) if usable.any() else 1.0
+    return {
+        "n": int(keep.sum()),
+        "left_out": int((~keep).sum()),
+        "fitted_on": where,
+        "ece_bins": calibrate.ECE_BINS,
+        "temperature": round(temperature, 4),
+        "before": calibrate.measures(before, labels),
+        "after": calibrate.measures(after, labels),
+        "reliability_before": calibrate.reliability(before, labels),
+        "reliability_after": calibrate.reliability(after, labels),
+    }

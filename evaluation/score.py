@@ -1,13 +1,14 @@
 """The two sides of `make eval`: probabilities served by Triton, through the client package, and
 the PyTorch checkpoint's own, in process; both in the canonical label order."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from finsent import Client, Retry
 
 from export.facts import CANONICAL_LABELS, canonical_index
+from finsent import Client, Retry
 from training.predict import predict
 
 
@@ -29,8 +30,9 @@ def served_outputs(url: str, model: str, texts: list[str], logits: bool = False)
 
 def columns(rows: list[dict[str, float]]) -> np.ndarray:
     """float32 [n, 3] in canonical order from the client's {label: value} per text (float32 values)."""
-    return np.array([[row[label] for label in CANONICAL_LABELS] for row in rows],
-                    dtype=np.float32).reshape(len(rows), len(CANONICAL_LABELS))
+    return np.array([[row[label] for label in CANONICAL_LABELS] for row in rows], dtype=np.float32).reshape(
+        len(rows), len(CANONICAL_LABELS)
+    )
 
 
 def served_probabilities(url: str, model: str, texts: list[str]) -> np.ndarray:

@@ -18,6 +18,7 @@ Measures (probabilities in the canonical label order, labels as indices):
 - Brier: mean over sentences of the squared distance between the probability vector and the
   one-hot true label (summed over the 3 labels: 0 is perfect, 2 is the worst).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,10 @@ import numpy as np
 
 from export.facts import CANONICAL_LABELS, ModelFacts
 
-ECE_BINS = 15                               # equal-width confidence bins, as in Guo et al. (2017)
-TEMPERATURE_RANGE = (0.05, 20.0)            # the search interval; a fit at an end says the data are odd
-CALIBRATION_FILENAME = "calibration.json"   # a checkpoint's fitted temperature (make finetune), carried by the export
-CALIBRATION_DATA_FILENAME = "calibration.txt"   # the held-out sentences it was fitted on (sentence@label)
+ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. (2017)
+TEMPERATURE_RANGE = (0.05, 20.0)  # the search interval; a fit at an end says the data are odd
+CALIBRATION_FILENAME = "calibration.json"  # a checkpoint's fitted temperature (make finetune), carried by the export
+CALIBRATION_DATA_FILENAME = "calibration.txt"  # the held-out sentences it was fitted on (sentence@label)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -59,22 +60,33 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> 
     for i in range(bins):
         members = index == i
         n = int(members.sum())
-        out.append({"low": i / bins, "high": (i + 1) / bins, "n": n,
-                    "confidence": float(confidence[members].mean()) if n else None,
-                    "accuracy": float(correct[members].mean()) if n else None})
+        out.append(
+            {
+                "low": i / bins,
+                "high": (i + 1) / bins,
+                "n": n,
+                "confidence": float(confidence[members].mean()) if n else None,
+                "accuracy": float(correct[members].mean()) if n else None,
+            }
+        )
     return out
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     total = len(labels)
-    return float(sum(b["n"] / total * abs(b["accuracy"] - b["confidence"])
-                     for b in reliability(probs, labels, bins) if b["n"]))
+    return float(
+        sum(b["n"] / total * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, labels, bins) if b["n"])
+    )
 
 
 def measures(probs: np.ndarray, labels: np.ndarray) -> dict:
-    return {"ece": ece(probs, labels), "nll": nll(probs, labels), "brier": brier(probs, labels),
-            "accuracy": float((probs.argmax(axis=1) == labels).mean()),
-            "mean_confidence": float(probs.max(axis=1).mean())}
+    return {
+        "ece": ece(probs, labels),
+        "nll": nll(probs, labels),
+        "brier": brier(probs, labels),
+        "accuracy": float((probs.argmax(axis=1) == labels).mean()),
+        "mean_confidence": float(probs.max(axis=1).mean()),
+    }
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -112,20 +124,33 @@ def label_indices(labels: list[str]) -> np.ndarray:
 
 def report(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
     """Calibration of `logits` (canonical order) before (T = 1) and after the temperature."""
-    return {"n": int(len(labels)), "temperature": temperature, "ece_bins": ECE_BINS,
-            "before": measures(softmax(logits), labels), "after": measures(softmax(logits, temperature), labels)}
+    return {
+        "n": int(len(labels)),
+        "temperature": temperature,
+        "ece_bins": ECE_BINS,
+        "before": measures(softmax(logits), labels),
+        "after": measures(softmax(logits, temperature), labels),
+    }
 
 
 def describe(r: dict) -> str:
     b, a = r["before"], r["after"]
-    return (f"T = {r['temperature']:.3f} on {r['n']} sentences: ECE ({r['ece_bins']} bins) {b['ece']:.4f} -> "
-            f"{a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}, Brier {b['brier']:.4f} -> {a['brier']:.4f}")
+    return (
+        f"T = {r['temperature']:.3f} on {r['n']} sentences: ECE ({r['ece_bins']} bins) {b['ece']:.4f} -> "
+        f"{a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}, Brier {b['brier']:.4f} -> {a['brier']:.4f}"
+    )
 
 
 def fitted_on(path: Path, n: int) -> dict:
     from export import fpb
-    return {"file": Path(path).name, "path": str(Path(path).resolve()), "sha256": fpb.sha256(path), "n": n,
-            "by": "export.calibrate"}
+
+    return {
+        "file": Path(path).name,
+        "path": str(Path(path).resolve()),
+        "sha256": fpb.sha256(path),
+        "n": n,
+        "by": "export.calibrate",
+    }
 
 
 def carry(checkpoint: Path, export_dir: Path, facts: ModelFacts) -> ModelFacts:
@@ -134,6 +159,7 @@ def carry(checkpoint: Path, export_dir: Path, facts: ModelFacts) -> ModelFacts:
     A temperature this command fitted on the export itself stays: it is the later, deliberate choice
     (a new checkpoint makes a new export, whose facts start at T = 1)."""
     import dataclasses
+
     path = Path(checkpoint) / CALIBRATION_FILENAME
     if not path.is_file() or (facts.calibration or {}).get("by") == "export.calibrate":
         return facts
@@ -151,28 +177,38 @@ def calibrate_export(export_dir: Path, data: Path, *, log=print) -> dict:
 
     from export import fpb
     from export.runtime import OnnxClassifier
+
     rows = fpb.read(data)
     classifier = OnnxClassifier(export_dir, "fp32")
     logits = classifier.logits([s for s, _ in rows])[:, classifier.facts.canonical_index]
     labels = label_indices([label for _, label in rows])
     temperature = fit_temperature(logits, labels)
     result = report(logits, labels, temperature)
-    facts = dataclasses.replace(ModelFacts.load(export_dir), temperature=temperature,
-                                calibration=fitted_on(data, len(rows)))
+    facts = dataclasses.replace(
+        ModelFacts.load(export_dir), temperature=temperature, calibration=fitted_on(data, len(rows))
+    )
     facts.save(export_dir)
-    log(f"[{facts.name}] {describe(result)} (fitted and measured on the same file: see make eval for held-out "
-        f"figures); written to {export_dir / 'model_facts.json'}")
+    log(
+        f"[{facts.name}] {describe(result)} (fitted and measured on the same file: see make eval for held-out "
+        f"figures); written to {export_dir / 'model_facts.json'}"
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     from export.cli import existing_export
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export", type=existing_export, required=True, help="an export directory (export.onnx)")
-    parser.add_argument("--data", type=Path, required=True,
-                        help="labelled sentences the model was not trained on (sentence@label, like FPB's files)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="labelled sentences the model was not trained on (sentence@label, like FPB's files)",
+    )
     args = parser.parse_args(argv)
     from export import fpb
+
     if not args.data.is_file():
         parser.error(f"--data {args.data}: no such file")
     try:

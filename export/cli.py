@@ -1,5 +1,6 @@
 """Argument types shared by the export CLIs. argparse applies them while parsing, so a bad value
 is refused with one `error: argument --x: ...` line (exit 2) before any slow work starts."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,13 +15,20 @@ def bounded(kind, low=None, high=None, *, above=None, hint: str = ""):
     if low is not None and high is not None:
         need = f"between {low} and {high}"
     else:
-        need = " and ".join([f">= {low}"] * (low is not None) + [f"> {above}"] * (above is not None)
-                            + [f"<= {high}"] * (high is not None))
+        need = " and ".join(
+            [f">= {low}"] * (low is not None)
+            + [f"> {above}"] * (above is not None)
+            + [f"<= {high}"] * (high is not None)
+        )
 
     def parse(text: str):
-        value = kind(text)   # a ValueError becomes argparse's own "invalid int value: 'x'"
-        if not (math.isfinite(value) and (low is None or value >= low) and (above is None or value > above)
-                and (high is None or value <= high)):
+        value = kind(text)  # a ValueError becomes argparse's own "invalid int value: 'x'"
+        if not (
+            math.isfinite(value)
+            and (low is None or value >= low)
+            and (above is None or value > above)
+            and (high is None or value <= high)
+        ):
             raise argparse.ArgumentTypeError(f"must be {need}, got {text}{hint}")
         return value
 
@@ -35,6 +43,7 @@ fraction = bounded(float, 0, 1, hint=" (a fraction: 0.995 means 99.5%)")
 def existing_export(text: str) -> Path:
     """A directory written by export.onnx (it holds the model-facts file)."""
     if not (Path(text) / FACTS_FILENAME).is_file():
-        raise argparse.ArgumentTypeError(f"{text} is not an export directory (no {FACTS_FILENAME}; "
-                                         f"python -m export.onnx writes one)")
+        raise argparse.ArgumentTypeError(
+            f"{text} is not an export directory (no {FACTS_FILENAME}; python -m export.onnx writes one)"
+        )
     return Path(text)

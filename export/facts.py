@@ -8,6 +8,7 @@ checkpoints differ. Everything that leaves the server uses CANONICAL_LABELS inst
 FAMILIES, the servable model families (one row each), lives here too: the lowest module
 that export, model_repository, server, benchmarks and loadtest all import.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ CANONICAL_LABELS = ("negative", "neutral", "positive")
 FACTS_VERSION = 1
 # The ONNX inputs of each architecture finsent serves: DistilBERT has no token_type_ids.
 ARCH_INPUTS = {"bert": ("input_ids", "attention_mask", "token_type_ids"), "distilbert": ("input_ids", "attention_mask")}
-MIN_MAX_LENGTH = 8                     # tokens; [CLS] and [SEP] leave room for a few words
+MIN_MAX_LENGTH = 8  # tokens; [CLS] and [SEP] leave room for a few words
 
 
 class FactsError(ValueError):
@@ -29,8 +30,9 @@ class FactsError(ValueError):
 @dataclass(frozen=True)
 class Family:
     """A servable model family: its row in FAMILIES is all that adding one takes (docs/serving.md)."""
-    source: str   # make serve's default checkpoint: a hub id or a checkpoint directory
-    arch: str     # bert or distilbert: its random test checkpoints, and the inputs it may take (ARCH_INPUTS)
+
+    source: str  # make serve's default checkpoint: a hub id or a checkpoint directory
+    arch: str  # bert or distilbert: its random test checkpoints, and the inputs it may take (ARCH_INPUTS)
 
     def __post_init__(self):
         if self.arch not in ARCH_INPUTS:
@@ -45,7 +47,7 @@ class Family:
 # the one list of them; model_repository/configs/ holds one config per role for them all.
 FAMILIES = {
     "finbert": Family(source="ProsusAI/finbert", arch="bert"),
-    "distilbert": Family(source="build/checkpoints/distilbert-fpb", arch="distilbert"),   # make finetune's output
+    "distilbert": Family(source="build/checkpoints/distilbert-fpb", arch="distilbert"),  # make finetune's output
 }
 
 
@@ -62,17 +64,17 @@ def canonical_index(id2label: list[str]) -> list[int]:
 
 @dataclass(frozen=True)
 class ModelFacts:
-    name: str                     # served family name: finbert, distilbert
-    source: str                   # hub id or checkpoint directory it was exported from
-    model_type: str               # transformers model_type: bert, distilbert, ...
-    id2label: list[str]           # the checkpoint's label order (output column i)
-    max_length: int               # tokens, [CLS]/[SEP] included; longer text is truncated
-    input_names: list[str]        # ONNX inputs, in order; DistilBERT has no token_type_ids
+    name: str  # served family name: finbert, distilbert
+    source: str  # hub id or checkpoint directory it was exported from
+    model_type: str  # transformers model_type: bert, distilbert, ...
+    id2label: list[str]  # the checkpoint's label order (output column i)
+    max_length: int  # tokens, [CLS]/[SEP] included; longer text is truncated
+    input_names: list[str]  # ONNX inputs, in order; DistilBERT has no token_type_ids
     output_name: str = "logits"
     variant: str = "fp32"
     # Served probabilities are softmax(logits / temperature) (export/calibrate.py); 1.0: not fitted.
     temperature: float = 1.0
-    calibration: dict | None = None   # what the temperature was fitted on: file, sha256, n, by whom
+    calibration: dict | None = None  # what the temperature was fitted on: file, sha256, n, by whom
     canonical_labels: list[str] = field(default_factory=lambda: list(CANONICAL_LABELS))
     version: int = FACTS_VERSION
 

@@ -5,6 +5,7 @@ from a local `Sentences_*Agree.txt` (latin-1, one `sentence@label` per line) or 
 the Hugging Face Hub (`takala/financial_phrasebank`). Labels use CANONICAL_LABELS, which is
 also the dataset's own order (0 negative, 1 neutral, 2 positive).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,7 @@ from export.facts import CANONICAL_LABELS
 LABELS = CANONICAL_LABELS
 ENCODING = "latin-1"
 HUB_DATASET = "takala/financial_phrasebank"
-HUB_ARCHIVE = "data/FinancialPhraseBank-v1.0.zip"        # what the dataset's loading script reads
+HUB_ARCHIVE = "data/FinancialPhraseBank-v1.0.zip"  # what the dataset's loading script reads
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where this workplace (and CI, next to the clone) keeps a read-only copy.
 # A local Financial PhraseBank copy: FINSENT_FPB_DIR, else ../shared/data/financial_phrasebank next to the clone.
@@ -39,6 +40,7 @@ def shared_file(agree: str = "75") -> Path | None:
 def hub_file(agree: str = "75", cache_dir: Path | None = None) -> Path:
     """Download the dataset archive from the Hub and extract `Sentences_<agree>Agree.txt`."""
     from huggingface_hub import hf_hub_download
+
     archive = Path(hf_hub_download(HUB_DATASET, HUB_ARCHIVE, repo_type="dataset", cache_dir=cache_dir))
     member = f"FinancialPhraseBank-v1.0/Sentences_{agree}Agree.txt"
     target = archive.parent / Path(member).name
@@ -59,8 +61,9 @@ def read(path: Path) -> list[tuple[str, str]]:
             sentence, sep, label = line.rpartition("@")
             label = label.strip().lower()
             if not sep or label not in LABELS or not sentence.strip():
-                raise DataError(f"{path}:{number}: expected `sentence@label` with a label in {list(LABELS)}, "
-                                f"got {line[:80]!r}")
+                raise DataError(
+                    f"{path}:{number}: expected `sentence@label` with a label in {list(LABELS)}, got {line[:80]!r}"
+                )
             rows.append((sentence.strip(), label))
     if not rows:
         raise DataError(f"{path} has no sentences")
@@ -117,8 +120,10 @@ def check_split(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> No
     """Refuse a split that cannot train on or score every label: accuracy on 1 sentence says nothing."""
     for name, part in (("held-out", test), ("training", train)):
         if missing := [label for label in LABELS if label not in {lab for _, lab in part}]:
-            raise DataError(f"the {name} set has no {'/'.join(missing)} sentence ({len(train)} train, {len(test)} "
-                            f"held out): use more sentences (--limit) or another --test-size")
+            raise DataError(
+                f"the {name} set has no {'/'.join(missing)} sentence ({len(train)} train, {len(test)} "
+                f"held out): use more sentences (--limit) or another --test-size"
+            )
 
 
 def scores(y_true: list[str], y_pred: list[str]) -> dict:
@@ -133,8 +138,17 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict:
         precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
         recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                            "support": int(confusion[i].sum())}
-    return {"n": int(confusion.sum()), "accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
-            "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])), "per_class": per_class,
-            "confusion": confusion.tolist(), "labels": list(LABELS)}
+        per_class[label] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(confusion[i].sum()),
+        }
+    return {
+        "n": int(confusion.sum()),
+        "accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
+        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "labels": list(LABELS),
+    }

@@ -1,5 +1,6 @@
 """Library warnings a newcomer reads past on every export, each harmless here (the reason is next
 to it), silenced where finsent triggers them so that the warnings that matter stand out."""
+
 from __future__ import annotations
 
 import contextlib
@@ -41,6 +42,7 @@ def known_noise_silenced():
                 # The tracer keeps DistilBERT's mask fill value and shape checks as constants: exact for
                 # the traced model, which the parity check then compares with PyTorch at every length.
                 from torch.jit import TracerWarning
+
                 warnings.filterwarnings("ignore", category=TracerWarning)
             yield
     finally:

@@ -4,6 +4,7 @@ Used by the variant accuracy guard and by the benchmark's in-process limit. Batc
 formed from length-sorted texts so padding stays small (padding every batch to its longest
 member loses to batch 1 on CPU).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,16 +31,23 @@ def variant_filename(variant: str) -> str:
 
 
 class OnnxClassifier:
-    def __init__(self, export_dir: Path, variant: str = "fp32", threads: int | None = None,
-                 providers: list[str] | None = None, allow_spinning: bool = True):
+    def __init__(
+        self,
+        export_dir: Path,
+        variant: str = "fp32",
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        allow_spinning: bool = True,
+    ):
         export_dir = Path(export_dir)
         self.facts = ModelFacts.load(export_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(allow_spinning)))
-        self.session = ort.InferenceSession(str(export_dir / variant_filename(variant)), options,
-                                            providers=providers or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(export_dir / variant_filename(variant)), options, providers=providers or ["CPUExecutionProvider"]
+        )
         self.tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.facts.max_length)
@@ -65,7 +73,7 @@ class OnnxClassifier:
         order = np.argsort([len(e.ids) for e in encodings], kind="stable") if sort else np.arange(len(texts))
         out = np.empty((len(texts), len(self.facts.id2label)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
-            rows = order[start: start + batch_size]
+            rows = order[start : start + batch_size]
             out[rows] = self.run([encodings[i] for i in rows])
         return out
 

@@ -24,6 +24,6 @@ PARITY_SENTENCES = [
     "The bank kept its dividend unchanged.",
     "Moody's downgraded the issuer to junk, citing weak cash flow and rising leverage.",
     "Record quarterly earnings beat every analyst estimate and the stock hit an all-time high.",
-    _FILING * 3,                                  # ~130 words
-    _FILING * 14,                                 # well past 512 tokens: truncation
+    _FILING * 3,  # ~130 words
+    _FILING * 14,  # well past 512 tokens: truncation
 ]

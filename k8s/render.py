@@ -7,6 +7,7 @@
 The chart's Triton arguments are generated from server.triton.triton_args() into
 templates/_triton_args.tpl, so the chart and the local launcher run Triton the same way.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,17 @@ GENERATED = "Rendered from k8s/chart/finsent with default values by `make manife
 
 def args_template() -> str:
     """The chart's tritonserver args and ports, as Helm defines, from triton_args()."""
-    lines = ["{{/* Generated from server.triton.triton_args() by `make manifests`: do not edit. */}}",
-             '{{- define "finsent.tritonArgs" -}}']
+    lines = [
+        "{{/* Generated from server.triton.triton_args() by `make manifests`: do not edit. */}}",
+        '{{- define "finsent.tritonArgs" -}}',
+    ]
     for arg in triton_args(_REPOSITORY, Ports(), control_mode=CONTROL_MODE, admin_key=ADMIN_KEY):
         if _REPOSITORY in arg:
             before, after = arg.split(_REPOSITORY)
-            lines.append(f'- {{{{ printf "%s%s%s" {json.dumps(before)} (include "finsent.modelRepository" .) '
-                         f'{json.dumps(after)} | quote }}}}')
+            lines.append(
+                f'- {{{{ printf "%s%s%s" {json.dumps(before)} (include "finsent.modelRepository" .) '
+                f"{json.dumps(after)} | quote }}}}"
+            )
         else:
             lines.append(f"- {json.dumps(arg)}")
     lines.append("{{- end }}")
@@ -72,9 +77,11 @@ def profile_values(profiles: list[str] | tuple[str, ...] = ()) -> dict:
 def render(profiles: list[str] | tuple[str, ...] = (), values: dict | None = None) -> dict[str, str]:
     """{template path: rendered text} for the chart with the profiles' and `values` overrides."""
     import helm_python as helm
+
     with helm.Chart.load(CHART) as chart:
-        return chart.render(merge(profile_values(profiles), values or {}), name=RELEASE, namespace=NAMESPACE,
-                            is_install=True)
+        return chart.render(
+            merge(profile_values(profiles), values or {}), name=RELEASE, namespace=NAMESPACE, is_install=True
+        )
 
 
 def manifests(rendered: dict[str, str]) -> dict[str, str]:
@@ -129,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(files[path])
         else:
             path.unlink()
-    print(f"wrote {ARGS_TEMPLATE.relative_to(HERE.parent)} and {len(files) - 1} manifests in "
-          f"{MANIFESTS.relative_to(HERE.parent)}/")
+    print(
+        f"wrote {ARGS_TEMPLATE.relative_to(HERE.parent)} and {len(files) - 1} manifests in "
+        f"{MANIFESTS.relative_to(HERE.parent)}/"
+    )
     return 0
 
 

@@ -5,24 +5,39 @@ connection set-up are not steady state) and ends when the next step begins. A re
 belongs to the window in which it completed. Latency percentiles are over successful
 requests; throughput counts the texts of successful requests per second of window.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
 
-
 from loadtest.recorder import SAMPLES, SCHEDULE, summarize
 
-STEP_FIELDS = ["step", "users", "window_s", "requests", "failures", "texts", "texts_per_s", "requests_per_s",
-               "p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms"]
+STEP_FIELDS = [
+    "step",
+    "users",
+    "window_s",
+    "requests",
+    "failures",
+    "texts",
+    "texts_per_s",
+    "requests_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "mean_ms",
+    "max_ms",
+]
 
 
 def read_run(directory: Path) -> tuple[list[dict], list[dict]]:
     """The recorder's files: (schedule rows, sample rows)."""
     with open(directory / SCHEDULE, newline="") as f:
-        schedule = [{"step": int(r["step"]), "users": int(r["users"]), "start": float(r["start"]),
-                     "end": float(r["end"])} for r in csv.DictReader(f)]
+        schedule = [
+            {"step": int(r["step"]), "users": int(r["users"]), "start": float(r["start"]), "end": float(r["end"])}
+            for r in csv.DictReader(f)
+        ]
     with open(directory / SAMPLES, newline="") as f:
         samples = list(csv.DictReader(f))
     return schedule, samples
@@ -46,8 +61,16 @@ def step_results(directory: Path, warmup_s: float) -> list[dict]:
             writer.writerow(["time", "response_time_ms", "texts", "ok", "in_window", "error"])
             for r in rows:
                 t = float(r["time"])
-                writer.writerow([r["time"], r["response_time_ms"], r["texts"], r["ok"],
-                                 int(window_start <= t <= step["end"]), r["error"]])
+                writer.writerow(
+                    [
+                        r["time"],
+                        r["response_time_ms"],
+                        r["texts"],
+                        r["ok"],
+                        int(window_start <= t <= step["end"]),
+                        r["error"],
+                    ]
+                )
         tuples = [(float(r["time"]), float(r["response_time_ms"]), int(r["texts"]), r["ok"] == "1") for r in rows]
         stats = summarize(tuples, window_start, step["end"])
         errors = sorted({r["error"] for r in rows if r["ok"] != "1"})
@@ -86,8 +109,10 @@ def markdown(result: dict) -> str:
         header.append(f"Note: {result['note']}")
     if result.get("load_average_1min"):
         before, after = result["load_average_1min"]
-        header.append(f"Load on the client machine (1-min load average, before / after): {before:g} / {after:g} on "
-                      f"{result['cpus']} CPUs (Locust shares the machine when the target is local).")
+        header.append(
+            f"Load on the client machine (1-min load average, before / after): {before:g} / {after:g} on "
+            f"{result['cpus']} CPUs (Locust shares the machine when the target is local)."
+        )
     lines = [
         "\n\n".join(header),
         "",
@@ -98,14 +123,18 @@ def markdown(result: dict) -> str:
     for s in result["steps"]:
         ok = s["requests"] and not s["failures"] and s["p95_ms"] <= slo
         mark = "**knee**" if knee and s["step"] == knee["step"] else ("yes" if ok else "no")
-        lines.append(f"| {s['users']} | {s['requests']} | {s['failures']} | {s['texts_per_s']:.1f} | "
-                     f"{s['requests_per_s']:.1f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | {_ms(s['p99_ms'])} | "
-                     f"{_ms(s['max_ms'])} | {mark} |")
+        lines.append(
+            f"| {s['users']} | {s['requests']} | {s['failures']} | {s['texts_per_s']:.1f} | "
+            f"{s['requests_per_s']:.1f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | {_ms(s['p99_ms'])} | "
+            f"{_ms(s['max_ms'])} | {mark} |"
+        )
     lines.append("")
     if knee:
-        lines.append(f"Knee at SLO p95 ≤ {slo:g} ms: **{knee['texts_per_s']:.1f} texts/s** with {knee['users']} "
-                     f"user{'s' if knee['users'] != 1 else ''} "
-                     f"(p95 {knee['p95_ms']:.1f} ms).")
+        lines.append(
+            f"Knee at SLO p95 ≤ {slo:g} ms: **{knee['texts_per_s']:.1f} texts/s** with {knee['users']} "
+            f"user{'s' if knee['users'] != 1 else ''} "
+            f"(p95 {knee['p95_ms']:.1f} ms)."
+        )
     else:
         lines.append(f"No step kept p95 ≤ {slo:g} ms without failures: no throughput meets this SLO.")
     failed = [s for s in result["steps"] if s["failures"]]
@@ -117,6 +146,7 @@ def markdown(result: dict) -> str:
 def plot(result: dict, path: Path) -> Path:
     """p50/p95/p99 latency against achieved texts/s, one point per step; SLO line and knee."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -126,18 +156,34 @@ def plot(result: dict, path: Path) -> Path:
     for key, style, label in (("p50_ms", "o-", "p50"), ("p95_ms", "s-", "p95"), ("p99_ms", "^-", "p99")):
         ax.plot(x, [s[key] for s in steps], style, label=label, linewidth=1.6, markersize=5)
     for s in steps:
-        ax.annotate(f"{s['users']}u", (s["texts_per_s"], s["p95_ms"]), textcoords="offset points",
-                    xytext=(4, 6), fontsize=8, color="0.3")
+        ax.annotate(
+            f"{s['users']}u",
+            (s["texts_per_s"], s["p95_ms"]),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize=8,
+            color="0.3",
+        )
     slo = result["slo_ms"]
     ax.axhline(slo, color="crimson", linestyle="--", linewidth=1, label=f"SLO p95 ≤ {slo:g} ms")
     knee = result.get("knee")
     if knee:
-        ax.plot([knee["texts_per_s"]], [knee["p95_ms"]], marker="*", markersize=16, color="gold",
-                markeredgecolor="black", linestyle="none", label=f"knee: {knee['texts_per_s']:.0f} texts/s")
+        ax.plot(
+            [knee["texts_per_s"]],
+            [knee["p95_ms"]],
+            marker="*",
+            markersize=16,
+            color="gold",
+            markeredgecolor="black",
+            linestyle="none",
+            label=f"knee: {knee['texts_per_s']:.0f} texts/s",
+        )
     latency_axis(ax, [s[k] for s in steps for k in ("p50_ms", "p99_ms")] + [slo])
     t = result["target"]
-    ax.set_title(f"{t['model']} via {t['protocol']}, {t['texts_per_request']} text(s)/request — {result['hardware']}",
-                 fontsize=10)
+    ax.set_title(
+        f"{t['model']} via {t['protocol']}, {t['texts_per_request']} text(s)/request — {result['hardware']}",
+        fontsize=10,
+    )
     ax.set_xlabel("achieved throughput (texts/s)")
     ax.set_ylabel("latency per request (ms)")
     ax.grid(True, alpha=0.3)
@@ -153,6 +199,7 @@ def latency_axis(ax, latencies: list[float]) -> None:
     powers of ten, which left one labelled tick on a 20-400 ms range."""
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 30:
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
@@ -161,8 +208,12 @@ def latency_axis(ax, latencies: list[float]) -> None:
 
 def write_outputs(result: dict, directory: Path) -> dict[str, Path]:
     """steps.csv, results.md, latency_vs_throughput.png and sweep.json in `directory`."""
-    paths = {"steps": directory / "steps.csv", "table": directory / "results.md",
-             "plot": directory / "latency_vs_throughput.png", "json": directory / "sweep.json"}
+    paths = {
+        "steps": directory / "steps.csv",
+        "table": directory / "results.md",
+        "plot": directory / "latency_vs_throughput.png",
+        "json": directory / "sweep.json",
+    }
     write_steps_csv(result["steps"], paths["steps"])
     paths["table"].write_text(markdown(result))
     plot(result, paths["plot"])

@@ -8,6 +8,7 @@ paragraphs, positive, negative and neutral). `load_corpus(path)` reads:
 - a Financial PhraseBank `Sentences_*Agree.txt` file: latin-1, `sentence@label` per line.
   Its license forbids redistribution: point at your copy, never commit it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -136,7 +137,7 @@ def load_corpus(path: str | Path | None = None) -> list[str]:
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        content = raw.decode("latin-1")          # FPB files are latin-1
+        content = raw.decode("latin-1")  # FPB files are latin-1
     lines = content.splitlines()
     if path.suffix.lower() == ".csv":
         texts = _csv_texts(lines, path)

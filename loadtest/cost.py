@@ -9,6 +9,7 @@ other hardware, and never invented.
 
     $ per million texts = hourly price / (texts per second x 3600) x 1,000,000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,9 @@ def load_prices(path: str | Path = DEFAULT_PRICES) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ValueError(f"{path} is not valid YAML ({getattr(exc, 'problem', None) or exc}{where}): {expected}") from None
+        raise ValueError(
+            f"{path} is not valid YAML ({getattr(exc, 'problem', None) or exc}{where}): {expected}"
+        ) from None
     if not isinstance(prices, dict) or not isinstance(prices.get("instances"), list):
         raise ValueError(f"{path} has no `instances:` list: {expected}")
     for item in prices["instances"]:
@@ -49,9 +52,17 @@ def cost_rows(sweeps: list[dict], prices: dict) -> list[dict]:
     for item in prices["instances"]:
         measured = [(i, s) for i, s in enumerate(sweeps) if s.get("hardware") == item["name"]]
         if not measured:
-            rows.append({"instance": item["name"], "description": item.get("description", ""),
-                         "usd_per_hour": item["usd_per_hour"], "verified": item.get("verified", False),
-                         "status": "not measured on this hardware", "texts_per_s": None, "usd_per_million": None})
+            rows.append(
+                {
+                    "instance": item["name"],
+                    "description": item.get("description", ""),
+                    "usd_per_hour": item["usd_per_hour"],
+                    "verified": item.get("verified", False),
+                    "status": "not measured on this hardware",
+                    "texts_per_s": None,
+                    "usd_per_million": None,
+                }
+            )
         for i, sweep in measured:
             used.add(i)
             rows.append(_measured_row(sweep, item))
@@ -63,14 +74,18 @@ def cost_rows(sweeps: list[dict], prices: dict) -> list[dict]:
 
 def _measured_row(sweep: dict, item: dict | None) -> dict:
     knee, target = sweep.get("knee"), sweep["target"]
-    row = {"instance": item["name"] if item else sweep.get("hardware", "unknown"),
-           "description": item.get("description", "") if item else sweep.get("machine", ""),
-           "usd_per_hour": item["usd_per_hour"] if item else None,
-           "verified": item.get("verified", False) if item else None,
-           "workload": f"{target['model']} via {target['protocol']}, {target['texts_per_request']} text(s)/request",
-           "slo_ms": sweep["slo_ms"], "date": sweep.get("date", ""),
-           "texts_per_s": knee["texts_per_s"] if knee else None,
-           "users": knee["users"] if knee else None, "p95_ms": knee["p95_ms"] if knee else None}
+    row = {
+        "instance": item["name"] if item else sweep.get("hardware", "unknown"),
+        "description": item.get("description", "") if item else sweep.get("machine", ""),
+        "usd_per_hour": item["usd_per_hour"] if item else None,
+        "verified": item.get("verified", False) if item else None,
+        "workload": f"{target['model']} via {target['protocol']}, {target['texts_per_request']} text(s)/request",
+        "slo_ms": sweep["slo_ms"],
+        "date": sweep.get("date", ""),
+        "texts_per_s": knee["texts_per_s"] if knee else None,
+        "users": knee["users"] if knee else None,
+        "p95_ms": knee["p95_ms"] if knee else None,
+    }
     if not knee:
         row.update(status=f"measured: no step met p95 ≤ {sweep['slo_ms']:g} ms without failures", usd_per_million=None)
     elif item is None:
@@ -95,8 +110,9 @@ def markdown(rows: list[dict], prices: dict, sweep_paths: list[str]) -> str:
         tps = "–" if r.get("texts_per_s") is None else f"{r['texts_per_s']:.1f}"
         cost = "–" if r.get("usd_per_million") is None else f"{r['usd_per_million']:.2f}"
         slo = f"{r['slo_ms']:g} ms" if r.get("slo_ms") else "–"
-        lines.append(f"| {r['instance']} | {price} | {r.get('workload', '–')} | {slo} | {tps} | {cost} | "
-                     f"{r['status']} |")
+        lines.append(
+            f"| {r['instance']} | {price} | {r.get('workload', '–')} | {slo} | {tps} | {cost} | {r['status']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

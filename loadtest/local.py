@@ -7,6 +7,7 @@ exports them (cached under build/loadtest-local), starts tritonserver on free lo
 runs loadtest.sweep against it and stops the server. Latencies are those of toy models: they
 show the machinery and the serving overhead, not FinBERT's throughput.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,10 +30,10 @@ def serve_tiny_models(build: Path):
         checkpoint = build / "checkpoints" / family
         if not (checkpoint / "config.json").exists():
             random_checkpoint.build(arch, checkpoint)
-        exports[family] = export_model(str(checkpoint), family, build / "export" / family,
-                                       log=lambda *_: None).path
-    server = stack.serve(exports, build / "triton", TargetOptions("local"), repository=build / "repository",
-                         started=False)
+        exports[family] = export_model(str(checkpoint), family, build / "export" / family, log=lambda *_: None).path
+    server = stack.serve(
+        exports, build / "triton", TargetOptions("local"), repository=build / "repository", started=False
+    )
     print(f"starting tritonserver with tiny random-weight models (log: {server.log_path}) ...", file=sys.stderr)
     return server.start()
 
@@ -44,15 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from finsent.core import DEFAULT_MODEL
     from model_repository.assemble import SOURCE, load_config, source_config
-    args.model = args.model or DEFAULT_MODEL     # it serves them all
+
+    args.model = args.model or DEFAULT_MODEL  # it serves them all
     # The served ensemble's max_batch_size (the repository assembled below keeps it): larger
     # requests would all be refused by Triton.
     ensemble = source_config(None)
     limit = load_config(ensemble).max_batch_size
-    why = (args.host and "--host does not apply: loadtest.local serves on free local ports (loadtest.sweep "
-           "takes a host)") or sweep.problem(args) or (args.texts_per_request > limit and "--texts-per-request "
-           f"must be at most {limit} (max_batch_size of {ensemble.relative_to(SOURCE.parent)})")
-    if why:                                                  # before any export or server start
+    why = (
+        (args.host and "--host does not apply: loadtest.local serves on free local ports (loadtest.sweep takes a host)")
+        or sweep.problem(args)
+        or (
+            args.texts_per_request > limit
+            and f"--texts-per-request must be at most {limit} (max_batch_size of {ensemble.relative_to(SOURCE.parent)})"
+        )
+    )
+    if why:  # before any export or server start
         parser.error(why)
     server = serve_tiny_models(args.build)
     try:

@@ -10,6 +10,7 @@ Texts come from the built-in financial sentences or `--corpus FILE`. Every reque
 reported to Locust's request event with the time it took and how many texts it carried.
 `make loadtest` (loadtest/sweep.py) steps through user levels with loadtest/step_shape.py.
 """
+
 # gRPC's C core must cooperate with gevent before any channel exists; without this, 16
 # users share one blocking channel and behave like one user, with no error anywhere.
 import grpc.experimental.gevent as grpc_gevent
@@ -40,6 +41,7 @@ from loadtest.corpus import load_corpus  # noqa: E402
 
 class Settings:
     """Filled from the command line at init; defaults for library use."""
+
     model = DEFAULT_MODEL
     texts_per_request = 1
     timeout_s = 60.0
@@ -50,24 +52,42 @@ class Settings:
 @events.init_command_line_parser.add_listener
 def _arguments(parser):
     group = parser.add_argument_group("finsent")
-    group.add_argument("--model", default=DEFAULT_MODEL, help=f"Triton model (ensemble) to call (default {DEFAULT_MODEL})")
-    group.add_argument("--texts-per-request", type=int, default=1,
-                       help="texts in each request (Triton allows up to 64; default 1)")
-    group.add_argument("--corpus", default="", help="texts file: one per line, CSV with a `text` column, or a "
-                                                    "Financial PhraseBank Sentences_*Agree.txt (default: built-in)")
+    group.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"Triton model (ensemble) to call (default {DEFAULT_MODEL})"
+    )
+    group.add_argument(
+        "--texts-per-request", type=int, default=1, help="texts in each request (Triton allows up to 64; default 1)"
+    )
+    group.add_argument(
+        "--corpus",
+        default="",
+        help="texts file: one per line, CSV with a `text` column, or a "
+        "Financial PhraseBank Sentences_*Agree.txt (default: built-in)",
+    )
     group.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request fails")
-    group.add_argument("--gateway-path", default="/", choices=["/", "/v1/classify"],
-                       help="GatewayUser endpoint: the classic `POST /` or `POST /v1/classify`")
-    group.add_argument("--record-dir", default="", help="write per-request samples and step boundaries here "
-                                                         "(used by loadtest/sweep.py)")
-    group.add_argument("--warmup-seconds", type=float, default=0.0,
-                       help="seconds at the start of each step left out of its progress line")
+    group.add_argument(
+        "--gateway-path",
+        default="/",
+        choices=["/", "/v1/classify"],
+        help="GatewayUser endpoint: the classic `POST /` or `POST /v1/classify`",
+    )
+    group.add_argument(
+        "--record-dir",
+        default="",
+        help="write per-request samples and step boundaries here (used by loadtest/sweep.py)",
+    )
+    group.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=0.0,
+        help="seconds at the start of each step left out of its progress line",
+    )
 
 
 @events.init.add_listener
 def _init(environment, **_kwargs):
     options = environment.parsed_options
-    if options is None:                      # used as a library: keep the defaults
+    if options is None:  # used as a library: keep the defaults
         Settings.corpus = Settings.corpus or load_corpus()
         return
     if options.texts_per_request < 1:
@@ -109,7 +129,7 @@ class FinsentUser:
     def next_texts(self) -> list[str]:
         corpus = Settings.corpus or load_corpus()
         if not hasattr(self, "_position"):
-            self._position = random.randrange(len(corpus))       # users start at different texts
+            self._position = random.randrange(len(corpus))  # users start at different texts
         n = Settings.texts_per_request
         texts = [corpus[(self._position + i) % len(corpus)] for i in range(n)]
         self._position += n
@@ -118,8 +138,13 @@ class FinsentUser:
     def report(self, request_type: str, name: str, started: float, length: int, error, texts: int) -> None:
         """One Locust request event: wall time since `started` (perf_counter) in float ms."""
         self.environment.events.request.fire(
-            request_type=request_type, name=name, response_time=(time.perf_counter() - started) * 1000,
-            response_length=length, exception=error, context={"texts": texts})
+            request_type=request_type,
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=error,
+            context={"texts": texts},
+        )
 
 
 class RowCountError(AssertionError):
@@ -136,7 +161,7 @@ def grpc_address(host: str | None) -> str:
         raise SystemExit("give the Triton gRPC address with --host, e.g. --host localhost:8001")
     for scheme in ("grpc://", "http://", "https://"):
         if host.startswith(scheme):
-            host = host[len(scheme):]
+            host = host[len(scheme) :]
     return host.rstrip("/")
 
 
@@ -147,6 +172,7 @@ def http_base(host: str | None, default: str) -> str:
 
 class TritonGrpcUser(FinsentUser, User):
     """Triton's KServe v2 gRPC ModelInfer through tritonclient, TEXT as BYTES [n, 1]."""
+
     wait_time = constant(0)
 
     def on_start(self):
@@ -165,7 +191,7 @@ class TritonGrpcUser(FinsentUser, User):
             result = self.client.infer(Settings.model, [batch], client_timeout=Settings.timeout_s)
             length = result.get_response().ByteSize()
             check_rows(len(result.as_numpy("LABEL")), len(texts), "LABEL")
-        except Exception as exc:      # reported to Locust as a failure, never raised
+        except Exception as exc:  # reported to Locust as a failure, never raised
             error = exc
         self.report("grpc", f"ModelInfer {Settings.model} [{len(texts)} texts]", start, length, error, len(texts))
 
@@ -178,14 +204,14 @@ class JsonPostUser(FinsentUser, User):
     """Posts JSON over a keep-alive geventhttpclient connection (what tritonclient.http uses) and
     checks the status and that one result came back per text. Timed here rather than through
     Locust's FastHttpUser, whose 2.18 release truncates response times to whole milliseconds."""
+
     abstract = True
     default_host = "http://localhost:8000"
     wait_time = constant(0)
 
     def on_start(self):
         url = URL(http_base(self.host, self.default_host))
-        self.client = HTTPClient.from_url(url, concurrency=1, connection_timeout=10,
-                                          network_timeout=Settings.timeout_s)
+        self.client = HTTPClient.from_url(url, concurrency=1, connection_timeout=10, network_timeout=Settings.timeout_s)
         self.prefix = url.path.rstrip("/")
 
     def on_stop(self):
@@ -194,14 +220,15 @@ class JsonPostUser(FinsentUser, User):
     def post_texts(self, path: str, body, sent: int, results_of) -> None:
         start, length, error = time.perf_counter(), 0, None
         try:
-            response = self.client.post(self.prefix + path, body=json.dumps(body).encode(),
-                                        headers={"Content-Type": "application/json"})
+            response = self.client.post(
+                self.prefix + path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
             content = response.read()
             length = len(content)
             if response.status_code != 200:
                 raise HttpStatusError(f"HTTP {response.status_code}: {content[:200].decode(errors='replace')}")
             check_rows(results_of(json.loads(content)), sent, path)
-        except Exception as exc:      # reported to Locust as a failure, never raised
+        except Exception as exc:  # reported to Locust as a failure, never raised
             error = exc
         self.report("POST", f"{path} [{sent} texts]", start, length, error, sent)
 
@@ -216,11 +243,13 @@ class TritonHttpUser(JsonPostUser):
 
         def labels(payload):
             return next(o for o in payload["outputs"] if o["name"] == "LABEL")["shape"][0]
+
         self.post_texts(f"/v2/models/{Settings.model}/infer", body, len(texts), labels)
 
 
 class GatewayUser(JsonPostUser):
     """The finsent REST gateway: `POST /` [{"text": ...}] or `POST /v1/classify` {"texts": [...]}."""
+
     default_host = "http://localhost:8080"
 
     @task
@@ -234,4 +263,5 @@ class GatewayUser(JsonPostUser):
             if not all("label" in item and "score" in item for item in items):
                 raise ValueError("an item lacks label or score")
             return len(items)
+
         self.post_texts(Settings.gateway_path, body, len(texts), predictions)

@@ -8,6 +8,7 @@ into a shape. Locust ticks the shape once a second, so a step starts up to a sec
 its nominal time; the recorder notes the real start and end of every step. Locust loads the
 files in the order given: the locustfile first, which makes `loadtest` importable from any cwd.
 """
+
 from locust import LoadTestShape, events
 
 from loadtest import recorder
@@ -36,4 +37,4 @@ class StepLoad(LoadTestShape):
         if active and active.step != index:
             active.total_steps = len(levels)
             active.begin_step(index, levels[index])
-        return levels[index], max(levels) * 10      # a spawn rate that starts a level at once
+        return levels[index], max(levels) * 10  # a spawn rate that starts a level at once

@@ -6,6 +6,7 @@ Two shapes of load, each fed by a sender factory, make() -> (send, close), calle
   closed_loop  N clients for a measured window, each sending its next request as soon as the last
                returns: throughput and latency percentiles (the serving benchmarks).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -17,8 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 4% on the news.",
-         "The board will meet on Tuesday.", "Net sales decreased by 5.2% year on year."]
+TEXTS = [
+    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
+    "The company's shares fell 4% on the news.",
+    "The board will meet on Tuesday.",
+    "Net sales decreased by 5.2% year on year.",
+]
 
 
 @dataclass
@@ -32,9 +37,10 @@ class Call:
 @dataclass
 class Traffic:
     """`clients` threads sending one text per request until stop(); every call recorded."""
-    send_factory: object          # () -> (send(text), close())
+
+    send_factory: object  # () -> (send(text), close())
     clients: int = 16
-    pause_after_error_s: float = 0.0   # a caller that backs off after a failure it could not retry
+    pause_after_error_s: float = 0.0  # a caller that backs off after a failure it could not retry
     calls: list[Call] = field(default_factory=list)
 
     def __post_init__(self):
@@ -51,7 +57,7 @@ class Traffic:
                 try:
                     send(TEXTS[n % len(TEXTS)])
                     error = None
-                except Exception as exc:   # recorded: the point of the run
+                except Exception as exc:  # recorded: the point of the run
                     error = f"{type(exc).__name__}: {exc}"[:200]
                 with self._lock:
                     self.calls.append(Call(began, time.monotonic(), error, i))
@@ -85,7 +91,9 @@ def grpc_sender(url: str, model: str):
             tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
             client.infer(model, [tensor], client_timeout=30)
+
         return send, client.close
+
     return make
 
 
@@ -96,6 +104,7 @@ def finsent_sender(url: str, model: str):
     def make():
         client = Client(url, model=model)
         return (lambda text: client.classify([text])), client.close
+
     return make
 
 
@@ -110,19 +119,25 @@ def grpc_batch_sender(url: str, model: str):
             tensor = grpcclient.InferInput("TEXT", [len(batch), 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[t.encode()] for t in batch], dtype=np.object_))
             client.infer(model, [tensor], outputs=[grpcclient.InferRequestedOutput("LABEL")])
+
         return send, client.close
+
     return make
 
 
 def http_batch_sender(url: str):
     """A list of texts per request as a JSON array of {"text": ...} (the baseline server's API)."""
+
     def make():
         def send(batch):
             body = json.dumps([{"text": t} for t in batch]).encode()
-            with urllib.request.urlopen(urllib.request.Request(url, body, {"Content-Type": "application/json"}),
-                                        timeout=120) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, body, {"Content-Type": "application/json"}), timeout=120
+            ) as resp:
                 resp.read()
+
         return send, lambda: None
+
     return make
 
 
@@ -142,14 +157,21 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
     def summary(self) -> dict:
-        return {"clients": self.clients, "texts_per_request": self.texts_per_request,
-                "requests": len(self.latencies_ms), "errors": self.errors, "texts_per_s": round(self.texts_per_s, 2),
-                "p50_ms": round(self.percentile(50), 2), "p95_ms": round(self.percentile(95), 2),
-                "p99_ms": round(self.percentile(99), 2)}
+        return {
+            "clients": self.clients,
+            "texts_per_request": self.texts_per_request,
+            "requests": len(self.latencies_ms),
+            "errors": self.errors,
+            "texts_per_s": round(self.texts_per_s, 2),
+            "p50_ms": round(self.percentile(50), 2),
+            "p95_ms": round(self.percentile(95), 2),
+            "p99_ms": round(self.percentile(99), 2),
+        }
 
 
-def closed_loop(make_sender, texts: list[str], clients: int, duration_s: float, warmup_s: float = 2.0,
-                texts_per_request: int = 1) -> LoadResult:
+def closed_loop(
+    make_sender, texts: list[str], clients: int, duration_s: float, warmup_s: float = 2.0, texts_per_request: int = 1
+) -> LoadResult:
     """make_sender() -> (send(list[str]), close()) per client thread; returns what the window measured."""
     counter = itertools.count()
     start = time.perf_counter()
@@ -171,7 +193,7 @@ def closed_loop(make_sender, texts: list[str], clients: int, duration_s: float, 
                 except Exception:  # counted, reported in the table
                     ok = False
                 ended = time.perf_counter()
-                if window[0] <= ended <= window[1]:   # completions inside the window
+                if window[0] <= ended <= window[1]:  # completions inside the window
                     with lock:
                         if ok:
                             latencies.append((ended - began) * 1000)

@@ -18,6 +18,7 @@ applies the only things that vary:
   token_type_ids) are dropped.
 Exported files are symlinked for the local target and copied for the container target.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ DOCUMENT = "document"
 # Modules a Python model imports from its own folder (python_models/), copied next to its model.py.
 HELPERS = {"tokenizer": ("text_input.py",), DOCUMENT: ("text_input.py", "sentences.py")}
 TARGETS = ("local", "container")
-SPINNING = ("runs", "always", "off")   # see classifier.py
+SPINNING = ("runs", "always", "off")  # see classifier.py
 CLASSIFIERS = ("python", "onnxruntime")
 # Padding lengths of the native classifier (the model's max length is always added): one bucket
 # for nearly every sentence, so concurrent requests share a shape and batch (docs/serving.md).
@@ -53,8 +54,11 @@ NATIVE_BUCKETS = (128,)
 OPTIONAL_INPUTS = ("token_type_ids",)
 # An ensemble has no model file; this note keeps its version folder in copies that drop empty
 # folders (gcloud storage cp -r), where Triton would find no version to load and exit.
-ENSEMBLE_NOTE = ("README.txt", "An ensemble has no model file. This file keeps the version folder in copies that "
-                 "drop empty folders (a bucket upload): without it Triton finds no version to load.\n")
+ENSEMBLE_NOTE = (
+    "README.txt",
+    "An ensemble has no model file. This file keeps the version folder in copies that "
+    "drop empty folders (a bucket upload): without it Triton finds no version to load.\n",
+)
 
 
 # The container's classifier threads on cpu: the cores k8s/values/cpu.yaml requests, read from there
@@ -82,18 +86,18 @@ def default_cores(target: str) -> int:
 
 @dataclass(frozen=True)
 class TargetOptions:
-    target: str = "local"          # local: pytriton's tritonserver; container: NGC tritonserver image
-    device: str = "cpu"            # container only: gpu (KIND_GPU, CUDA EP) or cpu
-    cores: int = field(default_factory=available_cores)   # ORT intra-op threads of the classifier
-    classifier: str = ""           # "python" or "onnxruntime" (CLASSIFIERS); "": python unless the container's gpu
+    target: str = "local"  # local: pytriton's tritonserver; container: NGC tritonserver image
+    device: str = "cpu"  # container only: gpu (KIND_GPU, CUDA EP) or cpu
+    cores: int = field(default_factory=available_cores)  # ORT intra-op threads of the classifier
+    classifier: str = ""  # "python" or "onnxruntime" (CLASSIFIERS); "": python unless the container's gpu
     buckets: tuple[int, ...] = NATIVE_BUCKETS  # native classifier's padding lengths (below the max length)
-    cpu_instances: bool = False    # gpu profile with KIND_CPU instances: measure it where there is no GPU
+    cpu_instances: bool = False  # gpu profile with KIND_CPU instances: measure it where there is no GPU
     run_overhead_tokens: int = 48  # local classifier: a run's fixed cost in padded tokens (see classifier.py)
-    max_tokens_per_run: int = 8192 # local classifier: bound on one ONNX Runtime run's padded tokens
-    max_rows_per_run: int = 0      # local classifier: bound on a run's rows (0: none; 1: reproducible int8)
-    spinning: str = "runs"         # local classifier's ORT threads: spin-wait between ops only while a run lasts
-                                   # ("runs"), also between runs ("always", ORT's default) or never ("off")
-    variant: str = "fp32"          # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
+    max_tokens_per_run: int = 8192  # local classifier: bound on one ONNX Runtime run's padded tokens
+    max_rows_per_run: int = 0  # local classifier: bound on a run's rows (0: none; 1: reproducible int8)
+    spinning: str = "runs"  # local classifier's ORT threads: spin-wait between ops only while a run lasts
+    # ("runs"), also between runs ("always", ORT's default) or never ("off")
+    variant: str = "fp32"  # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
 
     def __post_init__(self):
         if not self.classifier:
@@ -114,8 +118,10 @@ class TargetOptions:
         if self.cpu_instances and self.device != "gpu":
             raise ValueError("cpu_instances switches the gpu profile's classifier to CPU instances: device must be gpu")
         if self.max_rows_per_run and self.classifier != "python":
-            raise ValueError("max_rows_per_run is the Python classifier's: the native onnxruntime backend runs "
-                             "each batch Triton forms as one")
+            raise ValueError(
+                "max_rows_per_run is the Python classifier's: the native onnxruntime backend runs "
+                "each batch Triton forms as one"
+            )
 
 
 def load_config(path: Path) -> mc.ModelConfig:
@@ -134,7 +140,9 @@ def _param(config: mc.ModelConfig, key: str, value) -> None:
 def _prune(config: mc.ModelConfig, family: str, facts: ModelFacts) -> None:
     """Drop optional token inputs the family's architecture or the export does not have (the classifier's
     check then refuses an export with inputs the family lacks: a BERT export served as distilbert)."""
-    unwanted = {name for name in OPTIONAL_INPUTS if name not in facts.input_names or name not in FAMILIES[family].inputs}
+    unwanted = {
+        name for name in OPTIONAL_INPUTS if name not in facts.input_names or name not in FAMILIES[family].inputs
+    }
     for repeated in (config.input, config.output):
         for tensor in [t for t in repeated if t.name in unwanted]:
             repeated.remove(tensor)
@@ -178,13 +186,16 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
     elif step == "classifier":
         declared = [t.name for t in config.input]
         if declared != list(facts.input_names):
-            raise ValueError(f"{name}: inputs {declared} ({family}'s, {FAMILIES[family].arch}) differ from the "
-                             f"export's {facts.input_names}")
+            raise ValueError(
+                f"{name}: inputs {declared} ({family}'s, {FAMILIES[family].arch}) differ from the "
+                f"export's {facts.input_names}"
+            )
         if config.output[0].name != facts.output_name:
             raise ValueError(f"{name}: output {config.output[0].name} but the export's is {facts.output_name}")
         gpu = options.device == "gpu" and not options.cpu_instances
-        instance = config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_GPU if gpu
-                                             else mc.ModelInstanceGroup.KIND_CPU)
+        instance = config.instance_group.add(
+            count=1, kind=mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
+        )
         if gpu:
             instance.gpus.append(0)
         _param(config, "intra_op_thread_count", 1 if options.device == "gpu" else options.cores)
@@ -216,14 +227,18 @@ def check_export(family: str, export_dir: Path, variant: str, out: Path) -> tupl
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}: one of {tuple(FAMILIES)}")
     if not (export_dir / FACTS_FILENAME).is_file():
-        raise ValueError(f"{export_dir} is not an export (no {FACTS_FILENAME}): make one with "
-                         f"`python -m export.onnx --model <checkpoint> --name {family}`")
+        raise ValueError(
+            f"{export_dir} is not an export (no {FACTS_FILENAME}): make one with "
+            f"`python -m export.onnx --model <checkpoint> --name {family}`"
+        )
     if out.resolve() == export_dir.resolve() or out.resolve() in export_dir.resolve().parents:
         raise ValueError(f"--out {out} holds the export {export_dir}: replacing it would delete the export")
     model_file = export_dir / variant_filename(variant)
     if not model_file.exists():
-        raise FileNotFoundError(f"{model_file} is missing: build it with "
-                                f"`python -m export.optimize --export {export_dir} --variants {variant}`")
+        raise FileNotFoundError(
+            f"{model_file} is missing: build it with "
+            f"`python -m export.optimize --export {export_dir} --variants {variant}`"
+        )
     return export_dir, ModelFacts.load(export_dir), variant, model_file
 
 
@@ -232,8 +247,13 @@ def is_repository(path: Path) -> bool:
     return path.is_dir() and all(child.is_dir() and (child / "config.pbtxt").is_file() for child in path.iterdir())
 
 
-def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = TargetOptions(),
-             link: bool | None = None, variants: dict[str, str] | None = None) -> Path:
+def assemble(
+    exports: dict[str, Path],
+    out: Path,
+    options: TargetOptions = TargetOptions(),
+    link: bool | None = None,
+    variants: dict[str, str] | None = None,
+) -> Path:
     """Write the repository for `exports` ({family: export dir}) to `out`, replacing a repository there.
 
     variants: {family: variant} where one differs from options.variant (a refused int8, say)."""
@@ -241,11 +261,15 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
         raise ValueError("no model to put in the repository")
     link = options.target == "local" if link is None else link
     out = Path(out)
-    checked = {family: check_export(family, Path(export_dir), (variants or {}).get(family, options.variant), out)
-               for family, export_dir in exports.items()}
+    checked = {
+        family: check_export(family, Path(export_dir), (variants or {}).get(family, options.variant), out)
+        for family, export_dir in exports.items()
+    }
     if out.exists():
         if not is_repository(out):
-            raise ValueError(f"{out} exists and is not a model repository: refusing to replace it (choose another --out)")
+            raise ValueError(
+                f"{out} exists and is not a model repository: refusing to replace it (choose another --out)"
+            )
         shutil.rmtree(out)
     for family, (export_dir, facts, variant, model_file) in checked.items():
         served = dataclasses.replace(facts, variant=variant)
@@ -257,10 +281,10 @@ def assemble(exports: dict[str, Path], out: Path, options: TargetOptions = Targe
             if step is None:
                 (version / ENSEMBLE_NOTE[0]).write_text(ENSEMBLE_NOTE[1])
                 continue
-            served.save(version)   # the export's facts, naming the variant served
+            served.save(version)  # the export's facts, naming the variant served
             if config.backend == "python":
                 shutil.copy2(SOURCE / "python_models" / f"{step}.py", version / "model.py")
-            if step in ("tokenizer", DOCUMENT):    # the document model's places long sentences' windows
+            if step in ("tokenizer", DOCUMENT):  # the document model's places long sentences' windows
                 _place(export_dir / "tokenizer.json", version / "tokenizer.json", link)
             for helper in HELPERS.get(step, ()):
                 shutil.copy2(SOURCE / "python_models" / helper, version / helper)
@@ -273,12 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", choices=TARGETS, default="local")
     parser.add_argument("--device", choices=["cpu", "gpu"], help="container target: gpu (default) or cpu")
-    parser.add_argument("--export", action="append", required=True, metavar="FAMILY=DIR",
-                        help="an export directory per model family, e.g. finbert=build/export/finbert")
+    parser.add_argument(
+        "--export",
+        action="append",
+        required=True,
+        metavar="FAMILY=DIR",
+        help="an export directory per model family, e.g. finbert=build/export/finbert",
+    )
     parser.add_argument("--variant", choices=VARIANTS, default="fp32", help="which export variant to serve")
-    parser.add_argument("--cores", type=bounded(int, 1), help="the classifier's ONNX Runtime intra-op threads (default: this "
-                        f"machine's cores for the local target, {CONTAINER_CPU_CORES} for the container on cpu: "
-                        "the CPU request of k8s/values/cpu.yaml)")
+    parser.add_argument(
+        "--cores",
+        type=bounded(int, 1),
+        help="the classifier's ONNX Runtime intra-op threads (default: this "
+        f"machine's cores for the local target, {CONTAINER_CPU_CORES} for the container on cpu: "
+        "the CPU request of k8s/values/cpu.yaml)",
+    )
     parser.add_argument("--out", type=Path, help="default: build/repository/<target>")
     parser.add_argument("--copy", action="store_true", help="copy exported files instead of symlinking")
     args = parser.parse_args(argv)
@@ -289,7 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     exports = dict(item.split("=", 1) for item in args.export)
     out = args.out or Path("build/repository") / args.target
     try:
-        assemble(exports, out, TargetOptions(args.target, device, cores, variant=args.variant), link=False if args.copy else None)
+        assemble(
+            exports,
+            out,
+            TargetOptions(args.target, device, cores, variant=args.variant),
+            link=False if args.copy else None,
+        )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ models default to the Helm chart's `models` (k8s/chart/finsent/values.yaml): its
 one and its autoscaler reads each one's queue, so a missing export fails the build rather than
 shipping an image that never becomes ready.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,13 @@ def chart_models() -> list[str]:
     return list(yaml.safe_load(CHART_VALUES.read_text())["models"])
 
 
-def served_variants(exports: dict[str, Path], variant: str, min_agreement: float = MIN_AGREEMENT, runtime: str | None = None,
-                    log=lambda line: print(line, file=sys.stderr)) -> dict[str, str]:
+def served_variants(
+    exports: dict[str, Path],
+    variant: str,
+    min_agreement: float = MIN_AGREEMENT,
+    runtime: str | None = None,
+    log=lambda line: print(line, file=sys.stderr),
+) -> dict[str, str]:
     """{family: variant to serve}: `variant` built and guarded for each export, or fp32 for a model
     whose variant the guard refuses (the others keep theirs). runtime: the ONNX Runtime release that
     will serve them (CONTAINER_ORT for the container): the guard judges under it, and the fp32 file
@@ -71,12 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=TARGETS, default="container")
     parser.add_argument("--device", choices=["cpu", "gpu"], help="default: gpu for the container, cpu locally")
     parser.add_argument("--variant", choices=VARIANTS, help="default: fp16 on gpu, int8 on cpu")
-    parser.add_argument("--cores", type=bounded(int, 1), help="the classifier's ONNX Runtime threads "
-                        "(default: the CPU request of k8s/values/cpu.yaml for the container)")
-    parser.add_argument("--models", type=models_list, help="comma-separated families (default: the chart's "
-                        f"models in {CHART_VALUES.relative_to(SOURCE.parent)})")
-    parser.add_argument("--min-agreement", type=fraction, default=MIN_AGREEMENT,
-                        help=f"the accuracy guard's limit (export.optimize; default {MIN_AGREEMENT})")
+    parser.add_argument(
+        "--cores",
+        type=bounded(int, 1),
+        help="the classifier's ONNX Runtime threads "
+        "(default: the CPU request of k8s/values/cpu.yaml for the container)",
+    )
+    parser.add_argument(
+        "--models",
+        type=models_list,
+        help=f"comma-separated families (default: the chart's models in {CHART_VALUES.relative_to(SOURCE.parent)})",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=fraction,
+        default=MIN_AGREEMENT,
+        help=f"the accuracy guard's limit (export.optimize; default {MIN_AGREEMENT})",
+    )
     parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
     args = parser.parse_args(argv)
     device = args.device or ("gpu" if args.target == "container" else "cpu")
@@ -89,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         fix = "run make serve (or python -m export.onnx) first"
         if not args.models:
             kept = [family for family in models if family not in missing]
-            fix = (f"the chart's probes and autoscaler expect every model it names ({', '.join(chart)}): {fix}"
-                   + (f", or build without {', '.join(missing)} (make repository MODELS={','.join(kept)}) and "
-                      f"install with --set 'models={{{','.join(kept)}}}'" if kept else ""))
+            fix = f"the chart's probes and autoscaler expect every model it names ({', '.join(chart)}): {fix}" + (
+                f", or build without {', '.join(missing)} (make repository MODELS={','.join(kept)}) and "
+                f"install with --set 'models={{{','.join(kept)}}}'"
+                if kept
+                else ""
+            )
         print(f"error: no export {where}: {fix}", file=sys.stderr)
         return 2
     out = args.out or args.build / "repository" / args.target
@@ -99,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The container's classifier runs under the image's ONNX Runtime: judge its files there.
         runtime = CONTAINER_ORT if args.target == "container" else None
-        assemble(exports, out, options, link=False,
-                 variants=served_variants(exports, variant, args.min_agreement, runtime))
+        assemble(
+            exports, out, options, link=False, variants=served_variants(exports, variant, args.min_agreement, runtime)
+        )
     except (ValueError, FileNotFoundError, GuardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

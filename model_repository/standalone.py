@@ -1,4 +1,5 @@
 """A Triton Python model's module, imported outside Triton: its functions, for benchmarks and tests."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -9,6 +9,7 @@ built here once (server/native_backend.py); its gpu profile runs on CPU instance
 A model whose source cannot be had (offline hub id, missing directory) is skipped with the
 reason; the server starts with the others, and fails clearly when none is left.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,13 @@ from server.triton import (
 )
 
 
-def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
-            min_agreement: float = MIN_AGREEMENT, runtime: str | None = None) -> tuple[dict[str, Path], dict[str, str]]:
+def prepare(
+    sources: dict[str, str],
+    build: Path,
+    variant: str = "fp32",
+    min_agreement: float = MIN_AGREEMENT,
+    runtime: str | None = None,
+) -> tuple[dict[str, Path], dict[str, str]]:
     """Export every family that has a source and build its variant; say why any is skipped.
 
     Returns ({family: export dir}, {family: variant to serve}). A variant the accuracy guard refuses
@@ -57,9 +63,11 @@ def prepare(sources: dict[str, str], build: Path, variant: str = "fp32",
     for family, why in skipped.items():
         print(f"skipping {family}: {why}", file=sys.stderr)
     if not exports:
-        raise LaunchError("no model to serve. Point FINBERT= or DISTILBERT= at a Hugging Face hub id (needs the "
-                          "internet) or a local checkpoint directory, e.g. `make serve FINBERT=path/to/checkpoint`"
-                          " (`make finetune` writes the DistilBERT default)")
+        raise LaunchError(
+            "no model to serve. Point FINBERT= or DISTILBERT= at a Hugging Face hub id (needs the "
+            "internet) or a local checkpoint directory, e.g. `make serve FINBERT=path/to/checkpoint`"
+            " (`make finetune` writes the DistilBERT default)"
+        )
     return exports, served_variants(exports, variant, min_agreement, runtime)
 
 
@@ -74,12 +82,14 @@ def claim(build: Path):
         lock.seek(0)
         owner = lock.read().strip() or "another process"
         lock.close()
-        raise LaunchError(f"{build} is in use by a running `make serve` (pid {owner}): stop it, or give this one "
-                          f"its own folder, e.g. `make serve BUILD=build-2`") from None
+        raise LaunchError(
+            f"{build} is in use by a running `make serve` (pid {owner}): stop it, or give this one "
+            f"its own folder, e.g. `make serve BUILD=build-2`"
+        ) from None
     lock.truncate(0)
     lock.write(str(os.getpid()))
     lock.flush()
-    return lock                   # the lock lasts as long as this file object (the process)
+    return lock  # the lock lasts as long as this file object (the process)
 
 
 def usage(variants: dict[str, str], ports: Ports, admin_key_file: Path | None = None) -> str:
@@ -96,10 +106,14 @@ i=g.InferInput('TEXT',[1,1],'BYTES'); i.set_data_from_numpy(np.array([[b'Profit 
 r=c.infer('{model}',[i]); print(r.as_numpy('LABEL'), r.as_numpy('PROBABILITIES'))"
 
 Outputs: LABEL, SCORE, PROBABILITIES (negative, neutral, positive). Ctrl-C stops the server.
-""" + ("" if admin_key_file is None else f"""\
+""" + (
+        ""
+        if admin_key_file is None
+        else f"""\
 Model control and the repository index need header {ADMIN_HEADER}: <the key in {admin_key_file}, readable by you only>
 (gRPC: metadata triton-grpc-protocol-{ADMIN_HEADER}); statistics are open to perf_analyzer and Model Analyzer.
-""")
+"""
+    )
 
 
 def target_options(args, gpu_here: bool | None = None) -> TargetOptions:
@@ -111,57 +125,100 @@ def target_options(args, gpu_here: bool | None = None) -> TargetOptions:
         gpu_here = Path("/dev/nvidia0").exists()
     no_gpu = args.device == "gpu" and not gpu_here
     if no_gpu:
-        print("no GPU here: the gpu profile's classifier runs on CPU instances (KIND_CPU), batching as on a GPU",
-              file=sys.stderr)
+        print(
+            "no GPU here: the gpu profile's classifier runs on CPU instances (KIND_CPU), batching as on a GPU",
+            file=sys.stderr,
+        )
     variant = args.variant or DEFAULT_VARIANT["gpu" if args.device == "gpu" and not no_gpu else "cpu"]
-    return TargetOptions(args.target, args.device, available_cores(), variant=variant, cpu_instances=no_gpu,
-                         max_rows_per_run=1 if args.reproducible else 0)
+    return TargetOptions(
+        args.target,
+        args.device,
+        available_cores(),
+        variant=variant,
+        cpu_instances=no_gpu,
+        max_rows_per_run=1 if args.reproducible else 0,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for family, row in FAMILIES.items():
-        parser.add_argument(f"--{family}", default=row.source,
-                            help=f"hub id or checkpoint directory (default {row.source}; '' skips it)")
-    parser.add_argument("--target", choices=TARGETS, default="local",
-                        help="local (default) or container: the NGC image's repository, on Triton's native "
-                             "onnxruntime backend built here")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="container target: the cpu (default) or gpu profile (CPU instances if no GPU here)")
-    parser.add_argument("--variant", choices=VARIANTS,
-                        help=f"int8 (default on CPU: fastest there), fp32 (exact parity with PyTorch) or fp16 "
-                             f"(default where the gpu profile has a GPU); defaults: {DEFAULT_VARIANT}")
-    parser.add_argument("--reproducible", action="store_true",
-                        help="int8: run each text alone in the classifier, so that its probabilities never depend "
-                             "on the texts batched with it (dynamic quantization scales a run's activations as a "
-                             "whole); ~12%% fewer texts/s at 16 clients. fp32 is batch-independent already")
+        parser.add_argument(
+            f"--{family}",
+            default=row.source,
+            help=f"hub id or checkpoint directory (default {row.source}; '' skips it)",
+        )
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="local",
+        help="local (default) or container: the NGC image's repository, on Triton's native "
+        "onnxruntime backend built here",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="container target: the cpu (default) or gpu profile (CPU instances if no GPU here)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        help=f"int8 (default on CPU: fastest there), fp32 (exact parity with PyTorch) or fp16 "
+        f"(default where the gpu profile has a GPU); defaults: {DEFAULT_VARIANT}",
+    )
+    parser.add_argument(
+        "--reproducible",
+        action="store_true",
+        help="int8: run each text alone in the classifier, so that its probabilities never depend "
+        "on the texts batched with it (dynamic quantization scales a run's activations as a "
+        "whole); ~12%% fewer texts/s at 16 clients. fp32 is batch-independent already",
+    )
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--watchdog-interval", type=float, default=1.0,
-                        help="seconds between inference health checks; a model whose Python stub died is "
-                             "reloaded (0 disables the watchdog)")
+    parser.add_argument(
+        "--watchdog-interval",
+        type=float,
+        default=1.0,
+        help="seconds between inference health checks; a model whose Python stub died is "
+        "reloaded (0 disables the watchdog)",
+    )
     parser.add_argument("--build", type=Path, default=Path("build"), help="exports, repository and logs go here")
     args = parser.parse_args(argv)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     started = time.monotonic()
     try:
         options = target_options(args)
-        check_ports(ports)                       # before anything is built or deleted
-        lock = claim(args.build)                 # noqa: F841 (held until the process exits)
+        check_ports(ports)  # before anything is built or deleted
+        lock = claim(args.build)  # noqa: F841 (held until the process exits)
         native = args.build / "native"
         if options.classifier == "onnxruntime":  # before exporting: a missing toolchain fails in seconds
             native_backend.build(native, log=lambda line: print(line, file=sys.stderr))
         # The container's classifier runs under the image's ONNX Runtime: its variants are judged there.
-        exports, variants = prepare({f: getattr(args, f) for f in FAMILIES}, args.build, options.variant,
-                                    runtime=CONTAINER_ORT if args.target == "container" else None)
+        exports, variants = prepare(
+            {f: getattr(args, f) for f in FAMILIES},
+            args.build,
+            options.variant,
+            runtime=CONTAINER_ORT if args.target == "container" else None,
+        )
         log = args.build / "triton" / "tritonserver.log"
         log.unlink(missing_ok=True)
         # Explicit model control lets the watchdog reload a model whose stub died; the key keeps
         # model control (and the other admin APIs) away from everyone else who can reach the port.
-        server = stack.serve(exports, args.build / "triton", options, variants=variants, ports=ports, admin=True,
-                             log_path=log, repository=args.build / "repository" / args.target, started=False,
-                             native_build=native, restricted_apis=LOCAL_RESTRICTED_APIS)
+        server = stack.serve(
+            exports,
+            args.build / "triton",
+            options,
+            variants=variants,
+            ports=ports,
+            admin=True,
+            log_path=log,
+            repository=args.build / "repository" / args.target,
+            started=False,
+            native_build=native,
+            restricted_apis=LOCAL_RESTRICTED_APIS,
+        )
         print(f"starting tritonserver (log: {log}) ...")
         server.start()
     except (LaunchError, BuildError, GuardError, ValueError) as exc:
@@ -171,8 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     print(usage(variants, ports, server.admin_key_file))
     watchdog = None
     if args.watchdog_interval > 0:
-        watchdog = Watchdog(server.http_url, list(exports), server.admin_key, args.watchdog_interval,
-                            log=lambda line: print(f"watchdog: {line}", flush=True), server_pid=server.process.pid)
+        watchdog = Watchdog(
+            server.http_url,
+            list(exports),
+            server.admin_key,
+            args.watchdog_interval,
+            log=lambda line: print(f"watchdog: {line}", flush=True),
+            server_pid=server.process.pid,
+        )
         watchdog.start()
     stop = {"signal": None}
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,6 +13,7 @@ and loading the broken composing model (explicit model control), which starts a 
 Standard library only: the k8s chart runs this file as the pod's probes inside the NGC image.
 The model-control calls need the admin key (env TRITON_ADMIN_KEY) when Triton restricts them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ import time
 import urllib.error
 import urllib.request
 
-ADMIN_HEADER = "finsent-admin"        # server.triton.ADMIN_HEADER (kept stdlib-only for the image)
-DEFAULT_MODELS = ("finbert", "distilbert")   # export.facts.FAMILIES (stdlib only; a test keeps them equal)
+ADMIN_HEADER = "finsent-admin"  # server.triton.ADMIN_HEADER (kept stdlib-only for the image)
+DEFAULT_MODELS = ("finbert", "distilbert")  # export.facts.FAMILIES (stdlib only; a test keeps them equal)
 PROBE_TEXT = "Profit rose."
 # The Python backend's error for a request to a dead stub (libtriton_python.so: "Stub process
 # '<model>_0_0' is not healthy."). Nothing else is healed: a timeout is an overload, not a death.
@@ -46,8 +47,9 @@ class Triton:
         if admin and self.admin_key:
             headers[ADMIN_HEADER] = self.admin_key
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, headers=headers,
-                                         method="GET" if body is None else "POST")
+        request = urllib.request.Request(
+            self.base + path, data=data, headers=headers, method="GET" if body is None else "POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as resp:
                 text = resp.read()
@@ -57,13 +59,15 @@ class Triton:
                 return exc.code, json.loads(exc.read() or b"{}")
             except ValueError:
                 return exc.code, {"error": exc.reason}
-        except (OSError, ValueError) as exc:      # refused, timed out, reset
+        except (OSError, ValueError) as exc:  # refused, timed out, reset
             return 0, {"error": f"{type(exc).__name__}: {exc}"}
 
     def infer_error(self, model: str) -> str | None:
         """None when `model` classifies a text correctly shaped, else why not."""
-        status, body = self.call(f"/v2/models/{model}/infer", {"inputs": [
-            {"name": "TEXT", "datatype": "BYTES", "shape": [1, 1], "data": [PROBE_TEXT]}]})
+        status, body = self.call(
+            f"/v2/models/{model}/infer",
+            {"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1, 1], "data": [PROBE_TEXT]}]},
+        )
         if status != 200:
             return body.get("error") or f"HTTP {status}"
         outputs = {o["name"]: o for o in body.get("outputs", [])}
@@ -171,7 +175,7 @@ def heal(triton: Triton, errors: dict[str, str], log=print) -> dict[str, str]:
             failure = triton.reload(model)
             if failure:
                 log(f"  {failure}")
-        if not triton.ready(ensemble):     # normally back with its step; if not, load it
+        if not triton.ready(ensemble):  # normally back with its step; if not, load it
             triton.call(f"/v2/repository/models/{ensemble}/load", {}, admin=True, timeout_s=60)
     return check(triton, list(errors))
 
@@ -203,7 +207,7 @@ def _stat(pid: int) -> tuple[str, int]:
 
 def alive(pid: int) -> bool:
     try:
-        return _stat(pid)[0] not in ("Z", "X")       # a killed stub stays a zombie until Triton reaps it
+        return _stat(pid)[0] not in ("Z", "X")  # a killed stub stays a zombie until Triton reaps it
     except (OSError, ValueError, IndexError):
         return False
 
@@ -228,15 +232,21 @@ def reload_dead_stubs(triton: Triton, dead: list[str], models, log=print) -> Non
         log(f"healed {', '.join(models)} in {time.monotonic() - started:.1f} s")
 
 
-def watch(triton: Triton, models, interval_s: float = 1.0, should_stop=lambda: False, log=print,
-          lock: threading.Lock | None = None) -> None:
+def watch(
+    triton: Triton,
+    models,
+    interval_s: float = 1.0,
+    should_stop=lambda: False,
+    log=print,
+    lock: threading.Lock | None = None,
+) -> None:
     """Check every interval_s and repair what broke, until should_stop() (the launcher's watchdog)."""
     lock = lock or threading.Lock()
     while not should_stop():
         started = time.monotonic()
         errors = check(triton, models)
         if errors:
-            if not lock.acquire(blocking=False):    # the stub watch is repairing: see what is left after
+            if not lock.acquire(blocking=False):  # the stub watch is repairing: see what is left after
                 lock.acquire()
                 errors = check(triton, list(errors))
             try:
@@ -258,22 +268,30 @@ def rescan_stubs(stubs: dict[int, str], server_pid: int) -> dict[int, str]:
     return {**stubs, **python_stubs(server_pid)}
 
 
-def watch_stubs(triton: Triton, models, server_pid: int, should_stop=lambda: False, log=print,
-                lock: threading.Lock | None = None, poll_s: float = 0.1) -> None:
+def watch_stubs(
+    triton: Triton,
+    models,
+    server_pid: int,
+    should_stop=lambda: False,
+    log=print,
+    lock: threading.Lock | None = None,
+    poll_s: float = 0.1,
+) -> None:
     """Reload a model as soon as its Python stub process dies (every poll_s), without waiting for
     an inference check: a check sent to the dead stub, like every request, waits ~1 s on it."""
     lock = lock or threading.Lock()
     stubs, rescan = python_stubs(server_pid), time.monotonic() + 1.0
     while not should_stop():
-        if time.monotonic() >= rescan:           # models (re)loaded by anyone start new stubs
+        if time.monotonic() >= rescan:  # models (re)loaded by anyone start new stubs
             stubs, rescan = rescan_stubs(stubs, server_pid), time.monotonic() + 1.0
         dead = sorted({model for pid, model in stubs.items() if not alive(pid)})
         if dead:
             with lock:
                 reload_dead_stubs(triton, dead, models, log)
             # The reloaded models' dead stubs are done with; another model's stays to be seen.
-            stubs = {pid: model for pid, model in rescan_stubs(stubs, server_pid).items()
-                     if model not in dead or alive(pid)}
+            stubs = {
+                pid: model for pid, model in rescan_stubs(stubs, server_pid).items() if model not in dead or alive(pid)
+            }
             rescan = time.monotonic() + 1.0
         time.sleep(poll_s)
 
@@ -282,16 +300,31 @@ class Watchdog(threading.Thread):
     """watch() in a daemon thread (`python -m server` runs one next to tritonserver); with the
     server's pid, watch_stubs() in a second one."""
 
-    def __init__(self, url: str, models, admin_key: str | None, interval_s: float = 1.0, log=print,
-                 server_pid: int | None = None):
+    def __init__(
+        self, url: str, models, admin_key: str | None, interval_s: float = 1.0, log=print, server_pid: int | None = None
+    ):
         super().__init__(name="finsent-watchdog", daemon=True)
         # A dead stub answers after about 1 s: a shorter timeout would hide which model it is.
         self.triton = Triton(url, admin_key, timeout_s=5.0)
         self.models, self.interval_s, self.log = list(models), interval_s, log
         self._halt, self._lock = threading.Event(), threading.Lock()
-        self._stubs = None if server_pid is None else threading.Thread(
-            target=watch_stubs, name="finsent-stub-watch", daemon=True,
-            args=(Triton(url, admin_key, timeout_s=5.0), self.models, server_pid, self._halt.is_set, log, self._lock))
+        self._stubs = (
+            None
+            if server_pid is None
+            else threading.Thread(
+                target=watch_stubs,
+                name="finsent-stub-watch",
+                daemon=True,
+                args=(
+                    Triton(url, admin_key, timeout_s=5.0),
+                    self.models,
+                    server_pid,
+                    self._halt.is_set,
+                    log,
+                    self._lock,
+                ),
+            )
+        )
 
     def run(self) -> None:
         if self._stubs:
@@ -311,10 +344,12 @@ def wrong_url(triton: Triton) -> tuple[int, str] | None:
         with urllib.request.urlopen(triton.base + "/v2/health/live", timeout=triton.timeout_s):
             return None
     except urllib.error.HTTPError:
-        return None                      # an HTTP answer: the checks say the rest
-    except http.client.HTTPException:    # e.g. BadStatusLine: the gRPC port's HTTP/2 bytes
-        return 2, (f"{triton.base} does not speak HTTP (its answer is not an HTTP response): is it the gRPC port? "
-                   f"--url needs Triton's HTTP port (8000 under make serve)")
+        return None  # an HTTP answer: the checks say the rest
+    except http.client.HTTPException:  # e.g. BadStatusLine: the gRPC port's HTTP/2 bytes
+        return 2, (
+            f"{triton.base} does not speak HTTP (its answer is not an HTTP response): is it the gRPC port? "
+            f"--url needs Triton's HTTP port (8000 under make serve)"
+        )
     except OSError as exc:
         return 1, f"nothing answers at {triton.base} ({getattr(exc, 'reason', exc)}): is Triton running there?"
 
@@ -322,15 +357,25 @@ def wrong_url(triton: Triton) -> tuple[int, str] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="localhost:8000", help="Triton's HTTP address (not its gRPC port)")
-    parser.add_argument("--model", action="append",
-                        help=f"ensemble to check (default: those of {', '.join(DEFAULT_MODELS)} the server has)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help=f"ensemble to check (default: those of {', '.join(DEFAULT_MODELS)} the server has)",
+    )
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per inference")
     parser.add_argument("--heal", action="store_true", help="reload the broken models (explicit model control)")
     parser.add_argument("--watch", action="store_true", help="keep checking and healing (a watchdog)")
-    parser.add_argument("--drain", action="store_true",
-                        help="unload the ensembles, waiting for their in-flight requests (before SIGTERM)")
-    parser.add_argument("--drain-delay", type=float, default=0.0,
-                        help="seconds to keep serving before --drain (k8s: until the Service stops routing here)")
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="unload the ensembles, waiting for their in-flight requests (before SIGTERM)",
+    )
+    parser.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        help="seconds to keep serving before --drain (k8s: until the Service stops routing here)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=25.0, help="seconds --drain waits at most")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between checks with --watch")
     args = parser.parse_args(argv)
@@ -356,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, error in errors.items():
         print(f"{model}: {error}", file=sys.stderr)
     healthy = [m for m in models if m not in errors]
-    if healthy:                          # what was checked, not silence
+    if healthy:  # what was checked, not silence
         print(f"ok: {', '.join(healthy)} classified a text at {triton.base}")
     return 1 if errors else 0
 

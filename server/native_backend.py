@@ -17,6 +17,7 @@ Inputs, none from GitHub when the shared vendor folder is there:
   the ORT release tarball;
 - Debian cmake, g++, rapidjson-dev and googletest (make setup installs them).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,14 +37,19 @@ REPOS = ("onnxruntime_backend", "backend", "core", "common")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENDOR = REPO_ROOT.parent / "shared" / "vendor"
 # FINSENT_TRITON_GITHUB: a mirror of github.com/triton-inference-server, e.g. behind a proxy.
-GITHUB_SOURCE = (os.environ.get("FINSENT_TRITON_GITHUB", "https://github.com/triton-inference-server")
-                 + "/{repo}/archive/refs/heads/" + TRITON_BRANCH + ".tar.gz")
-ORT_RELEASE = (f"https://github.com/microsoft/onnxruntime/releases/download/v{ORT_VERSION}/"
-               f"onnxruntime-linux-x64-{ORT_VERSION}.tgz")
+GITHUB_SOURCE = (
+    os.environ.get("FINSENT_TRITON_GITHUB", "https://github.com/triton-inference-server")
+    + "/{repo}/archive/refs/heads/"
+    + TRITON_BRANCH
+    + ".tar.gz"
+)
+ORT_RELEASE = (
+    f"https://github.com/microsoft/onnxruntime/releases/download/v{ORT_VERSION}/onnxruntime-linux-x64-{ORT_VERSION}.tgz"
+)
 NPM_PACKAGE = f"onnxruntime-node@{ORT_VERSION}"
 NPM_LIBRARY = f"package/bin/napi-v3/linux/x64/libonnxruntime.so.{ORT_VERSION}"
 LIBRARY = "libtriton_onnxruntime.so"
-DEFAULT_WORK = REPO_ROOT / "build" / "native"     # this checkout's build: shared by make serve, tests, benchmarks
+DEFAULT_WORK = REPO_ROOT / "build" / "native"  # this checkout's build: shared by make serve, tests, benchmarks
 DEBIAN_HINT = "install the build's Debian packages with `make setup` (cmake g++ rapidjson-dev googletest)"
 
 
@@ -61,9 +67,11 @@ def _download(url: str, dest: Path, what: str) -> Path:
             shutil.copyfileobj(resp, out)
     except OSError as exc:
         dest.unlink(missing_ok=True)
-        raise BuildError(f"{what} is not here and could not be downloaded ({url}: {exc}). Offline, put the "
-                         f"tarballs {', '.join(f'{r}-{TRITON_BRANCH}.tar.gz' for r in REPOS)} in a folder and set "
-                         f"FINSENT_TRITON_SRC to it (../shared/vendor/triton-{TRITON_BRANCH} is the default)") from None
+        raise BuildError(
+            f"{what} is not here and could not be downloaded ({url}: {exc}). Offline, put the "
+            f"tarballs {', '.join(f'{r}-{TRITON_BRANCH}.tar.gz' for r in REPOS)} in a folder and set "
+            f"FINSENT_TRITON_SRC to it (../shared/vendor/triton-{TRITON_BRANCH} is the default)"
+        ) from None
     return dest
 
 
@@ -73,7 +81,7 @@ def _unpack(tarball: Path, dest: Path) -> Path:
     with tarfile.open(tarball) as tar:
         members = tar.getmembers()
         top = os.path.commonpath([m.name for m in members])
-        for member in members:                 # strip the archive's top folder
+        for member in members:  # strip the archive's top folder
             member.name = os.path.relpath(member.name, top)
         tar.extractall(dest, [m for m in members if m.name != "."], filter="data")
     return dest
@@ -87,8 +95,11 @@ def sources(work: Path) -> dict[str, Path]:
         tarball = folder / f"{repo}-{TRITON_BRANCH}.tar.gz"
         if not tarball.exists():
             (work / "downloads").mkdir(parents=True, exist_ok=True)
-            tarball = _download(GITHUB_SOURCE.format(repo=repo), work / "downloads" / tarball.name,
-                                f"{tarball} (Triton's {repo} sources)")
+            tarball = _download(
+                GITHUB_SOURCE.format(repo=repo),
+                work / "downloads" / tarball.name,
+                f"{tarball} (Triton's {repo} sources)",
+            )
         out[repo] = _unpack(tarball, work / "src" / repo)
     return out
 
@@ -133,14 +144,17 @@ def _from_npm(work: Path) -> Path | None:
         return None
     with tarfile.open(tarball) as tar:
         tar.extract(NPM_LIBRARY, downloads / "npm", filter="data")
-    tarball.unlink()                               # 70 MB, of which the build keeps the library
+    tarball.unlink()  # 70 MB, of which the build keeps the library
     return downloads / "npm" / NPM_LIBRARY
 
 
 def _check_tools() -> None:
     missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
-    missing += [f"{pkg} ({path})" for pkg, path in (("rapidjson-dev", "/usr/include/rapidjson"),
-                                                     ("googletest", "/usr/src/googletest")) if not Path(path).exists()]
+    missing += [
+        f"{pkg} ({path})"
+        for pkg, path in (("rapidjson-dev", "/usr/include/rapidjson"), ("googletest", "/usr/src/googletest"))
+        if not Path(path).exists()
+    ]
     if missing:
         raise BuildError(f"missing for the build: {', '.join(missing)}; {DEBIAN_HINT}")
 
@@ -163,35 +177,60 @@ def build(work: Path | None = None, log=print) -> Path:
     if (out / LIBRARY).exists() and stamp.exists() and stamp.read_text().strip() == key:
         return out
     _check_tools()
-    log(f"building Triton's onnxruntime backend ({TRITON_BRANCH}, ONNX Runtime {ORT_VERSION}) in {work}: "
-        f"about a minute, once ...")
+    log(
+        f"building Triton's onnxruntime backend ({TRITON_BRANCH}, ONNX Runtime {ORT_VERSION}) in {work}: "
+        f"about a minute, once ..."
+    )
     src = sources(work)
     header, lib = ort_header(work), ort_library(work)
     cmake_build = work / "cmake"
     shutil.rmtree(cmake_build, ignore_errors=True)
-    cache = {"CMAKE_BUILD_TYPE": "Release", "TRITON_ENABLE_GPU": "OFF", "TRITON_ENABLE_ONNXRUNTIME_TENSORRT": "OFF",
-             "TRITON_ENABLE_ONNXRUNTIME_OPENVINO": "OFF", "TRITON_ONNXRUNTIME_INCLUDE_PATHS": header,
-             "TRITON_ONNXRUNTIME_LIB_PATHS": lib, "FETCHCONTENT_SOURCE_DIR_REPO-COMMON": src["common"],
-             "FETCHCONTENT_SOURCE_DIR_REPO-CORE": src["core"], "FETCHCONTENT_SOURCE_DIR_REPO-BACKEND": src["backend"],
-             # common's tests declare googletest by URL; Debian's source tree satisfies it offline
-             "FETCHCONTENT_SOURCE_DIR_GOOGLETEST": "/usr/src/googletest", "FETCHCONTENT_FULLY_DISCONNECTED": "ON"}
+    cache = {
+        "CMAKE_BUILD_TYPE": "Release",
+        "TRITON_ENABLE_GPU": "OFF",
+        "TRITON_ENABLE_ONNXRUNTIME_TENSORRT": "OFF",
+        "TRITON_ENABLE_ONNXRUNTIME_OPENVINO": "OFF",
+        "TRITON_ONNXRUNTIME_INCLUDE_PATHS": header,
+        "TRITON_ONNXRUNTIME_LIB_PATHS": lib,
+        "FETCHCONTENT_SOURCE_DIR_REPO-COMMON": src["common"],
+        "FETCHCONTENT_SOURCE_DIR_REPO-CORE": src["core"],
+        "FETCHCONTENT_SOURCE_DIR_REPO-BACKEND": src["backend"],
+        # common's tests declare googletest by URL; Debian's source tree satisfies it offline
+        "FETCHCONTENT_SOURCE_DIR_GOOGLETEST": "/usr/src/googletest",
+        "FETCHCONTENT_FULLY_DISCONNECTED": "ON",
+    }
     log_path = work / "build.log"
     with open(log_path, "w") as out_log:
-        for command in (["cmake", "-S", str(src["onnxruntime_backend"]), "-B", str(cmake_build),
-                         *(f"-D{k}={v}" for k, v in cache.items())],
-                        ["cmake", "--build", str(cmake_build), "--target", "triton-onnxruntime-backend",
-                         f"-j{os.cpu_count() or 1}"]):
+        for command in (
+            [
+                "cmake",
+                "-S",
+                str(src["onnxruntime_backend"]),
+                "-B",
+                str(cmake_build),
+                *(f"-D{k}={v}" for k, v in cache.items()),
+            ],
+            [
+                "cmake",
+                "--build",
+                str(cmake_build),
+                "--target",
+                "triton-onnxruntime-backend",
+                f"-j{os.cpu_count() or 1}",
+            ],
+        ):
             if subprocess.run(command, stdout=out_log, stderr=subprocess.STDOUT).returncode != 0:
                 tail = "\n  ".join(log_path.read_text(errors="replace").splitlines()[-6:])
-                raise BuildError(f"the onnxruntime backend build failed:\n  {tail}\n(full log: {log_path}; "
-                                 f"{DEBIAN_HINT})")
+                raise BuildError(
+                    f"the onnxruntime backend build failed:\n  {tail}\n(full log: {log_path}; {DEBIAN_HINT})"
+                )
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     shutil.copy2(cmake_build / LIBRARY, out / LIBRARY)
     for item in lib.iterdir():
         shutil.copy2(item, out / item.name, follow_symlinks=False)
     stamp.write_text(key + "\n")
-    shutil.rmtree(cmake_build)                     # 100+ MB of objects; the library is all we need
+    shutil.rmtree(cmake_build)  # 100+ MB of objects; the library is all we need
     shutil.rmtree(work / "src")
     log(f"built {out / LIBRARY}")
     return out
@@ -214,6 +253,7 @@ def install(backends: Path, built: Path, server_library: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", type=Path, default=Path("build"), help="the build folder (default build)")
     args = parser.parse_args(argv)

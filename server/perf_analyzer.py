@@ -6,6 +6,7 @@ Adds what the binary needs on CPU-only machines (libcudart.so.12 from PyPI
 nvidia-cuda-runtime-cu12) and, unless --input-data is given, a file of financial sentences
 as string input data.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ def binary() -> Path:
 
 def environment() -> dict[str, str]:
     import nvidia.cuda_runtime
+
     lib = Path(list(nvidia.cuda_runtime.__path__)[0]) / "lib"
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(lib), env.get("LD_LIBRARY_PATH")]))

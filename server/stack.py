@@ -9,6 +9,7 @@ fixtures start their servers here, so a target plugs in once.
              onnxruntime backend built here (server/native_backend.py): the same server, backend
              and ONNX Runtime as the image. Its gpu profile runs with CPU instances here.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,27 +26,48 @@ def needs_native_backend(repository: Path) -> bool:
     return any('backend: "onnxruntime"' in config.read_text() for config in Path(repository).glob("*/config.pbtxt"))
 
 
-def start(repository: Path, work: Path, *, ports: Ports | None = None, admin: bool = False,
-          log_path: Path | None = None, extra_args: tuple[str, ...] = (), timeout_s: float = 120.0,
-          started: bool = True, native_build: Path | None = None,
-          restricted_apis: tuple[str, ...] = RESTRICTED_APIS) -> TritonServer:
+def start(
+    repository: Path,
+    work: Path,
+    *,
+    ports: Ports | None = None,
+    admin: bool = False,
+    log_path: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    timeout_s: float = 120.0,
+    started: bool = True,
+    native_build: Path | None = None,
+    restricted_apis: tuple[str, ...] = RESTRICTED_APIS,
+) -> TritonServer:
     """tritonserver on `repository` (free ports unless given), log in work/tritonserver.log.
 
     admin: explicit model control (the watchdog reloads a model whose stub died) behind a random admin
     key, which guards `restricted_apis` (`make serve` leaves statistics open: LOCAL_RESTRICTED_APIS). The native backend is built (once, in native_build, default
     build/native of this checkout) if a model needs it: raises native_backend.BuildError if it cannot be."""
     work = Path(work)
-    server = TritonServer(Path(repository), ports or Ports(*free_ports()), work_dir=work,
-                          log_path=log_path or work / "tritonserver.log", extra_args=tuple(extra_args),
-                          control_mode="explicit" if admin else "none",
-                          admin_key=secrets.token_urlsafe(24) if admin else None, restricted_apis=restricted_apis,
-                          onnxruntime=native_backend.build(native_build)
-                          if needs_native_backend(repository) else None)
+    server = TritonServer(
+        Path(repository),
+        ports or Ports(*free_ports()),
+        work_dir=work,
+        log_path=log_path or work / "tritonserver.log",
+        extra_args=tuple(extra_args),
+        control_mode="explicit" if admin else "none",
+        admin_key=secrets.token_urlsafe(24) if admin else None,
+        restricted_apis=restricted_apis,
+        onnxruntime=native_backend.build(native_build) if needs_native_backend(repository) else None,
+    )
     return server.start(timeout_s) if started else server
 
 
-def serve(exports: dict[str, Path], work: Path, options: TargetOptions = TargetOptions(), *,
-          variants: dict[str, str] | None = None, repository: Path | None = None, **start_args) -> TritonServer:
+def serve(
+    exports: dict[str, Path],
+    work: Path,
+    options: TargetOptions = TargetOptions(),
+    *,
+    variants: dict[str, str] | None = None,
+    repository: Path | None = None,
+    **start_args,
+) -> TritonServer:
     """Assemble `exports` ({family: export dir}) for `options` under work/repository and start serving it."""
     repository = assemble(exports, repository or Path(work) / "repository", options, variants=variants)
     return start(repository, work, **start_args)
@@ -54,6 +76,7 @@ def serve(exports: dict[str, Path], work: Path, options: TargetOptions = TargetO
 def stub_pids(server: TritonServer, model: str) -> list[int]:
     """Python-backend stubs of `model` started by this server (other servers on the machine left alone)."""
     from server import health
+
     return [pid for pid, name in health.python_stubs(server.process.pid).items() if name == model]
 
 

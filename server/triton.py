@@ -4,6 +4,7 @@ The wheel ships tritonserver 2.51 and its Python backend, not the ONNX Runtime b
 is why the local classifier runs ONNX Runtime in a Python model. triton_args() is the one
 place that says how finsent runs Triton; the Helm chart's args are checked against it.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,9 +45,15 @@ class Ports:
         return (("http", self.http), ("grpc", self.grpc), ("metrics", self.metrics))
 
 
-def triton_args(model_repository: str, ports: Ports = Ports(), *, exit_timeout_s: int = 30,
-                control_mode: str = "none", admin_key: str | None = None,
-                restricted_apis: tuple[str, ...] = RESTRICTED_APIS) -> list[str]:
+def triton_args(
+    model_repository: str,
+    ports: Ports = Ports(),
+    *,
+    exit_timeout_s: int = 30,
+    control_mode: str = "none",
+    admin_key: str | None = None,
+    restricted_apis: tuple[str, ...] = RESTRICTED_APIS,
+) -> list[str]:
     """tritonserver arguments shared by the local launcher and the Helm chart (minus paths).
 
     control_mode: "explicit" loads every model at start (--load-model=*) and lets the watchdog
@@ -56,15 +63,25 @@ def triton_args(model_repository: str, ports: Ports = Ports(), *, exit_timeout_s
     restricted = ",".join(restricted_apis)
     return [
         f"--model-repository={model_repository}",
-        f"--http-port={ports.http}", f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}",
-        "--allow-metrics=true", "--allow-gpu-metrics=true", "--allow-cpu-metrics=true",
+        f"--http-port={ports.http}",
+        f"--grpc-port={ports.grpc}",
+        f"--metrics-port={ports.metrics}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=true",
+        "--allow-cpu-metrics=true",
         f"--model-control-mode={control_mode}",
         *(["--load-model=*"] if control_mode == "explicit" else []),
         "--strict-readiness=true",
         f"--exit-timeout-secs={exit_timeout_s}",
         "--log-verbose=0",
-    ] + ([] if admin_key is None else [f"--http-restricted-api={restricted}:{ADMIN_HEADER}={admin_key}",
-                                       f"--grpc-restricted-protocol={restricted}:{ADMIN_HEADER}={admin_key}"])
+    ] + (
+        []
+        if admin_key is None
+        else [
+            f"--http-restricted-api={restricted}:{ADMIN_HEADER}={admin_key}",
+            f"--grpc-restricted-protocol={restricted}:{ADMIN_HEADER}={admin_key}",
+        ]
+    )
 
 
 def pytriton_root() -> Path:
@@ -93,6 +110,7 @@ def backend_directory(where: Path, onnxruntime: Path | None = None) -> Path:
     """
     if onnxruntime is not None:
         from server.native_backend import install
+
         install(where, onnxruntime, server_library())
     root = pytriton_root()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -120,8 +138,10 @@ def check_libpython() -> None:
     lib = f"libpython{version}.so.1.0"
     found = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
     if lib not in found:
-        raise LaunchError(f"{lib} is missing: the Python backend stub links against it. "
-                          f"Install it with `apt-get install libpython{version}` (make setup tries).")
+        raise LaunchError(
+            f"{lib} is missing: the Python backend stub links against it. "
+            f"Install it with `apt-get install libpython{version}` (make setup tries)."
+        )
 
 
 def check_ports(ports: Ports) -> None:
@@ -131,8 +151,10 @@ def check_ports(ports: Ports) -> None:
             try:
                 sock.bind(("0.0.0.0", port))
             except OSError:
-                raise LaunchError(f"{kind.upper()} port {port} is already in use; choose another, e.g. "
-                                  f"`make serve {PORT_FLAGS[kind]}={port + 10}`") from None
+                raise LaunchError(
+                    f"{kind.upper()} port {port} is already in use; choose another, e.g. "
+                    f"`make serve {PORT_FLAGS[kind]}={port + 10}`"
+                ) from None
 
 
 def free_ports(count: int = 3) -> list[int]:
@@ -149,15 +171,16 @@ def free_ports(count: int = 3) -> list[int]:
 @dataclass
 class TritonServer:
     """A running tritonserver process; use as a context manager or call stop()."""
+
     model_repository: Path
     ports: Ports = field(default_factory=Ports)
     work_dir: Path = Path("build/triton")
-    log_path: Path | None = None          # None: inherit stdout/stderr
+    log_path: Path | None = None  # None: inherit stdout/stderr
     extra_args: tuple[str, ...] = ()
     control_mode: str = "none"
-    admin_key: str | None = None          # restrict restricted_apis, as on k8s
+    admin_key: str | None = None  # restrict restricted_apis, as on k8s
     restricted_apis: tuple[str, ...] = RESTRICTED_APIS
-    onnxruntime: Path | None = None       # the native onnxruntime backend's build (container repositories)
+    onnxruntime: Path | None = None  # the native onnxruntime backend's build (container repositories)
     process: subprocess.Popen | None = None
 
     @property
@@ -174,10 +197,18 @@ class TritonServer:
 
     def command(self) -> list[str]:
         backends = backend_directory(Path(self.work_dir) / "backends", self.onnxruntime)
-        return [str(pytriton_root() / "bin" / "tritonserver"),
-                *triton_args(str(Path(self.model_repository).resolve()), self.ports, control_mode=self.control_mode,
-                             admin_key=self.admin_key, restricted_apis=self.restricted_apis),
-                f"--backend-directory={backends.resolve()}", *self.extra_args]
+        return [
+            str(pytriton_root() / "bin" / "tritonserver"),
+            *triton_args(
+                str(Path(self.model_repository).resolve()),
+                self.ports,
+                control_mode=self.control_mode,
+                admin_key=self.admin_key,
+                restricted_apis=self.restricted_apis,
+            ),
+            f"--backend-directory={backends.resolve()}",
+            *self.extra_args,
+        ]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -193,11 +224,16 @@ class TritonServer:
         if self.log_path:
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
             out = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=out,
-                                        stderr=subprocess.STDOUT if out else None, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command(),
+            env=self.environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
         if out:
             out.close()
-        if self.admin_key:                 # for its owner's tools (tritonclient, Model Analyzer); 0600
+        if self.admin_key:  # for its owner's tools (tritonclient, Model Analyzer); 0600
             self.admin_key_file.unlink(missing_ok=True)
             Path(self.work_dir).mkdir(parents=True, exist_ok=True)
             with os.fdopen(os.open(self.admin_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
@@ -216,8 +252,9 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise LaunchError(f"tritonserver exited with code {self.process.returncode} before it was ready"
-                                  + self._log_hint())
+                raise LaunchError(
+                    f"tritonserver exited with code {self.process.returncode} before it was ready" + self._log_hint()
+                )
             if self.ready():
                 return
             time.sleep(0.2)
@@ -238,6 +275,7 @@ class TritonServer:
             return None if self.process is None else self.process.returncode
         if self.control_mode == "explicit":
             from server.health import Triton, drain
+
             drain(Triton(self.http_url, self.admin_key), log=lambda line: print(line, file=sys.stderr))
         self.process.send_signal(signal.SIGTERM)
         try:

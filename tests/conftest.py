@@ -2,11 +2,12 @@
 tritonservers serving both ensembles for the whole run: the local target (`triton`) and the
 container repository's two profiles on Triton's native onnxruntime backend, built here
 (`container`: gpu profile on CPU instances; `container_cpu`). Nothing touches the network."""
+
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never reach the hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Under `make test` (as CI runs it) the tests' own `make` calls would inherit the make level and
 # print "make[1]: Entering directory ..." lines that a user's make does not print.
@@ -35,15 +36,20 @@ def build_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(build_dir) -> dict[str, Path]:
-    return {family: random_checkpoint.build(FAMILIES[family].arch, build_dir / "checkpoints" / family,
-                                            labels=LABEL_ORDERS[family])
-            for family in FAMILIES}
+    return {
+        family: random_checkpoint.build(
+            FAMILIES[family].arch, build_dir / "checkpoints" / family, labels=LABEL_ORDERS[family]
+        )
+        for family in FAMILIES
+    }
 
 
 @pytest.fixture(scope="session")
 def exports(checkpoints, build_dir) -> dict[str, Path]:
-    return {family: export_model(str(path), family, build_dir / "export" / family, log=lambda *_: None).path
-            for family, path in checkpoints.items()}
+    return {
+        family: export_model(str(path), family, build_dir / "export" / family, log=lambda *_: None).path
+        for family, path in checkpoints.items()
+    }
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +61,10 @@ def triton(exports, build_dir):
 
 # The container repository as `make serve TARGET=container` serves it: explicit model control behind
 # an admin key, as the chart's liveness probe needs it.
-CONTAINER_PROFILES = {"container": TargetOptions("container", "gpu", cores=2, cpu_instances=True),
-                      "container_cpu": TargetOptions("container", "cpu", cores=2)}
+CONTAINER_PROFILES = {
+    "container": TargetOptions("container", "gpu", cores=2, cpu_instances=True),
+    "container_cpu": TargetOptions("container", "cpu", cores=2),
+}
 
 
 @pytest.fixture(scope="session")
@@ -77,15 +85,19 @@ def container_cpu(exports, build_dir):
 def reference(checkpoints):
     """transformers pipelines: what the ensembles must reproduce."""
     from transformers import pipeline
-    return {family: pipeline("text-classification", model=str(path), tokenizer=str(path), top_k=None, device="cpu")
-            for family, path in checkpoints.items()}
+
+    return {
+        family: pipeline("text-classification", model=str(path), tokenizer=str(path), top_k=None, device="cpu")
+        for family, path in checkpoints.items()
+    }
 
 
 @pytest.fixture(scope="session")
 def distilbert_triton(exports, build_dir):
     """The offline first run of the README (`make finetune BASE=minilm && make serve FINBERT=`):
     `make serve`'s settings, serving DistilBERT only."""
-    server = stack.serve({"distilbert": exports["distilbert"]}, build_dir / "distilbert-only", TargetOptions("local"),
-                         admin=True)
+    server = stack.serve(
+        {"distilbert": exports["distilbert"]}, build_dir / "distilbert-only", TargetOptions("local"), admin=True
+    )
     yield server
     server.stop(timeout_s=10)

@@ -2,6 +2,7 @@
 line, before any export, training or server start. Every case also points at a missing checkpoint (or
 an export without a model), so a check that moved after the slow work would fail fast on that instead
 of exporting or training."""
+
 import pytest
 
 from evaluation import evaluate
@@ -24,7 +25,7 @@ CASES = [
     (finetune, "--test-size 1.5", "argument --test-size: must be between 0 and 1, got 1.5"),
     (finetune, "--data {readme}", "README.md:1: expected `sentence@label`"),
     (finetune, "--data {missing}", "no such file"),
-    (finetune, "--limit 5", "the held-out set has no"),               # accuracy on 1 sentence says nothing
+    (finetune, "--limit 5", "the held-out set has no"),  # accuracy on 1 sentence says nothing
     (finetune, "--test-size 1", "the training set has no"),
     (evaluate, "--family foo", "argument --family: invalid choice: 'foo'"),
     (evaluate, "--data {readme}", "README.md:1: expected `sentence@label`"),
@@ -47,7 +48,7 @@ def error_line(main, argv, capsys) -> str:
     """Run a CLI that must refuse `argv`: exit code 2, no traceback; its last stderr line."""
     try:
         code = main(argv)
-    except SystemExit as exc:   # argparse's parser.error
+    except SystemExit as exc:  # argparse's parser.error
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
@@ -60,20 +61,38 @@ def paths(tmp_path):
     """Placeholders of BASE_ARGS and CASES: a real FPB-format file, and an export folder without a model."""
     export = tmp_path / "export"
     export.mkdir()
-    ModelFacts(name="distilbert", source="none", model_type="distilbert", id2label=list(CANONICAL_LABELS),
-               max_length=64, input_names=["input_ids", "attention_mask"]).save(export)
-    return {"tmp": tmp_path, "missing": tmp_path / "missing", "data": sample_file(tmp_path / "fpb.txt", 300)[0],
-            "readme": fpb.REPO_ROOT / "README.md", "export": export}
+    ModelFacts(
+        name="distilbert",
+        source="none",
+        model_type="distilbert",
+        id2label=list(CANONICAL_LABELS),
+        max_length=64,
+        input_names=["input_ids", "attention_mask"],
+    ).save(export)
+    return {
+        "tmp": tmp_path,
+        "missing": tmp_path / "missing",
+        "data": sample_file(tmp_path / "fpb.txt", 300)[0],
+        "readme": fpb.REPO_ROOT / "README.md",
+        "export": export,
+    }
 
 
-@pytest.mark.parametrize("module, args, message", CASES,
-                         ids=[f"{m.__name__.split('.')[-1]} {a}" for m, a, _ in CASES])
+@pytest.mark.parametrize("module, args, message", CASES, ids=[f"{m.__name__.split('.')[-1]} {a}" for m, a, _ in CASES])
 def test_bad_arguments_get_one_clear_error_line(module, args, message, paths, capsys):
     argv = f"{BASE_ARGS[module]} {args}".format(**paths).split()
     assert message in error_line(module.main, argv, capsys)
 
 
 def test_an_unreachable_triton_is_named(checkpoints, paths, capsys):
-    argv = ["--checkpoint", str(checkpoints["distilbert"]), "--data", str(paths["data"]), "--url", "localhost:1",
-            "--out", str(paths["tmp"] / "docs")]
+    argv = [
+        "--checkpoint",
+        str(checkpoints["distilbert"]),
+        "--data",
+        str(paths["data"]),
+        "--url",
+        "localhost:1",
+        "--out",
+        str(paths["tmp"] / "docs"),
+    ]
     assert "error: cannot reach Triton at localhost:1" in error_line(evaluate.main, argv, capsys)

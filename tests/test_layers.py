@@ -1,5 +1,6 @@
 """Imports point down: each top-level package imports only the packages of the layers below its own
 (read from the source with ast, lazy imports inside functions included), so a job never reaches up."""
+
 from __future__ import annotations
 
 import ast
@@ -10,10 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Bottom first. A package may import its own modules and those of lower layers, none of its layer's.
 LAYERS = [
-    {"export", "finsent"},               # the model contract and ONNX export; the client package (client/finsent)
-    {"training", "model_repository"},    # fine-tuning a checkpoint; the Triton repository of the exports
-    {"server"},                          # running the stack (server.stack)
-    {"loadtest"},                        # load generation: Locust sweeps and the threaded traffic (traffic.py)
+    {"export", "finsent"},  # the model contract and ONNX export; the client package (client/finsent)
+    {"training", "model_repository"},  # fine-tuning a checkpoint; the Triton repository of the exports
+    {"server"},  # running the stack (server.stack)
+    {"loadtest"},  # load generation: Locust sweeps and the threaded traffic (traffic.py)
     {"evaluation", "benchmarks", "k8s"},  # jobs that serve and call the stack, and drive load at it
 ]
 LAYER = {package: level for level, packages in enumerate(LAYERS) for package in packages}
@@ -33,9 +34,12 @@ def imported(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("package", sorted(LAYER))
 def test_a_package_imports_only_the_layers_below_it(package):
-    upward = [f"{path.relative_to(ROOT)} imports {name}" for path in sorted(SOURCES[package].rglob("*.py"))
-              for name in sorted(imported(path) & LAYER.keys())
-              if name != package and LAYER[name] >= LAYER[package]]
+    upward = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted(SOURCES[package].rglob("*.py"))
+        for name in sorted(imported(path) & LAYER.keys())
+        if name != package and LAYER[name] >= LAYER[package]
+    ]
     assert not upward, upward
 
 

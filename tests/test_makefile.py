@@ -1,4 +1,5 @@
 """The Makefile stays thin: every knob it reads is documented, `make help` is short."""
+
 import re
 import subprocess
 from pathlib import Path

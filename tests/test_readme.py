@@ -13,6 +13,7 @@ What is substituted, and nothing else:
 - load-test length: USERS=1 and STEP_SECONDS=1 from the environment (a command line's USERS stays);
 - `make gateway` runs in the background until its block ends.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,7 @@ SKIPPED = {
     "make faults": "a benchmark of minutes (tests/reliability/test_faults.py)",
     "make soak": "a benchmark of minutes (tests/reliability/test_soak.py)",
 }
-BACKGROUND = {"make gateway": "gateway"}      # long-running: started, waited for, stopped after its block
+BACKGROUND = {"make gateway": "gateway"}  # long-running: started, waited for, stopped after its block
 
 
 def blocks(text: str) -> list[tuple[str, list[str]]]:
@@ -80,9 +81,14 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason():
     unused = [start for start in SKIPPED if not any(c.lstrip().startswith(start) for c in commands)]
     assert not unused, f"SKIPPED names commands the README no longer has: {unused}"
     ran = [c for c in commands if not skipped(c)]
-    for must in ("curl -s localhost:8000/v2/models/$MODEL/infer", "from finsent import Client",
-                 ".venv/bin/finsent classify", "make loadtest", "python -m server.health",
-                 "python -m server.perf_analyzer"):
+    for must in (
+        "curl -s localhost:8000/v2/models/$MODEL/infer",
+        "from finsent import Client",
+        ".venv/bin/finsent classify",
+        "make loadtest",
+        "python -m server.health",
+        "python -m server.perf_analyzer",
+    ):
         assert any(must in c for c in ran), must
 
 
@@ -97,18 +103,29 @@ class Served:
         for entry in ROOT.iterdir():
             if entry.name not in ("build", ".venv", ".git"):
                 (where / entry.name).symlink_to(entry)
-        (where / ".venv").symlink_to(Path(sys.prefix))           # the venv running the tests
+        (where / ".venv").symlink_to(Path(sys.prefix))  # the venv running the tests
         (where / "build").symlink_to(build)
         env = {k: v for k, v in os.environ.items() if k not in ("FINSENT_MODEL", "FINSENT_URL", "HOST", "MODEL")}
-        self.env = env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-                          "HTTP_PORT": str(http), "GRPC_PORT": str(grpc), "METRICS_PORT": str(metrics),
-                          "GATEWAY_PORT": str(gateway), "FINSENT_URL": f"localhost:{grpc}",
-                          "USERS": "1", "STEP_SECONDS": "1"}
+        self.env = env | {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "HTTP_PORT": str(http),
+            "GRPC_PORT": str(grpc),
+            "METRICS_PORT": str(metrics),
+            "GATEWAY_PORT": str(gateway),
+            "FINSENT_URL": f"localhost:{grpc}",
+            "USERS": "1",
+            "STEP_SECONDS": "1",
+        }
         args = [f"{family.upper()}={source}" for family, source in sources.items()]
         self.log = open(where / "serve.log", "w")
-        self.process = subprocess.Popen(["make", "-o", ".venv/.installed", "serve", *args, "VARIANT=fp32", *target],
-                                        cwd=where, env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ["make", "-o", ".venv/.installed", "serve", *args, "VARIANT=fp32", *target],
+            cwd=where,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 300
         while "finsent is serving" not in (where / "serve.log").read_text():
             assert self.process.poll() is None and time.monotonic() < deadline, (where / "serve.log").read_text()
@@ -124,8 +141,14 @@ class Served:
         return subprocess.run(argv, cwd=self.where, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def background(self, command: str, port: str) -> subprocess.Popen:
-        process = subprocess.Popen(["bash", "-c", self.text(command)], cwd=self.where, env=self.env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", "-c", self.text(command)],
+            cwd=self.where,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -152,7 +175,11 @@ def stop_group(process: subprocess.Popen, sig: int, timeout: float) -> None:
 
 # The README's servers: make serve of DistilBERT alone, of both, and of both as GKE serves them
 # (`make serve TARGET=container DEVICE=gpu`: the native onnxruntime backend, CPU instances here).
-SERVERS = {"distilbert": ((), ()), "both": (("finbert",), ()), "container": (("finbert",), ("TARGET=container", "DEVICE=gpu"))}
+SERVERS = {
+    "distilbert": ((), ()),
+    "both": (("finbert",), ()),
+    "container": (("finbert",), ("TARGET=container", "DEVICE=gpu")),
+}
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -160,9 +187,9 @@ def served(request, checkpoints, exports, tmp_path_factory):
     extra, target = SERVERS[request.param]
     families = (*extra, "distilbert")
     build = tmp_path_factory.mktemp(f"readme-build-{request.param}")
-    for family in families:                       # the session's exports: `make serve` finds them cached
+    for family in families:  # the session's exports: `make serve` finds them cached
         shutil.copytree(exports[family], build / "export" / family)
-    if target:                                    # the session's build of the native backend, not another one
+    if target:  # the session's build of the native backend, not another one
         (build / "native").symlink_to(native_backend.build().parent)
     sources = {family: str(checkpoints[family]) if family in families else "" for family in ("finbert", "distilbert")}
     server = Served(tmp_path_factory.mktemp(f"readme-{request.param}") / "checkout", build, sources, target)
@@ -173,14 +200,19 @@ def served(request, checkpoints, exports, tmp_path_factory):
 def news_parquet(path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    pq.write_table(pa.table({"ticker": ["ACME", "XYZ"], "text": ["Operating profit rose to EUR 13.1 mn.", "Shares fell 8%."]}),
-                   path)
+
+    pq.write_table(
+        pa.table({"ticker": ["ACME", "XYZ"], "text": ["Operating profit rose to EUR 13.1 mn.", "Shares fell 8%."]}),
+        path,
+    )
 
 
 FAILED = re.compile(r'"error"|^error:|Traceback', re.MULTILINE)
 
 
-ASSIGNMENT = re.compile(r"^([A-Z_]+=(\$\([^)]*\)|\S+))\s*(#.*)?$")     # MODEL=$(...): a shell variable the block's later commands use
+ASSIGNMENT = re.compile(
+    r"^([A-Z_]+=(\$\([^)]*\)|\S+))\s*(#.*)?$"
+)  # MODEL=$(...): a shell variable the block's later commands use
 
 
 def test_the_readme_commands_work_as_written(served):

@@ -6,6 +6,7 @@ share_positive (of the rows scored, those labelled so). For `finsent score --doc
 row is a document: the shares are of documents, and each document's own sentence shares stay in
 its share_negative/share_positive columns. Streams the file: memory grows with the groups only.
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,8 +67,9 @@ def aggregate(path: Path, by: list[str], prefix: str = "") -> list[dict]:
 def write(rows: list[dict], by: list[str], output: Path | None) -> None:
     columns = [*by, *STATS]
     if output is None:
-        cells = [[f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in r.values()]
-                 for r in rows]
+        cells = [
+            [f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in r.values()] for r in rows
+        ]
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
         for line in [columns, *cells]:
             print("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)).rstrip())
@@ -83,5 +85,6 @@ def write(rows: list[dict], by: list[str], output: Path | None) -> None:
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
+
         pq.write_table(pa.Table.from_pylist(rows), output)
     print(f"wrote {output}: {len(rows)} groups", file=sys.stderr)

@@ -1,8 +1,9 @@
 """The asyncio twin of Client, on tritonclient's aio modules:
 
-    async with AsyncClient("localhost:8001") as client:
-        predictions = await client.classify(texts)
+async with AsyncClient("localhost:8001") as client:
+    predictions = await client.classify(texts)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +11,32 @@ from typing import Sequence
 
 from finsent.client import transport_error
 from finsent.core import (
-    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelError, ModelInfo, ModelStatus, RequestTimeout,
-    DOCUMENT_SUFFIX, DocumentResult, Result, TextError, UnavailableError, check_on_error, choose_model, chunks,
-    decode, decode_documents, encode, list_models, model_info, not_http, retry_delay, unknown_model)
+    DOCUMENT_SUFFIX,
+    GRPC_CHANNEL_ARGS,
+    Chunk,
+    ClientBase,
+    DocumentResult,
+    FinsentError,
+    Health,
+    ModelError,
+    ModelInfo,
+    ModelStatus,
+    RequestTimeout,
+    Result,
+    TextError,
+    UnavailableError,
+    check_on_error,
+    choose_model,
+    chunks,
+    decode,
+    decode_documents,
+    encode,
+    list_models,
+    model_info,
+    not_http,
+    retry_delay,
+    unknown_model,
+)
 
 
 def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -20,9 +44,9 @@ def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
         return RequestTimeout(f"no answer in time: {exc!r}")
     try:
         import aiohttp
-    except ImportError:   # the gRPC-only install
+    except ImportError:  # the gRPC-only install
         aiohttp = None
-    if aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError):   # refused, reset, disconnected
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientConnectionError):  # refused, reset, disconnected
         return UnavailableError(f"cannot reach the server: {exc!r}")
     if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
         # tritonclient reads every answer itself (no raise_for_status): this is an answer aiohttp could not parse
@@ -33,11 +57,11 @@ def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
 class AsyncClient(ClientBase):
     def _setup(self) -> None:
         if self.protocol == "grpc":
-            import tritonclient.grpc.aio as module
             import tritonclient.grpc as types
+            import tritonclient.grpc.aio as module
         else:
-            import tritonclient.http.aio as module
             import tritonclient.http as types
+            import tritonclient.http.aio as module
         self._module, self._types = module, types
         self._client = None
 
@@ -47,8 +71,9 @@ class AsyncClient(ClientBase):
             if self.protocol == "grpc":
                 self._client = self._module.InferenceServerClient(self.url, channel_args=GRPC_CHANNEL_ARGS)
             else:
-                self._client = self._module.InferenceServerClient(self.url, conn_timeout=self.timeout_s,
-                                                                  conn_limit=self.max_in_flight)
+                self._client = self._module.InferenceServerClient(
+                    self.url, conn_timeout=self.timeout_s, conn_limit=self.max_in_flight
+                )
         return self._client
 
     def _timeout(self) -> dict:
@@ -63,8 +88,7 @@ class AsyncClient(ClientBase):
             try:
                 return await asyncio.wait_for(fn(self._triton()), self.timeout_s)
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error,
-                                    self.protocol)
+                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error, self.protocol)
             await asyncio.sleep(delay)
 
     async def info(self) -> ModelInfo:
@@ -87,8 +111,9 @@ class AsyncClient(ClientBase):
         """See Client.classify."""
         return await self._classify(texts, on_error, documents=False)
 
-    async def classify_documents(self, texts: Sequence[str | bytes] | str,
-                                 on_error: str = "raise") -> list[DocumentResult]:
+    async def classify_documents(
+        self, texts: Sequence[str | bytes] | str, on_error: str = "raise"
+    ) -> list[DocumentResult]:
         """See Client.classify_documents."""
         return await self._classify(texts, on_error, documents=True)
 
@@ -101,11 +126,15 @@ class AsyncClient(ClientBase):
             return []
         info = await self.info()
         if documents:
-            return await self._map(chunks(texts, 1, raise_errors), self.model + DOCUMENT_SUFFIX,
-                                   lambda result, batch: decode_documents(result, info.labels, batch))
+            return await self._map(
+                chunks(texts, 1, raise_errors),
+                self.model + DOCUMENT_SUFFIX,
+                lambda result, batch: decode_documents(result, info.labels, batch),
+            )
         size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
-        return await self._map(chunks(texts, size, raise_errors), self.model,
-                               lambda result, _: decode(result, info.labels, self.logits))
+        return await self._map(
+            chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits)
+        )
 
     async def _map(self, work: list[Chunk], model: str, decoder) -> list:
         gate = asyncio.Semaphore(self.max_in_flight)
@@ -120,7 +149,9 @@ class AsyncClient(ClientBase):
                         batch = encode(texts)
                         tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
                         tensor.set_data_from_numpy(batch)
-                        result = await self._call(lambda c: c.infer(model, [tensor], outputs=outputs, **self._timeout()))
+                        result = await self._call(
+                            lambda c: c.infer(model, [tensor], outputs=outputs, **self._timeout())
+                        )
                         return chunk.served(decoder(result, texts))
                     except TextError as exc:
                         chunk.refused(exc)
@@ -139,12 +170,13 @@ class AsyncClient(ClientBase):
                 return bool(await self._call(fn, retry=False))
             except FinsentError:
                 return False
+
         kw = self._timeout()
         live = await probe(lambda c: c.is_server_live(**kw))
         ready = live and await probe(lambda c: c.is_server_ready(**kw))
         try:
             model = await self.resolve() if ready else self.model
-        except FinsentError:             # no finsent ensemble served: the model is not ready
+        except FinsentError:  # no finsent ensemble served: the model is not ready
             model = None
         model_ready = bool(model) and ready and await probe(lambda c: c.is_model_ready(model, **kw))
         return Health(live, ready, model, model_ready)
@@ -162,7 +194,7 @@ class AsyncClient(ClientBase):
 
     async def _answer(self, method: str, *args):
         """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
-        kw = self._timeout() if method.startswith("is_") else self._as_json()   # is_* take no as_json
+        kw = self._timeout() if method.startswith("is_") else self._as_json()  # is_* take no as_json
         try:
             return await self._call(lambda c: getattr(c, method)(*args, **kw))
         except FinsentError as exc:
@@ -173,7 +205,7 @@ class AsyncClient(ClientBase):
             client, self._client = self._client, None
             try:
                 await client.close()
-            except Exception:   # closing a client whose server is gone must not mask anything
+            except Exception:  # closing a client whose server is gone must not mask anything
                 pass
 
     async def __aenter__(self) -> "AsyncClient":

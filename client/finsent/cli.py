@@ -11,6 +11,7 @@
 
 Triton's address: --url (default $FINSENT_URL, else localhost:8001 for gRPC / localhost:8000 for HTTP).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,25 +25,38 @@ from finsent.client import Client
 from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
 from finsent.score import ScoreError, Shard, score_file
 
-MODEL_DEFAULT_HELP = (f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} "
-                      f"when it serves several)")
+MODEL_DEFAULT_HELP = (
+    f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} when it serves several)"
+)
 
 
 def add_connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("FINSENT_URL"),
-                        help="Triton address host:port (default $FINSENT_URL, else localhost:8001 gRPC / :8000 HTTP)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("FINSENT_URL"),
+        help="Triton address host:port (default $FINSENT_URL, else localhost:8001 gRPC / :8000 HTTP)",
+    )
     parser.add_argument("--protocol", choices=("grpc", "http"), default=os.environ.get("FINSENT_PROTOCOL", "grpc"))
-    parser.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL") or None,
-                        help=f"ensemble name ({MODEL_DEFAULT_HELP})")
+    parser.add_argument(
+        "-m", "--model", default=os.environ.get("FINSENT_MODEL") or None, help=f"ensemble name ({MODEL_DEFAULT_HELP})"
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    parser.add_argument("--retries", type=int, default=7, help="retries when Triton is unreachable (default 7: 8-16 s of backoff)")
+    parser.add_argument(
+        "--retries", type=int, default=7, help="retries when Triton is unreachable (default 7: 8-16 s of backoff)"
+    )
 
 
 def make_client(args, **kw) -> Client:
     try:
-        return Client(args.url or DEFAULT_URLS[args.protocol], args.protocol, args.model, timeout_s=args.timeout,
-                      retry=Retry(attempts=args.retries), **kw)
-    except ValueError as exc:      # an address that is not host:port: said before any connection is tried
+        return Client(
+            args.url or DEFAULT_URLS[args.protocol],
+            args.protocol,
+            args.model,
+            timeout_s=args.timeout,
+            retry=Retry(attempts=args.retries),
+            **kw,
+        )
+    except ValueError as exc:  # an address that is not host:port: said before any connection is tried
         raise ScoreError(str(exc)) from None
 
 
@@ -73,10 +87,13 @@ def grpc_address(url: str) -> str:
 def need(extra: str, *modules: str) -> None:
     """A clear message when an optional extra of the package is not installed."""
     import importlib.util
+
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ScoreError(f"this command needs {', '.join(missing)}: pip install 'finsent-client[{extra}]' "
-                         f"(from a checkout: pip install './client[{extra}]')")
+        raise ScoreError(
+            f"this command needs {', '.join(missing)}: pip install 'finsent-client[{extra}]' "
+            f"(from a checkout: pip install './client[{extra}]')"
+        )
 
 
 def cmd_classify(args) -> int:
@@ -89,20 +106,25 @@ def cmd_classify(args) -> int:
         results = client.classify(texts, on_error="return")
     failed = sum(isinstance(r, Failure) for r in results)
     if args.json:
-        rows = [{"text": t, "error": r.message} if isinstance(r, Failure) else {"text": t, **r.as_dict()}
-                for t, r in zip(texts, results)]
+        rows = [
+            {"text": t, "error": r.message} if isinstance(r, Failure) else {"text": t, **r.as_dict()}
+            for t, r in zip(texts, results)
+        ]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 1 if failed else 0
     labels = client.info.labels
     width = min(60, max([4, *(len(t) for t in texts)]))
     print(f"{'text':<{width}}  {'label':<8}  {'score':>6}  " + "  ".join(f"{l[:8]:>8}" for l in labels) + "     net")
     for text, r in zip(texts, results):
-        shown = text if len(text) <= width else text[:width - 1] + "…"
+        shown = text if len(text) <= width else text[: width - 1] + "…"
         if isinstance(r, Failure):
             print(f"{shown:<{width}}  error: {r.reason}")
         else:
-            print(f"{shown:<{width}}  {r.label:<8}  {r.score:6.3f}  "
-                  + "  ".join(f"{r.probabilities[l]:8.3f}" for l in labels) + f"  {r.net:+6.3f}")
+            print(
+                f"{shown:<{width}}  {r.label:<8}  {r.score:6.3f}  "
+                + "  ".join(f"{r.probabilities[l]:8.3f}" for l in labels)
+                + f"  {r.net:+6.3f}"
+            )
     return 1 if failed else 0
 
 
@@ -113,19 +135,28 @@ def classify_documents(args) -> int:
         results = client.classify_documents(documents, on_error="return")
     failed = sum(isinstance(r, Failure) for r in results)
     if args.json:
-        print(json.dumps([{"error": r.message} if isinstance(r, Failure) else r.as_dict() for r in results],
-                         indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                [{"error": r.message} if isinstance(r, Failure) else r.as_dict() for r in results],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return 1 if failed else 0
     for i, r in enumerate(results):
         if isinstance(r, Failure):
             print(f"document {i}: error: {r.reason}")
             continue
-        print(f"document: {r.sentence_count} sentences, {r.label} ({r.score:.3f}), net {r.net:+.3f}, "
-              f"negative {r.negative_share:.0%}, positive {r.positive_share:.0%}")
+        print(
+            f"document: {r.sentence_count} sentences, {r.label} ({r.score:.3f}), net {r.net:+.3f}, "
+            f"negative {r.negative_share:.0%}, positive {r.positive_share:.0%}"
+        )
         print(f"  {'start-end':<13} {'label':<8} {'net':>6}  sentence")
         for s in r.sentences:
             text = " ".join(s.text.split())
-            print(f"  {f'{s.start}-{s.end}':<13} {s.label:<8} {s.net:+6.3f}  {text if len(text) <= 70 else text[:69] + '…'}")
+            print(
+                f"  {f'{s.start}-{s.end}':<13} {s.label:<8} {s.net:+6.3f}  {text if len(text) <= 70 else text[:69] + '…'}"
+            )
     return 1 if failed else 0
 
 
@@ -138,20 +169,34 @@ def default_output(source: str) -> str:
 
 
 def cmd_score(args) -> int:
-    need("cli", *(["tqdm"] if not args.no_progress else []),
-         *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []))
+    need(
+        "cli",
+        *(["tqdm"] if not args.no_progress else []),
+        *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []),
+    )
     output = args.output or default_output(args.input)
     with make_client(args, max_in_flight=args.max_in_flight) as client:
-        summary = score_file(client, args.input, output, column=args.column, chunk_size=args.chunk_size,
-                             prefix=args.prefix, overwrite=args.overwrite, progress_bar=not args.no_progress,
-                             documents=args.documents, sentences=Path(args.sentences) if args.sentences else None,
-                             shard=args.shard, dedup=not args.no_dedup)
+        summary = score_file(
+            client,
+            args.input,
+            output,
+            column=args.column,
+            chunk_size=args.chunk_size,
+            prefix=args.prefix,
+            overwrite=args.overwrite,
+            progress_bar=not args.no_progress,
+            documents=args.documents,
+            sentences=Path(args.sentences) if args.sentences else None,
+            shard=args.shard,
+            dedup=not args.no_dedup,
+        )
     print(summary)
     return 0
 
 
 def cmd_aggregate(args) -> int:
     from finsent.aggregate import aggregate, write
+
     by = [c.strip() for c in args.by.split(",") if c.strip()]
     if not by:
         raise ScoreError("--by names no column: e.g. --by ticker,date")
@@ -162,15 +207,18 @@ def cmd_aggregate(args) -> int:
 def cmd_merge(args) -> int:
     need("cli", *(["pyarrow"] if ".parquet" in " ".join([*args.inputs, args.output]).lower() else []))
     from finsent.merge import merge_files
+
     rows, outputs = merge_files(args.inputs, args.output, prefix=args.prefix, overwrite=args.overwrite)
     print(f"wrote {args.output}: {rows} rows from {outputs} shard outputs")
     return 0
 
 
-MODELS_HELP = ("list the server's models and their state; where Triton restricts its repository index to an admin "
-               "key (as make serve and the k8s chart run it), the finsent ensembles (finbert, distilbert, --model), "
-               "their steps and document models, from the metadata any caller may read: READY, or UNAVAILABLE for "
-               "one not loaded or not in the repository (without the index the two look alike)")
+MODELS_HELP = (
+    "list the server's models and their state; where Triton restricts its repository index to an admin "
+    "key (as make serve and the k8s chart run it), the finsent ensembles (finbert, distilbert, --model), "
+    "their steps and document models, from the metadata any caller may read: READY, or UNAVAILABLE for "
+    "one not loaded or not in the repository (without the index the two look alike)"
+)
 
 
 def cmd_models(args) -> int:
@@ -196,10 +244,20 @@ def cmd_health(args) -> int:
 def cmd_gateway(args) -> int:
     need("gateway", "starlette", "uvicorn")
     from finsent.gateway import Settings, serve
-    settings = Settings(triton=args.triton, model=args.model, api_key=args.api_key or None,
-                        max_items=args.max_items, max_body_bytes=args.max_body_bytes, timeout_s=args.timeout)
-    print(f"finsent gateway on http://{args.host}:{args.port} -> Triton gRPC {args.triton} (model {args.model or 'the one served'}"
-          f"{', API key required' if settings.api_key else ''})", flush=True)
+
+    settings = Settings(
+        triton=args.triton,
+        model=args.model,
+        api_key=args.api_key or None,
+        max_items=args.max_items,
+        max_body_bytes=args.max_body_bytes,
+        timeout_s=args.timeout,
+    )
+    print(
+        f"finsent gateway on http://{args.host}:{args.port} -> Triton gRPC {args.triton} (model {args.model or 'the one served'}"
+        f"{', API key required' if settings.api_key else ''})",
+        flush=True,
+    )
     serve(settings, args.host, args.port, args.log_level)
     return 0
 
@@ -208,89 +266,138 @@ def cmd_serve(server_args: list[str]) -> int:
     # The launcher is the checkout's `server` package, not part of this client package: run it as
     # its own program (`python -m server` in the checkout) rather than importing it from here.
     if not os.path.isfile(os.path.join("server", "__main__.py")):
-        print("error: `finsent serve` runs the local launcher of a finsent checkout (`make serve`); "
-              "run it from the repository root", file=sys.stderr)
+        print(
+            "error: `finsent serve` runs the local launcher of a finsent checkout (`make serve`); "
+            "run it from the repository root",
+            file=sys.stderr,
+        )
         return 2
     os.execv(sys.executable, [sys.executable, "-m", "server", *server_args])
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="finsent", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = argparse.ArgumentParser(
+        prog="finsent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = root.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("classify", help="classify texts given as arguments or one per line on stdin")
     p.add_argument("texts", nargs="*")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--document", action="store_true",
-                   help="each argument (or all of stdin) is a document: its verdict and a table of its sentences")
+    p.add_argument(
+        "--document",
+        action="store_true",
+        help="each argument (or all of stdin) is a document: its verdict and a table of its sentences",
+    )
     add_connection(p)
     p.set_defaults(run=cmd_classify)
 
-    p = sub.add_parser("score", help="score a CSV, JSONL or Parquet file (streaming, resumable)",
-                       description="Adds label, score, p_negative, p_neutral, p_positive, net (p_positive - "
-                       "p_negative) and error columns; with --documents also sentences, share_negative and "
-                       "share_positive (one row per document). "
-                       "Re-running after an interruption resumes where the last complete chunk ended.")
+    p = sub.add_parser(
+        "score",
+        help="score a CSV, JSONL or Parquet file (streaming, resumable)",
+        description="Adds label, score, p_negative, p_neutral, p_positive, net (p_positive - "
+        "p_negative) and error columns; with --documents also sentences, share_negative and "
+        "share_positive (one row per document). "
+        "Re-running after an interruption resumes where the last complete chunk ended.",
+    )
     p.add_argument("input", help="a .csv, .jsonl/.ndjson or .parquet file")
     p.add_argument("-o", "--output", help="output file; its extension picks the format (default INPUT.scored.EXT)")
     p.add_argument("--column", default="text", help="column holding the text (default text)")
-    p.add_argument("--chunk-size", type=at_least_one, default=1024,
-                   help="rows read, scored and appended at a time (default 1024)")
+    p.add_argument(
+        "--chunk-size", type=at_least_one, default=1024, help="rows read, scored and appended at a time (default 1024)"
+    )
     p.add_argument("--max-in-flight", type=at_least_one, default=4, help="concurrent requests to Triton (default 4)")
     p.add_argument("--prefix", default="", help="prefix for the added column names, e.g. finsent_")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming / skipping")
-    p.add_argument("--documents", action="store_true",
-                   help="each text is a document: scored sentence by sentence by the model's document model")
-    p.add_argument("--sentences", help="with --documents: also write each sentence's scores to this CSV or JSONL file "
-                   "(row, sentence, start, end, text, label, p_*, net, windows)")
+    p.add_argument(
+        "--documents",
+        action="store_true",
+        help="each text is a document: scored sentence by sentence by the model's document model",
+    )
+    p.add_argument(
+        "--sentences",
+        help="with --documents: also write each sentence's scores to this CSV or JSONL file "
+        "(row, sentence, start, end, text, label, p_*, net, windows)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--shard", type=shard_of, metavar="K/N",
-                   help="score only shard K (0..N-1) of N, chosen by text, and add an input_row column; N workers "
-                        "with K = 0..N-1 score every row once; `finsent merge` joins their outputs in input order")
-    p.add_argument("--no-dedup", action="store_true",
-                   help="send every row's text, even one already scored in this run (default: each distinct text once)")
+    p.add_argument(
+        "--shard",
+        type=shard_of,
+        metavar="K/N",
+        help="score only shard K (0..N-1) of N, chosen by text, and add an input_row column; N workers "
+        "with K = 0..N-1 score every row once; `finsent merge` joins their outputs in input order",
+    )
+    p.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="send every row's text, even one already scored in this run (default: each distinct text once)",
+    )
     add_connection(p)
     p.set_defaults(run=cmd_score)
 
-    p = sub.add_parser("aggregate", help="group a scored file by columns: count, mean and std of net, shares",
-                       description="Groups a file written by finsent score (or score --documents) by the columns "
-                       "given: per group the rows scored and refused, mean and standard deviation of net, and the "
-                       "shares labelled negative and positive. Prints a table, or writes -o (CSV, JSONL, Parquet).")
+    p = sub.add_parser(
+        "aggregate",
+        help="group a scored file by columns: count, mean and std of net, shares",
+        description="Groups a file written by finsent score (or score --documents) by the columns "
+        "given: per group the rows scored and refused, mean and standard deviation of net, and the "
+        "shares labelled negative and positive. Prints a table, or writes -o (CSV, JSONL, Parquet).",
+    )
     p.add_argument("input", help="a scored .csv, .jsonl or .parquet file")
     p.add_argument("--by", required=True, help="columns to group by, comma-separated, e.g. ticker,date")
     p.add_argument("-o", "--output", help="write the groups here instead of printing them")
     p.add_argument("--prefix", default="", help="the --prefix the file was scored with")
     p.set_defaults(run=cmd_aggregate)
 
-    p = sub.add_parser("merge", help="join the outputs of finsent score --shard K/N, K = 0..N-1, in input order",
-                       description="Streams the shard outputs into OUTPUT in input order, without their input_row "
-                       "column: the file one unsharded finsent score would have written. Refuses a missing or "
-                       "repeated row.")
+    p = sub.add_parser(
+        "merge",
+        help="join the outputs of finsent score --shard K/N, K = 0..N-1, in input order",
+        description="Streams the shard outputs into OUTPUT in input order, without their input_row "
+        "column: the file one unsharded finsent score would have written. Refuses a missing or "
+        "repeated row.",
+    )
     p.add_argument("inputs", nargs="+", help="the shard outputs (.csv, .jsonl/.ndjson or .parquet), any order")
     p.add_argument("-o", "--output", required=True, help="merged file; its extension picks the format")
     p.add_argument("--prefix", default="", help="the --prefix the shards were scored with")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(run=cmd_merge)
 
-    for name, run, text in (("models", cmd_models, MODELS_HELP),
-                            ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),
-                            ("model", cmd_model, f"print the model used when none is named ({MODEL_DEFAULT_HELP}), "
-                                                 f"e.g. for curl or perf_analyzer")):
+    for name, run, text in (
+        ("models", cmd_models, MODELS_HELP),
+        ("health", cmd_health, "server live/ready and the model ready (exit 1 if not)"),
+        (
+            "model",
+            cmd_model,
+            f"print the model used when none is named ({MODEL_DEFAULT_HELP}), e.g. for curl or perf_analyzer",
+        ),
+    ):
         p = sub.add_parser(name, help=text.split(";")[0], description=text)
         add_connection(p)
         p.set_defaults(run=run)
 
     p = sub.add_parser("gateway", help="run the REST gateway (Starlette + uvicorn, async gRPC to Triton)")
-    p.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
-                   help="bind address (default $GATEWAY_HOST, else 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
+        help="bind address (default $GATEWAY_HOST, else 127.0.0.1; 0.0.0.0 in a container)",
+    )
     p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
-    p.add_argument("--triton", default=os.environ.get("TRITON_URL", "localhost:8001"), type=grpc_address,
-                   help="Triton gRPC address (default $TRITON_URL, else localhost:8001)")
-    p.add_argument("-m", "--model", default=os.environ.get("FINSENT_MODEL") or None,
-                   help=f"model of POST / and /readyz ({MODEL_DEFAULT_HELP}, chosen at the first request)")
-    p.add_argument("--api-key", default=os.environ.get("FINSENT_API_KEY"),
-                   help="require this key in header X-API-Key (default $FINSENT_API_KEY; unset: no auth)")
+    p.add_argument(
+        "--triton",
+        default=os.environ.get("TRITON_URL", "localhost:8001"),
+        type=grpc_address,
+        help="Triton gRPC address (default $TRITON_URL, else localhost:8001)",
+    )
+    p.add_argument(
+        "-m",
+        "--model",
+        default=os.environ.get("FINSENT_MODEL") or None,
+        help=f"model of POST / and /readyz ({MODEL_DEFAULT_HELP}, chosen at the first request)",
+    )
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("FINSENT_API_KEY"),
+        help="require this key in header X-API-Key (default $FINSENT_API_KEY; unset: no auth)",
+    )
     p.add_argument("--max-items", type=int, default=256, help="texts per request (default 256)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body size (default 1 MiB)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request, retries included (default 10)")
@@ -304,10 +411,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:          # everything after `serve` belongs to python -m server
+    if argv[:1] == ["serve"]:  # everything after `serve` belongs to python -m server
         return cmd_serve(argv[1:])
     args = parser().parse_args(argv)
-    if args.command != "gateway":       # the client's notes ("waiting for Triton ...") on stderr
+    if args.command != "gateway":  # the client's notes ("waiting for Triton ...") on stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)

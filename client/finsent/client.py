@@ -4,6 +4,7 @@ Long lists go out as requests of at most the model's max_batch_size (read from t
 `max_in_flight` at a time on a thread pool (one tritonclient client per thread: the HTTP
 client is not thread-safe), and come back in input order.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -13,16 +14,39 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from finsent.core import (
-    GRPC_CHANNEL_ARGS, ClientBase, Chunk, FinsentError, Health, ModelError, ModelInfo, ModelStatus, RequestTimeout,
-    DOCUMENT_SUFFIX, DocumentResult, Result, TextError, UnavailableError, check_on_error, choose_model, chunks,
-    decode, decode_documents, encode, list_models, model_info, not_http, retry_delay, unknown_model)
+    DOCUMENT_SUFFIX,
+    GRPC_CHANNEL_ARGS,
+    Chunk,
+    ClientBase,
+    DocumentResult,
+    FinsentError,
+    Health,
+    ModelError,
+    ModelInfo,
+    ModelStatus,
+    RequestTimeout,
+    Result,
+    TextError,
+    UnavailableError,
+    check_on_error,
+    choose_model,
+    chunks,
+    decode,
+    decode_documents,
+    encode,
+    list_models,
+    model_info,
+    not_http,
+    retry_delay,
+    unknown_model,
+)
 
 
 def transport_error(exc: BaseException, url: str) -> FinsentError | None:
     """Errors raised below tritonclient (sockets, gevent timeouts) as the client's errors."""
-    if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":   # gevent.Timeout
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":  # gevent.Timeout
         return RequestTimeout(f"no answer in time: {exc!r}")
-    if isinstance(exc, http.client.HTTPException):     # geventhttpclient's HTTPParseError('Expected HTTP/')
+    if isinstance(exc, http.client.HTTPException):  # geventhttpclient's HTTPParseError('Expected HTTP/')
         return not_http(url)
     if isinstance(exc, (OSError, ConnectionError)):
         return UnavailableError(f"cannot reach the server: {exc!r}")
@@ -52,8 +76,9 @@ class Client(ClientBase):
             if self.protocol == "grpc":
                 client = self._module.InferenceServerClient(self.url, channel_args=GRPC_CHANNEL_ARGS)
             else:
-                client = self._module.InferenceServerClient(self.url, connection_timeout=self.timeout_s,
-                                                            network_timeout=self.timeout_s)
+                client = self._module.InferenceServerClient(
+                    self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+                )
             self._local.client = client
             with self._lock:
                 self._clients.append(client)
@@ -113,10 +138,15 @@ class Client(ClientBase):
             return []
         info = self.info
         if documents:
-            return self._map(chunks(texts, 1, raise_errors), self.model + DOCUMENT_SUFFIX,
-                             lambda result, batch: decode_documents(result, info.labels, batch))
+            return self._map(
+                chunks(texts, 1, raise_errors),
+                self.model + DOCUMENT_SUFFIX,
+                lambda result, batch: decode_documents(result, info.labels, batch),
+            )
         size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
-        return self._map(chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits))
+        return self._map(
+            chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits)
+        )
 
     def _map(self, work: list[Chunk], model: str, decoder) -> list:
         if len(work) == 1:
@@ -138,6 +168,7 @@ class Client(ClientBase):
                 # The ensemble's outputs are named (LOGITS only when asked for); a document model's all come.
                 outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._module)
                 return c.infer(model, [tensor], outputs=outputs, **self._timeout())
+
             return self._call(call)
 
         while chunk.pending:
@@ -150,17 +181,19 @@ class Client(ClientBase):
 
     def health(self) -> Health:
         """Server live/ready and this model ready; never raises, never retries."""
+
         def probe(fn):
             try:
                 return bool(self._call(fn, retry=False))
             except FinsentError:
                 return False
+
         kw = self._timeout()
         live = probe(lambda c: c.is_server_live(**kw))
         ready = live and probe(lambda c: c.is_server_ready(**kw))
         try:
             model = self.resolve() if ready else self.model
-        except FinsentError:             # no finsent ensemble served: the model is not ready
+        except FinsentError:  # no finsent ensemble served: the model is not ready
             model = None
         return Health(live, ready, model, bool(model) and ready and probe(lambda c: c.is_model_ready(model, **kw)))
 
@@ -178,7 +211,7 @@ class Client(ClientBase):
 
     def _answer(self, method: str, *args):
         """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
-        kw = self._timeout() if method.startswith("is_") else self._as_json()   # is_* take no as_json
+        kw = self._timeout() if method.startswith("is_") else self._as_json()  # is_* take no as_json
         try:
             return self._call(lambda c: getattr(c, method)(*args, **kw))
         except FinsentError as exc:
@@ -192,7 +225,7 @@ class Client(ClientBase):
             for client in self._clients:
                 try:
                     client.close()
-                except Exception:   # closing a client whose server is gone must not mask anything
+                except Exception:  # closing a client whose server is gone must not mask anything
                     pass
             self._clients.clear()
         self._local = threading.local()

@@ -3,6 +3,7 @@
 Nothing here knows about tokenization or label order: the label order is read from the
 ensemble config's `labels` parameter on the server, the label itself comes from `LABEL`.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,8 @@ log = logging.getLogger("finsent")
 class Prediction:
     label: str
     score: float
-    probabilities: Mapping[str, float]   # negative, neutral, positive (the server's `labels` order)
-    logits: Mapping[str, float] | None = None   # raw scores, before the model's temperature: asked for only
+    probabilities: Mapping[str, float]  # negative, neutral, positive (the server's `labels` order)
+    logits: Mapping[str, float] | None = None  # raw scores, before the model's temperature: asked for only
 
     @property
     def net(self) -> float:
@@ -53,23 +54,32 @@ BREAKDOWN_VERSION = 1
 @dataclass(frozen=True)
 class Sentence:
     """One sentence of a document: its characters text[start:end], and its scores."""
+
     start: int
     end: int
     text: str
     label: str
     probabilities: Mapping[str, float]
     net: float
-    windows: int              # 1, or the overlapping windows a sentence past the max length was scored in
+    windows: int  # 1, or the overlapping windows a sentence past the max length was scored in
 
     def as_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "text": self.text, "label": self.label,
-                "probabilities": dict(self.probabilities), "net": self.net, "windows": self.windows}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "label": self.label,
+            "probabilities": dict(self.probabilities),
+            "net": self.net,
+            "windows": self.windows,
+        }
 
 
 @dataclass(frozen=True)
 class DocumentPrediction:
     """A document's verdict: probabilities are the mean over its sentences; the shares are of
     sentences labelled negative / positive (docs/documents.md)."""
+
     label: str
     score: float
     probabilities: Mapping[str, float]
@@ -80,9 +90,15 @@ class DocumentPrediction:
     sentences: tuple[Sentence, ...]
 
     def as_dict(self, sentences: bool = True) -> dict:
-        out = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities), "net": self.net,
-               "sentence_count": self.sentence_count, "negative_share": self.negative_share,
-               "positive_share": self.positive_share}
+        out = {
+            "label": self.label,
+            "score": self.score,
+            "probabilities": dict(self.probabilities),
+            "net": self.net,
+            "sentence_count": self.sentence_count,
+            "negative_share": self.negative_share,
+            "positive_share": self.positive_share,
+        }
         return {**out, "sentences": [s.as_dict() for s in self.sentences]} if sentences else out
 
 
@@ -94,8 +110,9 @@ def describe(reason: str, index: int | None = None) -> str:
 @dataclass(frozen=True)
 class Failure:
     """A text the server refused (empty, invalid UTF-8); returned with on_error="return"."""
+
     index: int
-    reason: str         # e.g. "is empty or whitespace only"
+    reason: str  # e.g. "is empty or whitespace only"
 
     @property
     def message(self) -> str:
@@ -177,7 +194,7 @@ def served_ensembles() -> Plan:
     for name in ENSEMBLES:
         ready = yield ("is_model_ready", name)
         if isinstance(ready, FinsentError) and not isinstance(ready, (ModelError, RestrictedError)):
-            raise ready                 # unreachable, timed out: not an answer about the model
+            raise ready  # unreachable, timed out: not an answer about the model
         if ready is True:
             served.append(name)
     yield served
@@ -187,17 +204,24 @@ def choose_model(url: str) -> Plan:
     """The model to use when none is named: the one finsent ensemble served, else DEFAULT_MODEL."""
     served = yield from _run_plan(served_ensembles())
     if not served:
-        raise ModelError(f"Triton at {url} serves none of the finsent ensembles ({', '.join(ENSEMBLES)}): "
-                         f"is it a finsent server, and did `make serve` load a model?")
+        raise ModelError(
+            f"Triton at {url} serves none of the finsent ensembles ({', '.join(ENSEMBLES)}): "
+            f"is it a finsent server, and did `make serve` load a model?"
+        )
     yield DEFAULT_MODEL if DEFAULT_MODEL in served else served[0]
 
 
 def unknown_model(model: str, url: str) -> Plan:
     """The error for a model the server does not serve, naming the ones it does."""
     served = yield from _run_plan(served_ensembles())
-    yield ModelError(f"model {model!r} is not served by Triton at {url}; it serves "
-                     + (", ".join(served) + " (choose with --model or $FINSENT_MODEL)" if served
-                        else "none of the finsent ensembles"))
+    yield ModelError(
+        f"model {model!r} is not served by Triton at {url}; it serves "
+        + (
+            ", ".join(served) + " (choose with --model or $FINSENT_MODEL)"
+            if served
+            else "none of the finsent ensembles"
+        )
+    )
 
 
 def _run_plan(plan: Plan):
@@ -206,6 +230,8 @@ def _run_plan(plan: Plan):
     while isinstance(step, tuple):
         step = plan.send((yield step))
     return step
+
+
 Plan = Generator[Union[tuple, list], object, None]
 
 
@@ -224,13 +250,16 @@ def list_models(model: str, url: str) -> Plan:
             raise index
         yield model_statuses(index)
         return
-    log.info("the repository index of Triton at %s needs its admin key: "
-             "listing the finsent ensembles and their steps instead", url)
+    log.info(
+        "the repository index of Triton at %s needs its admin key: "
+        "listing the finsent ensembles and their steps instead",
+        url,
+    )
     rows, names = [], list(dict.fromkeys((*([model] if model else []), *ENSEMBLES)))
-    for name in names:                  # grows by the steps and the document model of the ensembles served
+    for name in names:  # grows by the steps and the document model of the ensembles served
         metadata = yield ("get_model_metadata", name)
         if isinstance(metadata, FinsentError):
-            if not name.endswith(DOCUMENT_SUFFIX):   # a repository from before the document models: no row
+            if not name.endswith(DOCUMENT_SUFFIX):  # a repository from before the document models: no row
                 rows.append(ModelStatus(name, "", "UNAVAILABLE", NOT_SERVED))
             continue
         rows += [ModelStatus(name, str(version), "READY") for version in metadata.get("versions", [])]
@@ -246,6 +275,7 @@ def list_models(model: str, url: str) -> Plan:
 @dataclass(frozen=True)
 class Retry:
     """Exponential backoff with jitter, for UNAVAILABLE / connection errors only."""
+
     # Retries after the first try (0 disables): 7 wait 8-16 s in all, longer than a local
     # server's restart (6.9 s measured with `make faults`; 5 attempts, 4-8 s, lost 15 callers).
     attempts: int = 7
@@ -254,7 +284,7 @@ class Retry:
 
     def delays(self) -> Iterator[float]:
         for k in range(self.attempts):
-            yield min(self.max_s, self.initial_s * 2 ** k) * (0.5 + random.random() / 2)
+            yield min(self.max_s, self.initial_s * 2**k) * (0.5 + random.random() / 2)
 
 
 # tritonclient's own defaults, plus a short reconnect backoff: after a server restart gRPC would
@@ -278,11 +308,20 @@ DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
 class ClientBase:
     """The settings Client and AsyncClient share; each sets up its transport in _setup()."""
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model: str | None = None, *,
-                 timeout_s: float = 30.0, retry: Retry = Retry(), max_in_flight: int = 4,
-                 batch_size: int | None = None, logits: bool = False):
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: str = "grpc",
+        model: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retry: Retry = Retry(),
+        max_in_flight: int = 4,
+        batch_size: int | None = None,
+        logits: bool = False,
+    ):
         self.protocol = protocol
-        self.logits = logits   # also ask for LOGITS (raw scores, for callers who calibrate themselves)
+        self.logits = logits  # also ask for LOGITS (raw scores, for callers who calibrate themselves)
         self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
         # None: chosen on first use from what the server serves (core.choose_model).
         self.model, self.timeout_s, self.retry = model or None, timeout_s, retry
@@ -309,7 +348,7 @@ def split_url(url: str, protocol: str) -> str:
         raise ValueError(f"protocol {protocol!r}: 'grpc' or 'http'")
     for scheme in ("grpc://", "http://"):
         if url.startswith(scheme):
-            url = url[len(scheme):]
+            url = url[len(scheme) :]
             break
     url = url.rstrip("/")
     if protocol == "grpc" and GRPC_TARGET.match(url):
@@ -322,12 +361,14 @@ def split_url(url: str, protocol: str) -> str:
 
 def model_info(name: str, config: dict) -> ModelInfo:
     """ModelInfo from get_model_config(as_json=True) of either protocol."""
-    config = config.get("config", config)   # gRPC wraps it in {"config": ...}
+    config = config.get("config", config)  # gRPC wraps it in {"config": ...}
     labels = config.get("parameters", {}).get("labels", {}).get("string_value", "")
     max_batch = int(config.get("max_batch_size", 0))
     if not labels or max_batch < 1:
-        raise ModelError(f"model {name!r} is not a finsent ensemble (needs a `labels` parameter and "
-                         f"max_batch_size > 0, has labels={labels!r}, max_batch_size={max_batch})")
+        raise ModelError(
+            f"model {name!r} is not a finsent ensemble (needs a `labels` parameter and "
+            f"max_batch_size > 0, has labels={labels!r}, max_batch_size={max_batch})"
+        )
     return ModelInfo(name, max_batch, tuple(labels.split(",")))
 
 
@@ -339,7 +380,7 @@ def encode(texts: Sequence[str | bytes]) -> np.ndarray:
         if isinstance(t, str):
             try:
                 rows.append([t.encode("utf-8", "surrogateescape")])
-            except UnicodeEncodeError as exc:   # a lone surrogate that stands for no byte
+            except UnicodeEncodeError as exc:  # a lone surrogate that stands for no byte
                 raise TextError(i, f"is not encodable as UTF-8 ({exc.reason} at {exc.start})") from None
         elif isinstance(t, (bytes, bytearray)):
             rows.append([bytes(t)])
@@ -356,32 +397,64 @@ def decode(result, labels: tuple[str, ...], logits: bool = False) -> list[Predic
     scores = result.as_numpy("SCORE").reshape(-1)
     probs = result.as_numpy("PROBABILITIES")
     raw = result.as_numpy("LOGITS") if logits else [None] * len(names)
-    return [Prediction(n, float(s), dict(zip(labels, map(float, p))),
-                       None if z is None else dict(zip(labels, map(float, z))))
-            for n, s, p, z in zip(names, scores, probs, raw)]
+    return [
+        Prediction(
+            n, float(s), dict(zip(labels, map(float, p))), None if z is None else dict(zip(labels, map(float, z)))
+        )
+        for n, s, p, z in zip(names, scores, probs, raw)
+    ]
 
 
 def decode_documents(result, labels: tuple[str, ...], texts: Sequence[str | bytes]) -> list[DocumentPrediction]:
     """The document model's outputs; sentence texts are cut from the documents sent (offsets are
     characters of the UTF-8-decoded document)."""
     out = []
-    columns = {name: result.as_numpy(name).reshape(len(texts), -1) for name in
-               ("LABEL", "SCORE", "PROBABILITIES", "NET", "SENTENCES", "NEGATIVE_SHARE", "POSITIVE_SHARE", "BREAKDOWN")}
+    columns = {
+        name: result.as_numpy(name).reshape(len(texts), -1)
+        for name in (
+            "LABEL",
+            "SCORE",
+            "PROBABILITIES",
+            "NET",
+            "SENTENCES",
+            "NEGATIVE_SHARE",
+            "POSITIVE_SHARE",
+            "BREAKDOWN",
+        )
+    }
     for i, text in enumerate(texts):
         breakdown = json.loads(columns["BREAKDOWN"][i][0])
         if breakdown.get("version") != BREAKDOWN_VERSION:
-            raise ModelError(f"the document model's BREAKDOWN is version {breakdown.get('version')}; this client "
-                             f"reads version {BREAKDOWN_VERSION}: upgrade finsent-client")
+            raise ModelError(
+                f"the document model's BREAKDOWN is version {breakdown.get('version')}; this client "
+                f"reads version {BREAKDOWN_VERSION}: upgrade finsent-client"
+            )
         if isinstance(text, (bytes, bytearray)):
             text = bytes(text).decode("utf-8")
-        sentences = tuple(Sentence(s["start"], s["end"], text[s["start"]:s["end"]], s["label"],
-                                   dict(zip(labels, s["probabilities"])), s["net"], s["windows"])
-                          for s in breakdown["sentences"])
-        out.append(DocumentPrediction(columns["LABEL"][i][0].decode(), float(columns["SCORE"][i][0]),
-                                      dict(zip(labels, map(float, columns["PROBABILITIES"][i]))),
-                                      float(columns["NET"][i][0]), int(columns["SENTENCES"][i][0]),
-                                      float(columns["NEGATIVE_SHARE"][i][0]), float(columns["POSITIVE_SHARE"][i][0]),
-                                      sentences))
+        sentences = tuple(
+            Sentence(
+                s["start"],
+                s["end"],
+                text[s["start"] : s["end"]],
+                s["label"],
+                dict(zip(labels, s["probabilities"])),
+                s["net"],
+                s["windows"],
+            )
+            for s in breakdown["sentences"]
+        )
+        out.append(
+            DocumentPrediction(
+                columns["LABEL"][i][0].decode(),
+                float(columns["SCORE"][i][0]),
+                dict(zip(labels, map(float, columns["PROBABILITIES"][i]))),
+                float(columns["NET"][i][0]),
+                int(columns["SENTENCES"][i][0]),
+                float(columns["NEGATIVE_SHARE"][i][0]),
+                float(columns["POSITIVE_SHARE"][i][0]),
+                sentences,
+            )
+        )
     return out
 
 
@@ -394,17 +467,17 @@ TRANSIENT = ("is not healthy", "has no available versions")
 def server_error(status: str | None, message: str, model: str) -> FinsentError:
     """Map a Triton error (gRPC status or HTTP code) to the client's errors."""
     status = str(status or "")
-    if RESTRICTED.search(message):   # gRPC says UNAVAILABLE, but no retry will get through
+    if RESTRICTED.search(message):  # gRPC says UNAVAILABLE, but no retry will get through
         return RestrictedError(f"{message} (the server restricts this API to callers with its admin key)")
     if status.endswith("UNAVAILABLE") or status == "503":
         return UnavailableError(message)
     if status.endswith("DEADLINE_EXCEEDED"):
         return RequestTimeout(message)
     if any(transient in message for transient in TRANSIENT):
-        return UnavailableError(message)   # a step being healed or reloaded: worth a retry
+        return UnavailableError(message)  # a step being healed or reloaded: worth a retry
     row = TEXT_ROW.search(message)
     if row:
-        return TextError(int(row.group(1)), row.group(2).strip())   # index within this request
+        return TextError(int(row.group(1)), row.group(2).strip())  # index within this request
     if "unknown model" in message.lower() or status.endswith("NOT_FOUND"):
         return ModelError(f"model {model!r} is not available on the server: {message}")
     return FinsentError(message)
@@ -425,19 +498,22 @@ def speaks_http(url: str, timeout_s: float = 1.0) -> bool:
 
 
 def not_grpc(url: str) -> FinsentError:
-    return FinsentError(f"{url} does not speak gRPC (it answers HTTP/1.x): is it the HTTP port? "
-                        f"Triton's gRPC port is {DEFAULT_URLS['grpc'].split(':')[1]} by default, or use protocol http")
+    return FinsentError(
+        f"{url} does not speak gRPC (it answers HTTP/1.x): is it the HTTP port? "
+        f"Triton's gRPC port is {DEFAULT_URLS['grpc'].split(':')[1]} by default, or use protocol http"
+    )
 
 
-def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport,
-                protocol: str = "http") -> float:
+def retry_delay(
+    exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport, protocol: str = "http"
+) -> float:
     """The pause before retrying after `exc`; raises the client's error when it is not worth a
     retry (anything but UNAVAILABLE / connection errors) or the retries are spent. `delays`:
     enumerate(Retry.delays()); the first retry is logged (INFO on "finsent": the CLI shows it)."""
     if isinstance(exc, InferenceServerException):
         error = server_error(exc.status(), exc.message() or str(exc), model)
     else:
-        error = transport(exc, url)      # socket / aiohttp / timeout errors; None: not ours to map
+        error = transport(exc, url)  # socket / aiohttp / timeout errors; None: not ours to map
         if error is None:
             raise exc
     if not isinstance(error, UnavailableError):
@@ -445,8 +521,12 @@ def retry_delay(exc: Exception, delays: Iterator[tuple[int, float]], model: str,
     attempt, delay = next(delays, (None, None))
     # Once, before any wait, and only when the port closed on us (a quick local probe then): an HTTP
     # server refuses gRPC's HTTP/2 that way; a host that does not answer at all is not probed.
-    if protocol == "grpc" and attempt in (0, None) and re.search(r"Socket closed|refused", str(error), re.I) \
-            and speaks_http(url):
+    if (
+        protocol == "grpc"
+        and attempt in (0, None)
+        and re.search(r"Socket closed|refused", str(error), re.I)
+        and speaks_http(url)
+    ):
         raise not_grpc(url) from None
     if delay is None:
         raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
@@ -464,6 +544,7 @@ def not_http(url: str) -> FinsentError:
 class Chunk:
     """One request's worth of texts; rows the server refuses are taken out one by one (the
     server names the first bad row of a request) and the rest is sent again."""
+
     texts: Sequence[str | bytes]
     offset: int
     raise_errors: bool = True
@@ -478,7 +559,7 @@ class Chunk:
         return [self.texts[i] for i in self.pending]
 
     def refused(self, exc: TextError) -> None:
-        if exc.index >= len(self.pending):   # the server named a row we did not send
+        if exc.index >= len(self.pending):  # the server named a row we did not send
             raise FinsentError(f"server named row {exc.index} of a {len(self.pending)}-row request: {exc.reason}")
         local = self.pending.pop(exc.index)
         error = TextError(self.offset + local, exc.reason)
@@ -494,7 +575,7 @@ class Chunk:
 
 
 def chunks(texts: Sequence, size: int, raise_errors: bool) -> list[Chunk]:
-    return [Chunk(texts[i:i + size], i, raise_errors) for i in range(0, len(texts), size)]
+    return [Chunk(texts[i : i + size], i, raise_errors) for i in range(0, len(texts), size)]
 
 
 def check_on_error(on_error: str) -> bool:

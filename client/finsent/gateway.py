@@ -16,6 +16,7 @@ its callers switch without changes. Errors are JSON {"error": "...", "item": i?}
 or item count over the limit, 422 an item that is not valid (which one, why), 503 Triton
 unreachable, 504 Triton too slow.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,15 +40,15 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass(frozen=True)
 class Settings:
-    triton: str = "localhost:8001"       # Triton's gRPC address
-    model: str | None = None             # the model of POST / and /readyz; None: core.choose_model
-    api_key: str | None = None           # when set, every POST needs header X-API-Key (or Bearer)
+    triton: str = "localhost:8001"  # Triton's gRPC address
+    model: str | None = None  # the model of POST / and /readyz; None: core.choose_model
+    api_key: str | None = None  # when set, every POST needs header X-API-Key (or Bearer)
     max_items: int = 256
     max_body_bytes: int = 1 << 20
-    timeout_s: float = 10.0              # a whole request, retries included
-    max_document_body_bytes: int = 8 << 20   # POST /v1/documents: a server takes documents of up to 4 MiB
-    document_timeout_s: float = 300.0    # POST /v1/documents: a megabyte of text is thousands of sentences
-    retries: int = 2                     # on UNAVAILABLE, with a short backoff
+    timeout_s: float = 10.0  # a whole request, retries included
+    max_document_body_bytes: int = 8 << 20  # POST /v1/documents: a server takes documents of up to 4 MiB
+    document_timeout_s: float = 300.0  # POST /v1/documents: a megabyte of text is thousands of sentences
+    retries: int = 2  # on UNAVAILABLE, with a short backoff
 
 
 class HTTPProblem(Exception):
@@ -84,8 +85,9 @@ def create_app(settings: Settings = Settings()) -> Starlette:
             return clients[model]
         async with lock:
             if model not in clients:
-                client = AsyncClient(settings.triton, "grpc", model, timeout_s=settings.timeout_s, retry=retry,
-                                     max_in_flight=4)
+                client = AsyncClient(
+                    settings.triton, "grpc", model, timeout_s=settings.timeout_s, retry=retry, max_in_flight=4
+                )
                 try:
                     await client.info()
                 except BaseException:
@@ -102,7 +104,9 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         if not given and bearer.lower().startswith("bearer "):
             given = bearer[7:].strip()
         if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
-            raise HTTPProblem(401, "missing or wrong API key (header X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPProblem(
+                401, "missing or wrong API key (header X-API-Key)", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     async def read_json(request: Request, limit: int = settings.max_body_bytes):
         declared = request.headers.get("content-length")
@@ -134,8 +138,7 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         except ModelError as exc:
             raise HTTPProblem(404, str(exc)) from None
         except UnavailableError as exc:
-            raise HTTPProblem(503, str(exc),
-                              headers={"Retry-After": "1"}) from None
+            raise HTTPProblem(503, str(exc), headers={"Retry-After": "1"}) from None
         except (RequestTimeout, asyncio.TimeoutError):
             raise HTTPProblem(504, f"Triton at {settings.triton} did not answer within {timeout_s} s") from None
         except FinsentError as exc:
@@ -152,8 +155,7 @@ def create_app(settings: Settings = Settings()) -> Starlette:
             if not isinstance(item, dict) or "text" not in item:
                 raise HTTPProblem(422, f'item {i} must be an object with a "text" field', item=i)
             if not isinstance(item["text"], str):
-                raise HTTPProblem(422, f'item {i}: "text" must be a string, got {type(item["text"]).__name__}',
-                                  item=i)
+                raise HTTPProblem(422, f'item {i}: "text" must be a string, got {type(item["text"]).__name__}', item=i)
             texts.append(item["text"])
         _, predictions = await classify(None, texts)
         return JSONResponse([{"label": p.label, "score": p.score} for p in predictions])
@@ -203,8 +205,9 @@ def create_app(settings: Settings = Settings()) -> Starlette:
             chosen.setdefault("model", model)
             return JSONResponse({"status": "ready", "triton": settings.triton, "model": model})
         state = {"live": health.live, "ready": health.ready, "model_ready": health.model_ready} if health else {}
-        return JSONResponse({"status": "not ready", "triton": settings.triton, "model": model, **state},
-                            status_code=503)
+        return JSONResponse(
+            {"status": "not ready", "triton": settings.triton, "model": model, **state}, status_code=503
+        )
 
     @asynccontextmanager
     async def lifespan(app):
@@ -212,13 +215,17 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         for client in list(clients.values()):
             await client.close()
 
-    return Starlette(routes=[
-        Route("/", classic, methods=["POST"]),
-        Route("/v1/classify", v1_classify, methods=["POST"]),
-        Route("/v1/documents", v1_documents, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ], lifespan=lifespan, exception_handlers=ERROR_HANDLERS)
+    return Starlette(
+        routes=[
+            Route("/", classic, methods=["POST"]),
+            Route("/v1/classify", v1_classify, methods=["POST"]),
+            Route("/v1/documents", v1_documents, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers=ERROR_HANDLERS,
+    )
 
 
 async def problem_response(request: Request, problem: HTTPProblem) -> JSONResponse:
@@ -230,7 +237,7 @@ async def starlette_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-    return HTTPProblem(500, "internal error of the gateway").response()      # uvicorn logs the traceback
+    return HTTPProblem(500, "internal error of the gateway").response()  # uvicorn logs the traceback
 
 
 # Every error is JSON {"error": ...}: ours, Starlette's own (404 no such route, 405 wrong method), and 500.
@@ -239,5 +246,7 @@ ERROR_HANDLERS = {HTTPProblem: problem_response, HTTPException: starlette_error,
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
     import uvicorn
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10)
+
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10
+    )

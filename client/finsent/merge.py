@@ -8,6 +8,7 @@ is a missing shard, from the records `finsent score` keeps beside each output (O
 shard K/N, input rows read). OUTPUT is written beside itself and renamed only once complete.
 A quoted pattern (gs://bucket/scored/part-*.parquet) is expanded here: no shell expands gs://.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,9 +32,10 @@ def numbered_rows(path: Path, column: str) -> Iterator[tuple[int, dict]]:
         raise ScoreError(f"{path}: no such file")
     if fmt == "parquet":
         import pyarrow.parquet as pq
+
         with storage.open_file(path) as f:
             names = pq.ParquetFile(f).schema_arrow.names
-        if not names:               # a shard that owned no row
+        if not names:  # a shard that owned no row
             return
         if column not in names:
             raise ScoreError(f"{path} has no column {column!r}: not an output of finsent score --shard")
@@ -63,6 +65,7 @@ def expand(pattern: str) -> list:
         found = [fs.unstrip_protocol(p) for p in fs.glob(str(pattern))]
     else:
         import glob
+
         found = [Path(p) for p in glob.glob(str(pattern))]
     if not found:
         raise ScoreError(f"{pattern} matches no file")
@@ -76,7 +79,7 @@ def check_shards(inputs: list) -> int | None:
     for path in inputs:
         record = storage.sibling(path, ".finsent.json")
         if not storage.exists(record):
-            return None                         # copied without its record: the row numbers must do
+            return None  # copied without its record: the row numbers must do
         records.append(Progress.load(record))
     if any(r.shard is None for r in records):
         raise ScoreError(f"{inputs[[r.shard for r in records].index(None)]} is not the output of finsent score --shard")
@@ -100,8 +103,14 @@ def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: b
     fmt = file_format(output)
     for path in inputs:
         file_format(path)
-        if path == output or not storage.is_url(path) and not storage.is_url(output) and output.exists() \
-                and path.exists() and os.path.samefile(path, output):
+        if (
+            path == output
+            or not storage.is_url(path)
+            and not storage.is_url(output)
+            and output.exists()
+            and path.exists()
+            and os.path.samefile(path, output)
+        ):
             raise ScoreError(f"{output} is one of the shard outputs: write the merge to another file (-o)")
     if storage.exists(output) and not overwrite:
         raise ScoreError(f"{output} already exists; use --overwrite to replace it")
@@ -115,8 +124,10 @@ def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: b
         for number, k, row in heapq.merge(*streams, key=lambda item: item[0]):
             if number != expected:
                 what = f"row {expected} is in none of them" if number > expected else f"row {number} is in two of them"
-                raise ScoreError(f"the shard outputs do not add up to the input: {what} "
-                                 f"(pass the outputs of every shard K/N, K = 0..N-1, once)")
+                raise ScoreError(
+                    f"the shard outputs do not add up to the input: {what} "
+                    f"(pass the outputs of every shard K/N, K = 0..N-1, once)"
+                )
             writer.add(row)
             expected += 1
         if total is not None and expected != total:
@@ -133,6 +144,7 @@ def merge_files(inputs: list[Path], output: Path, prefix: str = "", overwrite: b
 def parquet_schema(inputs: list[Path], column: str):
     """The column types of the shards' own Parquet (the unsharded output's), less the row number."""
     import pyarrow.parquet as pq
+
     for path in inputs:
         if file_format(path) == "parquet" and storage.is_file(path):
             with storage.open_file(path) as f:
@@ -162,6 +174,7 @@ class Writer:
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
+
             if self.parquet is None:
                 table = pa.Table.from_pylist(self.rows, schema=self.schema)
                 self.parquet = pq.ParquetWriter(self.binary, table.schema)
@@ -182,9 +195,10 @@ class Writer:
         self.flush()
         if self.parquet is not None:
             self.parquet.close()
-        elif self.fmt == "parquet":                 # no row at all
+        elif self.fmt == "parquet":  # no row at all
             import pyarrow as pa
             import pyarrow.parquet as pq
+
             pq.write_table(pa.table({}), self.binary)
         (self.file or self.binary).close()
 

@@ -30,6 +30,7 @@ Each distinct text is scored once per run (exact-text de-duplication), every cop
 INPUT and OUTPUT may be gs:// URLs (storage.py): object storage cannot append, so a remote output
 is built as one object per chunk instead (PartsWriter), with the same progress record.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,7 +51,7 @@ from finsent.core import DocumentPrediction, Failure, Prediction, Result, descri
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 LABELS = ("negative", "neutral", "positive")
-ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}   # bytes that are not UTF-8 survive to the server
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}  # bytes that are not UTF-8 survive to the server
 
 
 class ScoreError(RuntimeError):
@@ -69,8 +70,17 @@ SENTENCE_COLUMNS = ("row", "sentence", "start", "end", "text", "label", *(f"p_{l
 
 
 def new_columns(prefix: str, documents: bool = False) -> list[str]:
-    return [prefix + c for c in ("label", "score", *(f"p_{l}" for l in LABELS), "net",
-                                 *(DOCUMENT_COLUMNS if documents else ()), "error")]
+    return [
+        prefix + c
+        for c in (
+            "label",
+            "score",
+            *(f"p_{l}" for l in LABELS),
+            "net",
+            *(DOCUMENT_COLUMNS if documents else ()),
+            "error",
+        )
+    ]
 
 
 def is_documents(columns: list[str]) -> bool:
@@ -81,8 +91,16 @@ def is_documents(columns: list[str]) -> bool:
 def result_values(result: Result, documents: bool = False) -> list:
     extra = 3 if documents else 0
     if isinstance(result, DocumentPrediction):
-        return [result.label, result.score, *(result.probabilities.get(l) for l in LABELS), result.net,
-                result.sentence_count, result.negative_share, result.positive_share, None]
+        return [
+            result.label,
+            result.score,
+            *(result.probabilities.get(l) for l in LABELS),
+            result.net,
+            result.sentence_count,
+            result.negative_share,
+            result.positive_share,
+            None,
+        ]
     if isinstance(result, Prediction):
         return [result.label, result.score, *(result.probabilities.get(l) for l in LABELS), result.net, None]
     return [None] * (6 + extra) + [describe(result.reason)]
@@ -92,15 +110,22 @@ def sentence_rows(row: int, result: Result) -> list[dict]:
     """A document's sentences as rows of the --sentences file (none for a refused document)."""
     if not isinstance(result, DocumentPrediction):
         return []
-    return [dict(zip(SENTENCE_COLUMNS, (row, k, s.start, s.end, s.text, s.label,
-                                        *(s.probabilities.get(l) for l in LABELS), s.net, s.windows)))
-            for k, s in enumerate(result.sentences)]
+    return [
+        dict(
+            zip(
+                SENTENCE_COLUMNS,
+                (row, k, s.start, s.end, s.text, s.label, *(s.probabilities.get(l) for l in LABELS), s.net, s.windows),
+            )
+        )
+        for k, s in enumerate(result.sentences)
+    ]
 
 
 @dataclass(frozen=True)
 class Unusable:
     """A row or value that has no text to send: a JSONL line that is not a JSON object (the row is
     written as {}), or a value that is not a string."""
+
     reason: str
 
 
@@ -123,6 +148,7 @@ def text_key(text) -> bytes | None:
 @dataclass(frozen=True)
 class Shard:
     """`K/N`: shard K (0-based, as Kubernetes' JOB_COMPLETION_INDEX) of N."""
+
     index: int
     count: int
 
@@ -176,7 +202,7 @@ def read_jsonl(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[
         rows, seen = [], 0
         for n, line in enumerate(f, 1):
             if not line.strip():
-                continue   # blank lines are not rows (skipped identically on every run)
+                continue  # blank lines are not rows (skipped identically on every run)
             seen += 1
             if seen <= skip:
                 continue
@@ -196,10 +222,11 @@ def read_jsonl(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[
 
 def read_parquet(path: Path, column: str, skip: int, size: int) -> Iterator[tuple[object, list]]:
     import pyarrow.parquet as pq
+
     pf = pq.ParquetFile(storage.open_file(path) if storage.is_url(path) else path)
     if column not in pf.schema_arrow.names:
         raise ScoreError(f"{path} has no column {column!r}; columns: {pf.schema_arrow.names}")
-    groups, start = [], 0    # whole row groups before `skip` are not even read
+    groups, start = [], 0  # whole row groups before `skip` are not even read
     for g in range(pf.num_row_groups):
         rows = pf.metadata.row_group(g).num_rows
         if groups or start + rows > skip:
@@ -227,6 +254,7 @@ def columns_of(path: Path, fmt: str) -> list[str] | None:
             return csv.DictReader(f).fieldnames
     if fmt == "parquet":
         import pyarrow.parquet as pq
+
         with storage.open_file(path) as f:
             return pq.ParquetFile(f).schema_arrow.names
     names, seen = {}, 0
@@ -235,7 +263,7 @@ def columns_of(path: Path, fmt: str) -> list[str] | None:
             try:
                 row = json.loads(line) if line.strip() else None
             except ValueError:
-                continue                 # a bad line is that row's failure, not the file's
+                continue  # a bad line is that row's failure, not the file's
             if isinstance(row, dict):
                 names.update(dict.fromkeys(row))
                 seen += 1
@@ -255,6 +283,7 @@ def count_rows(path: Path, fmt: str) -> int | None:
     """Known without reading the data only for Parquet (its footer)."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
+
         with storage.open_file(path) as f:
             return pq.ParquetFile(f).metadata.num_rows
     return None
@@ -277,7 +306,7 @@ class TextWriter:
         self.path, self.fmt, self.columns = path, fmt, columns
         self.documents = is_documents(columns)
         self.header: list[str] | None = None
-        if size is not None:                   # resuming: drop whatever a kill left after `size`
+        if size is not None:  # resuming: drop whatever a kill left after `size`
             with open(path, "r+b") as f:
                 f.truncate(size)
             if fmt == "csv" and size:
@@ -295,8 +324,10 @@ class TextWriter:
     def encode(self, rows, results: list[Result], numbers: list[int] | None = None) -> bytes:
         """A chunk's rows as CSV (the header first, once) or JSONL."""
         rows = as_dicts(rows)
-        values = [result_values(r, self.documents) + ([] if numbers is None else [n])
-                  for r, n in zip(results, numbers or results)]
+        values = [
+            result_values(r, self.documents) + ([] if numbers is None else [n])
+            for r, n in zip(results, numbers or results)
+        ]
         buf = io.StringIO(newline="")
         if self.fmt == "csv":
             if self.header is None:
@@ -308,8 +339,9 @@ class TextWriter:
                 writer.writerow(["" if merged.get(c) is None else merged[c] for c in self.header])
         else:
             for row, value in zip(rows, values):
-                buf.write(json.dumps({**row, **dict(zip(self.columns, value))},
-                                     ensure_ascii=False) + "\n")     # as the input had it, not \u escapes
+                buf.write(
+                    json.dumps({**row, **dict(zip(self.columns, value))}, ensure_ascii=False) + "\n"
+                )  # as the input had it, not \u escapes
         return buf.getvalue().encode(**ENCODING)
 
     def finish(self, output: Path) -> None:
@@ -348,13 +380,24 @@ class SentenceWriter:
 def chunk_table(columns: list[str], rows, results: list[Result], numbers: list[int] | None = None):
     """A chunk's rows and results as one Arrow table (a Parquet part)."""
     import pyarrow as pa
+
     table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else pa.Table.from_pylist(rows)
     documents = is_documents(columns)
-    values = list(zip(*(result_values(r, documents) + ([] if numbers is None else [n])
-                        for r, n in zip(results, numbers or results))))
-    types = [pa.string(), *[pa.float64()] * 5, *([pa.int64(), pa.float64(), pa.float64()] if documents else []),
-             pa.string()]
-    types += [pa.int64()] * (len(columns) - len(types))      # a shard's input_row
+    values = list(
+        zip(
+            *(
+                result_values(r, documents) + ([] if numbers is None else [n])
+                for r, n in zip(results, numbers or results)
+            )
+        )
+    )
+    types = [
+        pa.string(),
+        *[pa.float64()] * 5,
+        *([pa.int64(), pa.float64(), pa.float64()] if documents else []),
+        pa.string(),
+    ]
+    types += [pa.int64()] * (len(columns) - len(types))  # a shard's input_row
     for name, column, kind in zip(columns, values, types):
         table = table.append_column(pa.field(name, kind), pa.array(column, type=kind))
     return table
@@ -376,21 +419,23 @@ class ParquetWriter:
 
     def append(self, rows, results: list[Result], numbers: list[int] | None = None) -> int:
         import pyarrow.parquet as pq
+
         table = chunk_table(self.columns, rows, results, numbers)
         part = self.path / f"part-{len(self.parts()):06d}.parquet"
         tmp = part.with_suffix(".tmp")
         pq.write_table(table, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, part)                   # a part is there complete or not at all
+        os.replace(tmp, part)  # a part is there complete or not at all
         return len(self.parts())
 
     def keep(self, count: int) -> None:
-        for extra in self.parts()[count:]:      # parts written after the last progress record
+        for extra in self.parts()[count:]:  # parts written after the last progress record
             extra.unlink()
 
     def finish(self, output: Path) -> None:
         import pyarrow.parquet as pq
+
         tmp = output.with_name(output.name + ".tmp")
         writer = None
         try:
@@ -405,7 +450,7 @@ class ParquetWriter:
         if writer is None:
             if not self.empty_ok:
                 raise ScoreError("no rows were scored")
-            pq.write_table(pa_empty(), tmp)     # a shard may own no row: its output is there, empty
+            pq.write_table(pa_empty(), tmp)  # a shard may own no row: its output is there, empty
         os.replace(tmp, output)
         shutil.rmtree(self.path)
 
@@ -414,13 +459,14 @@ class PartsWriter:
     """An OUTPUT in object storage, which cannot append or truncate: each chunk is one object
     OUTPUT.partial/part-N (an upload is there whole or not at all), and finish() streams the parts,
     in order, into OUTPUT, which appears only once its upload completes."""
+
     empty_ok = False
 
     def __init__(self, path: str, fmt: str, columns: list[str], count: int | None):
         self.path, self.fmt, self.columns = path, fmt, columns
         self.fs = storage.filesystem(path)
-        self.text = None if fmt == "parquet" else TextWriter(None, fmt, columns, None)   # its encoder only
-        if count and self.text is not None and fmt == "csv":     # resuming: the header is in part 0
+        self.text = None if fmt == "parquet" else TextWriter(None, fmt, columns, None)  # its encoder only
+        if count and self.text is not None and fmt == "csv":  # resuming: the header is in part 0
             with self.fs.open(self.parts()[0], "r", newline="", **ENCODING) as f:
                 self.text.header = next(csv.reader(f), None)
 
@@ -430,7 +476,7 @@ class PartsWriter:
         return sorted(self.fs.unstrip_protocol(p) for p in found)
 
     def keep(self, count: int) -> None:
-        for extra in self.parts()[count:]:      # parts written after the last progress record
+        for extra in self.parts()[count:]:  # parts written after the last progress record
             self.fs.rm(extra)
 
     def append(self, rows, results: list[Result], numbers: list[int] | None = None) -> int:
@@ -439,6 +485,7 @@ class PartsWriter:
             data = self.text.encode(rows, results, numbers)
         else:
             import pyarrow.parquet as pq
+
             buf = io.BytesIO()
             pq.write_table(chunk_table(self.columns, rows, results, numbers), buf)
             data = buf.getvalue()
@@ -455,6 +502,7 @@ class PartsWriter:
                     out.write(self.fs.cat(part))
             else:
                 import pyarrow.parquet as pq
+
                 writer = None
                 for part in parts:
                     with self.fs.open(part, "rb") as f:
@@ -464,38 +512,41 @@ class PartsWriter:
                 if writer is not None:
                     writer.close()
                 else:
-                    pq.write_table(pa_empty(), out)     # a shard may own no row
+                    pq.write_table(pa_empty(), out)  # a shard may own no row
         storage.remove(self.path)
 
 
 def pa_indices(keep: list[int]):
     import pyarrow as pa
-    return pa.array(keep, type=pa.int64())      # typed: an empty list would be of type null
+
+    return pa.array(keep, type=pa.int64())  # typed: an empty list would be of type null
 
 
 def pa_empty():
     import pyarrow as pa
+
     return pa.table({})
 
 
 @dataclass
 class Progress:
     """The resume record, rewritten atomically after each durable chunk."""
+
     input: str
     input_size: int
     input_mtime_ns: int
     column: str
     model: str
-    documents: bool = False          # --documents: one row per document
+    documents: bool = False  # --documents: one row per document
     rows: int = 0
-    written: int | None = None      # bytes (CSV/JSONL) or part files (Parquet) that hold `rows`
+    written: int | None = None  # bytes (CSV/JSONL) or part files (Parquet) that hold `rows`
     failures: int = 0
     labels: dict = field(default_factory=dict)
-    sentences_written: int | None = None   # bytes of the --sentences file that hold `rows`' sentences
-    shard: str | None = None        # K/N, or None: every row
-    read: int | None = None         # input rows consumed (more than `rows` in a shard); None: `rows`
-    duplicates: int = 0             # rows that reused an earlier identical text's result
-    input_version: str | None = None    # an object's generation (gs://); local files: size and mtime
+    sentences_written: int | None = None  # bytes of the --sentences file that hold `rows`' sentences
+    shard: str | None = None  # K/N, or None: every row
+    read: int | None = None  # input rows consumed (more than `rows` in a shard); None: `rows`
+    duplicates: int = 0  # rows that reused an earlier identical text's result
+    input_version: str | None = None  # an object's generation (gs://); local files: size and mtime
 
     @property
     def skip(self) -> int:
@@ -510,8 +561,10 @@ class Progress:
         if not self.same_job(current):
             shard = f", shard {self.shard}" if self.shard else ""
             keys = "input, column, model or shard" if self.shard or current.shard else "input, column or model"
-            raise ScoreError(f"{what} from a different {keys} ({self.input}, column "
-                             f"{self.column!r}, model {self.model!r}{shard}); use --overwrite to start over")
+            raise ScoreError(
+                f"{what} from a different {keys} ({self.input}, column "
+                f"{self.column!r}, model {self.model!r}{shard}); use --overwrite to start over"
+            )
         return self
 
     @classmethod
@@ -542,32 +595,52 @@ class Summary:
 
     def __str__(self) -> str:
         if self.already_complete:
-            return (f"{self.output} is already complete ({self.rows} rows, {self.failures} failures); "
-                    f"nothing to do (--overwrite scores it again)")
+            return (
+                f"{self.output} is already complete ({self.rows} rows, {self.failures} failures); "
+                f"nothing to do (--overwrite scores it again)"
+            )
         total = sum(self.labels.values()) or 1
         dist = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in sorted(self.labels.items()))
         resumed = f" (resumed after {self.resumed_from})" if self.resumed_from else ""
         shard = f" (shard {self.shard}: {self.rows} of {self.read} input rows)" if self.shard else ""
         dups = f"{self.duplicates} of {self.rows} rows ({100 * self.duplicates / (self.rows or 1):.1f}%)"
-        return (f"wrote {self.output}: {self.rows} rows{resumed}{shard}, {self.failures} failures, "
-                f"{self.texts_per_s:.1f} texts/s this run\nlabels: {dist or 'none'}\n"
-                f"duplicates: {dups} had the text of an earlier row and reused its result")
+        return (
+            f"wrote {self.output}: {self.rows} rows{resumed}{shard}, {self.failures} failures, "
+            f"{self.texts_per_s:.1f} texts/s this run\nlabels: {dist or 'none'}\n"
+            f"duplicates: {dups} had the text of an earlier row and reused its result"
+        )
 
 
-def score_file(client, input_path: Path, output: Path, column: str = "text", chunk_size: int = 1024,
-               prefix: str = "", overwrite: bool = False, progress_bar: bool = True, documents: bool = False,
-               sentences: Path | None = None, shard: Shard | None = None, dedup: bool = True) -> Summary:
+def score_file(
+    client,
+    input_path: Path,
+    output: Path,
+    column: str = "text",
+    chunk_size: int = 1024,
+    prefix: str = "",
+    overwrite: bool = False,
+    progress_bar: bool = True,
+    documents: bool = False,
+    sentences: Path | None = None,
+    shard: Shard | None = None,
+    dedup: bool = True,
+) -> Summary:
     """Score `column` of input_path into output (see the module's doc); documents: each text is a
     document (one row each), sentences: also write each document's sentences there (a local file)."""
-    input_path, output = storage.location(input_path), storage.location(output)   # a URL: gs://...
+    input_path, output = storage.location(input_path), storage.location(output)  # a URL: gs://...
     if chunk_size < 1:
         raise ScoreError(f"chunk_size must be 1 or more, got {chunk_size!r}")
     in_fmt, out_fmt = file_format(input_path), file_format(output)
     if not storage.is_file(input_path):
         raise ScoreError(f"{input_path}: no such file")
     # Before --overwrite deletes anything: the output must not be the input (also through a link).
-    if input_path == output or not storage.is_url(output) and not storage.is_url(input_path) and \
-            output.exists() and os.path.samefile(input_path, output):
+    if (
+        input_path == output
+        or not storage.is_url(output)
+        and not storage.is_url(input_path)
+        and output.exists()
+        and os.path.samefile(input_path, output)
+    ):
         raise ScoreError(f"{output} is the input file: write the scores to another file (-o)")
     # Column and model are checked before any file is written: a failed first try leaves nothing to --overwrite.
     check_column(input_path, in_fmt, column)
@@ -576,26 +649,37 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     model = client.info.name
     partial = storage.sibling(output, ".partial")
     record = storage.sibling(output, ".partial.json")
-    done = storage.sibling(output, ".finsent.json")       # the record of the run that wrote OUTPUT
+    done = storage.sibling(output, ".finsent.json")  # the record of the run that wrote OUTPUT
     if sentences is not None and storage.is_url(sentences):
         raise ScoreError(f"{sentences}: the sentence file is a local file (it is appended to as it goes)")
     sentences_partial = Path(str(sentences) + ".partial") if sentences is not None else None
     if overwrite:
         for path in (output, record, done):
             storage.unlink(path)
-        for path in ([Path(sentences), sentences_partial] if sentences is not None else []):
+        for path in [Path(sentences), sentences_partial] if sentences is not None else []:
             path.unlink(missing_ok=True)
         storage.remove(partial)
     name, size, mtime_ns, version = storage.identity(input_path)
-    progress = Progress(name, size, mtime_ns, column, model, documents, shard=str(shard) if shard else None,
-                        read=0 if shard else None, input_version=version)
+    progress = Progress(
+        name,
+        size,
+        mtime_ns,
+        column,
+        model,
+        documents,
+        shard=str(shard) if shard else None,
+        read=0 if shard else None,
+        input_version=version,
+    )
     if storage.exists(output):
-        if storage.exists(record):      # OUTPUT is only ever written complete: stopped before its record was kept
+        if storage.exists(record):  # OUTPUT is only ever written complete: stopped before its record was kept
             storage.remove(partial)
             storage.move_text(record, done)
         if not storage.exists(done):
-            raise ScoreError(f"{output} already exists without {storage.name(done)}, the record of the run that wrote it "
-                             f"(input, column, model): it may hold other scores; use --overwrite to replace it")
+            raise ScoreError(
+                f"{output} already exists without {storage.name(done)}, the record of the run that wrote it "
+                f"(input, column, model): it may hold other scores; use --overwrite to replace it"
+            )
         saved = Progress.load(done)
         saved.check(progress, f"{output} was scored")
         return Summary(output, saved.rows, 0, saved.rows, saved.failures, saved.labels, 0.0, already_complete=True)
@@ -610,10 +694,11 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
             writer.keep(progress.written or 0)
         if sentences_partial is not None:
             if not sentences_partial.exists() and sentences.exists() and progress.rows:
-                os.replace(sentences, sentences_partial)   # stopped between the two final renames
+                os.replace(sentences, sentences_partial)  # stopped between the two final renames
             if not sentences_partial.exists() and progress.rows:
-                raise ScoreError(f"{partial} was started without the sentence file {sentences}; "
-                                 f"use --overwrite to start over")
+                raise ScoreError(
+                    f"{partial} was started without the sentence file {sentences}; use --overwrite to start over"
+                )
             sentence_writer = SentenceWriter(sentences_partial, progress.sentences_written if progress.rows else None)
     else:
         if sentences_partial is not None:
@@ -628,24 +713,37 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     # text digest -> result: each distinct text is sent once per run (a few hundred bytes per distinct text);
     # a resumed run starts from the results it already wrote
     cache: dict[bytes, Result] | None = {} if dedup else None
-    if cache is not None and progress.rows and not documents:   # (a document's sentences are not in its row)
+    if cache is not None and progress.rows and not documents:  # (a document's sentences are not in its row)
         cache.update(written_results(writer, out_fmt, column, prefix))
     bar = None
     if progress_bar:
         from tqdm import tqdm
-        bar = tqdm(total=count_rows(input_path, in_fmt), initial=progress.skip, unit=" texts", dynamic_ncols=True,
-                   desc=storage.name(output), file=sys.stderr, smoothing=0.1)
+
+        bar = tqdm(
+            total=count_rows(input_path, in_fmt),
+            initial=progress.skip,
+            unit=" texts",
+            dynamic_ncols=True,
+            desc=storage.name(output),
+            file=sys.stderr,
+            smoothing=0.1,
+        )
     started, scored = time.monotonic(), 0
     try:
         # A shard reads N chunks' worth of input for about one chunk of its own rows.
         read_size = chunk_size * (min(shard.count, 64) if shard else 1)
         for rows, texts in READERS[in_fmt](input_path, column, progress.skip, read_size):
-            names = rows.schema.names if not isinstance(rows, list) else \
-                next((r.keys() for r in rows if isinstance(r, dict)), ())
+            names = (
+                rows.schema.names
+                if not isinstance(rows, list)
+                else next((r.keys() for r in rows if isinstance(r, dict)), ())
+            )
             clash = set(columns) & set(names)
             if clash:
-                raise ScoreError(f"{input_path} already has the output column(s) {sorted(clash)}; "
-                                 f"name ours differently with --prefix, e.g. --prefix finsent_")
+                raise ScoreError(
+                    f"{input_path} already has the output column(s) {sorted(clash)}; "
+                    f"name ours differently with --prefix, e.g. --prefix finsent_"
+                )
             first, read = progress.skip, len(texts)
             keys = [text_key(t) for t in texts]
             numbers = list(range(first, first + read))
@@ -654,9 +752,10 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
                 rows = [rows[i] for i in keep] if isinstance(rows, list) else rows.take(pa_indices(keep))
                 texts, keys, numbers = ([v[i] for i in keep] for v in (texts, keys, numbers))
             results, reused = classify_rows(client, texts, column, numbers, keys, cache, documents)
-            if sentence_writer is not None:     # a document's sentences name its input row
+            if sentence_writer is not None:  # a document's sentences name its input row
                 progress.sentences_written = sentence_writer.append(
-                    [s for n, r in zip(numbers, results) for s in sentence_rows(n, r)])
+                    [s for n, r in zip(numbers, results) for s in sentence_rows(n, r)]
+                )
             if texts:
                 progress.written = writer.append(rows, results, numbers if shard else None)
             progress.rows += len(texts)
@@ -674,7 +773,7 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
             if bar is not None:
                 bar.update(read)
     except BaseException:
-        if progress.skip == 0:           # nothing to resume: no partial file to block the next run
+        if progress.skip == 0:  # nothing to resume: no partial file to block the next run
             storage.remove(partial)
             storage.unlink(record)
         raise
@@ -689,20 +788,30 @@ def score_file(client, input_path: Path, output: Path, column: str = "text", chu
     writer.empty_ok = shard is not None
     writer.finish(output)
     storage.move_text(record, done)
-    return Summary(output, progress.rows, scored, resumed_from, progress.failures, dict(labels), elapsed,
-                   shard=progress.shard, read=progress.skip, duplicates=progress.duplicates)
+    return Summary(
+        output,
+        progress.rows,
+        scored,
+        resumed_from,
+        progress.failures,
+        dict(labels),
+        elapsed,
+        shard=progress.shard,
+        read=progress.skip,
+        duplicates=progress.duplicates,
+    )
 
 
 def written_results(writer, fmt: str, column: str, prefix: str) -> dict[bytes, Prediction]:
     """{text digest: prediction} of the rows a resumed run's partial output already holds."""
     sources = [writer.path] if isinstance(writer, TextWriter) else writer.parts()
-    header = getattr(getattr(writer, "text", None), "header", None)     # PartsWriter CSV: header in part 0 only
+    header = getattr(getattr(writer, "text", None), "header", None)  # PartsWriter CSV: header in part 0 only
     names = [prefix + c for c in ("label", "score", *(f"p_{l}" for l in LABELS), "error")]
     found = {}
     for n, source in enumerate(sources):
         if fmt == "csv" and header is not None:
             with storage.open_file(source, "r", newline="", **ENCODING) as f:
-                chunks = [[r for r in csv.DictReader(f, fieldnames=header)][n == 0:]]
+                chunks = [[r for r in csv.DictReader(f, fieldnames=header)][n == 0 :]]
         else:
             chunks = (as_dicts(rows) for rows, _ in READERS[fmt](source, column, 0, 4096))
         for rows in chunks:
@@ -713,13 +822,14 @@ def written_results(writer, fmt: str, column: str, prefix: str) -> dict[bytes, P
     return found
 
 
-def classify_rows(client, texts: list, column: str, numbers: list[int], keys: list, cache: dict | None,
-                  documents: bool = False) -> tuple[list[Result], int]:
+def classify_rows(
+    client, texts: list, column: str, numbers: list[int], keys: list, cache: dict | None, documents: bool = False
+) -> tuple[list[Result], int]:
     """Results for one chunk (rows `numbers` of the input), and how many rows reused the result of an
     earlier row with the same text (`cache`, shared by the chunks of a run; None: no reuse). Rows
     without a usable text fail here, without a request. documents: each text is a document."""
     results: list[Result | None] = [None] * len(texts)
-    send, first, reused = [], {}, 0         # first: key -> the row of this chunk that sends it
+    send, first, reused = [], {}, 0  # first: key -> the row of this chunk that sends it
     for i, text in enumerate(texts):
         if isinstance(text, Unusable):
             results[i] = Failure(numbers[i], text.reason)
@@ -739,6 +849,6 @@ def classify_rows(client, texts: list, column: str, numbers: list[int], keys: li
     for i, result in enumerate(results):
         if result is None:
             results[i] = cache[keys[i]]
-        if isinstance(results[i], Failure):       # a refusal is the row's, with its own number
+        if isinstance(results[i], Failure):  # a refusal is the row's, with its own number
             results[i] = Failure(numbers[i], results[i].reason)
     return results, reused

@@ -4,13 +4,13 @@ other scheme fsspec knows, e.g. s3:// with s3fs installed), behind the few opera
 Object storage cannot append to or truncate an object, and an upload becomes visible only once
 complete: so a remote output is built as one object per chunk (`OUTPUT.partial/part-N`) and its
 progress record is rewritten whole after each; see score.PartsWriter."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import warnings
 from pathlib import Path, PurePosixPath
-
 
 
 def is_url(where) -> bool:
@@ -25,14 +25,17 @@ def location(text) -> "Path | str":
 def filesystem(url: str):
     try:
         import fsspec
-        with warnings.catch_warnings():      # google-api-core's notice about Python versions, on every run
+
+        with warnings.catch_warnings():  # google-api-core's notice about Python versions, on every run
             warnings.simplefilter("ignore", FutureWarning)
             return fsspec.core.url_to_fs(url)[0]
-    except ImportError as exc:        # fsspec is there but not the scheme's package (gcsfs, s3fs)
+    except ImportError as exc:  # fsspec is there but not the scheme's package (gcsfs, s3fs)
         from finsent.score import ScoreError
+
         raise ScoreError(f"{url}: {exc}; for gs:// pip install 'finsent-client[gcs]'") from None
-    except ValueError as exc:         # an unknown scheme
+    except ValueError as exc:  # an unknown scheme
         from finsent.score import ScoreError
+
         raise ScoreError(f"{url}: {exc}") from None
 
 
@@ -56,6 +59,7 @@ def child(where, leaf: str):
 def open_file(where, mode: str = "rb", **kw):
     if is_url(where):
         import fsspec
+
         return fsspec.open(where, mode, **kw).open()
     return open(where, mode, **kw)
 

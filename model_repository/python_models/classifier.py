@@ -6,6 +6,7 @@ their own longest row, at the split points that minimise padding plus a fixed co
 run: batching then never pays for padding short texts to the longest one.
 The container target serves the same model.onnx with Triton's native onnxruntime backend.
 """
+
 import json
 from itertools import accumulate
 from pathlib import Path
@@ -31,35 +32,42 @@ class TritonPythonModel:
         spinning = params["spinning"]
         options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
         options.add_session_config_entry("session.force_spinning_stop", "1" if spinning == "runs" else "0")
-        self.session = ort.InferenceSession(str(here / params.get("model_filename", "model.onnx")), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(here / params.get("model_filename", "model.onnx")), options, providers=["CPUExecutionProvider"]
+        )
         self.inputs = facts["input_names"]
         self.output = facts["output_name"]
         self.run_overhead_tokens = float(params["run_overhead_tokens"])
         self.max_tokens = int(params["max_tokens_per_run"])
-        self.max_rows = int(params["max_rows_per_run"])     # 1: each text alone (see length_groups)
+        self.max_rows = int(params["max_rows_per_run"])  # 1: each text alone (see length_groups)
 
     def execute(self, requests):
-        arrays = {name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs}
+        arrays = {
+            name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs
+        }
         rows = {name: stack(arrays[name]) for name in self.inputs}
         lengths = rows["attention_mask"].sum(axis=1)
         logits = np.empty((len(lengths), 3), dtype=np.float32)
         for group in length_groups(lengths, self.run_overhead_tokens, self.max_tokens, self.max_rows):
             width = int(lengths[group].max())
-            logits[group] = self.session.run([self.output], {name: rows[name][group, :width] for name in self.inputs})[0]
+            logits[group] = self.session.run([self.output], {name: rows[name][group, :width] for name in self.inputs})[
+                0
+            ]
         bounds = list(accumulate((a.shape[0] for a in arrays["attention_mask"]), initial=0))
-        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("logits", logits[a:b])])
-                for a, b in zip(bounds[:-1], bounds[1:])]
+        return [
+            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("logits", logits[a:b])])
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
 
 
 def stack(arrays):
     """Requests' [rows, width] arrays (widths differ) -> one [all rows, widest] array; zeros pad."""
-    if len(arrays) == 1:        # one request (one client): already one array; no copy
+    if len(arrays) == 1:  # one request (one client): already one array; no copy
         return arrays[0]
     out = np.zeros((sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)), dtype=np.int64)
     row = 0
     for a in arrays:
-        out[row:row + a.shape[0], :a.shape[1]] = a
+        out[row : row + a.shape[0], : a.shape[1]] = a
         row += a.shape[0]
     return out
 
@@ -75,7 +83,7 @@ def length_groups(lengths, run_overhead_tokens, max_tokens, max_rows=0):
     """
     order = np.argsort(lengths, kind="stable")
     n = len(order)
-    if n == 1:                  # one text: nothing to split (and a Python step runs cold: ~85 µs saved)
+    if n == 1:  # one text: nothing to split (and a Python step runs cold: ~85 µs saved)
         return [order]
     sorted_lengths = lengths[order]
     best = np.zeros(n + 1)
@@ -86,11 +94,11 @@ def length_groups(lengths, run_overhead_tokens, max_tokens, max_rows=0):
         cost[(end - starts) * sorted_lengths[end - 1] > max_tokens] = np.inf
         if max_rows:
             cost[end - starts > max_rows] = np.inf
-        cost[end - 1] = best[end - 1] + run_overhead_tokens + sorted_lengths[end - 1]   # a row alone always fits
+        cost[end - 1] = best[end - 1] + run_overhead_tokens + sorted_lengths[end - 1]  # a row alone always fits
         cut[end] = int(np.argmin(cost))
         best[end] = cost[cut[end]]
     groups, end = [], n
     while end > 0:
-        groups.append(order[cut[end]:end])
+        groups.append(order[cut[end] : end])
         end = cut[end]
     return groups[::-1]

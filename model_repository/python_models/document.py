@@ -7,6 +7,7 @@ family's ensemble, in small requests kept a bounded number in flight and interle
 documents of an execute: they batch in its tokenizer and classifier with everyone's texts, and a
 megabyte document never queues more than that bound ahead of a short request.
 """
+
 import asyncio
 import json
 from pathlib import Path
@@ -39,7 +40,7 @@ class TritonPythonModel:
         self.window = facts["max_length"] - self.tokenizer.post_processor.num_special_tokens_to_add(False) - 2
 
     async def execute(self, requests):
-        documents, errors = [], {}           # documents: (request, row, text, sentence spans)
+        documents, errors = [], {}  # documents: (request, row, text, sentence spans)
         for i, request in enumerate(requests):
             for row, item in enumerate(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)):
                 try:
@@ -53,23 +54,28 @@ class TritonPythonModel:
                 documents.append((i, row, text, spans))
         documents = [d for d in documents if d[0] not in errors]
         pieces = [self.pieces(text, spans) for _, _, text, spans in documents]
-        probabilities = await self.score([[text[s:e] for _, (s, e) in p] for (_, _, text, _), p in zip(documents, pieces)])
+        probabilities = await self.score(
+            [[text[s:e] for _, (s, e) in p] for (_, _, text, _), p in zip(documents, pieces)]
+        )
         results = {}
         for (i, row, text, spans), p, probs in zip(documents, pieces, probabilities):
             if isinstance(probs, str):
                 errors.setdefault(i, f"TEXT[{row}]: {probs}")
             else:
                 results.setdefault(i, {})[row] = self.verdict(spans, [k for k, _ in p], probs)
-        return [pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], pb_utils.TritonError.INVALID_ARG))
-                if i in errors else self.response([results[i][row] for row in sorted(results[i])])
-                for i in range(len(requests))]
+        return [
+            pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], pb_utils.TritonError.INVALID_ARG))
+            if i in errors
+            else self.response([results[i][row] for row in sorted(results[i])])
+            for i in range(len(requests))
+        ]
 
     def pieces(self, text, spans):
         """(sentence index, (start, end)) of what is scored: each sentence, or its overlapping
         windows (half a window apart) where it has more tokens than a window holds."""
         out = []
         for k, (s, e) in enumerate(spans):
-            if e - s <= self.window:        # a token covers at least one character: it fits
+            if e - s <= self.window:  # a token covers at least one character: it fits
                 out.append((k, (s, e)))
                 continue
             offsets = self.tokenizer.encode(text[s:e], add_special_tokens=False).offsets
@@ -88,17 +94,23 @@ class TritonPythonModel:
         async def run(texts):
             async with limit:
                 request = pb_utils.InferenceRequest(
-                    model_name=self.ensemble, requested_output_names=["PROBABILITIES"],
-                    inputs=[pb_utils.Tensor("TEXT", np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1))])
+                    model_name=self.ensemble,
+                    requested_output_names=["PROBABILITIES"],
+                    inputs=[
+                        pb_utils.Tensor("TEXT", np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1))
+                    ],
+                )
                 response = await request.async_exec()
             if response.has_error():
                 return response.error().message()
             return pb_utils.get_output_tensor_by_name(response, "PROBABILITIES").as_numpy()
 
         n = self.rows_per_request
-        chunks = [[texts[a:a + n] for a in range(0, len(texts), n)] for texts in documents]
+        chunks = [[texts[a : a + n] for a in range(0, len(texts), n)] for texts in documents]
         # Round robin over documents: a short one is not queued behind all of a long one.
-        order = [(d, c) for c in range(max(map(len, chunks), default=0)) for d in range(len(chunks)) if c < len(chunks[d])]
+        order = [
+            (d, c) for c in range(max(map(len, chunks), default=0)) for d in range(len(chunks)) if c < len(chunks[d])
+        ]
         done = await asyncio.gather(*(run(chunks[d][c]) for d, c in order))
         results = [[None] * len(c) for c in chunks]
         for (d, c), result in zip(order, done):
@@ -116,17 +128,47 @@ class TritonPythonModel:
         labels = sentences.argmax(axis=1)
         document = sentences.mean(axis=0)
         net = sentences[:, 2] - sentences[:, 0]
-        breakdown = {"version": BREAKDOWN_VERSION, "sentences": [
-            {"start": s, "end": e, "label": self.labels[label], "probabilities": [round(float(p), 6) for p in probs_],
-             "net": round(float(n), 6), "windows": int(w)}
-            for (s, e), label, probs_, n, w in zip(spans, labels, sentences, net, windows)]}
-        return {"LABEL": self.labels[int(document.argmax())].encode(), "SCORE": document.max(),
-                "PROBABILITIES": document, "NET": document[2] - document[0], "SENTENCES": len(spans),
-                "NEGATIVE_SHARE": float(np.mean(labels == 0)), "POSITIVE_SHARE": float(np.mean(labels == 2)),
-                "BREAKDOWN": json.dumps(breakdown, separators=(",", ":")).encode()}
+        breakdown = {
+            "version": BREAKDOWN_VERSION,
+            "sentences": [
+                {
+                    "start": s,
+                    "end": e,
+                    "label": self.labels[label],
+                    "probabilities": [round(float(p), 6) for p in probs_],
+                    "net": round(float(n), 6),
+                    "windows": int(w),
+                }
+                for (s, e), label, probs_, n, w in zip(spans, labels, sentences, net, windows)
+            ],
+        }
+        return {
+            "LABEL": self.labels[int(document.argmax())].encode(),
+            "SCORE": document.max(),
+            "PROBABILITIES": document,
+            "NET": document[2] - document[0],
+            "SENTENCES": len(spans),
+            "NEGATIVE_SHARE": float(np.mean(labels == 0)),
+            "POSITIVE_SHARE": float(np.mean(labels == 2)),
+            "BREAKDOWN": json.dumps(breakdown, separators=(",", ":")).encode(),
+        }
 
     def response(self, rows):
         types = {"LABEL": np.object_, "BREAKDOWN": np.object_, "SENTENCES": np.int32}
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor(name, np.array([r[name] for r in rows], dtype=types.get(name, np.float32)).reshape(len(rows), -1))
-            for name in ("LABEL", "SCORE", "PROBABILITIES", "NET", "SENTENCES", "NEGATIVE_SHARE", "POSITIVE_SHARE", "BREAKDOWN")])
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor(
+                    name, np.array([r[name] for r in rows], dtype=types.get(name, np.float32)).reshape(len(rows), -1)
+                )
+                for name in (
+                    "LABEL",
+                    "SCORE",
+                    "PROBABILITIES",
+                    "NET",
+                    "SENTENCES",
+                    "NEGATIVE_SHARE",
+                    "POSITIVE_SHARE",
+                    "BREAKDOWN",
+                )
+            ]
+        )

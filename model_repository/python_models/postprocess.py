@@ -6,6 +6,7 @@ softmax(logits / temperature) (export/calibrate.py); LOGITS are the raw scores, 
 temperature, for callers who calibrate themselves (clients ask for them only when told to).
 Every prediction is counted in Prometheus series on Triton's metrics port (docs/gke.md).
 """
+
 import json
 import time
 from itertools import accumulate
@@ -38,18 +39,24 @@ class TritonPythonModel:
             family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
             return family, [family.Metric(labels={**model, **extra}) for extra in labels]
 
-        self.families = {}   # kept alive as long as their metrics (the backend requires it)
+        self.families = {}  # kept alive as long as their metrics (the backend requires it)
         self.families["labels"], self.per_label = counters(
-            "finsent_predictions_total", "Texts classified, by predicted label",
-            [{"label": label} for label in facts["canonical_labels"]])
+            "finsent_predictions_total",
+            "Texts classified, by predicted label",
+            [{"label": label} for label in facts["canonical_labels"]],
+        )
         self.edges = np.array(CONFIDENCE_BUCKETS + [np.inf])
         self.families["buckets"], self.buckets = counters(
-            "finsent_top_probability_bucket", "Texts classified whose SCORE (probability of LABEL) is <= le",
-            [{"le": "+Inf" if np.isinf(edge) else f"{edge:g}"} for edge in self.edges])
+            "finsent_top_probability_bucket",
+            "Texts classified whose SCORE (probability of LABEL) is <= le",
+            [{"le": "+Inf" if np.isinf(edge) else f"{edge:g}"} for edge in self.edges],
+        )
         self.families["sum"], (self.score_sum,) = counters(
-            "finsent_top_probability_sum", "Sum of the SCORE of the texts classified", [{}])
+            "finsent_top_probability_sum", "Sum of the SCORE of the texts classified", [{}]
+        )
         self.families["count"], (self.score_count,) = counters(
-            "finsent_top_probability_count", "Texts classified (the SCORE histogram's count)", [{}])
+            "finsent_top_probability_count", "Texts classified (the SCORE histogram's count)", [{}]
+        )
         self.pending = self.zeros()
         self.flushed = 0.0
 
@@ -60,7 +67,7 @@ class TritonPythonModel:
         logits = [pb_utils.get_input_tensor_by_name(r, "logits").as_numpy() for r in requests]
         # Few numpy calls: at one request a Python step runs on cold caches, ~10 µs a call.
         raw = np.concatenate(logits)[:, self.columns]
-        z = raw.astype(np.float64) / self.temperature   # T > 0: the argmax is the raw logits' argmax
+        z = raw.astype(np.float64) / self.temperature  # T > 0: the argmax is the raw logits' argmax
         z = np.exp(z - z.max(axis=1, keepdims=True))
         probs = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
         best = probs.argmax(axis=1)
@@ -68,15 +75,22 @@ class TritonPythonModel:
         score = probs.max(axis=1, keepdims=True)
         self.count(best, score.ravel())
         bounds = list(accumulate(map(len, logits), initial=0))
-        return [pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor("LABEL", label[a:b]), pb_utils.Tensor("SCORE", score[a:b]),
-                    pb_utils.Tensor("PROBABILITIES", probs[a:b]), pb_utils.Tensor("LOGITS", raw[a:b])])
-                for a, b in zip(bounds[:-1], bounds[1:])]
+        return [
+            pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor("LABEL", label[a:b]),
+                    pb_utils.Tensor("SCORE", score[a:b]),
+                    pb_utils.Tensor("PROBABILITIES", probs[a:b]),
+                    pb_utils.Tensor("LOGITS", raw[a:b]),
+                ]
+            )
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
 
     def count(self, best, score):
         p = self.pending
         p["labels"] += np.bincount(best, minlength=len(self.per_label))
-        p["buckets"] += (score[:, None] <= self.edges).sum(axis=0)   # cumulative, as Prometheus buckets are
+        p["buckets"] += (score[:, None] <= self.edges).sum(axis=0)  # cumulative, as Prometheus buckets are
         p["sum"] += float(score.sum())
         p["count"] += len(score)
         if time.monotonic() - self.flushed >= FLUSH_S:
@@ -84,8 +98,12 @@ class TritonPythonModel:
 
     def flush(self):
         p = self.pending
-        for metric, n in [*zip(self.per_label, p["labels"]), *zip(self.buckets, p["buckets"]),
-                          (self.score_sum, p["sum"]), (self.score_count, p["count"])]:
+        for metric, n in [
+            *zip(self.per_label, p["labels"]),
+            *zip(self.buckets, p["buckets"]),
+            (self.score_sum, p["sum"]),
+            (self.score_count, p["count"]),
+        ]:
             if n:
                 metric.increment(float(n))
         self.pending, self.flushed = self.zeros(), time.monotonic()

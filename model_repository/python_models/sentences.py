@@ -9,6 +9,7 @@ parameters shipped in the wheel: no download at run time) splits each block, whi
 Chosen by measuring candidates on financial text shapes: docs/documents.md.
 Copied next to the document model's model.py by model_repository/assemble.py.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,10 @@ import re
 import nupunkt
 
 # "- ", "• ", "* ", "1. ", "2) ", "(a) ", "a) " at a line's start.
-BULLET = re.compile(r"[ \t]*(?:[-\u2013\u2014\u2022\u25aa\u25cf\u25e6\u00b7*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\([ivx]{1,4}\))[ \t]+")
-HEADING_WORDS = 8          # a line this short with no closing punctuation is a heading or a speaker
+BULLET = re.compile(
+    r"[ \t]*(?:[-\u2013\u2014\u2022\u25aa\u25cf\u25e6\u00b7*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\([ivx]{1,4}\))[ \t]+"
+)
+HEADING_WORDS = 8  # a line this short with no closing punctuation is a heading or a speaker
 CLOSING = tuple(".!?;,")
 WORD = re.compile(r"\w")
 # Abbreviations that do not end a sentence however the next word is written ("approx. EUR 40 mn.");
@@ -46,9 +49,9 @@ def blocks(text: str):
             stripped = body.rstrip()
             if (not stripped.endswith(CLOSING) and len(stripped.split()) <= HEADING_WORDS) or stripped.endswith(":"):
                 line_start = pos + (bullet.end() if bullet else len(body) - len(body.lstrip()))
-                if start < line_start:     # the paragraph before a heading or speaker turn ends there
+                if start < line_start:  # the paragraph before a heading or speaker turn ends there
                     yield start, pos
-                yield line_start, end      # heading, speaker turn or a line that introduces a list
+                yield line_start, end  # heading, speaker turn or a line that introduces a list
                 start = None
         pos += len(line)
     if start is not None:
@@ -68,7 +71,11 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             if e <= s or not WORD.search(text, s, e):
                 continue
             # Punkt splits after "mn." or "bn." even before a lowercase word ("EUR 1.5 mn. in the quarter").
-            if spans and spans[-1][1] > b_start and (text[s].islower() or NEVER_LAST.search(text, spans[-1][0], spans[-1][1])):
+            if (
+                spans
+                and spans[-1][1] > b_start
+                and (text[s].islower() or NEVER_LAST.search(text, spans[-1][0], spans[-1][1]))
+            ):
                 spans[-1] = (spans[-1][0], e)
             else:
                 spans.append((s, e))

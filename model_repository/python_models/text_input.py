@@ -6,8 +6,9 @@ def decode(item, row, max_bytes=None):
     if not isinstance(item, bytes):
         item = str(item).encode()
     if max_bytes is not None and len(item) > max_bytes:
-        raise ValueError(f"TEXT[{row}] is {len(item):,} bytes: a document may have at most {max_bytes:,} "
-                         "(max_document_bytes)")
+        raise ValueError(
+            f"TEXT[{row}] is {len(item):,} bytes: a document may have at most {max_bytes:,} (max_document_bytes)"
+        )
     try:
         text = item.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -3,6 +3,7 @@
 Copied to <family>_tokenizer/1/model.py by model_repository/assemble.py, next to the
 export's tokenizer.json and model_facts.json.
 """
+
 import json
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class TritonPythonModel:
         self.tokenizer = Tokenizer.from_file(str(here / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
-        self.specials = self.tokenizer.post_processor.num_special_tokens_to_add(False)   # [CLS] ... [SEP]
+        self.specials = self.tokenizer.post_processor.num_special_tokens_to_add(False)  # [CLS] ... [SEP]
 
     def execute(self, requests):
         texts, spans, errors = [], [], {}
@@ -48,14 +49,19 @@ class TritonPythonModel:
         responses = []
         for i, (start, end) in enumerate(spans):
             blank = next((row for row, n in enumerate(lengths[start:end]) if n <= self.specials), None)
-            if i not in errors and blank is not None:     # zero-width spaces, NULs, a lone BOM: nothing to read
+            if i not in errors and blank is not None:  # zero-width spaces, NULs, a lone BOM: nothing to read
                 errors[i] = f"TEXT[{blank}] has no token the model can read (only invisible or control characters)"
             if i in errors:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], pb_utils.TritonError.INVALID_ARG)))
+                responses.append(
+                    pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], pb_utils.TritonError.INVALID_ARG))
+                )
                 continue
             arrays = self.pad(encodings[start:end], lengths[start:end])
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(name, arrays[name]) for name in self.outputs]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(name, arrays[name]) for name in self.outputs]
+                )
+            )
         return responses
 
     def cut(self, text):

@@ -1,4 +1,5 @@
 """benchmarks.batch_dependence on a tiny export: fp32 never moves with its batch; int8 does."""
+
 import json
 import shutil
 
@@ -12,8 +13,9 @@ def test_fp32_does_not_depend_on_the_batch_and_int8_does(exports, tmp_path):
     export = shutil.copytree(exports["finbert"], tmp_path / "finbert")
     build_variants(export, ["int8"], guard_limit=20, min_agreement=0.0, log=lambda *_: None)
     out = tmp_path / "out"
-    assert batch_dependence.main(["--export", str(export), "--sentences", "40", "--shuffles", "2",
-                                  "--out", str(out)]) == 0
+    assert (
+        batch_dependence.main(["--export", str(export), "--sentences", "40", "--shuffles", "2", "--out", str(out)]) == 0
+    )
     results = json.loads((out / "batch-dependence.json").read_text())["variants"]
     assert results["fp32"]["max_move_per_shuffle"] == [0.0, 0.0]
     assert max(results["int8"]["max_move_per_shuffle"]) > 0

@@ -1,4 +1,5 @@
 """`make bench`'s container part end to end on a tiny model with 1-second rounds: the plumbing, not the speed."""
+
 import json
 
 from benchmarks import container
@@ -7,9 +8,29 @@ from tests.benchmarks.test_arguments import exit_code
 
 def test_container_bench_writes_the_report_table_and_plot(checkpoints, tmp_path):
     out = tmp_path / "out"
-    assert container.main(["--checkpoint", str(checkpoints["finbert"]), "--configs", "local,container-gpu,before-gpu",
-                           "--clients", "4", "--window-requests", "8", "--rounds", "2", "--sentences", "64",
-                           "--build", str(tmp_path / "build"), "--out", str(out)]) == 0
+    assert (
+        container.main(
+            [
+                "--checkpoint",
+                str(checkpoints["finbert"]),
+                "--configs",
+                "local,container-gpu,before-gpu",
+                "--clients",
+                "4",
+                "--window-requests",
+                "8",
+                "--rounds",
+                "2",
+                "--sentences",
+                "64",
+                "--build",
+                str(tmp_path / "build"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "container.json").read_text())
     assert len(results["runs"]) == 2
     for name, entry in results["summary"].items():
@@ -24,9 +45,11 @@ def test_container_bench_writes_the_report_table_and_plot(checkpoints, tmp_path)
 
 
 def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys):
-    for args, message in ((["--configs", "local,foo"], "--configs: unknown ['foo']"),
-                          (["--configs", "container-cpu"], "include local"),
-                          (["--rounds", "0"], "must be at least 1")):
+    for args, message in (
+        (["--configs", "local,foo"], "--configs: unknown ['foo']"),
+        (["--configs", "container-cpu"], "include local"),
+        (["--rounds", "0"], "must be at least 1"),
+    ):
         assert exit_code(container.main, [*args, "--build", str(tmp_path / "b"), "--out", str(tmp_path)]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "b").exists()

@@ -1,5 +1,6 @@
 """Every committed report re-renders from its committed JSON byte for byte: the report writers still read
 what earlier runs wrote, and no figure in docs/benchmarks/ moves without its benchmark being run again."""
+
 import json
 from pathlib import Path
 
@@ -9,10 +10,18 @@ from benchmarks import batch_dependence, bulk, container, documents, faults, lev
 from benchmarks.levels import Level
 
 REPORTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
-WRITERS = {"serving": report.markdown, "faults": faults.markdown, "soak": soak.markdown,
-           "one-client-finbert-int8": timeline.markdown, "one-client-distilbert-int8": timeline.markdown,
-           "container": container.markdown, "bulk": bulk.markdown, "batch-dependence": batch_dependence.markdown,
-           "documents": documents.markdown, "startup": startup.markdown}
+WRITERS = {
+    "serving": report.markdown,
+    "faults": faults.markdown,
+    "soak": soak.markdown,
+    "one-client-finbert-int8": timeline.markdown,
+    "one-client-distilbert-int8": timeline.markdown,
+    "container": container.markdown,
+    "bulk": bulk.markdown,
+    "batch-dependence": batch_dependence.markdown,
+    "documents": documents.markdown,
+    "startup": startup.markdown,
+}
 
 
 def test_every_committed_json_has_its_writer_here():
@@ -32,13 +41,22 @@ def test_a_committed_report_re_renders_from_its_json(name):
 
 def test_faults_stores_calls_per_bucket_as_its_plot_draws_them():
     counts = faults.over_time([(-1.2, True), (-0.1, True), (0.3, False), (0.4, False), (2.6, True)])
-    assert counts == {"bucket_s": 0.5, "start_s": -2.0, "ok": [0, 1, 0, 1, 0, 0, 0, 0, 0, 1],
-                      "failed": [0, 0, 0, 0, 2, 0, 0, 0, 0, 0]}
+    assert counts == {
+        "bucket_s": 0.5,
+        "start_s": -2.0,
+        "ok": [0, 1, 0, 1, 0, 0, 0, 0, 0, 1],
+        "failed": [0, 0, 0, 0, 2, 0, 0, 0, 0, 0],
+    }
 
 
-@pytest.mark.parametrize("key, level, name", [("16x1", Level(16), "16 × 1"), ("1x64", Level(1, 64), "1 × 64"),
-                                              ("4x1 perf_analyzer", Level(4, client="perf_analyzer"),
-                                               "4 × 1, perf_analyzer")])
+@pytest.mark.parametrize(
+    "key, level, name",
+    [
+        ("16x1", Level(16), "16 × 1"),
+        ("1x64", Level(1, 64), "1 × 64"),
+        ("4x1 perf_analyzer", Level(4, client="perf_analyzer"), "4 × 1, perf_analyzer"),
+    ],
+)
 def test_serving_levels_keep_the_keys_earlier_runs_wrote(key, level, name):
     assert Level.parse(key) == level and level.key == key and level.name == name
 

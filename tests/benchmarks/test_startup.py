@@ -1,4 +1,5 @@
 """benchmarks.startup on a tiny model: `python -m server` cold then warm, the plumbing, not the speed."""
+
 import json
 
 from benchmarks import startup
@@ -6,8 +7,10 @@ from benchmarks import startup
 
 def test_cold_and_warm_starts_are_measured_and_reported(tmp_path):
     out = tmp_path / "out"
-    assert startup.main(["--scenarios", "tiny", "--repeats", "1", "--build", str(tmp_path / "build"),
-                         "--out", str(out)]) == 0
+    assert (
+        startup.main(["--scenarios", "tiny", "--repeats", "1", "--build", str(tmp_path / "build"), "--out", str(out)])
+        == 0
+    )
     (run,) = json.loads((out / "startup.json").read_text())["runs"]
     for start in (run["cold"], *run["warm"]):
         assert 0 < start["ready_s"] <= start["first_classification_s"] and start["stop_s"] > 0

@@ -1,5 +1,6 @@
 """Issue 19: `finsent score --shard K/N` + `finsent merge`, and exact-text de-duplication, against
 the session's tritonserver through the CLI as users run it."""
+
 import json
 import os
 import signal
@@ -51,21 +52,22 @@ def test_the_shards_merged_are_the_unsharded_output_row_for_row(triton, tmp_path
         assert run.returncode == 0, run.stderr
         assert f"(shard {k}/3: " in run.stdout and "of 600 input rows)" in run.stdout, run.stdout
         shard_rows = read_output(part)
-        assert 100 < len(shard_rows) < 300                   # each shard does its part of the work
+        assert 100 < len(shard_rows) < 300  # each shard does its part of the work
         numbers += [int(r["input_row"]) for r in shard_rows]
         # every copy of a text is in the same shard (de-duplication within a shard is across the input)
         others = {r["text"] for p in parts[:k] for r in read_output(p)}
         assert not others & {r["text"] for r in shard_rows if r["text"]}
-    assert sorted(numbers) == list(range(600))               # each row in exactly one shard
+    assert sorted(numbers) == list(range(600))  # each row in exactly one shard
     merged = finsent("merge", *reversed(parts), "-o", tmp_path / f"merged{suffix}")
     assert merged.returncode == 0 and "600 rows from 3 shard outputs" in merged.stdout, merged.stderr
     same_rows(read_output(tmp_path / f"merged{suffix}"), read_output(tmp_path / f"whole{suffix}"))
     check_scored(triton, rows, read_output(tmp_path / f"merged{suffix}"), bad=(7, 11))
 
     missing = finsent("merge", parts[0], parts[2], "-o", tmp_path / f"short{suffix}")
-    assert missing.returncode == 2 and missing.stderr == "error: shard 1/3 is missing (the outputs are shards " \
-        "0/3, 2/3)\n", missing.stderr
-    for part in parts:                  # outputs copied without their records: the row numbers tell
+    assert (
+        missing.returncode == 2 and missing.stderr == "error: shard 1/3 is missing (the outputs are shards 0/3, 2/3)\n"
+    ), missing.stderr
+    for part in parts:  # outputs copied without their records: the row numbers tell
         part.with_name(part.name + ".finsent.json").unlink()
     missing = finsent("merge", parts[0], parts[2], "-o", tmp_path / f"short{suffix}")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
@@ -77,7 +79,9 @@ def one_row_in_four_shards(triton, tmp_path, suffix):
     write_input(tmp_path / f"one{suffix}", 1)
     outputs = [tmp_path / f"p{k}{suffix}" for k in range(4)]
     for k, out in enumerate(outputs):
-        assert score(tmp_path / f"one{suffix}", "-o", out, "--shard", f"{k}/4", "--url", triton.grpc_url).returncode == 0
+        assert (
+            score(tmp_path / f"one{suffix}", "-o", out, "--shard", f"{k}/4", "--url", triton.grpc_url).returncode == 0
+        )
     return outputs
 
 
@@ -102,9 +106,27 @@ def test_shards_resume_independently_after_a_kill(triton, tmp_path):
     records = [out.with_name(out.name + ".partial.json") for out in outs]
 
     def run(k):
-        return subprocess.Popen([sys.executable, "-m", "finsent", "score", news, "-o", outs[k], "--shard", f"{k}/2",
-                                 "--chunk-size", "10", "--url", triton.grpc_url, "--no-progress"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "finsent",
+                "score",
+                news,
+                "-o",
+                outs[k],
+                "--shard",
+                f"{k}/2",
+                "--chunk-size",
+                "10",
+                "--url",
+                triton.grpc_url,
+                "--no-progress",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def done(k):
         try:
@@ -143,7 +165,7 @@ def inferences(triton, model="finbert"):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_each_distinct_text_is_scored_once_and_every_copy_gets_its_result(triton, tmp_path, suffix):
     news = tmp_path / f"news{suffix}"
-    rows = write_news(news, 900)                          # 301 distinct texts, 2 rows without one
+    rows = write_news(news, 900)  # 301 distinct texts, 2 rows without one
     distinct = {r["text"] for r in rows if r["text"]}
     before = inferences(triton)
     run = score(news, "-o", tmp_path / f"out{suffix}", "--chunk-size", 64, "--url", triton.grpc_url)
@@ -159,8 +181,9 @@ def test_each_distinct_text_is_scored_once_and_every_copy_gets_its_result(triton
     for row in out:
         if row["text"]:
             first.setdefault(row["text"], row)
-            assert {k: v for k, v in row.items() if k not in ("id", "source")} == \
-                   {k: v for k, v in first[row["text"]].items() if k not in ("id", "source")}
+            assert {k: v for k, v in row.items() if k not in ("id", "source")} == {
+                k: v for k, v in first[row["text"]].items() if k not in ("id", "source")
+            }
     # --no-dedup sends every row again
     before = inferences(triton)
     plain = score(news, "-o", tmp_path / f"plain{suffix}", "--no-dedup", "--url", triton.grpc_url)
@@ -174,8 +197,12 @@ def test_merge_refuses_a_missing_shard_that_no_gap_would_show(triton, tmp_path):
     others = [out for k, out in enumerate(outputs) if k != owner]
     # the records score keeps beside each output (OUTPUT.finsent.json) say which shards there are
     run = finsent("merge", *others, "-o", tmp_path / "merged.csv")
-    assert run.returncode == 2 and run.stderr == f"error: shard {owner}/4 is missing (the outputs are shards " \
-        f"{', '.join(f'{k}/4' for k in range(4) if k != owner)})\n", run.stderr
+    assert (
+        run.returncode == 2
+        and run.stderr
+        == f"error: shard {owner}/4 is missing (the outputs are shards "
+        f"{', '.join(f'{k}/4' for k in range(4) if k != owner)})\n"
+    ), run.stderr
     assert not list(tmp_path.glob("merged*"))
     # a quoted pattern is expanded (as it must be for gs://, which no shell expands)
     run = finsent("merge", tmp_path / "p*.csv", "-o", tmp_path / "merged.csv")
@@ -187,11 +214,23 @@ def test_merge_refuses_a_missing_shard_that_no_gap_would_show(triton, tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_a_resumed_run_does_not_score_again_the_texts_it_already_wrote(triton, tmp_path, suffix):
     news = tmp_path / f"news{suffix}"
-    rows = write_news(news, 1800)                         # 601 distinct texts, each about 3 times, spread
+    rows = write_news(news, 1800)  # 601 distinct texts, each about 3 times, spread
     distinct = {r["text"] for r in rows if r["text"]}
     out, record = tmp_path / f"out{suffix}", tmp_path / f"out{suffix}.partial.json"
-    cmd = [sys.executable, "-m", "finsent", "score", news, "-o", out, "--chunk-size", "10", "--url", triton.grpc_url,
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "finsent",
+        "score",
+        news,
+        "-o",
+        out,
+        "--chunk-size",
+        "10",
+        "--url",
+        triton.grpc_url,
+        "--no-progress",
+    ]
     before = inferences(triton)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, done = time.monotonic() + 60, 0
@@ -215,5 +254,6 @@ def test_a_resumed_run_does_not_score_again_the_texts_it_already_wrote(triton, t
     for row in out_rows:
         if row["text"]:
             first.setdefault(row["text"], row)
-            assert [row[c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")] == \
-                   [first[row["text"]][c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")]
+            assert [row[c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")] == [
+                first[row["text"]][c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")
+            ]

@@ -1,6 +1,7 @@
 """Issue 19: `finsent score` and `finsent merge` on gs:// paths, against a local Cloud Storage
 emulator (gcp-storage-emulator, from PyPI; no network): streaming in and out, sharded, resumed
 after a kill."""
+
 import json
 import os
 import signal
@@ -21,11 +22,26 @@ def emulator(tmp_path_factory):
     (port,) = free_ports(1)
     log = tmp_path_factory.mktemp("gcs") / "emulator.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--port", str(port),
-                                 "--in-memory", "--default-bucket", "news"], stdout=out, stderr=subprocess.STDOUT)
-    env = {"STORAGE_EMULATOR_HOST": f"http://localhost:{port}",
-           "FSSPEC_GCS_TOKEN": "anon",                      # no credentials to look for
-           "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}    # the emulator has no storage-control API
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gcp_storage_emulator",
+                "start",
+                "--port",
+                str(port),
+                "--in-memory",
+                "--default-bucket",
+                "news",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    env = {
+        "STORAGE_EMULATOR_HOST": f"http://localhost:{port}",
+        "FSSPEC_GCS_TOKEN": "anon",  # no credentials to look for
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+    }  # the emulator has no storage-control API
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     deadline = time.monotonic() + 30
@@ -65,10 +81,21 @@ def test_gs_input_and_output_score_and_merge_as_local_files_do(triton, emulator,
     listing = sorted(p.rsplit("/", 1)[1] for p in emulator.ls(base, refresh=True))
     assert listing == sorted([f"news.scored{suffix}", f"news.scored{suffix}.finsent.json", f"news{suffix}"])
     for k in range(2):
-        run = finsent("score", f"{base}/news{suffix}", "-o", f"{base}/part-{k}{suffix}", "--shard", f"{k}/2",
-                      "--chunk-size", 64, "--no-progress", "--url", triton.grpc_url)
+        run = finsent(
+            "score",
+            f"{base}/news{suffix}",
+            "-o",
+            f"{base}/part-{k}{suffix}",
+            "--shard",
+            f"{k}/2",
+            "--chunk-size",
+            64,
+            "--no-progress",
+            "--url",
+            triton.grpc_url,
+        )
         assert run.returncode == 0, run.stderr
-    merged = finsent("merge", f"{base}/part-*{suffix}", "-o", f"{base}/merged{suffix}")     # expanded by merge
+    merged = finsent("merge", f"{base}/part-*{suffix}", "-o", f"{base}/merged{suffix}")  # expanded by merge
     assert merged.returncode == 0 and "400 rows" in merged.stdout, merged.stderr
     check_scored(triton, rows, get(emulator, f"{base}/merged{suffix}", tmp_path / f"merged{suffix}"), bad=(7, 11))
     again = finsent("score", f"{base}/news{suffix}", "--no-progress", "--url", triton.grpc_url)
@@ -81,8 +108,20 @@ def test_a_gs_output_resumes_after_a_kill(triton, emulator, tmp_path, suffix):
     base = f"gs://news/resume{suffix[1:]}"
     put(emulator, tmp_path / f"in{suffix}", f"{base}/in{suffix}")
     out, record = f"{base}/out{suffix}", f"{base}/out{suffix}.partial.json"
-    cmd = [sys.executable, "-m", "finsent", "score", f"{base}/in{suffix}", "-o", out, "--chunk-size", "10",
-           "--url", triton.grpc_url, "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "finsent",
+        "score",
+        f"{base}/in{suffix}",
+        "-o",
+        out,
+        "--chunk-size",
+        "10",
+        "--url",
+        triton.grpc_url,
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, done = time.monotonic() + 90, 0
     while time.monotonic() < deadline and proc.poll() is None and done < 30:

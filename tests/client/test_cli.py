@@ -1,4 +1,5 @@
 """The finsent CLI as users run it (a subprocess), against the session's tritonserver."""
+
 import csv
 import json
 import os
@@ -21,13 +22,22 @@ ADDED = ["label", "score", "p_negative", "p_neutral", "p_positive", "net", "erro
 
 
 def finsent(*args, stdin=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "finsent", *map(str, args)], input=stdin, capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "finsent", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def texts(n):
-    return [f"Row {i}: quarterly revenue {'increased' if i % 3 else 'dropped'} by {i % 89} percent"
-            + " year on year" * (i % 4) for i in range(n)]
+    return [
+        f"Row {i}: quarterly revenue {'increased' if i % 3 else 'dropped'} by {i % 89} percent"
+        + " year on year" * (i % 4)
+        for i in range(n)
+    ]
 
 
 def write_input(path: Path, n: int, bad: dict | None = None):
@@ -68,7 +78,7 @@ def expected(triton, rows):
 
 
 def check_scored(triton, rows, out_rows, bad=()):
-    assert [r["id"] for r in out_rows] == [r["id"] for r in rows]          # each row once, in order
+    assert [r["id"] for r in out_rows] == [r["id"] for r in rows]  # each row once, in order
     assert list(out_rows[0])[:3] == ["id", "text", "source"] and list(out_rows[0])[3:] == ADDED
     want = expected(triton, rows)
     for row, out in zip(rows, out_rows):
@@ -87,11 +97,24 @@ def test_classify_prints_a_table_or_json(triton):
     table = finsent("classify", "Profit rose 12%.", "Shares fell.", *args)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:3] == ["text", "label", "score"] and lines[0].split()[3:] == ["negative", "neutral",
-                                                                                          "positive", "net"]
+    assert lines[0].split()[:3] == ["text", "label", "score"] and lines[0].split()[3:] == [
+        "negative",
+        "neutral",
+        "positive",
+        "net",
+    ]
     assert len(lines) == 3
-    out = finsent("classify", "--json", "--protocol", "http", "--url", triton.http_url, "--model", "distilbert",
-                  stdin="Profit rose 12%.\n\nShares fell.\n")
+    out = finsent(
+        "classify",
+        "--json",
+        "--protocol",
+        "http",
+        "--url",
+        triton.http_url,
+        "--model",
+        "distilbert",
+        stdin="Profit rose 12%.\n\nShares fell.\n",
+    )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     with Client(triton.grpc_url, model="distilbert") as client:
@@ -122,7 +145,9 @@ def test_a_server_that_is_down_is_waited_for_out_loud(protocol):
     run = finsent("classify", "Profit rose.", "--protocol", protocol, "--url", dead, "--retries", "2")
     assert run.returncode == 1
     waiting, error = run.stderr.splitlines()
-    assert waiting.startswith(f"waiting for Triton at {dead} (") and error.startswith(f"error: Triton at {dead} is unavailable")
+    assert waiting.startswith(f"waiting for Triton at {dead} (") and error.startswith(
+        f"error: Triton at {dead} is unavailable"
+    )
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -131,11 +156,21 @@ def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_trit
     started = time.monotonic()
     run = finsent("models", "--protocol", protocol, "--url", server.grpc_url if protocol == "grpc" else server.http_url)
     assert run.returncode == 0, run.stderr
-    assert time.monotonic() - started < 10                          # not 8-16 s of retries on top of the start-up
+    assert time.monotonic() - started < 10  # not 8-16 s of retries on top of the start-up
     rows = [line.split(maxsplit=3) for line in run.stdout.splitlines()]
-    assert rows == [["distilbert", "-", "UNAVAILABLE", "not loaded, or not in the repository"],
-                    *([name, "1", "READY"] for name in ("finbert", "finbert_classifier", "finbert_document",
-                                                        "finbert_postprocess", "finbert_tokenizer"))]
+    assert rows == [
+        ["distilbert", "-", "UNAVAILABLE", "not loaded, or not in the repository"],
+        *(
+            [name, "1", "READY"]
+            for name in (
+                "finbert",
+                "finbert_classifier",
+                "finbert_document",
+                "finbert_postprocess",
+                "finbert_tokenizer",
+            )
+        ),
+    ]
     assert "repository index" in run.stderr and "admin key" in run.stderr
 
 
@@ -154,43 +189,75 @@ def test_score_writes_every_row_with_its_prediction_or_error(triton, tmp_path, s
     run = finsent("score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", 40, "--url", triton.grpc_url)
     assert run.returncode == 0, run.stderr
     assert "150 rows" in run.stdout and "2 failures" in run.stdout and "texts/s" in run.stdout
-    assert "labels: " in run.stdout and "texts/s" in run.stderr          # the progress bar
+    assert "labels: " in run.stdout and "texts/s" in run.stderr  # the progress bar
     out_rows = read_output(out)
     check_scored(triton, rows, out_rows, bad=bad)
     assert out_rows[5]["error"] == "text is empty or whitespace only"
     assert not list(tmp_path.glob("*.partial*"))
     if suffix == ".parquet":
-        assert pq.ParquetFile(out).num_row_groups == 4                    # one row group per chunk
+        assert pq.ParquetFile(out).num_row_groups == 4  # one row group per chunk
     again = finsent("score", tmp_path / f"in{suffix}", "-o", out, "--url", triton.grpc_url)
     assert again.returncode == 0 and "already complete" in again.stdout
 
 
 def test_score_error_column_names_each_bad_row_as_the_docs_do(triton, tmp_path):
     """The exact `error` values (docs/client.md): not-a-string values in the gateway's words."""
-    lines = ['{"text": "Profit rose 12%."}', '{"text": 5}', '{"text": true}', '{"text": ["a"]}', '{"text": null}',
-             '{"id": 6}', '{"text": "   "}', 'not json', '[1, 2]', '', '{"text": "Shares fell."}']
+    lines = [
+        '{"text": "Profit rose 12%."}',
+        '{"text": 5}',
+        '{"text": true}',
+        '{"text": ["a"]}',
+        '{"text": null}',
+        '{"id": 6}',
+        '{"text": "   "}',
+        "not json",
+        "[1, 2]",
+        "",
+        '{"text": "Shares fell."}',
+    ]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
-    run = finsent("score", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl", "--no-progress", "--url", triton.grpc_url)
+    run = finsent(
+        "score", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl", "--no-progress", "--url", triton.grpc_url
+    )
     assert run.returncode == 0 and "10 rows, 8 failures" in run.stdout, run.stdout + run.stderr
     rows = read_output(tmp_path / "out.jsonl")
     assert [r["error"] for r in rows] == [
-        None, 'text: "text" must be a string, got int', 'text: "text" must be a string, got bool',
-        'text: "text" must be a string, got list', "text: no value in column 'text'", "text: no value in column 'text'",
-        "text is empty or whitespace only", "text: line 8 is not JSON (Expecting value: line 1 column 1 (char 0))",
-        "text: line 9 is not a JSON object", None]
+        None,
+        'text: "text" must be a string, got int',
+        'text: "text" must be a string, got bool',
+        'text: "text" must be a string, got list',
+        "text: no value in column 'text'",
+        "text: no value in column 'text'",
+        "text is empty or whitespace only",
+        "text: line 8 is not JSON (Expecting value: line 1 column 1 (char 0))",
+        "text: line 9 is not a JSON object",
+        None,
+    ]
     assert rows[1]["text"] == 5 and rows[0]["label"] and rows[9]["label"] and rows[1]["label"] is None
 
 
 def test_score_parquet_text_column_types(triton, tmp_path):
-    pq.write_table(pa.table({"text": pa.array([b"Profit rose 12%.", b"caf\xe9"]), "n": [1, 2]}), tmp_path / "in.parquet")
-    run = finsent("score", tmp_path / "in.parquet", "-o", tmp_path / "out.parquet", "--no-progress",
-                  "--url", triton.grpc_url)
+    pq.write_table(
+        pa.table({"text": pa.array([b"Profit rose 12%.", b"caf\xe9"]), "n": [1, 2]}), tmp_path / "in.parquet"
+    )
+    run = finsent(
+        "score", tmp_path / "in.parquet", "-o", tmp_path / "out.parquet", "--no-progress", "--url", triton.grpc_url
+    )
     assert run.returncode == 0, run.stderr
-    rows = read_output(tmp_path / "out.parquet")                      # a binary column is sent as it is
+    rows = read_output(tmp_path / "out.parquet")  # a binary column is sent as it is
     assert rows[0]["label"] == expected(triton, [{"text": "Profit rose 12%."}])["Profit rose 12%."].label
     assert rows[1]["error"].startswith("text is not valid UTF-8")
-    run = finsent("score", tmp_path / "in.parquet", "-o", tmp_path / "n.parquet", "--column", "n", "--no-progress",
-                  "--url", triton.grpc_url)
+    run = finsent(
+        "score",
+        tmp_path / "in.parquet",
+        "-o",
+        tmp_path / "n.parquet",
+        "--column",
+        "n",
+        "--no-progress",
+        "--url",
+        triton.grpc_url,
+    )
     assert run.returncode == 0 and "2 failures" in run.stdout
     assert [r["error"] for r in read_output(tmp_path / "n.parquet")] == ['text: "n" must be a string, got int'] * 2
 
@@ -203,21 +270,23 @@ def test_score_keeps_bytes_that_are_not_utf8_and_reports_them(triton, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "1 failures" in run.stdout
     raw = out.read_bytes()
-    assert b"caf\xe9 sales fell" in raw                                    # the original bytes, unchanged
+    assert b"caf\xe9 sales fell" in raw  # the original bytes, unchanged
     rows = read_output(out)
     assert rows[1]["error"].startswith("text is not valid UTF-8") and rows[0]["label"] and rows[2]["label"]
 
 
 def test_score_refuses_a_missing_column_or_a_clash(triton, tmp_path):
     write_input(tmp_path / "in.csv", 5)
-    run = finsent("score", tmp_path / "in.csv", "-o", tmp_path / "o.csv", "--column", "headline",
-                  "--url", triton.grpc_url)
+    run = finsent(
+        "score", tmp_path / "in.csv", "-o", tmp_path / "o.csv", "--column", "headline", "--url", triton.grpc_url
+    )
     assert run.returncode == 2 and "no column 'headline'" in run.stderr
     (tmp_path / "clash.jsonl").write_text(json.dumps({"text": "Profit rose.", "label": "gold"}) + "\n")
     run = finsent("score", tmp_path / "clash.jsonl", "-o", tmp_path / "o.jsonl", "--url", triton.grpc_url)
     assert run.returncode == 2 and "--prefix" in run.stderr
-    run = finsent("score", tmp_path / "clash.jsonl", "-o", tmp_path / "o.jsonl", "--prefix", "finsent_",
-                  "--url", triton.grpc_url)
+    run = finsent(
+        "score", tmp_path / "clash.jsonl", "-o", tmp_path / "o.jsonl", "--prefix", "finsent_", "--url", triton.grpc_url
+    )
     assert run.returncode == 0 and read_output(tmp_path / "o.jsonl")[0]["label"] == "gold"
 
 
@@ -243,11 +312,19 @@ def test_a_complete_output_counts_only_for_the_job_that_wrote_it(triton, tmp_pat
     scored = out.read_bytes()
     again = score(news)
     assert again.returncode == 0 and f"{out} is already complete (30 rows, 1 failures); nothing to do" in again.stdout
-    for source, args in ((other, []), (news, ["-m", "distilbert"]), (tmp_path / "headline.csv", ["--column", "headline"])):
+    for source, args in (
+        (other, []),
+        (news, ["-m", "distilbert"]),
+        (tmp_path / "headline.csv", ["--column", "headline"]),
+    ):
         run = score(source, *args)
-        assert run.returncode == 2 and f"{out} was scored from a different input, column or model ({news}, " \
-            f"column 'text', model 'finbert'); use --overwrite" in run.stderr, run.stderr
-    news.write_text(news.read_text() + "30,Shares fell.,feed-0\n")          # the same input, changed since
+        assert (
+            run.returncode == 2
+            and f"{out} was scored from a different input, column or model ({news}, "
+            f"column 'text', model 'finbert'); use --overwrite"
+            in run.stderr
+        ), run.stderr
+    news.write_text(news.read_text() + "30,Shares fell.,feed-0\n")  # the same input, changed since
     assert score(news).returncode == 2
     assert out.read_bytes() == scored
     rescored = score(news, "--overwrite")
@@ -267,8 +344,16 @@ def test_a_complete_output_counts_only_for_the_job_that_wrote_it(triton, tmp_pat
 def test_score_refuses_a_chunk_size_below_one(triton, tmp_path, suffix):
     write_input(tmp_path / f"in{suffix}", 5)
     for size in ("0", "-5", "1.5"):
-        run = finsent("score", tmp_path / f"in{suffix}", "-o", tmp_path / f"out{suffix}", "--chunk-size", size,
-                      "--url", triton.grpc_url)
+        run = finsent(
+            "score",
+            tmp_path / f"in{suffix}",
+            "-o",
+            tmp_path / f"out{suffix}",
+            "--chunk-size",
+            size,
+            "--url",
+            triton.grpc_url,
+        )
         assert run.returncode == 2 and f"--chunk-size: must be a whole number, 1 or more, got '{size}'" in run.stderr
         assert "Traceback" not in run.stderr and not list(tmp_path.glob("out*"))
     with Client(triton.grpc_url) as client, pytest.raises(ScoreError, match="chunk_size must be 1 or more, got 0"):
@@ -281,8 +366,20 @@ def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp
     rows = write_input(tmp_path / f"in{suffix}", 2000)
     out = tmp_path / f"out{suffix}"
     record = tmp_path / f"out{suffix}.partial.json"
-    cmd = [sys.executable, "-m", "finsent", "score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", "10",
-           "--url", triton.grpc_url, "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "finsent",
+        "score",
+        tmp_path / f"in{suffix}",
+        "-o",
+        out,
+        "--chunk-size",
+        "10",
+        "--url",
+        triton.grpc_url,
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     done = 0
@@ -298,11 +395,12 @@ def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 30 <= done < len(rows) and not out.exists(), "the kill must land mid-file"
-    if suffix != ".parquet":   # a torn append after the last progress record: dropped on resume
+    if suffix != ".parquet":  # a torn append after the last progress record: dropped on resume
         with open(tmp_path / f"out{suffix}.partial", "ab") as f:
             f.write(b'999999,"half a row')
-    resumed = finsent("score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", "500", "--url", triton.grpc_url,
-                      "--no-progress")
+    resumed = finsent(
+        "score", tmp_path / f"in{suffix}", "-o", out, "--chunk-size", "500", "--url", triton.grpc_url, "--no-progress"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "2000 rows (resumed after " in resumed.stdout
     check_scored(triton, rows, read_output(out))
@@ -311,7 +409,8 @@ def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp
 @pytest.mark.parametrize("skip", [0, 30, 284, 285, 286, 1995, 2000])
 def test_parquet_resume_skips_exactly_the_rows_done(tmp_path, skip):
     from finsent.score import read_parquet
-    write_input(tmp_path / "in.parquet", 2000)      # row groups of 285 and a last one of 5
+
+    write_input(tmp_path / "in.parquet", 2000)  # row groups of 285 and a last one of 5
     ids = [r["id"] for batch, _ in read_parquet(tmp_path / "in.parquet", "text", skip, 500) for r in batch.to_pylist()]
     assert ids == list(range(skip, 2000))
 

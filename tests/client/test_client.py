@@ -1,4 +1,5 @@
 """finsent.Client / AsyncClient against the real tritonserver of the session."""
+
 import asyncio
 import importlib
 import socket
@@ -10,17 +11,35 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from export.facts import CANONICAL_LABELS
-from finsent import (AsyncClient, Client, Failure, FinsentError, ModelError, ModelStatus, Prediction, RequestTimeout,
-                     RestrictedError, Retry, TextError, UnavailableError)
+from finsent import (
+    AsyncClient,
+    Client,
+    Failure,
+    FinsentError,
+    ModelError,
+    ModelStatus,
+    Prediction,
+    RequestTimeout,
+    RestrictedError,
+    Retry,
+    TextError,
+    UnavailableError,
+)
 from finsent.core import ENSEMBLES, NOT_SERVED
 from model_repository.assemble import FAMILIES, TargetOptions
 from server import stack
 from server.triton import ADMIN_HEADER, free_ports
 
-TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 8% after the warning.",
-         "The annual general meeting will be held on 5 May.", "Sales of the unit declined sharply in the quarter."]
-MANY = [f"Item {i}: net sales {'rose' if i % 3 else 'fell'} {i % 97} percent" + " in the period" * (i % 5)
-        for i in range(1000)]
+TEXTS = [
+    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
+    "The company's shares fell 8% after the warning.",
+    "The annual general meeting will be held on 5 May.",
+    "Sales of the unit declined sharply in the quarter.",
+]
+MANY = [
+    f"Item {i}: net sales {'rose' if i % 3 else 'fell'} {i % 97} percent" + " in the period" * (i % 5)
+    for i in range(1000)
+]
 
 
 def url(triton, protocol):
@@ -33,7 +52,7 @@ def raw(triton, model, texts):
     labels, probs = [], []
     try:
         for start in range(0, len(texts), 50):
-            part = texts[start:start + 50]
+            part = texts[start : start + 50]
             tensor = grpcclient.InferInput("TEXT", [len(part), 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[t.encode()] for t in part], dtype=np.object_))
             result = client.infer(model, [tensor])
@@ -62,6 +81,7 @@ def classify(triton, protocol, mode, texts, model="finbert", address=None, **kw)
     async def run():
         async with AsyncClient(address, protocol, model, **kw) as client:
             return await client.classify(texts)
+
     return asyncio.run(run())
 
 
@@ -99,7 +119,7 @@ def test_a_thousand_texts_go_in_max_batch_chunks_and_come_back_in_order(triton, 
     monkeypatch.setattr(module.InferenceServerClient, "infer", counted)
     before = ensemble_requests(triton, "finbert")
     predictions = classify(triton, protocol, mode, MANY, max_in_flight=4)
-    assert sorted(sent, reverse=True) == [64] * 15 + [len(MANY) - 15 * 64]    # 16 requests of <= 64
+    assert sorted(sent, reverse=True) == [64] * 15 + [len(MANY) - 15 * 64]  # 16 requests of <= 64
     # ...and the server saw them (its statistics are recorded just after a response is sent).
     deadline = time.monotonic() + 5
     while ensemble_requests(triton, "finbert") - before < len(sent) and time.monotonic() < deadline:
@@ -109,8 +129,11 @@ def test_a_thousand_texts_go_in_max_batch_chunks_and_come_back_in_order(triton, 
     labels, probs = raw(triton, "finbert", MANY[::-1])
     reference = {t: (l, p) for t, l, p in zip(MANY[::-1], labels, probs)}
     assert [p.label for p in predictions] == [reference[t][0] for t in MANY]
-    np.testing.assert_allclose([[p.probabilities[l] for l in CANONICAL_LABELS] for p in predictions],
-                               [reference[t][1] for t in MANY], atol=1e-6)
+    np.testing.assert_allclose(
+        [[p.probabilities[l] for l in CANONICAL_LABELS] for p in predictions],
+        [reference[t][1] for t in MANY],
+        atol=1e-6,
+    )
     assert len({p.label for p in predictions}) >= 2
 
 
@@ -136,6 +159,7 @@ def test_async_refused_text_and_invalid_utf8(triton):
             with pytest.raises(TextError) as caught:
                 await client.classify(texts)
             return caught.value, await client.classify(texts, on_error="return")
+
     error, results = asyncio.run(run())
     assert error.index == 2 and "not valid UTF-8" in str(error)
     assert [type(r).__name__ for r in results] == ["Prediction", "Prediction", "Failure", "Prediction"]
@@ -169,16 +193,29 @@ def test_an_unreachable_server_fails_fast_and_clearly(protocol):
         async with AsyncClient(dead, protocol, retry=Retry(attempts=2, initial_s=0.05), timeout_s=5) as client:
             with pytest.raises(UnavailableError):
                 await client.classify(["x"])
+
     asyncio.run(run())
     assert time.monotonic() - started < 10
 
 
 def test_the_address_is_checked_when_the_client_is_made():
-    for good, protocol in (("localhost:8001", "grpc"), ("grpc://triton:8001/", "grpc"), ("http://10.0.0.7:8000", "http"),
-                           ("[::1]:8001", "grpc"), ("unix:///tmp/triton.sock", "grpc"), ("dns:///triton:8001", "grpc")):
-        Client(good, protocol).close()                               # nothing is connected yet
-    for bad, protocol in (("localhost", "grpc"), ("localhost:abc", "http"), ("localhost:0", "grpc"),
-                          ("localhost:65536", "grpc"), ("unix:///tmp/triton.sock", "http"), ("a b:8000", "http")):
+    for good, protocol in (
+        ("localhost:8001", "grpc"),
+        ("grpc://triton:8001/", "grpc"),
+        ("http://10.0.0.7:8000", "http"),
+        ("[::1]:8001", "grpc"),
+        ("unix:///tmp/triton.sock", "grpc"),
+        ("dns:///triton:8001", "grpc"),
+    ):
+        Client(good, protocol).close()  # nothing is connected yet
+    for bad, protocol in (
+        ("localhost", "grpc"),
+        ("localhost:abc", "http"),
+        ("localhost:0", "grpc"),
+        ("localhost:65536", "grpc"),
+        ("unix:///tmp/triton.sock", "http"),
+        ("a b:8000", "http"),
+    ):
         with pytest.raises(ValueError, match="is not host:port"):
             Client(bad, protocol)
         with pytest.raises(ValueError, match="is not host:port"):
@@ -186,27 +223,32 @@ def test_the_address_is_checked_when_the_client_is_made():
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-@pytest.mark.parametrize("protocol, port, says", [("http", "grpc", "does not speak HTTP .*: is it the gRPC port"),
-                                                  ("grpc", "http", "does not speak gRPC .*: is it the HTTP port")])
+@pytest.mark.parametrize(
+    "protocol, port, says",
+    [
+        ("http", "grpc", "does not speak HTTP .*: is it the gRPC port"),
+        ("grpc", "http", "does not speak gRPC .*: is it the HTTP port"),
+    ],
+)
 def test_the_other_protocols_port_is_named_at_once(triton, mode, protocol, port, says):
     """gRPC to the HTTP port retried 13 s and then said "Connection refused" (issue 17)."""
     address = triton.grpc_url if port == "grpc" else triton.http_url
     started = time.monotonic()
     with pytest.raises(FinsentError, match=f"{address} {says}"):
         classify(triton, protocol, mode, TEXTS, address=address)
-    assert time.monotonic() - started < 2                             # a wrong port is not retried
+    assert time.monotonic() - started < 2  # a wrong port is not retried
 
 
 def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
     """A server of our own (finbert only, free ports) is stopped and started again while a sync
     gRPC client and an async HTTP client retry; both calls succeed once it is back."""
     server = stack.serve({"finbert": exports["finbert"]}, tmp_path, TargetOptions("local"))
-    retry = Retry(attempts=12, initial_s=0.2, max_s=2.0)   # up to ~20 s of retries: bounded
+    retry = Retry(attempts=12, initial_s=0.2, max_s=2.0)  # up to ~20 s of retries: bounded
     sync_client = Client(server.grpc_url, "grpc", retry=retry, timeout_s=10)
     try:
-        assert len(sync_client.classify(TEXTS)) == 4        # connected, model config cached
+        assert len(sync_client.classify(TEXTS)) == 4  # connected, model config cached
         server.stop()
-        with pytest.raises(UnavailableError):                # really down
+        with pytest.raises(UnavailableError):  # really down
             Client(server.grpc_url, retry=Retry(attempts=0)).classify(TEXTS)
         results = {}
         during = threading.Thread(target=lambda: results.update(grpc=sync_client.classify(TEXTS)))
@@ -215,6 +257,7 @@ def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
         async def http_call():
             async with AsyncClient(server.http_url, "http", retry=retry, timeout_s=10) as client:
                 return await client.classify(TEXTS)
+
         restart = threading.Timer(1.0, server.start)
         restart.start()
         results["http"] = asyncio.run(http_call())
@@ -230,7 +273,7 @@ def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_a_server_that_never_answers_times_out_instead_of_hanging(protocol):
-    silent = socket.socket()          # accepts connections (kernel backlog), never answers
+    silent = socket.socket()  # accepts connections (kernel backlog), never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
     url = f"127.0.0.1:{silent.getsockname()[1]}"
@@ -246,6 +289,7 @@ def test_a_server_that_never_answers_times_out_instead_of_hanging(protocol):
             async with AsyncClient(url, protocol, timeout_s=1, retry=Retry(attempts=0)) as client:
                 with pytest.raises(expected):
                     await client.classify(["x"])
+
         asyncio.run(run())
         assert time.monotonic() - started < 8
     finally:
@@ -256,8 +300,9 @@ def admin_index(server) -> list[ModelStatus]:
     """The repository index as only the admin key may read it: the truth models() is checked against."""
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
-        index = client.get_model_repository_index(headers={f"triton-grpc-protocol-{ADMIN_HEADER}": server.admin_key},
-                                                  as_json=True)
+        index = client.get_model_repository_index(
+            headers={f"triton-grpc-protocol-{ADMIN_HEADER}": server.admin_key}, as_json=True
+        )
     finally:
         client.close()
     return [ModelStatus(m["name"], m["version"], m["state"]) for m in index["models"]]
@@ -274,15 +319,24 @@ def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(res
         with Client(url(server, protocol), protocol) as client:
             rows = client.models()
     else:
+
         async def run():
             async with AsyncClient(url(server, protocol), protocol) as client:
                 return await client.models()
+
         rows = asyncio.run(run())
-    assert time.monotonic() - started < 5                           # no retries (they take 8-16 s)
+    assert time.monotonic() - started < 5  # no retries (they take 8-16 s)
     truth = admin_index(server)
-    assert {m.name for m in truth} == {"finbert", "finbert_tokenizer", "finbert_classifier", "finbert_postprocess", "finbert_document"}
-    assert rows == sorted(truth + [ModelStatus("distilbert", "", "UNAVAILABLE", NOT_SERVED)],
-                          key=lambda m: (m.name, m.version))
+    assert {m.name for m in truth} == {
+        "finbert",
+        "finbert_tokenizer",
+        "finbert_classifier",
+        "finbert_postprocess",
+        "finbert_document",
+    }
+    assert rows == sorted(
+        truth + [ModelStatus("distilbert", "", "UNAVAILABLE", NOT_SERVED)], key=lambda m: (m.name, m.version)
+    )
 
 
 def test_a_restricted_api_is_refused_at_once_and_named(restricted_triton):
@@ -301,6 +355,7 @@ def test_the_clients_fallback_knows_every_ensemble_a_repository_can_hold():
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_logits_come_only_when_asked_for(triton, protocol, mode):
     from export.calibrate import softmax
+
     plain = classify(triton, protocol, mode, TEXTS)
     assert all(p.logits is None and "logits" not in p.as_dict() for p in plain)
     asked = classify(triton, protocol, mode, TEXTS, logits=True)

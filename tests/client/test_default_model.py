@@ -1,6 +1,7 @@
 """Issue 17: with no model named, clients, CLI and gateway use what the server serves: its one
 finsent ensemble, or core.DEFAULT_MODEL among several; a model it lacks is refused naming those
 it serves. Against `make serve`'s settings (restricted repository index) serving DistilBERT only."""
+
 import asyncio
 import json
 import os
@@ -18,8 +19,9 @@ TEXTS = ["Profit rose 12%.", "Shares fell."]
 
 def finsent(*args, env=None):
     env = {k: v for k, v in os.environ.items() if k != "FINSENT_MODEL"} | (env or {})
-    return subprocess.run([sys.executable, "-m", "finsent", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "finsent", *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -39,11 +41,13 @@ def test_the_async_client_too(distilbert_triton):
         async with AsyncClient(distilbert_triton.grpc_url) as client:
             await client.classify(TEXTS)
             return client.model, (await client.health()).ok
+
     assert asyncio.run(run()) == ("distilbert", True)
 
 
 def test_with_both_served_the_documented_default(triton):
     from finsent.core import DEFAULT_MODEL
+
     with Client(triton.grpc_url) as client:
         client.classify(TEXTS)
         assert client.model == DEFAULT_MODEL == "finbert"
@@ -68,8 +72,9 @@ def test_cli_classify_and_health_use_the_model_served(distilbert_triton):
 
 
 def test_the_gateway_uses_the_model_served(distilbert_triton):
-    from tests.client.test_gateway import Gateway
     from finsent.gateway import Settings
+    from tests.client.test_gateway import Gateway
+
     gateway = Gateway(Settings(triton=distilbert_triton.grpc_url))
     try:
         ready = gateway.get("/readyz")

@@ -1,5 +1,6 @@
 """Documents and net scores through the client, the CLI and `finsent score --documents`, against the
 session's tritonserver (the document models of tests/model_repository/test_document.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,10 @@ from finsent import AsyncClient, Client, DocumentPrediction, Failure, TextError
 from tests.client.test_cli import finsent
 from tests.model_repository.test_document import documents
 
-DOC = ("Acme Inc. said net sales rose approx. 3.2 % to EUR 1.5 mn. in the quarter. Shares fell 4% after the "
-       "guidance cut.\n\nOutlook\n- Costs will rise.\n- The dividend is unchanged.")
+DOC = (
+    "Acme Inc. said net sales rose approx. 3.2 % to EUR 1.5 mn. in the quarter. Shares fell 4% after the "
+    "guidance cut.\n\nOutlook\n- Costs will rise.\n- The dividend is unchanged."
+)
 
 
 def test_a_prediction_carries_its_net_score(triton):
@@ -32,12 +35,17 @@ def test_classify_documents_returns_what_the_document_model_answers(triton, prot
     truth = documents(triton, "distilbert", [DOC])
     assert isinstance(doc, DocumentPrediction) and doc.label == truth["LABEL"][0]
     assert doc.sentence_count == 5 == len(doc.sentences) and other.sentence_count == 1
-    assert [s.text for s in doc.sentences] == ["Acme Inc. said net sales rose approx. 3.2 % to EUR 1.5 mn. in the "
-                                               "quarter.", "Shares fell 4% after the guidance cut.", "Outlook",
-                                               "Costs will rise.", "The dividend is unchanged."]
-    assert [s.text for s in doc.sentences] == [DOC[s.start:s.end] for s in doc.sentences]
-    np.testing.assert_allclose([doc.probabilities[k] for k in ("negative", "neutral", "positive")],
-                               truth["PROBABILITIES"][0], atol=1e-7)
+    assert [s.text for s in doc.sentences] == [
+        "Acme Inc. said net sales rose approx. 3.2 % to EUR 1.5 mn. in the quarter.",
+        "Shares fell 4% after the guidance cut.",
+        "Outlook",
+        "Costs will rise.",
+        "The dividend is unchanged.",
+    ]
+    assert [s.text for s in doc.sentences] == [DOC[s.start : s.end] for s in doc.sentences]
+    np.testing.assert_allclose(
+        [doc.probabilities[k] for k in ("negative", "neutral", "positive")], truth["PROBABILITIES"][0], atol=1e-7
+    )
     assert doc.net == pytest.approx(float(truth["NET"][0][0]), abs=1e-6)
     assert doc.negative_share == pytest.approx(float(truth["NEGATIVE_SHARE"][0][0]))
     assert doc.as_dict()["sentences"][0]["text"] == doc.sentences[0].text
@@ -47,6 +55,7 @@ def test_async_classify_documents_and_a_refused_document_by_index(triton):
     async def run():
         async with AsyncClient(triton.grpc_url) as client:
             return await client.classify_documents(["Profit rose. Costs fell.", "  ", "Sales rose."], on_error="return")
+
     ok, bad, last = asyncio.run(run())
     assert ok.sentence_count == 2 and last.sentence_count == 1
     assert isinstance(bad, Failure) and bad.index == 1 and "empty or whitespace only" in bad.reason
@@ -76,8 +85,9 @@ def test_score_documents_one_row_per_document_and_a_sentence_file(triton, tmp_pa
         writer.writerow(["ticker", "text"])
         writer.writerows([["ACME", DOC], ["BAD", " "], ["XYZ", "Profit rose. Costs fell."]])
     out, sentences = tmp_path / "scored.csv", tmp_path / "sentences.jsonl"
-    run = finsent("score", source, "-o", out, "--documents", "--sentences", sentences, "--no-progress",
-                  "--url", triton.grpc_url)
+    run = finsent(
+        "score", source, "-o", out, "--documents", "--sentences", sentences, "--no-progress", "--url", triton.grpc_url
+    )
     assert run.returncode == 0, run.stderr
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -92,6 +102,7 @@ def test_score_documents_one_row_per_document_and_a_sentence_file(triton, tmp_pa
 def test_gateway_v1_documents(triton):
     from finsent.gateway import Settings
     from tests.client.test_gateway import Gateway
+
     gateway = Gateway(Settings(triton=triton.grpc_url, max_items=4, max_body_bytes=4096))
     try:
         resp = gateway.post("/v1/documents", json={"documents": [DOC, "Profit rose."]})
@@ -99,7 +110,7 @@ def test_gateway_v1_documents(triton):
         with Client(triton.grpc_url) as client:
             want = client.classify_documents([DOC, "Profit rose."])
         assert resp.json() == {"model": "finbert", "documents": [d.as_dict() for d in want]}
-        big = "Sales rose 3 % in the quarter. " * 400          # over max_body_bytes, under the document limit
+        big = "Sales rose 3 % in the quarter. " * 400  # over max_body_bytes, under the document limit
         short = gateway.post("/v1/documents", json={"documents": [big], "model": "distilbert", "sentences": False})
         assert short.status_code == 200 and "sentences" not in short.json()["documents"][0]
         assert short.json()["documents"][0]["sentence_count"] == 400
@@ -112,6 +123,7 @@ def test_gateway_v1_documents(triton):
 def test_score_documents_resumes_with_its_sentence_file(triton, tmp_path):
     """Stopped after its first document, a re-run goes on: each document and sentence once."""
     from finsent.score import score_file
+
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in [DOC, "Profit rose. Costs fell.", "Sales rose."]))
     out, sentences = tmp_path / "out.jsonl", tmp_path / "sentences.csv"
@@ -128,14 +140,23 @@ def test_score_documents_resumes_with_its_sentence_file(triton, tmp_path):
 
     with Client(triton.grpc_url) as client:
         with pytest.raises(KeyboardInterrupt):
-            score_file(StopsAtTheSecondChunk(client), source, out, chunk_size=1, progress_bar=False,
-                       documents=True, sentences=sentences)
+            score_file(
+                StopsAtTheSecondChunk(client),
+                source,
+                out,
+                chunk_size=1,
+                progress_bar=False,
+                documents=True,
+                sentences=sentences,
+            )
         assert not out.exists() and not sentences.exists()
-        summary = score_file(client, source, out, chunk_size=1, progress_bar=False, documents=True,
-                             sentences=sentences)
+        summary = score_file(client, source, out, chunk_size=1, progress_bar=False, documents=True, sentences=sentences)
     assert summary.resumed_from == 1 and summary.rows == 3
     assert [json.loads(line)["sentences"] for line in out.read_text().splitlines()] == [5, 2, 1]
     with open(sentences, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["row"], r["sentence"]) for r in rows] == [("0", str(i)) for i in range(5)] + [("1", "0"), ("1", "1"),
-                                                                                             ("2", "0")]
+    assert [(r["row"], r["sentence"]) for r in rows] == [("0", str(i)) for i in range(5)] + [
+        ("1", "0"),
+        ("1", "1"),
+        ("2", "0"),
+    ]

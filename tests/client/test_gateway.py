@@ -1,4 +1,5 @@
 """The REST gateway over real HTTP (uvicorn on a free port) with the session's Triton behind it."""
+
 import os
 import subprocess
 import sys
@@ -15,8 +16,11 @@ from finsent.gateway import Settings, create_app
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXTS = ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.", "The company's shares fell 8% after the warning.",
-         "The annual general meeting will be held on 5 May."]
+TEXTS = [
+    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
+    "The company's shares fell 8% after the warning.",
+    "The annual general meeting will be held on 5 May.",
+]
 
 
 class Gateway:
@@ -25,8 +29,9 @@ class Gateway:
     def __init__(self, settings: Settings):
         self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
@@ -73,10 +78,22 @@ def test_v1_classify_returns_probabilities_and_the_model(gateway, triton, model)
     assert resp.status_code == 200, resp.text
     served = model or "finbert"
     want = predictions(triton, served, TEXTS)
-    assert resp.json() == {"model": served, "predictions": [
-        {"label": p.label, "score": p.score,
-         "probabilities": {"negative": p.probabilities["negative"], "neutral": p.probabilities["neutral"],
-                           "positive": p.probabilities["positive"]}, "net": p.net} for p in want]}
+    assert resp.json() == {
+        "model": served,
+        "predictions": [
+            {
+                "label": p.label,
+                "score": p.score,
+                "probabilities": {
+                    "negative": p.probabilities["negative"],
+                    "neutral": p.probabilities["neutral"],
+                    "positive": p.probabilities["positive"],
+                },
+                "net": p.net,
+            }
+            for p in want
+        ],
+    }
 
 
 def test_health_and_readiness(gateway):
@@ -85,20 +102,28 @@ def test_health_and_readiness(gateway):
     assert ready.status_code == 200 and ready.json()["status"] == "ready" and ready.json()["model"] == "finbert"
 
 
-@pytest.mark.parametrize("path, body, status, item, message", [
-    ("/", b"[{\"text\": ", 400, None, "not valid JSON"),
-    ("/", {"text": "not a list"}, 422, None, "JSON list"),
-    ("/", [{"text": "ok"}, {"text": "ok"}, {"txt": "typo"}], 422, 2, 'item 2 must be an object with a "text"'),
-    ("/", [{"text": "ok"}, {"text": 42}], 422, 1, '"text" must be a string'),
-    ("/", [{"text": "ok"}] * 9, 413, None, "9 items is over the limit of 8"),
-    ("/", [{"text": "x" * 5000}], 413, None, "over the limit of 4096"),
-    ("/", [{"text": "ok"}, {"text": "fine"}, {"text": "good"}, {"text": "  "}], 422, 3,
-     "item 3: text is empty or whitespace only"),
-    ("/v1/classify", {"texts": ["ok"], "model": "nope"}, 404, None, "'nope' is not served"),
-    ("/v1/classify", {"texts": ["ok"], "model": "../etc"}, 422, None, '"model" must be a model name'),
-    ("/v1/classify", {"texts": ["ok", None]}, 422, 1, "item 1 must be a string"),
-    ("/v1/classify", ["ok"], 422, None, '{"texts"'),
-])
+@pytest.mark.parametrize(
+    "path, body, status, item, message",
+    [
+        ("/", b'[{"text": ', 400, None, "not valid JSON"),
+        ("/", {"text": "not a list"}, 422, None, "JSON list"),
+        ("/", [{"text": "ok"}, {"text": "ok"}, {"txt": "typo"}], 422, 2, 'item 2 must be an object with a "text"'),
+        ("/", [{"text": "ok"}, {"text": 42}], 422, 1, '"text" must be a string'),
+        ("/", [{"text": "ok"}] * 9, 413, None, "9 items is over the limit of 8"),
+        ("/", [{"text": "x" * 5000}], 413, None, "over the limit of 4096"),
+        (
+            "/",
+            [{"text": "ok"}, {"text": "fine"}, {"text": "good"}, {"text": "  "}],
+            422,
+            3,
+            "item 3: text is empty or whitespace only",
+        ),
+        ("/v1/classify", {"texts": ["ok"], "model": "nope"}, 404, None, "'nope' is not served"),
+        ("/v1/classify", {"texts": ["ok"], "model": "../etc"}, 422, None, '"model" must be a model name'),
+        ("/v1/classify", {"texts": ["ok", None]}, 422, 1, "item 1 must be a string"),
+        ("/v1/classify", ["ok"], 422, None, '{"texts"'),
+    ],
+)
 def test_bad_requests_get_a_4xx_naming_the_item_and_the_reason(gateway, path, body, status, item, message):
     resp = gateway.post(path, content=body) if isinstance(body, bytes) else gateway.post(path, json=body)
     assert resp.status_code == status, resp.text
@@ -113,16 +138,21 @@ def test_the_server_keeps_serving_after_bad_requests(gateway):
     assert gateway.get("/").status_code == 405
 
 
-@pytest.mark.parametrize("method, path, status, error", [
-    ("GET", "/", 405, "Method Not Allowed"), ("PUT", "/v1/classify", 405, "Method Not Allowed"),
-    ("POST", "/healthz", 405, "Method Not Allowed"), ("GET", "/v2/classify", 404, "Not Found"),
-])
+@pytest.mark.parametrize(
+    "method, path, status, error",
+    [
+        ("GET", "/", 405, "Method Not Allowed"),
+        ("PUT", "/v1/classify", 405, "Method Not Allowed"),
+        ("POST", "/healthz", 405, "Method Not Allowed"),
+        ("GET", "/v2/classify", 404, "Not Found"),
+    ],
+)
 def test_routing_errors_are_json_too(gateway, method, path, status, error):
     resp = httpx.request(method, gateway.url + path, timeout=30)
     assert resp.status_code == status and resp.headers["content-type"] == "application/json"
     assert resp.json() == {"error": error}
     if status == 405:
-        allowed = set(resp.headers["allow"].split(", "))              # Starlette keeps them in a set
+        allowed = set(resp.headers["allow"].split(", "))  # Starlette keeps them in a set
         assert allowed == ({"GET", "HEAD"} if path == "/healthz" else {"POST"})
 
 
@@ -132,8 +162,10 @@ def test_api_key_when_set(triton):
         assert secured.post(json=[{"text": TEXTS[0]}]).status_code == 401
         assert secured.post(json=[{"text": TEXTS[0]}], headers={"X-API-Key": "wrong"}).status_code == 401
         assert secured.post(json=[{"text": TEXTS[0]}], headers={"X-API-Key": "s3cret"}).status_code == 200
-        assert secured.post("/v1/classify", json={"texts": TEXTS},
-                            headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert (
+            secured.post("/v1/classify", json={"texts": TEXTS}, headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
         assert secured.get("/healthz").status_code == 200 and secured.get("/readyz").status_code == 200  # probes
     finally:
         secured.stop()
@@ -143,8 +175,14 @@ def test_finsent_gateway_answers_503_quickly_when_triton_is_down(tmp_path):
     """The real entry point (`finsent gateway`), pointed at a port where no Triton listens."""
     port, dead = free_ports(2)
     env = {**os.environ, "TRITON_URL": f"localhost:{dead}"}
-    proc = subprocess.Popen([sys.executable, "-m", "finsent", "gateway", "--port", str(port), "--timeout", "5"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finsent", "gateway", "--port", str(port), "--timeout", "5"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

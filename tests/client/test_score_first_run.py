@@ -1,6 +1,7 @@
 """Issue 17: `finsent score` that fails before its first row leaves nothing behind (the corrected
 rerun needs no --overwrite); a column the input lacks is refused at once for every format;
 JSONL output keeps non-ASCII text as it is."""
+
 import json
 
 import pytest
@@ -19,7 +20,8 @@ def test_a_missing_column_is_refused_at_once_for_every_format(triton, tmp_path, 
     run = finsent("score", news, "--column", "headline", "--no-progress", "--url", triton.grpc_url)
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.strip().splitlines() == [
-        f"error: {news} has no column 'headline'; columns: ['id', 'text', 'source']"], run.stderr
+        f"error: {news} has no column 'headline'; columns: ['id', 'text', 'source']"
+    ], run.stderr
     assert leftovers(tmp_path) == []
 
 
@@ -35,8 +37,9 @@ def test_a_run_that_fails_before_its_first_row_leaves_nothing_behind(triton, tmp
 
 def test_jsonl_output_keeps_non_ascii_text(triton, tmp_path):
     news = tmp_path / "news.jsonl"
-    news.write_text(json.dumps({"text": "Le bénéfice a augmenté de 12 € ."}, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
+    news.write_text(
+        json.dumps({"text": "Le bénéfice a augmenté de 12 € ."}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     run = finsent("score", news, "--no-progress", "--url", triton.grpc_url)
     assert run.returncode == 0, run.stderr
     line = (tmp_path / "news.scored.jsonl").read_text(encoding="utf-8")

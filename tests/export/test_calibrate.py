@@ -1,5 +1,6 @@
 """Temperature scaling and the calibration measures, on numbers whose answer is known, and the CLI
 on a real export (its fp32 ONNX model through ONNX Runtime)."""
+
 import json
 
 import numpy as np
@@ -26,7 +27,7 @@ def test_the_fit_recovers_the_temperature_that_drew_the_labels(true_t):
 
 
 def test_the_fitted_temperature_lowers_nll_and_ece_and_keeps_every_argmax():
-    logits, labels = sampled(2.5)          # the raw logits are over-confident
+    logits, labels = sampled(2.5)  # the raw logits are over-confident
     t = calibrate.fit_temperature(logits, labels)
     r = calibrate.report(logits, labels, t)
     assert r["after"]["nll"] < r["before"]["nll"] and r["after"]["ece"] < r["before"]["ece"] / 3
@@ -50,6 +51,7 @@ def test_ece_nll_and_brier_match_hand_computed_values():
 
 def test_the_cli_fits_an_export_and_writes_its_facts(exports, tmp_path):
     import shutil
+
     export = shutil.copytree(exports["finbert"], tmp_path / "finbert")
     data, _ = sample_file(tmp_path / "Sentences_50Agree.txt", 120)
     assert calibrate.main(["--export", str(export), "--data", str(data)]) == 0
@@ -64,9 +66,11 @@ def test_a_temperature_fitted_on_the_export_survives_a_cached_export(checkpoints
     import shutil
 
     from export.onnx import export_model
+
     checkpoint = shutil.copytree(checkpoints["distilbert"], tmp_path / "checkpoint")
-    (checkpoint / calibrate.CALIBRATION_FILENAME).write_text(json.dumps(
-        {"temperature": 1.5, "fitted_on": {"file": "calibration.txt", "n": 10}}))
+    (checkpoint / calibrate.CALIBRATION_FILENAME).write_text(
+        json.dumps({"temperature": 1.5, "fitted_on": {"file": "calibration.txt", "n": 10}})
+    )
     export = export_model(str(checkpoint), "distilbert", tmp_path / "export", log=lambda *_: None).path
     assert ModelFacts.load(export).temperature == 1.5
     data, _ = sample_file(tmp_path / "labelled.txt", 60)
@@ -81,5 +85,6 @@ def test_a_nonpositive_temperature_is_refused(exports):
     import dataclasses
 
     from export.facts import FactsError
+
     with pytest.raises(FactsError, match="temperature"):
         dataclasses.replace(ModelFacts.load(exports["finbert"]), temperature=0.0)

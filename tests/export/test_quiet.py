@@ -1,6 +1,7 @@
 """Issue 17: the warnings a newcomer read past on every first run (tokenizer class, torch's tracer,
 optimum's accelerate check, onnxruntime's quantizer) are gone from a random checkpoint's build, export
 and int8 variant; each is harmless here, and export/quiet.py says why."""
+
 import os
 import subprocess
 import sys
@@ -16,11 +17,17 @@ from pathlib import Path
 from export import random_checkpoint
 from export.onnx import export_model
 from export.optimize import build_variants
-ckpt = random_checkpoint.build("distilbert", Path({str(tmp_path / 'ckpt')!r}))
-path = export_model(str(ckpt), "distilbert", Path({str(tmp_path / 'export')!r}), log=lambda *_: None).path
+ckpt = random_checkpoint.build("distilbert", Path({str(tmp_path / "ckpt")!r}))
+path = export_model(str(ckpt), "distilbert", Path({str(tmp_path / "export")!r}), log=lambda *_: None).path
 build_variants(path, ["int8"], guard_limit=20, min_agreement=0, log=lambda *_: None)
 """
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert run.returncode == 0, run.stderr
     assert not [n for n in NOISE if n in run.stderr + run.stdout], run.stderr

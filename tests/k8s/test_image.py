@@ -1,5 +1,6 @@
 """The serving image, its Cloud Build config and the Grafana dashboard, held to what runs locally:
 the same Triton release, the same Python pins, the metric names the real tritonserver exports."""
+
 from __future__ import annotations
 
 import ast
@@ -53,15 +54,22 @@ def test_image_is_the_ngc_release_of_the_local_triton(triton):
 
 def test_container_variants_are_judged_under_the_images_onnx_runtime():
     from export.runtime import CONTAINER_ORT
+
     assert CONTAINER_ORT == NGC_ORT[ngc_release()]
-    assert native_backend.ORT_VERSION == CONTAINER_ORT      # the runtime the native backend is built against
+    assert native_backend.ORT_VERSION == CONTAINER_ORT  # the runtime the native backend is built against
 
 
 def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
     (install,) = re.findall(r"pip install --no-cache-dir (.+)$", dockerfile(), re.M)
     # ONNX Runtime for the cpu profile's Python classifier: the image's own version, not the venv's.
-    assert sorted(install.split()) == sorted([requirement("numpy"), requirement("tokenizers"), requirement("nupunkt"),
-                                              f"onnxruntime=={native_backend.ORT_VERSION}"])
+    assert sorted(install.split()) == sorted(
+        [
+            requirement("numpy"),
+            requirement("tokenizers"),
+            requirement("nupunkt"),
+            f"onnxruntime=={native_backend.ORT_VERSION}",
+        ]
+    )
     # The container runs the tokenizer, postprocess, document (and the cpu profile's classifier) as
     # Python models; the document model's sentences.py is copied next to it.
     imported = set()
@@ -120,9 +128,15 @@ def test_cloud_build_pushes_the_image_the_chart_pulls():
 def dashboard_metrics() -> set[str]:
     dash = json.loads((K8S / "grafana" / "finsent-triton.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
-    assert {p["title"] for p in dash["panels"]} >= {"Request rate", "Errors", "Queue time per request",
-                                                    "Compute time per execution", "Batch size",
-                                                    "Predicted label mix", "Mean confidence (SCORE)"}
+    assert {p["title"] for p in dash["panels"]} >= {
+        "Request rate",
+        "Errors",
+        "Queue time per request",
+        "Compute time per execution",
+        "Batch size",
+        "Predicted label mix",
+        "Mean confidence (SCORE)",
+    }
     return set(re.findall(r"\b((?:nv|finsent)_[a-z_]+)\b", " ".join(exprs)))
 
 
@@ -134,9 +148,9 @@ def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
         client.infer(family, [text])
     with urllib.request.urlopen(f"http://localhost:{triton.ports.metrics}/metrics", timeout=10) as response:
         exported = response.read().decode()
-    names = set(re.findall(r"^((?:nv|finsent)_[a-z_]+)\{", exported, re.M))   # finsent_: the postprocess's
+    names = set(re.findall(r"^((?:nv|finsent)_[a-z_]+)\{", exported, re.M))  # finsent_: the postprocess's
     wanted = dashboard_metrics()
-    gpu_only = {m for m in wanted if m.startswith("nv_gpu_")}   # NVML metrics: absent without a GPU
+    gpu_only = {m for m in wanted if m.startswith("nv_gpu_")}  # NVML metrics: absent without a GPU
     assert wanted - gpu_only <= names, wanted - gpu_only - names
     # The HPA's queue-time series exist per ensemble, under the model label it selects on.
     hpa = yaml.safe_load((render.MANIFESTS / "hpa.yaml").read_text())
@@ -148,7 +162,6 @@ def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
         model = metric["pods"]["metric"].get("selector", {}).get("matchLabels", {}).get("metric.labels.model")
         if model:
             assert re.search(rf'^{name}\{{model="{model}",version="1"\}} ', exported, re.M), (name, model)
-
 
 
 def test_gpu_pods_check_the_nodes_driver_first_through_the_images_entrypoint():
@@ -170,8 +183,9 @@ def test_gpu_pods_check_the_nodes_driver_first_through_the_images_entrypoint():
 
 def test_the_driver_check_says_what_to_do_in_one_line():
     # This machine has no NVIDIA driver: the check's own failure, as a GPU-less node would show it.
-    result = subprocess.run([sys.executable, "-c", CUDA_CHECK.read_text(), "12.6"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", CUDA_CHECK.read_text(), "12.6"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: no NVIDIA driver in the container") and "gpu-driver-version=latest" in line

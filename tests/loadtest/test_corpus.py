@@ -1,4 +1,5 @@
 """The load test's texts: built-in sentences and the three file formats."""
+
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ def test_builtin_corpus_is_varied():
     assert 50 <= len(SENTENCES) <= 100
     assert len(set(SENTENCES)) == len(SENTENCES)
     lengths = sorted(len(s.split()) for s in SENTENCES)
-    assert lengths[0] <= 6 and lengths[-1] >= 50          # headlines to filing paragraphs
+    assert lengths[0] <= 6 and lengths[-1] >= 50  # headlines to filing paragraphs
     assert load_corpus() == SENTENCES and load_corpus() is not SENTENCES
 
 
@@ -38,10 +39,15 @@ def test_csv_without_text_column_names_the_columns(tmp_path):
 def test_financial_phrasebank_format_latin1(tmp_path):
     # FPB's format (latin-1, `sentence@label`), with sentences written here, not FPB's own.
     path = tmp_path / "Sentences_75Agree.txt"
-    path.write_bytes("Café chain lifts outlook .@positive\nThe board met in Jyväskylä .@neutral\n"
-                     "Losses widened to EUR 3 mn .@negative\n".encode("latin-1"))
-    assert load_corpus(path) == ["Café chain lifts outlook .", "The board met in Jyväskylä .",
-                                 "Losses widened to EUR 3 mn ."]
+    path.write_bytes(
+        "Café chain lifts outlook .@positive\nThe board met in Jyväskylä .@neutral\n"
+        "Losses widened to EUR 3 mn .@negative\n".encode("latin-1")
+    )
+    assert load_corpus(path) == [
+        "Café chain lifts outlook .",
+        "The board met in Jyväskylä .",
+        "Losses widened to EUR 3 mn .",
+    ]
 
 
 def test_missing_and_empty_files_are_clear_errors(tmp_path):

@@ -1,4 +1,5 @@
 """Cost per million texts at the SLO, from a fixture sweep and the shipped price list."""
+
 import copy
 import json
 import os
@@ -39,7 +40,7 @@ def test_measured_hardware_is_priced_at_the_knee(sweep):
     hourly = next(i["usd_per_hour"] for i in prices["instances"] if i["name"] == "g2-standard-8")
     # knee: 1000 texts/s at 8 users (32 users gave more, but p95 150 ms > SLO 100 ms)
     assert g2["texts_per_s"] == 1000.0 and g2["users"] == 8
-    assert g2["usd_per_million"] == pytest.approx(hourly / 3.6)       # 1000 texts/s = 3.6 M texts/hour
+    assert g2["usd_per_million"] == pytest.approx(hourly / 3.6)  # 1000 texts/s = 3.6 M texts/hour
     assert g2["status"] == "measured"
     for name in ("e2-standard-8", "n2-standard-8", "a2-highgpu-1g"):
         assert rows[name]["status"] == "not measured on this hardware"
@@ -49,9 +50,9 @@ def test_measured_hardware_is_priced_at_the_knee(sweep):
 def test_knee_recomputed_from_steps_matches_fixture(sweep):
     knee = analysis.find_knee(sweep["steps"], sweep["slo_ms"])
     assert knee["step"] == sweep["knee"]["step"] == 2
-    assert analysis.find_knee(sweep["steps"], 5.0) is None               # even 1 user misses 5 ms
+    assert analysis.find_knee(sweep["steps"], 5.0) is None  # even 1 user misses 5 ms
     failing = copy.deepcopy(sweep["steps"])
-    failing[1]["failures"] = 3                                            # a step with failures never qualifies
+    failing[1]["failures"] = 3  # a step with failures never qualifies
     assert analysis.find_knee(failing, sweep["slo_ms"])["step"] == 1
 
 
@@ -62,7 +63,8 @@ def test_unpriced_hardware_and_missed_slo_are_said(sweep):
     missed["knee"] = None
     rows = cost.cost_rows([local, missed], cost.load_prices())
     assert [r["status"] for r in rows if r["instance"] == "local"] == [
-        "measured, but this hardware has no price in the list"]
+        "measured, but this hardware has no price in the list"
+    ]
     g2 = [r for r in rows if r["instance"] == "g2-standard-8"]
     assert len(g2) == 1 and g2[0]["usd_per_million"] is None and "no step met" in g2[0]["status"]
 
@@ -74,7 +76,7 @@ def test_cli_writes_the_report(sweep, tmp_path, capsys):
     assert "| g2-standard-8 | 0.8536 | finbert via grpc" in text
     assert f"| {0.853624271 / 3.6:.2f} | measured |" in text
     assert text.count("not measured on this hardware") == 4
-    assert "†" in text                                                   # the unverified T4 price is marked
+    assert "†" in text  # the unverified T4 price is marked
 
 
 def test_price_list_without_a_source_is_refused(tmp_path):
@@ -85,12 +87,18 @@ def test_price_list_without_a_source_is_refused(tmp_path):
     assert cost.main([str(FIXTURE), "--prices", str(bad)]) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    ([README], f"error: {README} is not a sweep result: expected the sweep.json that loadtest.sweep writes"),
-    (["/nonexistent"], "error: no sweep at /nonexistent: run `make loadtest`"),
-    ([str(FIXTURE), "--prices", README], f"error: {README} is not valid YAML ("),
-    ([str(FIXTURE), "--prices", str(FIXTURE)], "has no `instances:` list: expected a price list like loadtest/prices.yaml"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([README], f"error: {README} is not a sweep result: expected the sweep.json that loadtest.sweep writes"),
+        (["/nonexistent"], "error: no sweep at /nonexistent: run `make loadtest`"),
+        ([str(FIXTURE), "--prices", README], f"error: {README} is not valid YAML ("),
+        (
+            [str(FIXTURE), "--prices", str(FIXTURE)],
+            "has no `instances:` list: expected a price list like loadtest/prices.yaml",
+        ),
+    ],
+)
 def test_wrong_files_are_named_with_what_was_expected(args, message, capsys):
     assert cost.main(args) == 2
     err = capsys.readouterr().err
@@ -99,15 +107,19 @@ def test_wrong_files_are_named_with_what_was_expected(args, message, capsys):
 
 def make_cost(build: Path) -> subprocess.CompletedProcess:
     # -o setup: the target's venv refresh is not what is tested; this interpreter runs the report
-    return subprocess.run(["make", "-s", "-o", "setup", "loadtest-cost", f"BUILD={build}", f"PY={sys.executable}"],
-                          cwd=ROOT, capture_output=True, text=True, env={k: v for k, v in os.environ.items()
-                                                                          if k not in ("OUT", "SWEEPS")})
+    return subprocess.run(
+        ["make", "-s", "-o", "setup", "loadtest-cost", f"BUILD={build}", f"PY={sys.executable}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in ("OUT", "SWEEPS")},
+    )
 
 
 def test_make_loadtest_cost_prices_the_newest_sweep(tmp_path):
     done = make_cost(tmp_path)
     assert done.returncode != 0 and "no sweep in" in done.stderr and "run make loadtest" in done.stderr
-    for age, name in ((3600, "grpc-finbert"), (0, "local-grpc-finbert")):   # make loadtest's, then loadtest-local's
+    for age, name in ((3600, "grpc-finbert"), (0, "local-grpc-finbert")):  # make loadtest's, then loadtest-local's
         (tmp_path / "loadtest" / name).mkdir(parents=True)
         sweep_json = tmp_path / "loadtest" / name / "sweep.json"
         sweep_json.write_text(FIXTURE.read_text())

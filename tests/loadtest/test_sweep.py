@@ -1,4 +1,5 @@
 """Short sweeps against the test suite's tritonserver: files, plot, table, honest failures."""
+
 import csv
 import json
 import subprocess
@@ -36,9 +37,22 @@ def max_in_flight(step_csv):
 
 
 def test_grpc_sweep_writes_step_csvs_plot_and_table(triton, tmp_path):
-    code, out, result = run_sweep(tmp_path, "grpc", "--protocol", "grpc", "--host", triton.grpc_url,
-                                  "--model", "finbert", "--users", "1 4", "--step-seconds", "3",
-                                  "--slo-ms", "10000")
+    code, out, result = run_sweep(
+        tmp_path,
+        "grpc",
+        "--protocol",
+        "grpc",
+        "--host",
+        triton.grpc_url,
+        "--model",
+        "finbert",
+        "--users",
+        "1 4",
+        "--step-seconds",
+        "3",
+        "--slo-ms",
+        "10000",
+    )
     assert code == 0 and not result["timed_out"]
     steps = result["steps"]
     assert [s["users"] for s in steps] == [1, 4]
@@ -70,9 +84,26 @@ def test_grpc_sweep_writes_step_csvs_plot_and_table(triton, tmp_path):
 def test_http_sweep_counts_texts_per_request(triton, tmp_path):
     corpus = tmp_path / "texts.csv"
     corpus.write_text("id,text\n1,Margins widened on lower input costs.\n2,The bank cut 300 jobs.\n")
-    code, out, result = run_sweep(tmp_path, "http", "--protocol", "http", "--host", f"http://{triton.http_url}",
-                                  "--model", "distilbert", "--users", "2", "--step-seconds", "3",
-                                  "--texts-per-request", "8", "--slo-ms", "10000", "--corpus", str(corpus))
+    code, out, result = run_sweep(
+        tmp_path,
+        "http",
+        "--protocol",
+        "http",
+        "--host",
+        f"http://{triton.http_url}",
+        "--model",
+        "distilbert",
+        "--users",
+        "2",
+        "--step-seconds",
+        "3",
+        "--texts-per-request",
+        "8",
+        "--slo-ms",
+        "10000",
+        "--corpus",
+        str(corpus),
+    )
     assert code == 0 and result["target"]["corpus"] == str(corpus)
     (step,) = result["steps"]
     assert step["failures"] == 0 and step["requests"] > 0 and step["texts"] == 8 * step["requests"]
@@ -82,9 +113,21 @@ def test_http_sweep_counts_texts_per_request(triton, tmp_path):
 
 def test_failed_requests_are_reported_not_hidden(triton, tmp_path, capsys):
     # 65 texts exceed the ensemble's max batch size (64): Triton refuses every request
-    code, out, result = run_sweep(tmp_path, "too-big", "--protocol", "http", "--host", f"http://{triton.http_url}",
-                                  "--users", "1", "--step-seconds", "2", "--texts-per-request", "65")
-    assert code == 1                                          # a sweep that measured nothing is not a success
+    code, out, result = run_sweep(
+        tmp_path,
+        "too-big",
+        "--protocol",
+        "http",
+        "--host",
+        f"http://{triton.http_url}",
+        "--users",
+        "1",
+        "--step-seconds",
+        "2",
+        "--texts-per-request",
+        "65",
+    )
+    assert code == 1  # a sweep that measured nothing is not a success
     assert "error: every request failed, e.g." in capsys.readouterr().err
     (step,) = result["steps"]
     assert step["requests"] > 0 and step["failures"] == step["requests"] and step["texts_per_s"] == 0
@@ -102,14 +145,17 @@ def test_nothing_listening_is_a_clear_error(tmp_path, capsys):
         assert not (tmp_path / protocol / "sweep.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--users", "1 0"], "positive integers"),
-    (["--texts-per-request", "0"], "at least 1"),
-    (["--step-seconds", "2", "--warmup-seconds", "2"], "shorter than"),
-    (["--corpus", "/nonexistent/texts.txt"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--users", "1 0"], "positive integers"),
+        (["--texts-per-request", "0"], "at least 1"),
+        (["--step-seconds", "2", "--warmup-seconds", "2"], "shorter than"),
+        (["--corpus", "/nonexistent/texts.txt"], "does not exist"),
+    ],
+)
 def test_bad_arguments_are_refused_before_any_load(args, message, tmp_path, capsys):
-    port = free_ports(1)[0]                                   # nothing listens: must not get that far
+    port = free_ports(1)[0]  # nothing listens: must not get that far
     assert sweep.main(["--host", f"localhost:{port}", "--out", str(tmp_path / "x"), *args]) == 2
     assert message in capsys.readouterr().err
 
@@ -119,16 +165,20 @@ def test_unknown_model_is_named(triton, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "'nosuch' is not served" in err and "finbert" in err
-    assert not (tmp_path / "x").exists()     # nothing made before the target is known to serve it
+    assert not (tmp_path / "x").exists()  # nothing made before the target is known to serve it
 
 
 def test_gateway_sweep(distilbert_triton, tmp_path):
-    pytest.importorskip("finsent.gateway", reason="the REST gateway (finsent.gateway, branch `client`) is not "
-                                                  "installed in this checkout")
+    pytest.importorskip(
+        "finsent.gateway",
+        reason="the REST gateway (finsent.gateway, branch `client`) is not installed in this checkout",
+    )
     port = free_ports(1)[0]
-    code = (f"from finsent.gateway import Settings, serve; "
-            f"serve(Settings(triton={distilbert_triton.grpc_url!r}), host='127.0.0.1', port={port}, "
-            f"log_level='warning')")
+    code = (
+        f"from finsent.gateway import Settings, serve; "
+        f"serve(Settings(triton={distilbert_triton.grpc_url!r}), host='127.0.0.1', port={port}, "
+        f"log_level='warning')"
+    )
     process = subprocess.Popen([sys.executable, "-c", code])
     try:
         deadline = time.monotonic() + 30
@@ -140,10 +190,24 @@ def test_gateway_sweep(distilbert_triton, tmp_path):
                 assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
                 time.sleep(0.2)
         for path in ("/", "/v1/classify"):
-            code_, out, result = run_sweep(tmp_path, f"gateway{path.replace('/', '-')}", "--protocol", "gateway",
-                                           "--host", f"http://127.0.0.1:{port}", "--gateway-path", path,
-                                           "--users", "2", "--step-seconds", "3", "--texts-per-request", "4",
-                                           "--slo-ms", "10000")
+            code_, out, result = run_sweep(
+                tmp_path,
+                f"gateway{path.replace('/', '-')}",
+                "--protocol",
+                "gateway",
+                "--host",
+                f"http://127.0.0.1:{port}",
+                "--gateway-path",
+                path,
+                "--users",
+                "2",
+                "--step-seconds",
+                "3",
+                "--texts-per-request",
+                "4",
+                "--slo-ms",
+                "10000",
+            )
             assert code_ == 0
             (step,) = result["steps"]
             assert step["requests"] > 0 and step["failures"] == 0 and step["texts"] == 4 * step["requests"]
@@ -165,8 +229,9 @@ def test_the_model_defaults_to_the_one_served_behind_make_serves_admin_key(disti
     """Issue 17: `make loadtest` against `make serve FINBERT=` (the repository index restricted)."""
     assert sweep.preflight("grpc", distilbert_triton.grpc_url, None) == "distilbert"
     assert sweep.preflight("http", f"http://{distilbert_triton.http_url}", None) == "distilbert"
-    code = sweep.main(["--host", distilbert_triton.grpc_url, "--model", "finbert",
-                       "--out", str(tmp_path / "{protocol}-{model}")])
+    code = sweep.main(
+        ["--host", distilbert_triton.grpc_url, "--model", "finbert", "--out", str(tmp_path / "{protocol}-{model}")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.splitlines() == [err.splitlines()[0]] and "it serves distilbert" in err, err
     assert list(tmp_path.iterdir()) == []
@@ -175,8 +240,10 @@ def test_the_model_defaults_to_the_one_served_behind_make_serves_admin_key(disti
 def test_a_log_latency_axis_labels_more_than_one_tick():
     """Issue 17: 20-400 ms on a log axis showed only "10^2"."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots()
     ax.plot([1, 2, 3], [12, 60, 400])
     analysis.latency_axis(ax, [12, 60, 400])

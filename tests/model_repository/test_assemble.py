@@ -1,4 +1,5 @@
 """Both targets render from the one source and parse as Triton ModelConfig protobufs."""
+
 import shutil
 from pathlib import Path
 
@@ -18,8 +19,7 @@ TARGETS = [TargetOptions("local", cores=2), TargetOptions("container", "gpu"), T
 def repository(request, exports, tmp_path_factory):
     options = request.param
     out = assemble(exports, tmp_path_factory.mktemp("repo") / "r", options)
-    configs = {d.name: text_format.Parse((d / "config.pbtxt").read_text(), mc.ModelConfig())
-               for d in out.iterdir()}
+    configs = {d.name: text_format.Parse((d / "config.pbtxt").read_text(), mc.ModelConfig()) for d in out.iterdir()}
     return options, out, configs
 
 
@@ -46,8 +46,11 @@ def test_ensemble_contract_is_identical_for_both_models(repository):
         assert config.platform == "ensemble"
         assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("TEXT", mc.TYPE_STRING, [1])]
         assert [(t.name, t.data_type, list(t.dims)) for t in config.output] == [
-            ("LABEL", mc.TYPE_STRING, [1]), ("SCORE", mc.TYPE_FP32, [1]), ("PROBABILITIES", mc.TYPE_FP32, [3]),
-            ("LOGITS", mc.TYPE_FP32, [3])]
+            ("LABEL", mc.TYPE_STRING, [1]),
+            ("SCORE", mc.TYPE_FP32, [1]),
+            ("PROBABILITIES", mc.TYPE_FP32, [3]),
+            ("LOGITS", mc.TYPE_FP32, [3]),
+        ]
         assert config.parameters["labels"].string_value.split(",") == list(CANONICAL_LABELS)
         assert [s.model_name for s in config.ensemble_scheduling.step] == [f"{family}_{s}" for s in STEPS]
 
@@ -68,15 +71,15 @@ def test_target_differences(repository, exports):
         assert classifier.dynamic_batching.max_queue_delay_microseconds <= 1000
         padding = tokenizer.parameters["padding"].string_value
         kind = classifier.instance_group[0].kind
-        if options.classifier == "python":       # local, and the container's cpu profile
+        if options.classifier == "python":  # local, and the container's cpu profile
             assert classifier.backend == "python" and (out / classifier.name / "1" / "model.py").exists()
             assert all(t.allow_ragged_batch for t in classifier.input)
             assert padding == "longest"
             assert threads["intra_op_thread_count"].string_value == str(options.cores)
-        else:                                      # the container's gpu profile
+        else:  # the container's gpu profile
             assert classifier.backend == "onnxruntime" and classifier.default_model_filename == "model.onnx"
             assert not (out / classifier.name / "1" / "model.py").exists()
-            assert not any(t.allow_ragged_batch for t in classifier.input)   # ORT would get them concatenated
+            assert not any(t.allow_ragged_batch for t in classifier.input)  # ORT would get them concatenated
             # One bucket for sentences, the max length past it: requests share a shape, so they batch.
             assert padding == f"buckets:128,{ModelFacts.load(exports[family]).max_length}"
         assert kind == (mc.ModelInstanceGroup.KIND_GPU if options.device == "gpu" else mc.ModelInstanceGroup.KIND_CPU)
@@ -84,7 +87,7 @@ def test_target_differences(repository, exports):
         if options.target == "local":
             assert model.is_symlink()
         else:
-            assert model.is_file() and not model.is_symlink()                  # copied: goes into an image / bucket
+            assert model.is_file() and not model.is_symlink()  # copied: goes into an image / bucket
 
 
 def test_a_config_that_disagrees_with_the_export_is_refused(exports, tmp_path):
@@ -104,7 +107,7 @@ def test_inputs_are_checked_before_anything_is_replaced(exports, tmp_path):
     out = assemble({"finbert": exports["finbert"]}, tmp_path / "r", TargetOptions("local", cores=2))
     with pytest.raises(ValueError, match="is not an export"):
         assemble({"finbert": tmp_path / "typo"}, out)
-    assert (out / "finbert_classifier" / "config.pbtxt").is_file()      # a running server's repository survives
+    assert (out / "finbert_classifier" / "config.pbtxt").is_file()  # a running server's repository survives
     # An --out that holds an export, or a folder that is not a repository, is never deleted.
     copy = tmp_path / "exports" / "finbert"
     shutil.copytree(exports["finbert"], copy)
@@ -121,6 +124,7 @@ def test_inputs_are_checked_before_anything_is_replaced(exports, tmp_path):
 
 def test_cli_errors_are_one_line(exports, tmp_path, capsys):
     from model_repository.assemble import main
+
     with pytest.raises(SystemExit) as exc:
         main(["--export", "finbert"])
     assert exc.value.code == 2 and "--export takes FAMILY=DIR" in capsys.readouterr().err
@@ -130,8 +134,22 @@ def test_cli_errors_are_one_line(exports, tmp_path, capsys):
 
 def test_the_container_cpu_target_is_built_for_the_charts_cpu_request(exports, tmp_path):
     from model_repository.assemble import main
-    assert main(["--target", "container", "--device", "cpu", "--export", f"finbert={exports['finbert']}",
-                 "--out", str(tmp_path / "r")]) == 0
+
+    assert (
+        main(
+            [
+                "--target",
+                "container",
+                "--device",
+                "cpu",
+                "--export",
+                f"finbert={exports['finbert']}",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     config = text_format.Parse((tmp_path / "r" / "finbert_classifier" / "config.pbtxt").read_text(), mc.ModelConfig())
     # One source of truth: the cores the chart's CPU profile requests.
     requests = yaml.safe_load((ROOT / "k8s" / "values" / "cpu.yaml").read_text())["resources"]["requests"]
@@ -140,6 +158,7 @@ def test_the_container_cpu_target_is_built_for_the_charts_cpu_request(exports, t
 
 def test_a_cpu_profile_without_whole_cores_is_refused(tmp_path):
     from model_repository.assemble import _requested_cores
+
     profile = tmp_path / "cpu.yaml"
     profile.write_text("resources: {requests: {cpu: 3500m}}\n")
     with pytest.raises(ValueError, match="'3500m' must be whole cores"):

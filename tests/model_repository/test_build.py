@@ -1,5 +1,6 @@
 """`make repository` (model_repository.build): every model the chart names, each in the variant
 the accuracy guard accepts for it, or the build fails saying what to do."""
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,29 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def build_with(exports, tmp_path):
     """A BUILD folder holding copies of the given families' exports (variants get built in them)."""
+
     def make(*families):
         for family in families:
             shutil.copytree(exports[family], tmp_path / "export" / family, symlinks=True)
         return tmp_path
+
     return make
 
 
 def make_repository(build_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "-o", "setup", "repository", f"BUILD={build_dir}", f"PY={sys.executable}",
-                           *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        ["make", "-s", "-o", "setup", "repository", f"BUILD={build_dir}", f"PY={sys.executable}", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
 def test_the_makefile_recipe_is_one_call_of_the_module():
-    result = subprocess.run(["make", "-n", "-o", "setup", "repository"], capture_output=True, text=True, cwd=ROOT,
-                            timeout=60)
+    result = subprocess.run(
+        ["make", "-n", "-o", "setup", "repository"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     (line,) = result.stdout.splitlines()
     assert " -m model_repository.build " in line
 
@@ -53,7 +62,12 @@ def test_a_subset_is_built_when_asked_for_and_the_install_flag_is_said(build_wit
     assert build.main(["--build", str(build_dir), "--device", "cpu", "--variant", "fp32", "--models", "finbert"]) == 0
     assert "install with --set 'models={finbert}'" in capsys.readouterr().out
     assert sorted(p.name for p in (build_dir / "repository" / "container").iterdir()) == [
-        "finbert", "finbert_classifier", "finbert_document", "finbert_postprocess", "finbert_tokenizer"]
+        "finbert",
+        "finbert_classifier",
+        "finbert_document",
+        "finbert_postprocess",
+        "finbert_tokenizer",
+    ]
 
 
 def test_each_model_serves_the_variant_its_guard_accepted(build_with, capsys):
@@ -70,8 +84,9 @@ def test_each_model_serves_the_variant_its_guard_accepted(build_with, capsys):
 
 def test_a_refused_variant_falls_back_to_fp32_instead_of_failing(build_with, capsys):
     build_dir = build_with("distilbert")
-    variants = build.served_variants({"distilbert": build_dir / "export" / "distilbert"}, "int8",
-                                     min_agreement=1.01)        # no variant can pass
+    variants = build.served_variants(
+        {"distilbert": build_dir / "export" / "distilbert"}, "int8", min_agreement=1.01
+    )  # no variant can pass
     assert variants == {"distilbert": "fp32"}
     assert "int8 variant refused" in capsys.readouterr().err
 

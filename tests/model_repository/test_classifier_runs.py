@@ -1,4 +1,5 @@
 """The local classifier's length-aware split (model_repository/python_models/classifier.py)."""
+
 import numpy as np
 import pytest
 
@@ -19,11 +20,14 @@ def test_every_row_is_run_exactly_once_in_length_order():
     assert all(LENGTHS[a].max() <= LENGTHS[b].min() for a, b in zip(groups, groups[1:]))
 
 
-@pytest.mark.parametrize("overhead, expected", [
-    (0, [[12, 12], [28], [29], [30], [31], [33], [64], [150]]),   # no cost per run: no padding at all
-    (48, [[12, 12, 28, 29, 30, 31, 33], [64], [150]]),              # the long ones get runs of their own
-    (10**6, [[12, 12, 28, 29, 30, 31, 33, 64, 150]]),               # runs cost everything: one run
-])
+@pytest.mark.parametrize(
+    "overhead, expected",
+    [
+        (0, [[12, 12], [28], [29], [30], [31], [33], [64], [150]]),  # no cost per run: no padding at all
+        (48, [[12, 12, 28, 29, 30, 31, 33], [64], [150]]),  # the long ones get runs of their own
+        (10**6, [[12, 12, 28, 29, 30, 31, 33, 64, 150]]),  # runs cost everything: one run
+    ],
+)
 def test_the_split_minimises_padding_plus_run_overhead(overhead, expected):
     groups = length_groups(LENGTHS, overhead, 8192)
     assert [sorted(LENGTHS[g].tolist()) for g in groups] == expected
@@ -38,7 +42,7 @@ def test_no_run_exceeds_the_token_bound_unless_a_row_alone_does():
 
 @pytest.mark.parametrize("max_rows", [1, 3])
 def test_a_row_bound_caps_every_run(max_rows):
-    groups = length_groups(LENGTHS, 10**6, 8192, max_rows)      # runs cost everything, yet stay bounded
+    groups = length_groups(LENGTHS, 10**6, 8192, max_rows)  # runs cost everything, yet stay bounded
     assert max(len(g) for g in groups) == max_rows
     assert sorted(np.concatenate(groups).tolist()) == list(range(len(LENGTHS)))
 

@@ -2,6 +2,7 @@
 native onnxruntime backend (r24.10, ONNX Runtime 1.19.2) built here. Parity, batching and bad inputs
 run against every target in test_ensemble.py and the error contract; this module covers what only
 the container has: the native backend, its shapes, one-family repositories, the chart's probes."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from k8s import render
 from model_repository.assemble import TargetOptions
 from server import health, stack
 from tests.conftest import CONTAINER_PROFILES
-from k8s import render
 from tests.reliability.test_probes import run
 
 
@@ -58,8 +59,11 @@ def tokenize(server, family: str, texts: list[str]) -> np.ndarray:
 def test_the_native_classifier_gets_one_shape_for_sentences_of_any_usual_length(container, family):
     # Triton's dynamic batcher only joins requests of one shape: sentences of 3 to ~100 tokens must
     # all arrive padded alike, or concurrent clients' requests run one by one (mean batch 1.46).
-    texts = ["Up.", "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
-             "Net sales decreased by 5.2% year on year, while the operating margin fell. " * 5]
+    texts = [
+        "Up.",
+        "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
+        "Net sales decreased by 5.2% year on year, while the operating margin fell. " * 5,
+    ]
     shapes = tokenize(container, family, texts)
     assert len(set(shapes)) == 1, shapes
     # A text past the first bucket gets the model's max length, never a shape of its own.
@@ -83,7 +87,7 @@ def test_the_health_check_passes_on_both_profiles(container, container_cpu):
 def finbert_only(exports, tmp_path):
     server = stack.serve({"finbert": exports["finbert"]}, tmp_path, CONTAINER_PROFILES["container"], admin=True)
     yield server
-    server.stop(timeout_s=3)          # after a stub death Triton would wait out its exit timeout
+    server.stop(timeout_s=3)  # after a stub death Triton would wait out its exit timeout
 
 
 def test_a_one_family_container_repository_serves_and_the_chart_probes_heal_it(finbert_only):
@@ -92,8 +96,13 @@ def test_a_one_family_container_repository_serves_and_the_chart_probes_heal_it(f
     server = finbert_only
     status, index = health.Triton(server.http_url, server.admin_key).call("/v2/repository/index", {}, admin=True)
     assert status == 200
-    assert sorted(m["name"] for m in index) == ["finbert", "finbert_classifier", "finbert_document",
-                                                "finbert_postprocess", "finbert_tokenizer"]
+    assert sorted(m["name"] for m in index) == [
+        "finbert",
+        "finbert_classifier",
+        "finbert_document",
+        "finbert_postprocess",
+        "finbert_tokenizer",
+    ]
     commands = chart_commands(models=["finbert"])
     assert run(commands["readiness"], server) == 0
     (pid,) = stack.stub_pids(server, "finbert_tokenizer")
@@ -110,8 +119,9 @@ def test_the_watchdog_heals_a_dead_stub_of_the_container_repository(finbert_only
     (pid,) = stack.stub_pids(server, "finbert_postprocess")
     os.kill(pid, signal.SIGKILL)
     assert "finbert" in health.check(triton, ["finbert"])
-    watchdog = health.Watchdog(server.http_url, ["finbert"], server.admin_key, 0.2, log=print,
-                               server_pid=server.process.pid)
+    watchdog = health.Watchdog(
+        server.http_url, ["finbert"], server.admin_key, 0.2, log=print, server_pid=server.process.pid
+    )
     watchdog.start()
     try:
         for _ in range(100):

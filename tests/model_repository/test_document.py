@@ -1,6 +1,7 @@
 """The document models (<family>_document, BLS over the family's ensemble), served by a real
 tritonserver: the local target and the container repository's two profiles (gpu: native onnxruntime
 classifier on CPU instances; cpu: the Python classifier)."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def documents(triton, family, texts, protocol="grpc"):
         result = client.infer(f"{family}_document", [tensor], client_timeout=300)
     finally:
         client.close()
-    out = {name: result.as_numpy(name) for name in ("LABEL", "SCORE", "PROBABILITIES", "NET", "SENTENCES",
-                                                     "NEGATIVE_SHARE", "POSITIVE_SHARE")}
+    out = {
+        name: result.as_numpy(name)
+        for name in ("LABEL", "SCORE", "PROBABILITIES", "NET", "SENTENCES", "NEGATIVE_SHARE", "POSITIVE_SHARE")
+    }
     out["LABEL"] = [x.decode() for x in out["LABEL"].reshape(-1)]
     out["BREAKDOWN"] = [json.loads(x) for x in result.as_numpy("BREAKDOWN").reshape(-1)]
     return out
@@ -60,7 +63,7 @@ def test_a_one_sentence_document_is_the_ensembles_result(served, family):
 
 
 def normal(text: str) -> str:
-    return " ".join(text.split())    # a wrapped line's newline is a space
+    return " ".join(text.split())  # a wrapped line's newline is a space
 
 
 def fpb_like_sentences(n: int) -> tuple[list[str], str]:
@@ -75,7 +78,7 @@ def test_sentences_the_splitter_recovers_get_the_ensembles_label(triton, family,
     sentences, origin = fpb_like_sentences(60)
     text = " ".join(sentences)
     doc = documents(triton, family, [text])
-    parts = {normal(text[s["start"]:s["end"]]): s for s in doc["BREAKDOWN"][0]["sentences"]}
+    parts = {normal(text[s["start"] : s["end"]]): s for s in doc["BREAKDOWN"][0]["sentences"]}
     recovered = [s for s in sentences if normal(s) in parts]
     labels, _, probs = infer(triton, "grpc", family, recovered)
     assert [parts[normal(s)]["label"] for s in recovered] == labels
@@ -103,7 +106,7 @@ def test_a_sentence_longer_than_the_max_length_is_scored_in_overlapping_windows(
 def test_sentences_of_documents_reach_the_classifier_in_few_executions(triton):
     stats = lambda: stats_of(triton, "finbert_classifier")
     sentences, _ = fpb_like_sentences(400)
-    texts = [" ".join(sentences[i:i + 50]) for i in range(0, 400, 50)]
+    texts = [" ".join(sentences[i : i + 50]) for i in range(0, 400, 50)]
     before = stats()
     threads = [threading.Thread(target=documents, args=(triton, "finbert", [t])) for t in texts]
     for t in threads:
@@ -125,11 +128,13 @@ def stats_of(triton, model):
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
-BAD = [(["fine. really.", ""], "TEXT[1] is empty or whitespace only"),
-       (["fine.", " \n\t "], "TEXT[1] is empty or whitespace only"),
-       ([b"caf\xe9 results."], "TEXT[0] is not valid UTF-8"),
-       (["- * -"], "TEXT[0] has no sentence to score"),
-       (["ok.", "Sales rose. " * 400_000], "TEXT[1] is 4,800,000 bytes: a document may have at most 4,194,304")]
+BAD = [
+    (["fine. really.", ""], "TEXT[1] is empty or whitespace only"),
+    (["fine.", " \n\t "], "TEXT[1] is empty or whitespace only"),
+    ([b"caf\xe9 results."], "TEXT[0] is not valid UTF-8"),
+    (["- * -"], "TEXT[0] has no sentence to score"),
+    (["ok.", "Sales rose. " * 400_000], "TEXT[1] is 4,800,000 bytes: a document may have at most 4,194,304"),
+]
 
 
 @pytest.mark.parametrize("texts,message", BAD, ids=["empty", "whitespace", "utf8", "no-sentence", "over-limit"])
@@ -140,7 +145,7 @@ def test_bad_documents_get_a_clear_error_and_single_texts_are_unaffected(served,
         while not stop.is_set():
             try:
                 infer(served, "grpc", "finbert", ["Profit rose."])
-            except Exception as exc:   # noqa: BLE001 - any failure of the good traffic is the finding
+            except Exception as exc:  # noqa: BLE001 - any failure of the good traffic is the finding
                 failures.append(exc)
 
     thread = threading.Thread(target=traffic)
@@ -168,7 +173,7 @@ def test_a_megabyte_document_does_not_starve_short_requests(triton):
             start = time.perf_counter()
             try:
                 infer(triton, "grpc", "finbert", ["Profit rose."])
-            except Exception as exc:   # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 failures.append(exc)
             latencies.append(time.perf_counter() - start)
 
@@ -184,8 +189,10 @@ def test_a_megabyte_document_does_not_starve_short_requests(triton):
         for c in clients:
             c.join()
     during = latencies[:]
-    print(f"\n1 MB document: {doc['SENTENCES'][0][0]} sentences in {seconds:.1f} s; {len(during)} short requests "
-          f"meanwhile, p50 {np.percentile(during, 50) * 1000:.0f} ms, p99 {np.percentile(during, 99) * 1000:.0f} ms")
+    print(
+        f"\n1 MB document: {doc['SENTENCES'][0][0]} sentences in {seconds:.1f} s; {len(during)} short requests "
+        f"meanwhile, p50 {np.percentile(during, 50) * 1000:.0f} ms, p99 {np.percentile(during, 99) * 1000:.0f} ms"
+    )
     assert failures == [] and doc["SENTENCES"][0][0] > 5000
     # Not starved: short requests kept completing throughout (several per second of the document).
     assert len(during) >= seconds

@@ -1,5 +1,6 @@
 """The ensembles, served by a real tritonserver, against transformers pipelines: the local target
 and the container repository's profiles (native onnxruntime backend for the gpu profile)."""
+
 import threading
 
 import numpy as np
@@ -14,8 +15,9 @@ from model_repository.assemble import FAMILIES
 from server.triton import ADMIN_HEADER
 
 PROTOCOLS = {"http": httpclient, "grpc": grpcclient}
-MANY = PARITY_SENTENCES + [f"Quarter {i}: revenue grew {i} percent while costs rose {2 * i} percent." * (1 + i % 4)
-                           for i in range(30)]
+MANY = PARITY_SENTENCES + [
+    f"Quarter {i}: revenue grew {i} percent while costs rose {2 * i} percent." * (1 + i % 4) for i in range(30)
+]
 
 
 @pytest.fixture(params=["triton", "container", "container_cpu"])
@@ -32,8 +34,11 @@ def infer(triton, protocol, model, texts):
         tensor = module.InferInput("TEXT", list(batch.shape), "BYTES")
         tensor.set_data_from_numpy(batch)
         result = client.infer(model, [tensor])
-        return ([x.decode() for x in result.as_numpy("LABEL").reshape(-1)], result.as_numpy("SCORE").reshape(-1),
-                result.as_numpy("PROBABILITIES"))
+        return (
+            [x.decode() for x in result.as_numpy("LABEL").reshape(-1)],
+            result.as_numpy("SCORE").reshape(-1),
+            result.as_numpy("PROBABILITIES"),
+        )
     finally:
         client.close()
 
@@ -64,7 +69,7 @@ def test_predictions_are_not_all_alike(served):
 def classifier_stats(triton, family):
     client = httpclient.InferenceServerClient(triton.http_url)
     try:
-        headers = {ADMIN_HEADER: triton.admin_key} if triton.admin_key else None   # restricted API
+        headers = {ADMIN_HEADER: triton.admin_key} if triton.admin_key else None  # restricted API
         stats = client.get_inference_statistics(f"{family}_classifier", headers=headers)["model_stats"][0]
     finally:
         client.close()
@@ -124,7 +129,7 @@ def test_concurrent_requests_of_different_lengths_are_batched_and_correct(served
 
 
 def test_long_text_is_truncated_not_refused(served, reference):
-    text = " ".join(["revenue"] * 1200 + ["growth"] * 800)   # 2,000 words
+    text = " ".join(["revenue"] * 1200 + ["growth"] * 800)  # 2,000 words
     for family in FAMILIES:
         labels, _, probs = infer(served, "http", family, [text])
         np.testing.assert_allclose(probs, expected(reference, family, [text]), atol=1e-4)
@@ -138,19 +143,22 @@ def test_a_long_run_of_whitespace_does_not_push_the_words_out(served, reference)
 
 
 def test_megabyte_text_is_truncated_and_served(served, reference):
-    text = "Shares of the company fell after the profit warning. " * 20_000   # ~1 MB
+    text = "Shares of the company fell after the profit warning. " * 20_000  # ~1 MB
     _, _, probs = infer(served, "grpc", "finbert", [text])
     np.testing.assert_allclose(probs, expected(reference, "finbert", [text]), atol=1e-4)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("texts, message", [
-    (["fine", b"\xff\xfe bad"], "TEXT[1] is not valid UTF-8"),
-    (["fine", "   "], "TEXT[1] is empty or whitespace only"),
-    ([""], "TEXT[0] is empty"),
-    (["fine", "\u200b\u200b", "fine"], "TEXT[1] has no token the model can read"),
-    (["\ufeff\x00"], "TEXT[0] has no token the model can read"),
-])
+@pytest.mark.parametrize(
+    "texts, message",
+    [
+        (["fine", b"\xff\xfe bad"], "TEXT[1] is not valid UTF-8"),
+        (["fine", "   "], "TEXT[1] is empty or whitespace only"),
+        ([""], "TEXT[0] is empty"),
+        (["fine", "\u200b\u200b", "fine"], "TEXT[1] has no token the model can read"),
+        (["\ufeff\x00"], "TEXT[0] has no token the model can read"),
+    ],
+)
 def test_bad_text_gets_a_clear_error_and_the_server_keeps_serving(served, protocol, texts, message):
     with pytest.raises(InferenceServerException, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
         infer(served, protocol, "finbert", texts)

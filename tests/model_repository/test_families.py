@@ -1,6 +1,7 @@
 """Issue 18: a model family is one row of export.facts.FAMILIES. Each gets its five models from the
 one config per role in model_repository/configs/; a third family added at runtime is exported,
 assembled, offered by `python -m server` and served, with no other edit."""
+
 import numpy as np
 import pytest
 from google.protobuf import text_format
@@ -28,12 +29,16 @@ def configs(repository) -> dict[str, mc.ModelConfig]:
     return {d.name: text_format.Parse((d / "config.pbtxt").read_text(), mc.ModelConfig()) for d in repository.iterdir()}
 
 
-@pytest.mark.parametrize("options", [TargetOptions("local", cores=2), TargetOptions("container", "gpu")],
-                         ids=["local", "container-gpu"])
+@pytest.mark.parametrize(
+    "options", [TargetOptions("local", cores=2), TargetOptions("container", "gpu")], ids=["local", "container-gpu"]
+)
 def test_every_family_gets_its_five_models_and_its_inputs(new_family, tmp_path, options):
     rendered = configs(assemble(new_family, tmp_path / "r", options))
-    assert set(rendered) == {f"{family}{suffix}" for family in ("finbert", "distilbert", NEW)
-                             for suffix in ("", *(f"_{step}" for step in (*STEPS, DOCUMENT)))}
+    assert set(rendered) == {
+        f"{family}{suffix}"
+        for family in ("finbert", "distilbert", NEW)
+        for suffix in ("", *(f"_{step}" for step in (*STEPS, DOCUMENT)))
+    }
     for family in ("finbert", "distilbert", NEW):
         assert [s.model_name for s in rendered[family].ensemble_scheduling.step] == [f"{family}_{s}" for s in STEPS]
         assert rendered[f"{family}_document"].parameters["ensemble"].string_value == family
@@ -48,6 +53,7 @@ def test_every_family_gets_its_five_models_and_its_inputs(new_family, tmp_path, 
 
 def test_make_serve_offers_the_new_family(new_family, capsys):
     from server.__main__ import main
+
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0

@@ -1,5 +1,6 @@
 """The bad-input corpus (bad_inputs.py) against the real server, while good traffic runs alongside:
 every bad request gets its specific error, and the good traffic sees 0 errors."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from loadtest.traffic import Traffic, grpc_sender
 from export.facts import ModelFacts
-from tests.client.test_gateway import Gateway
 from finsent.gateway import Settings
+from loadtest.traffic import Traffic, grpc_sender
+from tests.client.test_gateway import Gateway
 from tests.reliability.bad_inputs import CASES, GATEWAY_CASES
 
 
@@ -27,8 +28,9 @@ def send_http(url: str, request) -> tuple[int, dict]:
         body = json.dumps(request).encode()
     else:
         model, body = "finbert", request
-    req = urllib.request.Request(f"http://{url}/v2/models/{model}/infer", data=body,
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"http://{url}/v2/models/{model}/infer", data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
@@ -82,7 +84,7 @@ def test_bad_input_gets_its_specific_error(served, good_traffic, name, protocol,
 
 @pytest.fixture(scope="module")
 def gateway(triton):
-    running = Gateway(Settings(triton=triton.grpc_url))       # the default limits
+    running = Gateway(Settings(triton=triton.grpc_url))  # the default limits
     yield running
     running.stop()
 
@@ -90,14 +92,17 @@ def gateway(triton):
 @pytest.fixture(scope="module")
 def good_gateway_traffic(gateway):
     """2 clients posting good texts through the gateway while the bad bodies go in."""
+
     def make():
         def send(text):
             resp = gateway.post(json=[{"text": text}])
             assert resp.status_code == 200, resp.text
+
         return send, lambda: None
+
     traffic = Traffic(make, clients=2).start()
     yield traffic
-    deadline = time.monotonic() + 10      # a loaded machine may have sent few so far: let it send some more
+    deadline = time.monotonic() + 10  # a loaded machine may have sent few so far: let it send some more
     while len(traffic.calls) <= 10 and time.monotonic() < deadline:
         time.sleep(0.1)
     calls = traffic.stop()
@@ -121,6 +126,7 @@ def test_the_ensemble_config_says_where_texts_are_cut(triton, exports):
 
 def test_every_bad_input_left_the_server_serving(served, good_traffic):
     time.sleep(0.5)
-    status, body = send_http(served.http_url, {"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1, 1],
-                                                           "data": ["Profit rose."]}]})
+    status, body = send_http(
+        served.http_url, {"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1, 1], "data": ["Profit rose."]}]}
+    )
     assert status == 200

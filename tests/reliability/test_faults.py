@@ -1,4 +1,5 @@
 """Faults on a real tritonserver: a dead Python stub heals, SIGTERM drains, admin APIs stay closed."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from loadtest.traffic import Traffic, grpc_sender
-from server.stack import stub_pids
 from server import health
+from server.stack import stub_pids
 from server.triton import ADMIN_HEADER
 
 
@@ -25,8 +26,7 @@ def test_a_killed_tokenizer_stub_is_detected_and_healed_within_10_s(own_server):
     triton = health.Triton(own_server.http_url, own_server.admin_key)
     assert health.check(triton) == {}
     traffic = Traffic(grpc_sender(own_server.grpc_url, "finbert"), clients=4, pause_after_error_s=0.2).start()
-    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 0.5,
-                               log=print)
+    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 0.5, log=print)
     try:
         watchdog.start()
         time.sleep(1)
@@ -55,8 +55,8 @@ def test_a_killed_tokenizer_stub_is_detected_and_healed_within_10_s(own_server):
 def test_finsent_clients_ride_through_a_stub_death_without_errors(own_server):
     """While the watchdog replaces a dead stub, the client's retries hide it from callers."""
     from finsent import Client
-    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 0.5,
-                               log=print)
+
+    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 0.5, log=print)
     texts = ["Operating profit rose.", "Shares fell after the warning.", "The dividend is unchanged."]
     results, errors = [], []
 
@@ -91,13 +91,19 @@ def test_the_launchers_watchdog_reloads_a_dead_stub_without_waiting_for_a_check(
 
     Its inference check runs only every 30 s here, so a repair within seconds is the stub watch's."""
     lines = []
-    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 30.0,
-                               log=lines.append, server_pid=own_server.process.pid)
+    watchdog = health.Watchdog(
+        own_server.http_url,
+        ["finbert", "distilbert"],
+        own_server.admin_key,
+        30.0,
+        log=lines.append,
+        server_pid=own_server.process.pid,
+    )
     triton = health.Triton(own_server.http_url, own_server.admin_key)
     try:
         watchdog.start()
-        time.sleep(1)                                   # past the first check
-        assert health.python_stubs(own_server.process.pid)           # it sees the stubs
+        time.sleep(1)  # past the first check
+        assert health.python_stubs(own_server.process.pid)  # it sees the stubs
         (pid,) = stub_pids(own_server, "finbert_tokenizer")
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -120,16 +126,19 @@ def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
     model_py.parent.mkdir(parents=True)
     model_py.touch()
     # A stand-in stub, child of this process, with the command line python_stubs() recognises.
-    fake = subprocess.Popen(["/opt/triton_python_backend_stub", str(model_py), "-f"], executable=shutil.which("tail"),
-                            stdout=subprocess.DEVNULL)
+    fake = subprocess.Popen(
+        ["/opt/triton_python_backend_stub", str(model_py), "-f"],
+        executable=shutil.which("tail"),
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 5
         while not (stubs := health.python_stubs(os.getpid())) and time.monotonic() < deadline:
-            time.sleep(0.05)                              # until the child shows its new command line
+            time.sleep(0.05)  # until the child shows its new command line
         assert stubs == {fake.pid: "finbert_tokenizer"}
         fake.kill()
         fake.wait()
-        assert health.python_stubs(os.getpid()) == {}                 # a plain scan forgets it
+        assert health.python_stubs(os.getpid()) == {}  # a plain scan forgets it
         assert health.rescan_stubs(stubs, os.getpid()) == stubs and not health.alive(fake.pid)
     finally:
         fake.kill()
@@ -137,12 +146,16 @@ def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
 
 def test_an_unknown_model_is_not_retried():
     from finsent.core import ModelError, UnavailableError, server_error
-    assert isinstance(server_error("StatusCode.NOT_FOUND", "Request for unknown model: 'foo' is not found", "foo"),
-                      ModelError)
+
+    assert isinstance(
+        server_error("StatusCode.NOT_FOUND", "Request for unknown model: 'foo' is not found", "foo"), ModelError
+    )
     transient = "Request for unknown model: 'finbert' has no available versions"
     assert isinstance(server_error("StatusCode.NOT_FOUND", transient, "finbert"), UnavailableError)
-    assert isinstance(server_error("StatusCode.INTERNAL", "Stub process 'finbert_tokenizer_0_0' is not healthy.",
-                                   "finbert"), UnavailableError)
+    assert isinstance(
+        server_error("StatusCode.INTERNAL", "Stub process 'finbert_tokenizer_0_0' is not healthy.", "finbert"),
+        UnavailableError,
+    )
 
 
 def test_stop_drains_in_flight_requests(own_server):
@@ -180,8 +193,12 @@ def test_stop_drains_in_flight_requests(own_server):
 
 
 def http(server, path, body=None, headers=None):
-    request = urllib.request.Request(f"http://{server.http_url}{path}", data=None if body is None else body,
-                                     headers=headers or {}, method="GET" if body is None else "POST")
+    request = urllib.request.Request(
+        f"http://{server.http_url}{path}",
+        data=None if body is None else body,
+        headers=headers or {},
+        method="GET" if body is None else "POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status
@@ -190,13 +207,24 @@ def http(server, path, body=None, headers=None):
 
 
 # docs/SECURITY.md: what a remote caller of `python -m server` (and of a pod) can reach.
-OPEN = [("/v2/health/ready", None), ("/v2/health/live", None), ("/v2", None), ("/v2/models/finbert", None),
-        ("/v2/models/finbert/config", None),
-        ("/v2/models/finbert/infer", b'{"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1,1],"data":["Up."]}]}')]
-RESTRICTED = [("/v2/repository/index", b"{}"), ("/v2/repository/models/finbert_tokenizer/unload", b"{}"),
-              ("/v2/repository/models/finbert_tokenizer/load", b"{}"), ("/v2/models/stats", None),
-              ("/v2/logging", None), ("/v2/trace/setting", None), ("/v2/systemsharedmemory/status", None),
-              ("/v2/cudasharedmemory/status", None)]
+OPEN = [
+    ("/v2/health/ready", None),
+    ("/v2/health/live", None),
+    ("/v2", None),
+    ("/v2/models/finbert", None),
+    ("/v2/models/finbert/config", None),
+    ("/v2/models/finbert/infer", b'{"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1,1],"data":["Up."]}]}'),
+]
+RESTRICTED = [
+    ("/v2/repository/index", b"{}"),
+    ("/v2/repository/models/finbert_tokenizer/unload", b"{}"),
+    ("/v2/repository/models/finbert_tokenizer/load", b"{}"),
+    ("/v2/models/stats", None),
+    ("/v2/logging", None),
+    ("/v2/trace/setting", None),
+    ("/v2/systemsharedmemory/status", None),
+    ("/v2/cudasharedmemory/status", None),
+]
 
 
 def test_only_inference_health_and_metadata_are_open_without_the_admin_key(own_server):
@@ -209,8 +237,13 @@ def test_only_inference_health_and_metadata_are_open_without_the_admin_key(own_s
     assert http(own_server, "/v2/models/stats", None, {ADMIN_HEADER: own_server.admin_key}) == 200
     # gRPC: the same, with the key in metadata "triton-grpc-protocol-<header>".
     grpc = grpcclient.InferenceServerClient(own_server.grpc_url)
-    for call in (grpc.get_model_repository_index, grpc.get_inference_statistics, grpc.get_log_settings,
-                 grpc.get_system_shared_memory_status, lambda: grpc.unload_model("finbert_tokenizer")):
+    for call in (
+        grpc.get_model_repository_index,
+        grpc.get_inference_statistics,
+        grpc.get_log_settings,
+        grpc.get_system_shared_memory_status,
+        lambda: grpc.unload_model("finbert_tokenizer"),
+    ):
         with pytest.raises(InferenceServerException):
             call()
     assert grpc.is_model_ready("finbert") and grpc.get_model_config("finbert")
@@ -248,8 +281,14 @@ def test_stop_drains_documents_in_flight(own_server):
 def test_the_launchers_watchdog_reloads_a_dead_document_stub(own_server):
     """The stub watch covers every Python model, the document models (two instances) included."""
     lines = []
-    watchdog = health.Watchdog(own_server.http_url, ["finbert", "distilbert"], own_server.admin_key, 30.0,
-                               log=lines.append, server_pid=own_server.process.pid)
+    watchdog = health.Watchdog(
+        own_server.http_url,
+        ["finbert", "distilbert"],
+        own_server.admin_key,
+        30.0,
+        log=lines.append,
+        server_pid=own_server.process.pid,
+    )
     client = grpcclient.InferenceServerClient(own_server.grpc_url)
     tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
     tensor.set_data_from_numpy(np.array([[b"Profit rose. Costs fell."]], dtype=np.object_))
@@ -265,5 +304,5 @@ def test_the_launchers_watchdog_reloads_a_dead_document_stub(own_server):
         watchdog.stop()
     assert any("finbert_document's Python stub died" in line for line in lines), lines
     assert pid not in stub_pids(own_server, "finbert_document")
-    for _ in range(4):      # both instances serve
+    for _ in range(4):  # both instances serve
         assert client.infer("finbert_document", [tensor]).as_numpy("SENTENCES")[0][0] == 2

@@ -1,5 +1,6 @@
 """The Helm chart's probe and preStop commands, as rendered, run against a real tritonserver whose
 tokenizer stub was killed: readiness fails, liveness repairs it, readiness passes again."""
+
 from __future__ import annotations
 
 import os
@@ -8,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server import stack
-from server.stack import stub_pids
 from k8s import render
 from model_repository.assemble import TargetOptions, assemble
-from server import health
+from server import health, stack
+from server.stack import stub_pids
 
 SCRIPT = Path(health.__file__)
 
@@ -20,9 +20,11 @@ SCRIPT = Path(health.__file__)
 def chart_commands() -> dict[str, list[str]]:
     (deployment,) = [o for o in render.objects(render.render()) if o["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return {"readiness": container["readinessProbe"]["exec"]["command"],
-            "liveness": container["livenessProbe"]["exec"]["command"],
-            "preStop": container["lifecycle"]["preStop"]["exec"]["command"]}
+    return {
+        "readiness": container["readinessProbe"]["exec"]["command"],
+        "liveness": container["livenessProbe"]["exec"]["command"],
+        "preStop": container["lifecycle"]["preStop"]["exec"]["command"],
+    }
 
 
 def run(command: list[str], server) -> int:
@@ -76,7 +78,7 @@ def test_the_check_covers_the_models_the_server_has(exports, tmp_path, capsys):
     server = stack.start(repository, tmp_path / "triton", admin=True)
     try:
         assert health.main([f"--url={server.http_url}"]) == 0
-        assert health.main([f"--url={server.http_url}", "--model", "distilbert"]) == 1     # named: must be there
+        assert health.main([f"--url={server.http_url}", "--model", "distilbert"]) == 1  # named: must be there
         assert "distilbert: Request for unknown model: 'distilbert' is not found" in capsys.readouterr().err
     finally:
         server.stop(timeout_s=3)

@@ -1,5 +1,6 @@
 """The CI soak: `make soak`'s measurement for 60 s (FINSENT_SOAK_SECONDS; the whole suite takes
 about 4.5 minutes with it on 2 cores). docs/benchmarks/soak.md has the 600 s run."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Issue 17: `python -m server.health` says which port it needs and what it checked."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def health(*args):
-    return subprocess.run([sys.executable, "-m", "server.health", *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "server.health", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 def test_a_healthy_run_says_what_it_checked(triton):
@@ -24,9 +26,11 @@ def test_a_healthy_run_says_what_it_checked(triton):
 def test_the_grpc_port_is_named_in_one_line(triton):
     run = health("--url", triton.grpc_url)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
-    assert run.stderr.splitlines() == [f"error: http://{triton.grpc_url} does not speak HTTP (its answer is not an "
-                                       "HTTP response): is it the gRPC port? --url needs Triton's HTTP port "
-                                       "(8000 under make serve)"]
+    assert run.stderr.splitlines() == [
+        f"error: http://{triton.grpc_url} does not speak HTTP (its answer is not an "
+        "HTTP response): is it the gRPC port? --url needs Triton's HTTP port "
+        "(8000 under make serve)"
+    ]
 
 
 def test_nothing_listening_is_one_line():

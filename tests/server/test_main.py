@@ -1,4 +1,5 @@
 """`python -m server`'s choices before anything is built: what each target and device serves."""
+
 from argparse import Namespace
 
 import pytest
@@ -11,12 +12,15 @@ def args(**given) -> Namespace:
     return Namespace(**{"target": "local", "device": "cpu", "variant": None, "reproducible": False, **given})
 
 
-@pytest.mark.parametrize("target, device, gpu_here, variant, cpu_instances", [
-    ("local", "cpu", False, DEFAULT_VARIANT["cpu"], False),
-    ("container", "cpu", True, DEFAULT_VARIANT["cpu"], False),
-    ("container", "gpu", True, DEFAULT_VARIANT["gpu"], False),      # as make repository DEVICE=gpu builds
-    ("container", "gpu", False, DEFAULT_VARIANT["cpu"], True),      # no GPU: CPU instances, the CPU's variant
-])
+@pytest.mark.parametrize(
+    "target, device, gpu_here, variant, cpu_instances",
+    [
+        ("local", "cpu", False, DEFAULT_VARIANT["cpu"], False),
+        ("container", "cpu", True, DEFAULT_VARIANT["cpu"], False),
+        ("container", "gpu", True, DEFAULT_VARIANT["gpu"], False),  # as make repository DEVICE=gpu builds
+        ("container", "gpu", False, DEFAULT_VARIANT["cpu"], True),  # no GPU: CPU instances, the CPU's variant
+    ],
+)
 def test_default_variant_follows_where_the_classifier_runs(target, device, gpu_here, variant, cpu_instances):
     options = target_options(args(target=target, device=device), gpu_here=gpu_here)
     assert (options.variant, options.cpu_instances) == (variant, cpu_instances)

@@ -1,5 +1,6 @@
 """Building Triton's native onnxruntime backend (server/native_backend.py): cached, and one clear error
 line when it cannot be built. The build itself runs for real in the session fixtures (tests/conftest.py)."""
+
 from __future__ import annotations
 
 import os
@@ -37,20 +38,34 @@ def test_no_sources_and_no_network_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_a_missing_toolchain_is_named(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))            # no cmake, no g++
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cmake, no g++
     with pytest.raises(native_backend.BuildError, match="missing for the build: cmake, g\\+\\+.*make setup"):
         native_backend.build(tmp_path / "native", log=lambda *_: None)
 
 
 def serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server", "--finbert", "", "--target", "container", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "server", "--finbert", "", "--target", "container", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_serve_container_without_sources_fails_in_one_line(tmp_path):
     http, grpc, metrics = free_ports()
-    done = serve("--device", "gpu", "--build", str(tmp_path), f"--http-port={http}", f"--grpc-port={grpc}",
-                 f"--metrics-port={metrics}", env={"FINSENT_TRITON_SRC": str(tmp_path / "none"), "FINSENT_TRITON_GITHUB": "http://127.0.0.1:9"})
+    done = serve(
+        "--device",
+        "gpu",
+        "--build",
+        str(tmp_path),
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+        env={"FINSENT_TRITON_SRC": str(tmp_path / "none"), "FINSENT_TRITON_GITHUB": "http://127.0.0.1:9"},
+    )
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "FINSENT_TRITON_SRC" in errors[0], done.stderr
@@ -58,6 +73,7 @@ def test_serve_container_without_sources_fails_in_one_line(tmp_path):
 
 def test_serve_container_names_a_taken_port_before_building(tmp_path):
     import socket
+
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         port = taken.getsockname()[1]
@@ -69,7 +85,14 @@ def test_serve_container_names_a_taken_port_before_building(tmp_path):
 
 def test_serve_container_with_no_export_says_how_to_get_one(tmp_path):
     http, grpc, metrics = free_ports()
-    done = serve("--distilbert", str(tmp_path / "no-such-checkpoint"), "--build", str(tmp_path),
-                 f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}")
+    done = serve(
+        "--distilbert",
+        str(tmp_path / "no-such-checkpoint"),
+        "--build",
+        str(tmp_path),
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+    )
     assert done.returncode == 2
     assert "error: no model to serve" in done.stderr

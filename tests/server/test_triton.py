@@ -9,8 +9,7 @@ import pytest
 from model_repository.assemble import TargetOptions, assemble
 from server import perf_analyzer
 from server.__main__ import claim, prepare
-from server.triton import (LOCAL_RESTRICTED_APIS, LaunchError, Ports, TritonServer, check_ports, free_ports,
-                           triton_args)
+from server.triton import LOCAL_RESTRICTED_APIS, LaunchError, Ports, TritonServer, check_ports, free_ports, triton_args
 
 
 def test_a_taken_port_is_named_with_the_knob_to_change_it():
@@ -31,23 +30,26 @@ def test_triton_args_name_the_repository_and_ports():
 def test_a_broken_repository_fails_with_the_log_lines_that_say_why(tmp_path):
     (tmp_path / "repo" / "broken").mkdir(parents=True)
     (tmp_path / "repo" / "broken" / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: 1\n')
-    server = TritonServer(tmp_path / "repo", Ports(*free_ports()), work_dir=tmp_path / "w",
-                          log_path=tmp_path / "w" / "log")
+    server = TritonServer(
+        tmp_path / "repo", Ports(*free_ports()), work_dir=tmp_path / "w", log_path=tmp_path / "w" / "log"
+    )
     with pytest.raises(LaunchError, match="(?s)exited with code 1.*failed to load model 'broken'.*full log") as info:
         server.start(timeout_s=60)
-    assert "CudaDriverHelper" not in str(info.value)   # the CPU-only noise is left out
+    assert "CudaDriverHelper" not in str(info.value)  # the CPU-only noise is left out
 
 
 def test_unavailable_models_are_skipped_with_the_reason(checkpoints, tmp_path, capsys):
-    exports, variants = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": str(tmp_path / "missing")},
-                                tmp_path)
+    exports, variants = prepare(
+        {"finbert": str(checkpoints["finbert"]), "distilbert": str(tmp_path / "missing")}, tmp_path
+    )
     assert list(exports) == ["finbert"] and variants == {"finbert": "fp32"}
     assert f"skipping distilbert: checkpoint directory {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
 
 
 def test_a_variant_the_guard_refuses_falls_back_to_fp32_for_that_model(checkpoints, tmp_path, capsys):
-    exports, variants = prepare({"finbert": str(checkpoints["finbert"]), "distilbert": ""}, tmp_path, "int8",
-                                min_agreement=1.01)              # no variant can pass
+    exports, variants = prepare(
+        {"finbert": str(checkpoints["finbert"]), "distilbert": ""}, tmp_path, "int8", min_agreement=1.01
+    )  # no variant can pass
     assert variants == {"finbert": "fp32"}
     (line,) = [l for l in capsys.readouterr().err.splitlines() if "refused" in l]
     # Issue 17: said once, without suggesting the very command that is running.
@@ -65,27 +67,55 @@ def test_no_model_at_all_fails_clearly(tmp_path):
 
 
 def test_serve_command_exits_2_when_nothing_can_be_served(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "server", "--finbert", str(tmp_path / "a"), "--distilbert",
-                             str(tmp_path / "b"), "--build", str(tmp_path)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--finbert",
+            str(tmp_path / "a"),
+            "--distilbert",
+            str(tmp_path / "b"),
+            "--build",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "skipping finbert" in result.stderr and "no model to serve" in result.stderr
 
 
 def serve(build, *args):
-    return subprocess.run([sys.executable, "-m", "server", "--finbert", str(build / "none"), "--distilbert", "",
-                           "--build", str(build), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--finbert",
+            str(build / "none"),
+            "--distilbert",
+            "",
+            "--build",
+            str(build),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_second_serve_on_the_same_build_folder_touches_nothing(tmp_path):
-    lock = claim(tmp_path)                       # as a running `make serve` holds it
+    lock = claim(tmp_path)  # as a running `make serve` holds it
     (tmp_path / "repository" / "local").mkdir(parents=True)
     result = serve(tmp_path)
     assert result.returncode == 2 and "is in use by a running `make serve` (pid " in result.stderr
-    assert "BUILD=" in result.stderr and "skipping" not in result.stderr      # it stopped before exporting
+    assert "BUILD=" in result.stderr and "skipping" not in result.stderr  # it stopped before exporting
     assert (tmp_path / "repository" / "local").is_dir()
     lock.close()
-    assert "is in use" not in serve(tmp_path).stderr                           # released with its holder
+    assert "is in use" not in serve(tmp_path).stderr  # released with its holder
 
 
 def test_a_taken_port_stops_serve_before_it_builds_anything(tmp_path):
@@ -99,9 +129,25 @@ def test_a_taken_port_stops_serve_before_it_builds_anything(tmp_path):
 
 
 def test_perf_analyzer_drives_the_ensemble_with_string_input(triton):
-    result = perf_analyzer.run(["-m", "finbert", "-u", triton.grpc_url, "-i", "grpc", "--concurrency-range", "2",
-                                "--measurement-interval", "1000", "--stability-percentage", "100"],
-                               capture_output=True, text=True, timeout=180)
+    result = perf_analyzer.run(
+        [
+            "-m",
+            "finbert",
+            "-u",
+            triton.grpc_url,
+            "-i",
+            "grpc",
+            "--concurrency-range",
+            "2",
+            "--measurement-interval",
+            "1000",
+            "--stability-percentage",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Throughput:" in result.stdout and "infer/sec" in result.stdout
 
@@ -119,13 +165,20 @@ def test_an_admin_key_restricts_the_admin_apis_of_a_real_server(tmp_path):
     from tritonclient.utils import InferenceServerException
 
     from server.triton import ADMIN_HEADER
+
     (tmp_path / "repo").mkdir()
-    server = TritonServer(tmp_path / "repo", Ports(*free_ports()), work_dir=tmp_path / "w",
-                          log_path=tmp_path / "w" / "log", admin_key="k3y")
+    server = TritonServer(
+        tmp_path / "repo",
+        Ports(*free_ports()),
+        work_dir=tmp_path / "w",
+        log_path=tmp_path / "w" / "log",
+        admin_key="k3y",
+    )
 
     def status(path, headers):
-        request = urllib.request.Request(f"http://{server.http_url}{path}", data=b"{}" if "index" in path else None,
-                                         headers=headers)
+        request = urllib.request.Request(
+            f"http://{server.http_url}{path}", data=b"{}" if "index" in path else None, headers=headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status
@@ -153,4 +206,4 @@ def test_make_serve_leaves_statistics_open_for_perf_analyzer_and_keeps_the_rest(
     """Issue 17: perf_analyzer and Model Analyzer read statistics; model control stays behind the key."""
     args = " ".join(triton_args("/models", admin_key="k", restricted_apis=LOCAL_RESTRICTED_APIS))
     assert "statistics" not in args and "model-repository,shared-memory" in args
-    assert "statistics" in " ".join(triton_args("/models", admin_key="k"))      # the chart's: all restricted
+    assert "statistics" in " ".join(triton_args("/models", admin_key="k"))  # the chart's: all restricted

@@ -1,5 +1,6 @@
 """Fine-tuning: data handling, the exact BERT -> DistilBERT rewrite, and a CI-sized run end to end
 (a tiny random-weight BERT base, a few hundred sentences, one epoch). The full run is `make finetune`."""
+
 import json
 from collections import Counter
 
@@ -50,11 +51,13 @@ def test_scores_match_hand_computed_values():
 
 def test_bert_rewritten_as_distilbert_computes_the_same(tmp_path):
     from transformers import AutoModel, AutoTokenizer
+
     path = random_checkpoint.build("bert", tmp_path / "bert")
     bert = AutoModel.from_pretrained(path, add_pooling_layer=False, attn_implementation="eager").eval()
     distil = finetune.bert_to_distilbert(bert).eval()
-    enc = AutoTokenizer.from_pretrained(path)(["Profit rose 12 % .", "Shares fell after the profit warning ."],
-                                              padding=True, return_tensors="pt")
+    enc = AutoTokenizer.from_pretrained(path)(
+        ["Profit rose 12 % .", "Shares fell after the profit warning ."], padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
         want = bert(**enc).last_hidden_state
         got = distil(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
@@ -66,8 +69,27 @@ def test_finetune_smoke_writes_a_servable_distilbert_checkpoint(tmp_path):
     base = random_checkpoint.build("bert", tmp_path / "base")
     data, origin = sample_file(tmp_path / "Sentences_75Agree.txt", 300)
     out = tmp_path / "distilbert-fpb"
-    assert finetune.main(["--base", str(base), "--data", str(data), "--out", str(out), "--epochs", "1",
-                          "--batch-size", "32", "--max-length", "64", "--limit", "250"]) == 0, origin
+    assert (
+        finetune.main(
+            [
+                "--base",
+                str(base),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--max-length",
+                "64",
+                "--limit",
+                "250",
+            ]
+        )
+        == 0
+    ), origin
 
     metrics = json.loads((out / finetune.METRICS_FILENAME).read_text())
     assert metrics["train"] + metrics["heldout"] == metrics["sentences"] <= 250
@@ -81,6 +103,7 @@ def test_finetune_smoke_writes_a_servable_distilbert_checkpoint(tmp_path):
 
     # Re-scoring the saved held-out split with the saved checkpoint gives the recorded accuracy.
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     model = AutoModelForSequenceClassification.from_pretrained(out)
     rescored = finetune.evaluate(model, AutoTokenizer.from_pretrained(out), heldout, 512)
     assert rescored["accuracy"] == metrics["heldout_scores"]["accuracy"]
@@ -122,17 +145,26 @@ def test_offline_it_knows_at_once_that_the_hub_is_unreachable_and_says_where_dat
     import sys
     import time
     from pathlib import Path
+
     with socket.socket() as blackhole:
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(8)
         env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
-                "FINSENT_FPB_DIR": str(tmp_path / "none"), "HF_HOME": str(tmp_path / "hf")}
+        env |= {
+            "HF_ENDPOINT": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+            "FINSENT_FPB_DIR": str(tmp_path / "none"),
+            "HF_HOME": str(tmp_path / "hf"),
+        }
         started = time.monotonic()
         try:
-            run = subprocess.run([sys.executable, "-m", "training.finetune", "--base", "minilm",
-                                  "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=45,
-                                 env=env, cwd=Path(__file__).resolve().parents[2])
+            run = subprocess.run(
+                [sys.executable, "-m", "training.finetune", "--base", "minilm", "--out", str(tmp_path / "out")],
+                capture_output=True,
+                text=True,
+                timeout=45,
+                env=env,
+                cwd=Path(__file__).resolve().parents[2],
+            )
         except subprocess.TimeoutExpired:
             pytest.fail("still waiting for the Hub after 45 s")
         took = time.monotonic() - started
