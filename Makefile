@@ -31,11 +31,11 @@ FAMILY ?= distilbert
 URL ?=
 EVAL_ARGS ?=
 
-.PHONY: help setup serve test bench timeline startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
+.PHONY: help setup serve test format bench timeline startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
 	finetune eval
 help:
 	@echo "make serve       export the models (cached) and serve them: FINBERT= DISTILBERT= VARIANT= TARGET= DEVICE="
-	@echo "make test        ruff, then the whole test suite offline (PYTEST_ARGS=...)"
+	@echo "make test        ruff (lint, format check), then the whole test suite offline; make format fixes style"
 	@echo "make finetune    fine-tune BASE=$(BASE) on Financial PhraseBank into OUT=$(or $(OUT),$(DISTILBERT))"
 	@echo "make eval        score CHECKPOINT= served by Triton and in PyTorch -> docs/accuracy.md"
 	@echo "make gateway     REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of TRITON_URL=$(TRITON_URL)"
@@ -67,12 +67,17 @@ serve: setup
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 test: setup
-	$(PY) -m ruff check .            # style first: ruff.toml says which rules
+	$(PY) -m ruff check .            # style first: ruff.toml says which rules (make format fixes most)
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 BENCH_VARIANTS ?= fp32,int8
 BENCH_SECONDS ?= 15
 # Random-weight base checkpoints unless FINBERT=/DISTILBERT= are given on the command line.
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
 bench: setup
 	$(PY) -m benchmarks.serving --variants $(BENCH_VARIANTS) --duration $(BENCH_SECONDS) \
 		$(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
