@@ -26,8 +26,8 @@ import numpy as np
 
 from benchmarks import levels, runner
 from benchmarks.levels import Level, Measured
-from benchmarks.report import SPLIT_RULE
 from benchmarks.runner import client_counts, machine, refuse, shared_arguments, unknown
+from benchmarks.serving_report import SPLIT_RULE
 from export import fpb, random_checkpoint
 from export.facts import FAMILIES, FactsError
 from export.onnx import SourceUnavailable, export_model, resolve_source
@@ -438,9 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline_clients:
             print(f"{family}: baseline (Starlette + transformers.pipeline) ...")
             entry["baseline"] = levels.dump(baseline(sources[family], texts, args, (args.build / "run" / family)))
-    from benchmarks import report
+    from benchmarks import serving_report
 
-    runner.write(args.out, "serving", results, report.markdown, report.plot)
+    runner.write(args.out, "serving", results, serving_report.markdown, serving_report.plot)
     return 0
 
 

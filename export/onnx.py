@@ -106,19 +106,13 @@ def max_length_of(tokenizer, config) -> int:
     return int(min(limits))
 
 
-def softmax(logits):
-    import numpy as np
-
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def parity_report(model, tokenizer, onnx_path: Path, facts: ModelFacts, atol: float) -> dict:
     """Score PARITY_SENTENCES one by one and as one padded batch with PyTorch and ONNX Runtime."""
     import numpy as np
     import onnxruntime as ort
     import torch
+
+    from export.calibrate import softmax
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rows, batches = [], [[s] for s in PARITY_SENTENCES] + [list(PARITY_SENTENCES)]

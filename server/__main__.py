@@ -141,7 +141,9 @@ def target_options(args, gpu_here: bool | None = None) -> TargetOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(  # prog: argparse would say "__main__.py"
+        prog="python -m server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for family, row in FAMILIES.items():
         parser.add_argument(
             f"--{family}",

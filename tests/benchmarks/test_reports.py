@@ -6,12 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import batch_dependence, bulk, container, documents, faults, levels, report, soak, startup, timeline
+from benchmarks import (
+    batch_dependence,
+    bulk,
+    container,
+    documents,
+    faults,
+    levels,
+    serving_report,
+    soak,
+    startup,
+    timeline,
+)
 from benchmarks.levels import Level
 
 REPORTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 WRITERS = {
-    "serving": report.markdown,
+    "serving": serving_report.markdown,
     "faults": faults.markdown,
     "soak": soak.markdown,
     "one-client-finbert-int8": timeline.markdown,

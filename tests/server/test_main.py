@@ -34,3 +34,11 @@ def test_a_named_variant_wins_and_reproducible_runs_texts_alone():
 def test_gpu_device_needs_the_container_target():
     with pytest.raises(ValueError, match="add --target container"):
         target_options(args(device="gpu"))
+
+
+def test_usage_names_the_command_people_type(capsys):
+    from server.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m server ")
