@@ -67,8 +67,8 @@ serve: setup
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 test: setup
-	$(PY) -m ruff check .            # style first: ruff.toml says which rules (make format fixes most)
-	$(PY) -m ruff format --check .
+	$(PY) -m ruff check . || { echo "error: lint (ruff.toml's rules): make format fixes import order; the rest is named above" >&2; exit 1; }
+	$(PY) -m ruff format --check . || { echo "error: not formatted as ruff format writes it: run make format" >&2; exit 1; }
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 BENCH_VARIANTS ?= fp32,int8
