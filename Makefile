@@ -149,11 +149,10 @@ loadtest-local: setup
 	$(PY) -m loadtest.local $(LOADTEST_ARGS) --build "$(BUILD)/loadtest-local" \
 		--out "$(or $(OUT),$(BUILD)/loadtest/local-{protocol}-{model})"
 
-# Default: the newest sweep under $(BUILD)/loadtest/, whether make loadtest or make loadtest-local wrote it.
-SWEEPS ?= $(or $(OUT),$(patsubst %/sweep.json,%,$(firstword $(shell ls -t $(BUILD)/loadtest/*/sweep.json 2>/dev/null))))
+# Empty: OUT=, else the newest sweep under $(BUILD)/loadtest/ (loadtest.cost --newest-in finds it).
+SWEEPS ?= $(OUT)
 loadtest-cost: setup
-	@[ -n "$(SWEEPS)" ] || { echo "error: no sweep in $(BUILD)/loadtest/: run make loadtest (or make loadtest-local) first, or name one with SWEEPS=" >&2; exit 2; }
-	$(PY) -m loadtest.cost $(SWEEPS) --out "$(firstword $(SWEEPS))/cost.md"
+	$(PY) -m loadtest.cost $(SWEEPS) --newest-in "$(BUILD)/loadtest" --beside
 
 finetune: setup
 	$(PY) -m training.finetune --base "$(BASE)" $(if $(DATA),--data "$(DATA)") --out "$(or $(OUT),$(DISTILBERT))" $(FINETUNE_ARGS)

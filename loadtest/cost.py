@@ -116,13 +116,28 @@ def markdown(rows: list[dict], prices: dict, sweep_paths: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def newest_sweep(folder: Path) -> Path:
+    """The sweep folder under `folder` with the newest sweep.json, whether make loadtest or
+    make loadtest-local wrote it."""
+    found = sorted(Path(folder).glob("*/sweep.json"), key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise ValueError(
+            f"no sweep in {folder}/: run make loadtest (or make loadtest-local) first, or name one with SWEEPS="
+        )
+    return found[-1].parent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="*", help="sweep directories or sweep.json files")
     parser.add_argument("--prices", default=str(DEFAULT_PRICES))
     parser.add_argument("--out", help="also write the markdown here")
+    parser.add_argument("--newest-in", type=Path, help="without sweeps named: price the newest sweep in this folder")
+    parser.add_argument("--beside", action="store_true", help="also write cost.md next to the first sweep")
     args = parser.parse_args(argv)
     try:
+        if not args.sweeps and args.newest_in:
+            args.sweeps = [str(newest_sweep(args.newest_in))]
         sweeps = [load_sweep(p) for p in args.sweeps]
         prices = load_prices(args.prices)
     except (OSError, ValueError) as exc:
@@ -130,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = markdown(cost_rows(sweeps, prices), prices, args.sweeps)
     print(text)
+    beside = Path(args.sweeps[0]) if args.beside and args.sweeps else None
+    if beside is not None:
+        (beside if beside.is_dir() else beside.parent).joinpath("cost.md").write_text(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
