@@ -1,17 +1,20 @@
 """Issue 19: `finsent score --shard K/N` + `finsent merge`, and exact-text de-duplication, against
 the session's tritonserver through the CLI as users run it."""
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tests.client.test_cli import ROOT, check_scored, finsent, read_output, texts, write_input, write_rows
+from tests.client.test_cli import (
+    check_scored,
+    finsent,
+    kill_after,
+    read_output,
+    rows_recorded,
+    start_score,
+    texts,
+    write_input,
+    write_rows,
+)
 
 
 def write_news(path, n, copies=3):
@@ -105,42 +108,11 @@ def test_shards_resume_independently_after_a_kill(triton, tmp_path):
     outs = [tmp_path / f"part-{k}.jsonl" for k in range(2)]
     records = [out.with_name(out.name + ".partial.json") for out in outs]
 
-    def run(k):
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "finsent",
-                "score",
-                news,
-                "-o",
-                outs[k],
-                "--shard",
-                f"{k}/2",
-                "--chunk-size",
-                "10",
-                "--url",
-                triton.grpc_url,
-                "--no-progress",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
     def done(k):
-        try:
-            return json.loads(records[k].read_text())["rows"]
-        except (OSError, ValueError):
-            return 0
+        return rows_recorded(records[k].read_text)
 
-    procs = [run(0), run(1)]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not all(done(k) >= 30 for k in range(2)):
-        time.sleep(0.01)
-    for proc in procs:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    procs = [start_score(news, "-o", outs[k], "--shard", f"{k}/2", url=triton.grpc_url) for k in range(2)]
+    kill_after(procs, [lambda: done(0), lambda: done(1)], 30)
     assert all(30 <= done(k) < 1400 for k in range(2)) and not any(o.exists() for o in outs), "kill mid-file"
     # Shard 1 resumes alone; shard 0 stays half done until it is run again, and is not disturbed.
     left = records[0].read_text()
@@ -217,31 +189,9 @@ def test_a_resumed_run_does_not_score_again_the_texts_it_already_wrote(triton, t
     rows = write_news(news, 1800)  # 601 distinct texts, each about 3 times, spread
     distinct = {r["text"] for r in rows if r["text"]}
     out, record = tmp_path / f"out{suffix}", tmp_path / f"out{suffix}.partial.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "finsent",
-        "score",
-        news,
-        "-o",
-        out,
-        "--chunk-size",
-        "10",
-        "--url",
-        triton.grpc_url,
-        "--no-progress",
-    ]
     before = inferences(triton)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, done = time.monotonic() + 60, 0
-    while time.monotonic() < deadline and proc.poll() is None and done < 600:
-        try:
-            done = json.loads(record.read_text())["rows"]
-        except (OSError, ValueError):
-            done = 0
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = start_score(news, "-o", out, url=triton.grpc_url)
+    [done] = kill_after([proc], [lambda: rows_recorded(record.read_text)], 600)
     assert 600 <= done < 1800 and not out.exists(), "the kill must land mid-file"
     resumed = score(news, "-o", out, "--chunk-size", 10, "--url", triton.grpc_url)
     assert resumed.returncode == 0 and "(resumed after " in resumed.stdout, resumed.stderr

@@ -2,9 +2,7 @@
 emulator (gcp-storage-emulator, from PyPI; no network): streaming in and out, sharded, resumed
 after a kill."""
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +12,15 @@ import pytest
 
 from server.triton import free_ports
 from tests.client.test_bulk import write_news
-from tests.client.test_cli import ROOT, check_scored, finsent, read_output, write_input
+from tests.client.test_cli import (
+    check_scored,
+    finsent,
+    kill_after,
+    read_output,
+    rows_recorded,
+    start_score,
+    write_input,
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,35 +114,15 @@ def test_a_gs_output_resumes_after_a_kill(triton, emulator, tmp_path, suffix):
     base = f"gs://news/resume{suffix[1:]}"
     put(emulator, tmp_path / f"in{suffix}", f"{base}/in{suffix}")
     out, record = f"{base}/out{suffix}", f"{base}/out{suffix}.partial.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "finsent",
-        "score",
-        f"{base}/in{suffix}",
-        "-o",
-        out,
-        "--chunk-size",
-        "10",
-        "--url",
-        triton.grpc_url,
-        "--no-progress",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, done = time.monotonic() + 90, 0
-    while time.monotonic() < deadline and proc.poll() is None and done < 30:
-        try:
-            done = json.loads(emulator.cat(record))["rows"]
-        except (FileNotFoundError, ValueError):
-            done = 0
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = start_score(f"{base}/in{suffix}", "-o", out, url=triton.grpc_url)
+    [done] = kill_after([proc], [lambda: rows_recorded(lambda: emulator.cat(record))], 30, timeout_s=90, poll_s=0.05)
     emulator.invalidate_cache()
     assert 30 <= done < len(rows) and not emulator.exists(out), "the kill must land mid-file"
     # A part uploaded after the last progress record (killed before the record) is dropped on resume.
     emulator.pipe(f"{base}/out{suffix}.partial/part-999999{suffix}", b'999999,"half a row')
-    resumed = finsent(*cmd[3:-1], "--no-progress")
+    resumed = finsent(
+        "score", f"{base}/in{suffix}", "-o", out, "--chunk-size", "10", "--url", triton.grpc_url, "--no-progress"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "2000 rows (resumed after " in resumed.stdout, resumed.stdout
     check_scored(triton, rows, get(emulator, out, tmp_path / f"out{suffix}"))

@@ -32,6 +32,33 @@ def finsent(*args, stdin=None, timeout=120):
     )
 
 
+def start_score(*args, url: str) -> subprocess.Popen:
+    """`finsent score ARGS` in chunks of 10, in the background: a run slow enough to kill mid-file."""
+    command = [sys.executable, "-m", "finsent", "score", *map(str, args), "--chunk-size", "10", "--url", url]
+    return subprocess.Popen([*command, "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def rows_recorded(read) -> int:
+    """The rows a progress record (read() -> its text) says are written; 0 while missing or half-written."""
+    try:
+        return json.loads(read())["rows"]
+    except (OSError, ValueError):
+        return 0
+
+
+def kill_after(procs: list[subprocess.Popen], progress: list, rows: int, timeout_s: float = 60, poll_s: float = 0.01):
+    """SIGKILL `procs` once each one's progress() (rows_recorded) reaches `rows`, one of them exits or
+    timeout_s passes; returns the last counts, for the test to check that the kill landed mid-file."""
+    deadline, done = time.monotonic() + timeout_s, [0] * len(procs)
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs) and min(done) < rows:
+        done = [read() for read in progress]
+        time.sleep(poll_s)
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return done
+
+
 def texts(n):
     return [
         f"Row {i}: quarterly revenue {'increased' if i % 3 else 'dropped'} by {i % 89} percent"
@@ -366,34 +393,8 @@ def test_score_resumes_after_a_kill_and_writes_each_row_exactly_once(triton, tmp
     rows = write_input(tmp_path / f"in{suffix}", 2000)
     out = tmp_path / f"out{suffix}"
     record = tmp_path / f"out{suffix}.partial.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "finsent",
-        "score",
-        tmp_path / f"in{suffix}",
-        "-o",
-        out,
-        "--chunk-size",
-        "10",
-        "--url",
-        triton.grpc_url,
-        "--no-progress",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if record.exists():
-            try:
-                done = json.loads(record.read_text())["rows"]
-            except ValueError:
-                done = 0
-            if done >= 30:
-                break
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = start_score(tmp_path / f"in{suffix}", "-o", out, url=triton.grpc_url)
+    [done] = kill_after([proc], [lambda: rows_recorded(record.read_text)], 30)
     assert 30 <= done < len(rows) and not out.exists(), "the kill must land mid-file"
     if suffix != ".parquet":  # a torn append after the last progress record: dropped on resume
         with open(tmp_path / f"out{suffix}.partial", "ab") as f:
