@@ -33,17 +33,7 @@ def namespaces_work() -> str | None:
     if shutil.which("unshare") is None:
         return "no unshare(1)"
     probe = subprocess.run(
-        [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount --bind /tmp /tmp && mount -o remount,bind,ro / && ! touch /.finsent-ro 2>/dev/null",
-        ],
-        capture_output=True,
-        text=True,
+        read_only_root(["sh", "-c", "! touch /.finsent-ro 2>/dev/null"]), capture_output=True, text=True
     )
     return None if probe.returncode == 0 else f"cannot make a read-only root mount: {probe.stderr.strip()[:200]}"
 

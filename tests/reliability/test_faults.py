@@ -16,6 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from export.facts import FAMILIES
 from loadtest.traffic import Traffic, grpc_sender
 from server import health
 from server.stack import stub_pids
@@ -86,19 +87,20 @@ def test_finsent_clients_ride_through_a_stub_death_without_errors(own_server):
     assert results and all(len(r) == len(texts) for r in results)
 
 
+def stub_watchdog(server, lines: list) -> health.Watchdog:
+    """The watchdog as `python -m server` runs it (it knows the server's pid, so it watches the stubs),
+    with its inference check only every 30 s: a repair within seconds is the stub watch's."""
+    return health.Watchdog(
+        server.http_url, list(FAMILIES), server.admin_key, 30.0, log=lines.append, server_pid=server.process.pid
+    )
+
+
 def test_the_launchers_watchdog_reloads_a_dead_stub_without_waiting_for_a_check(own_server):
     """With the server's pid (as `python -m server` runs it) the watchdog sees the stub process die.
 
     Its inference check runs only every 30 s here, so a repair within seconds is the stub watch's."""
     lines = []
-    watchdog = health.Watchdog(
-        own_server.http_url,
-        ["finbert", "distilbert"],
-        own_server.admin_key,
-        30.0,
-        log=lines.append,
-        server_pid=own_server.process.pid,
-    )
+    watchdog = stub_watchdog(own_server, lines)
     triton = health.Triton(own_server.http_url, own_server.admin_key)
     try:
         watchdog.start()
@@ -281,14 +283,7 @@ def test_stop_drains_documents_in_flight(own_server):
 def test_the_launchers_watchdog_reloads_a_dead_document_stub(own_server):
     """The stub watch covers every Python model, the document models (two instances) included."""
     lines = []
-    watchdog = health.Watchdog(
-        own_server.http_url,
-        ["finbert", "distilbert"],
-        own_server.admin_key,
-        30.0,
-        log=lines.append,
-        server_pid=own_server.process.pid,
-    )
+    watchdog = stub_watchdog(own_server, lines)
     client = grpcclient.InferenceServerClient(own_server.grpc_url)
     tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
     tensor.set_data_from_numpy(np.array([[b"Profit rose. Costs fell."]], dtype=np.object_))
