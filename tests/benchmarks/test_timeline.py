@@ -42,11 +42,13 @@ def test_the_traced_segments_add_up_to_the_time_inside_triton(checkpoints, tmp_p
     for step in timeline.STEPS:
         parts = sum(s["segments"][f"{step}: {part}"]["mean_us"] for part, _, _ in timeline.STEP_PARTS[1:])
         assert 0 < s["segments"][step]["mean_us"] <= parts + 1
+    # Within each request's client latency: the gRPC read follows the client's send, the send's
+    # start precedes its receipt (the send's end need not: CI once saw 2.02 ms inside, 1.94 out).
     assert 0 < s["segments"]["inside Triton"]["mean_us"] < s["client"]["mean_us"]
     assert sum(s["added"].values()) == pytest.approx(s["excess_mean_us"], abs=1)
     assert s["in_process"]["ORT run"]["mean_us"] > 0
     report = (out / "one-client-distilbert-fp32.md").read_text()
-    assert "| **inside Triton** (gRPC read → response sent) |" in report and "sum = excess" in report
+    assert "| **inside Triton** (gRPC read → send starts) |" in report and "sum = excess" in report
     assert (out / "one-client-distilbert-fp32.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -57,7 +59,7 @@ def test_a_request_whose_steps_are_not_all_traced_is_left_out(tmp_path):
         json.dumps(
             [
                 {"id": 1, "model_name": "finbert", "model_version": 1},
-                {"id": 1, "timestamps": [{"name": "GRPC_WAITREAD_END", "ns": 1}, {"name": "GRPC_SEND_END", "ns": 9}]},
+                {"id": 1, "timestamps": [{"name": "GRPC_WAITREAD_END", "ns": 1}, {"name": "GRPC_SEND_START", "ns": 9}]},
                 {"id": 2, "model_name": "finbert_tokenizer", "model_version": 1, "parent_id": 1},
                 {"id": 2, "timestamps": [{"name": "COMPUTE_START", "ns": 2}]},
             ]
