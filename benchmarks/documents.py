@@ -111,11 +111,16 @@ def short_latencies(url: str, family: str, clients: int, until) -> list[float]:
     return out
 
 
-def starvation(server, family: str, documents: list[str], clients: int, long_bytes: int, baseline_s: float) -> dict:
+def long_document(documents: list[str], n_bytes: int) -> str:
+    """The documents joined (again and again) into one of n_bytes (a filing, a transcript)."""
     long = ""
-    while len(long.encode()) < long_bytes:
+    while len(long.encode()) < n_bytes:
         long += "\n\n".join(documents) + "\n\n"
-    long = long.encode()[:long_bytes].decode(errors="ignore")
+    return long.encode()[:n_bytes].decode(errors="ignore")
+
+
+def starvation(server, family: str, documents: list[str], clients: int, long_bytes: int, baseline_s: float) -> dict:
+    long = long_document(documents, long_bytes)
     ends = time.monotonic() + baseline_s
     alone = short_latencies(server.grpc_url, family, clients, lambda: time.monotonic() > ends)
     done, result = threading.Event(), {}

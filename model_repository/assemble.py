@@ -36,6 +36,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.cli import bounded
 from export.facts import CANONICAL_LABELS, FACTS_FILENAME, FAMILIES, ModelFacts
 from export.runtime import VARIANTS, variant_filename
+from model_repository import classes
 
 SOURCE = Path(__file__).resolve().parent
 STEPS = ("tokenizer", "classifier", "postprocess")
@@ -51,6 +52,11 @@ CLASSIFIERS = ("python", "onnxruntime")
 # Padding lengths of the native classifier (the model's max length is always added): one bucket
 # for nearly every sentence, so concurrent requests share a shape and batch (docs/serving.md).
 NATIVE_BUCKETS = (128,)
+# Rows the batcher joins into one classifier run (model_repository/classes.py): an interactive text
+# waits for at most one such run. On CPU a run of 8 FinBERT rows takes ~0.1-0.2 s (int8, 2 cores) and
+# batching gains little past it; on a GPU a run of 64 takes milliseconds, so the cap is the ensemble's
+# max_batch_size there (docs/serving.md, "Traffic classes"; docs/benchmarks/traffic-classes.md).
+CPU_BACKGROUND_BATCH_SIZE = 8
 OPTIONAL_INPUTS = ("token_type_ids",)
 # An ensemble has no model file; this note keeps its version folder in copies that drop empty
 # folders (gcloud storage cp -r), where Triton would find no version to load and exit.
@@ -98,11 +104,22 @@ class TargetOptions:
     spinning: str = "runs"  # local classifier's ORT threads: spin-wait between ops only while a run lasts
     # ("runs"), also between runs ("always", ORT's default) or never ("off")
     variant: str = "fp32"  # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
+    # Rows of one joined classifier run, and of a finsent client's background request (classes.py);
+    # 0: CPU_BACKGROUND_BATCH_SIZE on cpu, the ensemble's max_batch_size on gpu.
+    background_batch_size: int = 0
+    traffic_classes: bool = True  # False: one first-come-first-served, unbounded queue (the benchmark's before)
 
     def __post_init__(self):
         if not self.classifier:
             default = "onnxruntime" if (self.target, self.device) == ("container", "gpu") else "python"
             object.__setattr__(self, "classifier", default)
+        if self.background_batch_size < 0:
+            raise ValueError(f"background_batch_size {self.background_batch_size}: 1 or more (0: the device's default)")
+        if not self.background_batch_size:
+            rows = (
+                load_config(source_config(None)).max_batch_size if self.device == "gpu" else CPU_BACKGROUND_BATCH_SIZE
+            )
+            object.__setattr__(self, "background_batch_size", rows)
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier {self.classifier!r}: one of {CLASSIFIERS}")
         if self.target == "local" and self.classifier != "python":
@@ -168,6 +185,8 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
     _prune(config, family, facts)
     for composing in config.ensemble_scheduling.step:
         composing.model_name = _named(composing.model_name, family, source)
+    if options.traffic_classes:
+        classes.apply(config, step, min(options.background_batch_size, config.max_batch_size))
     if step == DOCUMENT:
         _param(config, "ensemble", _named(config.parameters["ensemble"].string_value, family, source))
     if step in (None, DOCUMENT):

@@ -37,6 +37,7 @@ from finsent.core import (
     retry_delay,
     unknown_model,
 )
+from finsent.traffic import TRAFFIC_PARAMETER
 
 
 def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -88,7 +89,7 @@ class AsyncClient(ClientBase):
             try:
                 return await asyncio.wait_for(fn(self._triton()), self.timeout_s)
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error, self.protocol)
+                delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error, self.protocol, self.retry)
             await asyncio.sleep(delay)
 
     async def info(self) -> ModelInfo:
@@ -131,7 +132,7 @@ class AsyncClient(ClientBase):
                 self.model + DOCUMENT_SUFFIX,
                 lambda result, batch: decode_documents(result, info.labels, batch),
             )
-        size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
+        size = self._batch_size(info)
         return await self._map(
             chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits)
         )
@@ -140,6 +141,7 @@ class AsyncClient(ClientBase):
         gate = asyncio.Semaphore(self.max_in_flight)
         # See Client._run: the ensemble's outputs are named, a document model's all come.
         outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._types)
+        priority = self._priority(model)
 
         async def run(chunk: Chunk) -> list:
             async with gate:
@@ -150,7 +152,14 @@ class AsyncClient(ClientBase):
                         tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
                         tensor.set_data_from_numpy(batch)
                         result = await self._call(
-                            lambda c: c.infer(model, [tensor], outputs=outputs, **self._timeout())
+                            lambda c: c.infer(
+                                model,
+                                [tensor],
+                                outputs=outputs,
+                                priority=priority,
+                                parameters={TRAFFIC_PARAMETER: priority},
+                                **self._timeout(),
+                            )
                         )
                         return chunk.served(decoder(result, texts))
                     except TextError as exc:

@@ -46,14 +46,15 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def make_client(args, **kw) -> Client:
+def make_client(args, patient: bool = False, **kw) -> Client:
+    """patient: retry an overloaded server without limit (finsent score slows down, never fails for load)."""
     try:
         return Client(
             args.url or DEFAULT_URLS[args.protocol],
             args.protocol,
             args.model,
             timeout_s=args.timeout,
-            retry=Retry(attempts=args.retries),
+            retry=Retry(attempts=args.retries, patient=patient),
             **kw,
         )
     except ValueError as exc:  # an address that is not host:port: said before any connection is tried
@@ -175,7 +176,8 @@ def cmd_score(args) -> int:
         *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []),
     )
     output = args.output or default_output(args.input)
-    with make_client(args, max_in_flight=args.max_in_flight) as client:
+    # Bulk work is background traffic: it yields to interactive texts and backs off while the server is full.
+    with make_client(args, patient=True, max_in_flight=args.max_in_flight, traffic="background") as client:
         summary = score_file(
             client,
             args.input,

@@ -40,6 +40,7 @@ from finsent.core import (
     retry_delay,
     unknown_model,
 )
+from finsent.traffic import TRAFFIC_PARAMETER
 
 
 def transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -97,7 +98,7 @@ class Client(ClientBase):
             try:
                 return fn(self._triton())
             except Exception as exc:
-                delay = retry_delay(exc, delays, self.model, self.url, transport_error, self.protocol)
+                delay = retry_delay(exc, delays, self.model, self.url, transport_error, self.protocol, self.retry)
             time.sleep(delay)
 
     # -- public -----------------------------------------------------------------------------
@@ -143,7 +144,7 @@ class Client(ClientBase):
                 self.model + DOCUMENT_SUFFIX,
                 lambda result, batch: decode_documents(result, info.labels, batch),
             )
-        size = min(self.batch_size or info.max_batch_size, info.max_batch_size)
+        size = self._batch_size(info)
         return self._map(
             chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits)
         )
@@ -167,7 +168,15 @@ class Client(ClientBase):
                 tensor.set_data_from_numpy(batch)
                 # The ensemble's outputs are named (LOGITS only when asked for); a document model's all come.
                 outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._module)
-                return c.infer(model, [tensor], outputs=outputs, **self._timeout())
+                priority = self._priority(model)
+                return c.infer(
+                    model,
+                    [tensor],
+                    outputs=outputs,
+                    priority=priority,
+                    parameters={TRAFFIC_PARAMETER: priority},
+                    **self._timeout(),
+                )
 
             return self._call(call)
 

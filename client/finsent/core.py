@@ -11,11 +11,14 @@ import logging
 import random
 import re
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Generator, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 from tritonclient.utils import InferenceServerException
+
+from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, level
 
 TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
 # Triton's answer to a restricted API (--http-restricted-api / --grpc-restricted-protocol) called
@@ -143,6 +146,11 @@ class UnavailableError(FinsentError):
     """The server could not be reached (after the retries)."""
 
 
+class OverloadedError(UnavailableError):
+    """The server refused the request for load (a full queue of its traffic class, or its time in the
+    queue ran out): retry later. Retried with backoff; `Retry(patient=True)` (finsent score) never gives up."""
+
+
 class RequestTimeout(FinsentError):
     """The server did not answer within the timeout."""
 
@@ -156,6 +164,7 @@ class ModelInfo:
     name: str
     max_batch_size: int
     labels: tuple[str, ...]
+    background_batch_size: int = 0  # rows a background request holds at most (0: max_batch_size)
 
 
 @dataclass(frozen=True)
@@ -281,6 +290,9 @@ class Retry:
     attempts: int = 7
     initial_s: float = 0.25
     max_s: float = 4.0
+    # An overloaded server (OverloadedError) is retried without limit, every max_s at most: a bulk
+    # job slows down instead of failing. An unreachable one still gives up after `attempts`.
+    patient: bool = False
 
     def delays(self) -> Iterator[float]:
         for k in range(self.attempts):
@@ -319,8 +331,11 @@ class ClientBase:
         max_in_flight: int = 4,
         batch_size: int | None = None,
         logits: bool = False,
+        traffic: str | int = "interactive",
     ):
         self.protocol = protocol
+        # The priority of classify()'s requests (finsent.traffic); documents are always background.
+        self.priority = level(traffic)
         self.logits = logits  # also ask for LOGITS (raw scores, for callers who calibrate themselves)
         self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
         # None: chosen on first use from what the server serves (core.choose_model).
@@ -331,6 +346,17 @@ class ClientBase:
 
     def _setup(self) -> None:
         raise NotImplementedError
+
+    def _batch_size(self, info: ModelInfo) -> int:
+        """Rows per classify() request: background work in requests the server's batcher can cap."""
+        default = info.max_batch_size
+        if self.priority == BACKGROUND and info.background_batch_size:
+            default = info.background_batch_size
+        return min(self.batch_size or default, info.max_batch_size)
+
+    def _priority(self, model: str) -> int:
+        """Documents are background work (their sentences run at the default level, background)."""
+        return BACKGROUND if model.endswith(DOCUMENT_SUFFIX) else self.priority
 
     def _outputs(self, types) -> list:
         # Named, so a server never sends what was not asked for (LOGITS is off by default).
@@ -362,14 +388,16 @@ def split_url(url: str, protocol: str) -> str:
 def model_info(name: str, config: dict) -> ModelInfo:
     """ModelInfo from get_model_config(as_json=True) of either protocol."""
     config = config.get("config", config)  # gRPC wraps it in {"config": ...}
-    labels = config.get("parameters", {}).get("labels", {}).get("string_value", "")
+    parameters = config.get("parameters", {})
+    labels = parameters.get("labels", {}).get("string_value", "")
+    background = int(parameters.get(BACKGROUND_ROWS_PARAMETER, {}).get("string_value") or 0)
     max_batch = int(config.get("max_batch_size", 0))
     if not labels or max_batch < 1:
         raise ModelError(
             f"model {name!r} is not a finsent ensemble (needs a `labels` parameter and "
             f"max_batch_size > 0, has labels={labels!r}, max_batch_size={max_batch})"
         )
-    return ModelInfo(name, max_batch, tuple(labels.split(",")))
+    return ModelInfo(name, max_batch, tuple(labels.split(",")), min(background, max_batch))
 
 
 def encode(texts: Sequence[str | bytes]) -> np.ndarray:
@@ -462,6 +490,8 @@ def decode_documents(result, labels: tuple[str, ...], texts: Sequence[str | byte
 # model): the model exists and comes back within seconds. A model that is not in the
 # repository says "... is not found" instead and is not retried.
 TRANSIENT = ("is not healthy", "has no available versions")
+# Triton's refusals for load (core r24.10: a priority level's max_queue_size; its queue timeout).
+OVERLOADED = ("Exceeds maximum queue size", "Request timeout expired")
 
 
 def server_error(status: str | None, message: str, model: str) -> FinsentError:
@@ -469,6 +499,8 @@ def server_error(status: str | None, message: str, model: str) -> FinsentError:
     status = str(status or "")
     if RESTRICTED.search(message):  # gRPC says UNAVAILABLE, but no retry will get through
         return RestrictedError(f"{message} (the server restricts this API to callers with its admin key)")
+    if any(refusal in message for refusal in OVERLOADED):
+        return OverloadedError(f"the server is overloaded and refused the request ({message.strip()}): retry later")
     if status.endswith("UNAVAILABLE") or status == "503":
         return UnavailableError(message)
     if status.endswith("DEADLINE_EXCEEDED"):
@@ -504,12 +536,22 @@ def not_grpc(url: str) -> FinsentError:
     )
 
 
+_overload_logged = -1e9
+
+
 def retry_delay(
-    exc: Exception, delays: Iterator[tuple[int, float]], model: str, url: str, transport, protocol: str = "http"
+    exc: Exception,
+    delays: Iterator[tuple[int, float]],
+    model: str,
+    url: str,
+    transport,
+    protocol: str = "http",
+    retry: Retry | None = None,
 ) -> float:
     """The pause before retrying after `exc`; raises the client's error when it is not worth a
     retry (anything but UNAVAILABLE / connection errors) or the retries are spent. `delays`:
-    enumerate(Retry.delays()); the first retry is logged (INFO on "finsent": the CLI shows it)."""
+    enumerate(Retry.delays()); the first retry is logged (INFO on "finsent": the CLI shows it).
+    With `retry.patient`, an overloaded server is waited for without limit."""
     if isinstance(exc, InferenceServerException):
         error = server_error(exc.status(), exc.message() or str(exc), model)
     else:
@@ -518,6 +560,12 @@ def retry_delay(
             raise exc
     if not isinstance(error, UnavailableError):
         raise error from None
+    if isinstance(error, OverloadedError) and retry is not None and retry.patient:
+        global _overload_logged
+        if time.monotonic() - _overload_logged > 30:  # a bulk job's every request backs off: say it now and then
+            _overload_logged = time.monotonic()
+            log.info("Triton at %s is overloaded; backing off and retrying (%s)", url, error)
+        return retry.max_s * (0.5 + random.random() / 2)
     attempt, delay = next(delays, (None, None))
     # Once, before any wait, and only when the port closed on us (a quick local probe then): an HTTP
     # server refuses gRPC's HTTP/2 that way; a host that does not answer at all is not probed.

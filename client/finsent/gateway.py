@@ -13,8 +13,9 @@
 `POST /` keeps the request/response shape of the classic Starlette FinBERT batch server, so
 its callers switch without changes. Errors are JSON {"error": "...", "item": i?}: 400 bad JSON,
 401 wrong/missing API key (when one is set), 404 unknown model or route, 405 wrong method, 413 body
-or item count over the limit, 422 an item that is not valid (which one, why), 503 Triton
-unreachable, 504 Triton too slow.
+or item count over the limit, 422 an item that is not valid (which one, why), 429 Triton overloaded
+(its queue for the class is full: Retry-After), 503 Triton unreachable, 504 Triton too slow. Texts
+go at the interactive priority, documents at the background one (finsent.traffic).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from finsent.aio import AsyncClient
-from finsent.core import FinsentError, ModelError, RequestTimeout, Retry, TextError, UnavailableError
+from finsent.core import FinsentError, ModelError, OverloadedError, RequestTimeout, Retry, TextError, UnavailableError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -137,6 +138,8 @@ def create_app(settings: Settings = Settings()) -> Starlette:
             raise HTTPProblem(422, f"item {exc.index}: text {exc.reason}", item=exc.index) from None
         except ModelError as exc:
             raise HTTPProblem(404, str(exc)) from None
+        except OverloadedError as exc:  # Triton's queue for this class is full: shed, retry later
+            raise HTTPProblem(429, str(exc), headers={"Retry-After": "1"}) from None
         except UnavailableError as exc:
             raise HTTPProblem(503, str(exc), headers={"Retry-After": "1"}) from None
         except (RequestTimeout, asyncio.TimeoutError):

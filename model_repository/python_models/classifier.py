@@ -40,8 +40,24 @@ class TritonPythonModel:
         self.run_overhead_tokens = float(params["run_overhead_tokens"])
         self.max_tokens = int(params["max_tokens_per_run"])
         self.max_rows = int(params["max_rows_per_run"])  # 1: each text alone (see length_groups)
+        # Traffic classes (model_repository/classes.py): requests below the background level run first.
+        self.traffic, self.background = params.get("traffic_parameter"), int(params.get("background_level", 0))
 
     def execute(self, requests):
+        urgent = [self.urgent(r) for r in requests] if self.traffic else [False]
+        if all(urgent) or not any(urgent):
+            return self.classify(requests)
+        # Interactive texts and probes handed over with background rows run first and are answered at
+        # once: they wait for the background run in progress when they arrived, not for this one too.
+        for group in ([r for r, u in zip(requests, urgent) if u], [r for r, u in zip(requests, urgent) if not u]):
+            for request, response in zip(group, self.classify(group)):
+                request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+
+    def urgent(self, request):
+        return json.loads(request.parameters()).get(self.traffic, self.background) < self.background
+
+    def classify(self, requests):
         arrays = {
             name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs
         }

@@ -20,6 +20,9 @@ from sentences import sentence_spans
 from text_input import decode
 
 BREAKDOWN_VERSION = 1
+# The ensemble's refusals for load (a full queue, a queue timeout): the document is answered
+# UNAVAILABLE, which the clients retry, not INVALID_ARG, which names a bad document.
+OVERLOADED = ("Exceeds maximum queue size", "Request timeout expired")
 
 
 class TritonPythonModel:
@@ -64,7 +67,7 @@ class TritonPythonModel:
             else:
                 results.setdefault(i, {})[row] = self.verdict(spans, [k for k, _ in p], probs)
         return [
-            pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], pb_utils.TritonError.INVALID_ARG))
+            pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i], error_code(errors[i])))
             if i in errors
             else self.response([results[i][row] for row in sorted(results[i])])
             for i in range(len(requests))
@@ -172,3 +175,8 @@ class TritonPythonModel:
                 )
             ]
         )
+
+
+def error_code(message):
+    overloaded = any(refusal in message for refusal in OVERLOADED)
+    return pb_utils.TritonError.UNAVAILABLE if overloaded else pb_utils.TritonError.INVALID_ARG

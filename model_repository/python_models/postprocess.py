@@ -59,6 +59,9 @@ class TritonPythonModel:
         )
         self.pending = self.zeros()
         self.flushed = 0.0
+        # The health probes' texts (finsent.traffic: this parameter at the health level) are not counted.
+        params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
+        self.traffic, self.health = params.get("traffic_parameter"), int(params.get("health_level", 0))
 
     def zeros(self):
         return {"labels": np.zeros(len(self.per_label)), "buckets": np.zeros(len(self.edges)), "sum": 0.0, "count": 0}
@@ -73,8 +76,15 @@ class TritonPythonModel:
         best = probs.argmax(axis=1)
         label = self.labels[best].reshape(-1, 1)
         score = probs.max(axis=1, keepdims=True)
-        self.count(best, score.ravel())
         bounds = list(accumulate(map(len, logits), initial=0))
+        counted = (
+            [json.loads(r.parameters()).get(self.traffic) != self.health for r in requests] if self.traffic else [True]
+        )
+        if all(counted):
+            self.count(best, score.ravel())
+        else:  # the probes' rows are answered, not counted
+            keep = np.repeat(counted, list(map(len, logits)))
+            self.count(best[keep], score[keep].ravel())
         return [
             pb_utils.InferenceResponse(
                 output_tensors=[

@@ -7,12 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from finsent import Client, OverloadedError, Retry
 from k8s import render
 from model_repository.assemble import TargetOptions, assemble
 from server import health, stack
 from server.stack import stub_pids
+from tests.model_repository.test_classes import LONG
 
 SCRIPT = Path(health.__file__)
 
@@ -82,3 +86,32 @@ def test_the_check_covers_the_models_the_server_has(exports, tmp_path, capsys):
         assert "distilbert: Request for unknown model: 'distilbert' is not found" in capsys.readouterr().err
     finally:
         server.stop(timeout_s=3)
+
+
+def test_the_chart_liveness_command_passes_while_the_server_is_saturated(own_server):
+    rows = TargetOptions("local").background_batch_size
+    stop = time.monotonic() + 20
+
+    def saturate(traffic):
+        with Client(own_server.grpc_url, model="finbert", retry=Retry(attempts=0), traffic=traffic) as client:
+            refused = 0
+            while time.monotonic() < stop:
+                try:
+                    client.classify([LONG] * (rows if traffic == "background" else 1))
+                except OverloadedError:
+                    refused += 1
+            return refused
+
+    with ThreadPoolExecutor(96) as pool:
+        load = [pool.submit(saturate, "background" if k % 2 else "interactive") for k in range(96)]
+        time.sleep(3)
+        commands = chart_commands()
+        env = {**os.environ, "TRITON_ADMIN_KEY": own_server.admin_key}
+        local = [sys.executable, str(SCRIPT), f"--url={own_server.http_url}", *commands["liveness"][3:]]
+        liveness = subprocess.run(local, env=env, capture_output=True, text=True, timeout=120)
+        readiness = run(commands["readiness"], own_server)
+        refused = sum(f.result() for f in load)
+    assert refused, "the load did not saturate the server (nothing was refused)"
+    assert liveness.returncode == 0, liveness.stdout + liveness.stderr
+    assert "ok: finbert" in liveness.stdout, "the probe must pass the queues, not be excused as busy"
+    assert readiness == 0

@@ -1,0 +1,411 @@
+"""Mixed traffic on one Triton, before and after traffic classes, in one run -> docs/benchmarks/traffic-classes.{md,json}.
+
+    python -m benchmarks.traffic_classes [--variant int8] [--rows 3000] [--overload-seconds 180]
+
+FinBERT's architecture (random-weight BERT-base unless --finbert), served as `make serve` serves it,
+once with one first-come-first-served unbounded queue per model ("before": TargetOptions
+traffic_classes=False) and once with the traffic classes of model_repository/classes.py ("after").
+For each, on Financial PhraseBank sentences:
+  1. interactive alone: one finsent.Client sending one sentence every 50 ms (p50/p99);
+  2. bulk alone: `finsent score` of --rows rows (texts/s);
+  3. both at once, with one 100 kB document (Client.classify_documents) scored meanwhile;
+  4. overload: closed-loop interactive clients offering about twice what the server serves, for
+     --overload-seconds, while `finsent score` runs and the chart's liveness and readiness commands
+     run every 10 s and 5 s: admitted p99, refused share, time to the first refusal and how long a
+     refusal takes, probe failures, rows `finsent score` wrote of those it read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from benchmarks import runner
+from benchmarks.documents import corpus, long_document
+from benchmarks.markdown import table
+from benchmarks.runner import shared_arguments
+from benchmarks.serving import checkpoint, sentences
+from export.onnx import export_model
+from export.optimize import build_variants
+from export.runtime import DEFAULT_VARIANT
+from finsent import Client, FinsentError, OverloadedError, Retry
+from model_repository.assemble import TargetOptions
+from server import health, stack
+
+ROOT = Path(__file__).resolve().parents[1]
+VALUES = ROOT / "k8s" / "chart" / "finsent" / "values.yaml"
+CONFIGS = {"before": False, "after": True}
+PACE_S = 0.05  # the interactive client's pace: one text every 50 ms
+
+
+def chart_probes() -> dict[str, tuple[list[str], float]]:
+    """The chart's liveness and readiness commands (templates/deployment.yaml, as values.yaml sets
+    them; tests/benchmarks/test_traffic_classes.py compares them with the rendered chart) and periods."""
+    probes = yaml.safe_load(VALUES.read_text())["probes"]
+    live, ready = probes["liveness"], probes["readiness"]
+    return {
+        "liveness": (["--heal", f"--timeout={live['inferenceTimeoutSeconds']}"], live["periodSeconds"]),
+        "readiness": ([f"--timeout={ready['inferenceTimeoutSeconds']}"], ready["periodSeconds"]),
+    }
+
+
+def pct(values, q) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def paced(url: str, texts: list[str], stop: threading.Event, out: list) -> None:
+    """One interactive caller: a text every PACE_S (or right after a slower answer), latencies in ms."""
+    with Client(url, model="finbert") as client:
+        k = 0
+        while not stop.is_set():
+            began = time.perf_counter()
+            client.classify([texts[k % len(texts)]])
+            out.append((time.perf_counter() - began) * 1000)
+            k += 1
+            stop.wait(max(0.0, PACE_S - (time.perf_counter() - began)))
+
+
+def start_score(url: str, source: Path, out: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "finsent", "score", str(source), "-o", str(out), "--url", url]
+    cmd += ["--model", "finbert", "--no-progress", "--overwrite", "--no-dedup"]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish_score(proc: subprocess.Popen, began: float, out: Path, rows: int) -> dict:
+    text = proc.communicate()[0]
+    seconds = time.perf_counter() - began
+    written = 0
+    if proc.returncode == 0:
+        with out.open(newline="") as f:
+            written = sum(1 for _ in csv.DictReader(f))
+    return {
+        "exit": proc.returncode,
+        "seconds": seconds,
+        "rows_written": written,
+        "rows_lost": rows - written,
+        "texts_per_s": written / seconds,
+        "error": "" if proc.returncode == 0 else text.strip().splitlines()[-1][:200],
+    }
+
+
+def interactive(url: str, texts: list[str], seconds: float) -> dict:
+    stop, latencies = threading.Event(), []
+    thread = threading.Thread(target=paced, args=(url, texts, stop, latencies))
+    thread.start()
+    time.sleep(seconds)
+    stop.set()
+    thread.join()
+    return {"requests": len(latencies), "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)}
+
+
+def mixed(url: str, texts: list[str], source: Path, work: Path, rows: int, document: str) -> dict:
+    """Interactive pacing while `finsent score` and one long document run; it stops with the score."""
+    stop, latencies, doc = threading.Event(), [], {}
+    pacer = threading.Thread(target=paced, args=(url, texts, stop, latencies))
+    pacer.start()
+
+    def score_document():
+        began = time.perf_counter()
+        with Client(url, model="finbert", timeout_s=600) as client:
+            doc["sentences"] = client.classify_documents([document])[0].sentence_count
+        doc["seconds"] = time.perf_counter() - began
+
+    documenter = threading.Thread(target=score_document)
+    began = time.perf_counter()
+    proc = start_score(url, source, work / "mixed.csv")
+    documenter.start()
+    bulk = finish_score(proc, began, work / "mixed.csv", rows)
+    documenter.join()
+    stop.set()
+    pacer.join()
+    return {
+        "interactive": {"requests": len(latencies), "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)},
+        "bulk": bulk,
+        "document": doc,
+    }
+
+
+def overload(
+    server, texts: list[str], source: Path, work: Path, rows: int, clients: int, think_s: float, seconds: float
+):
+    """Closed-loop interactive callers (no retries: each refusal counted), the bulk job, and the probes."""
+    stop, lock = threading.Event(), threading.Lock()
+    calls: list[tuple[float, float, bool]] = []  # (sent at, ms, admitted)
+    other_errors: list[str] = []
+    started = time.perf_counter()
+
+    def caller(k: int):
+        with Client(server.grpc_url, model="finbert", retry=Retry(attempts=0), timeout_s=120) as client:
+            while not stop.is_set():
+                sent = time.perf_counter()
+                try:
+                    client.classify([texts[k % len(texts)]])
+                    admitted = True
+                except OverloadedError:
+                    admitted = False
+                except FinsentError as exc:  # the before case's timeouts, say
+                    admitted = False
+                    with lock:
+                        other_errors.append(str(exc)[:120])
+                with lock:
+                    calls.append((sent - started, (time.perf_counter() - sent) * 1000, admitted))
+                k += clients
+                stop.wait(think_s)
+
+    probes = {name: [] for name in chart_probes()}
+
+    def prober(name: str, args: list[str], period: float):
+        while not stop.wait(0 if not probes[name] else period):
+            env = {**os.environ, "TRITON_ADMIN_KEY": server.admin_key or ""}
+            run = subprocess.run(
+                [sys.executable, health.__file__, f"--url={server.http_url}", "--model=finbert", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            probes[name].append(
+                {
+                    "at_s": time.perf_counter() - started,
+                    "exit": run.returncode,
+                    "out": run.stdout[-200:] + run.stderr[-200:],
+                }
+            )
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(clients)]
+    threads += [threading.Thread(target=prober, args=(n, a, p)) for n, (a, p) in chart_probes().items()]
+    proc = start_score(server.grpc_url, source, work / "overload.csv")
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    bulk = finish_score(proc, started, work / "overload.csv", rows)
+    admitted = [ms for _, ms, ok in calls if ok]
+    refused = [(at, ms) for at, ms, ok in calls if not ok]
+    span = max((at for at, _, _ in calls), default=1.0)
+    return {
+        "clients": clients,
+        "think_s": think_s,
+        "seconds": seconds,
+        "requests": len(calls),
+        "offered_per_s": len(calls) / span,
+        "admitted_per_s": len(admitted) / span,
+        "admitted_p50_ms": pct(admitted, 50),
+        "admitted_p99_ms": pct(admitted, 99),
+        "refused_share": len(refused) / max(1, len(calls)),
+        "first_refusal_s": min((at for at, _ in refused), default=None),
+        "refusal_p99_ms": pct([ms for _, ms in refused], 99),
+        "other_errors": len(other_errors),
+        "other_error_example": other_errors[0] if other_errors else "",
+        "probe_failures": {name: sum(r["exit"] != 0 for r in runs) for name, runs in probes.items()},
+        "probe_runs": {name: len(runs) for name, runs in probes.items()},
+        "probe_busy": {name: sum("busy:" in r["out"] for r in runs) for name, runs in probes.items()},
+        "probe_failure_example": next((r["out"] for runs in probes.values() for r in runs if r["exit"]), ""),
+        "bulk": bulk,
+    }
+
+
+def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, document: str) -> dict:
+    options = TargetOptions(
+        "local",
+        cores=args.cores,
+        variant=args.variant,
+        traffic_classes=CONFIGS[name],
+        background_batch_size=args.background_batch_size or 0,
+    )
+    work = args.build / "traffic" / name
+    server = stack.serve({"finbert": export_dir}, work, options, admin=True)
+    try:
+        url = server.grpc_url
+        with Client(url, model="finbert") as client:  # warm up
+            client.classify(texts[:64])
+        print(f"[{name}] interactive alone ...", flush=True)
+        alone = interactive(url, texts, args.alone_seconds)
+        print(f"[{name}] bulk alone ...", flush=True)
+        began = time.perf_counter()
+        bulk_alone = finish_score(start_score(url, source, work / "alone.csv"), began, work / "alone.csv", args.rows)
+        print(f"[{name}] interactive + bulk + a {len(document.encode()):,}-byte document ...", flush=True)
+        during = mixed(url, texts, source, work, args.rows, document)
+        capacity = bulk_alone["texts_per_s"]
+        # Closed loop with a think time: clients / think_s texts/s offered, about twice the capacity.
+        think_s = args.overload_clients / (2 * capacity)
+        print(
+            f"[{name}] overload: {args.overload_clients} clients, {think_s:.2f} s think time, {args.overload_seconds:.0f} s ...",
+            flush=True,
+        )
+        loaded = overload(server, texts, source, work, args.rows, args.overload_clients, think_s, args.overload_seconds)
+    finally:
+        server.stop()
+    result = {"interactive_alone": alone, "bulk_alone": bulk_alone, "mixed": during, "overload": loaded}
+    print(f"[{name}] {result}", flush=True)
+    return result
+
+
+def markdown(r: dict) -> str:
+    names = list(r["configs"])
+    c = r["configs"]
+
+    def f(x, fmt="{:,.0f}"):
+        return "—" if x is None else fmt.format(x)
+
+    lines = [
+        "# Traffic classes: interactive, bulk and a document on one Triton, and twice its capacity",
+        "",
+        f"{r['when']} · {r['machine']} · {r['source']}, {r['variant']} · {r['corpus']} · "
+        f'`python -m benchmarks.traffic_classes` (docs/serving.md, "Traffic classes").',
+        "",
+        "**before**: every model one first-come-first-served queue, unbounded (the repository before "
+        "traffic classes). **after**: model_repository/classes.py (priority levels health / interactive / "
+        "background on every queue, bounded; classifier runs joined up to "
+        f"{r['background_batch_size']} rows).",
+        "",
+        "## One interactive client (a text every 50 ms), alone and while a bulk job and a document run",
+        "",
+        *table(
+            [
+                "",
+                "interactive p50 alone",
+                "p99 alone",
+                "p50 during",
+                "p99 during",
+                "bulk texts/s alone",
+                "bulk texts/s during",
+                "kept",
+                "document",
+            ],
+            [
+                [
+                    n,
+                    f(c[n]["interactive_alone"]["p50_ms"], "{:,.0f} ms"),
+                    f(c[n]["interactive_alone"]["p99_ms"], "{:,.0f} ms"),
+                    f(c[n]["mixed"]["interactive"]["p50_ms"], "{:,.0f} ms"),
+                    f(c[n]["mixed"]["interactive"]["p99_ms"], "{:,.0f} ms"),
+                    f(c[n]["bulk_alone"]["texts_per_s"], "{:.1f}"),
+                    f(c[n]["mixed"]["bulk"]["texts_per_s"], "{:.1f}"),
+                    f(c[n]["mixed"]["bulk"]["texts_per_s"] / c[n]["bulk_alone"]["texts_per_s"], "{:.0%}"),
+                    f"{c[n]['mixed']['document'].get('sentences', 0)} sentences in "
+                    f"{c[n]['mixed']['document'].get('seconds', 0):.1f} s",
+                ]
+                for n in names
+            ],
+        ),
+        "",
+        f"Bulk: `finsent score` of {r['rows']:,} rows (its default client: background class after). "
+        "Kept: bulk texts/s during the mix over alone.",
+        "",
+        "## Twice the capacity",
+        "",
+        *table(
+            [
+                "",
+                "offered/s",
+                "admitted/s",
+                "admitted p50",
+                "admitted p99",
+                "refused",
+                "first refusal",
+                "refusal p99",
+                "other errors",
+                "liveness failures",
+                "readiness failures",
+                "bulk rows lost",
+            ],
+            [
+                [
+                    n,
+                    f(c[n]["overload"]["offered_per_s"], "{:.1f}"),
+                    f(c[n]["overload"]["admitted_per_s"], "{:.1f}"),
+                    f(c[n]["overload"]["admitted_p50_ms"], "{:,.0f} ms"),
+                    f(c[n]["overload"]["admitted_p99_ms"], "{:,.0f} ms"),
+                    f(c[n]["overload"]["refused_share"], "{:.0%}"),
+                    f(c[n]["overload"]["first_refusal_s"], "{:.1f} s"),
+                    f(c[n]["overload"]["refusal_p99_ms"], "{:,.0f} ms"),
+                    c[n]["overload"]["other_errors"],
+                    f"{c[n]['overload']['probe_failures']['liveness']} of {c[n]['overload']['probe_runs']['liveness']}",
+                    f"{c[n]['overload']['probe_failures']['readiness']} of {c[n]['overload']['probe_runs']['readiness']}",
+                    c[n]["overload"]["bulk"]["rows_lost"],
+                ]
+                for n in names
+            ],
+        ),
+        "",
+        f"{r['overload_clients']} closed-loop single-text clients, each waiting a think time after every "
+        "answer or refusal so that together they offer about twice the texts/s the bulk job reached alone, "
+        f"for {r['overload_seconds']:.0f} s; no client retries (every refusal is counted). Meanwhile `finsent score` "
+        f"scores {r['rows']:,} rows (its retries are on: rows lost counts those missing from its output), and "
+        "the chart's liveness and readiness commands (values.yaml: --heal --timeout=10 every 10 s; --timeout=3 "
+        "every 5 s) run against the server. Other errors: failures that are not a refusal (timeouts).",
+    ]
+    for n in names:
+        o = c[n]["overload"]
+        if o["other_error_example"] or o["probe_failure_example"] or o["bulk"]["error"]:
+            lines += [
+                "",
+                f"{n}: "
+                + "; ".join(
+                    x for x in (o["other_error_example"], o["probe_failure_example"].strip(), o["bulk"]["error"]) if x
+                ),
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--finbert", help="checkpoint (default: random-weight BERT-base)")
+    parser.add_argument("--variant", default=DEFAULT_VARIANT["cpu"])
+    parser.add_argument("--rows", type=int, default=3000, help="rows of the bulk job")
+    parser.add_argument("--document-bytes", type=int, default=100_000)
+    parser.add_argument("--alone-seconds", type=float, default=20.0)
+    parser.add_argument("--overload-seconds", type=float, default=180.0)
+    parser.add_argument("--overload-clients", type=int, default=64)
+    parser.add_argument("--background-batch-size", type=int, help="the classifier's join cap (default: the target's)")
+    parser.add_argument("--configs", default="before,after", help="before, after or both (comma-separated)")
+    shared_arguments(parser)
+    args = parser.parse_args(argv)
+    names = [n for n in args.configs.split(",") if n]
+    if not names or any(n not in CONFIGS for n in names):
+        parser.error(runner.unknown("--configs", names, CONFIGS) or "--configs: name before, after or both")
+    source = checkpoint("finbert", args.finbert, args.build)
+    export_dir = export_model(source, "finbert", args.build / "export" / "finbert").path
+    if args.variant != "fp32":
+        build_variants(export_dir, [args.variant], min_agreement=0.0 if not args.finbert else 0.98)
+    texts, described = sentences(args.rows)
+    work = args.build / "traffic"
+    work.mkdir(parents=True, exist_ok=True)
+    source_csv = work / "bulk.csv"
+    with source_csv.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in (texts * (args.rows // len(texts) + 1))[: args.rows])
+    document = long_document(corpus(40)[0], args.document_bytes)
+    configs = {name: measure(name, export_dir, args, texts, source_csv, document) for name in names}
+    results = {
+        "when": runner.now(),
+        "machine": runner.machine(args.cores),
+        "source": args.finbert or "random-weight BERT-base (FinBERT's architecture)",
+        "variant": args.variant,
+        "corpus": described,
+        "rows": args.rows,
+        "background_batch_size": TargetOptions(
+            "local", background_batch_size=args.background_batch_size or 0
+        ).background_batch_size,
+        "overload_clients": args.overload_clients,
+        "overload_seconds": args.overload_seconds,
+        "configs": configs,
+    }
+    runner.write(args.out, "traffic-classes", results, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

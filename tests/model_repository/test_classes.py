@@ -1,0 +1,162 @@
+"""Traffic classes (model_repository/classes.py) on real tritonservers: every queue ordered by the
+caller's priority and bounded, the probes first and uncounted, overload refused with a clear,
+retryable error, and the chart's liveness command passing while the server is saturated."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+
+from finsent import Client, OverloadedError, Retry
+from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, CLASSES, DEFAULT, HEALTH, INTERACTIVE
+from finsent.traffic import TRAFFIC_PARAMETER as PARAMETER
+from model_repository import classes
+from model_repository.assemble import STEPS, TargetOptions, render
+from server import health
+from tests.conftest import CONTAINER_PROFILES
+from tests.model_repository.test_calibration_served import scrape, series
+
+# Long texts make each background run slow enough, on the tiny model, to queue behind.
+LONG = " ".join(["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the same period a year earlier."] * 20)
+TARGETS = {"local": TargetOptions("local"), **CONTAINER_PROFILES}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_queue_orders_by_class_and_is_bounded(exports, target):
+    from export.facts import ModelFacts
+
+    options = TARGETS[target]
+    facts = ModelFacts.load(exports["finbert"])
+    for step in (*STEPS, "document"):
+        batching = render("finbert", step, facts, options).dynamic_batching
+        assert batching.priority_levels == len(CLASSES) and batching.default_priority_level == DEFAULT, step
+        for level in CLASSES.values():
+            assert batching.priority_queue_policy[level].max_queue_size > 0, (step, level)
+        assert batching.default_queue_policy.max_queue_size > 0, step
+    classifier = render("finbert", "classifier", facts, options).dynamic_batching
+    assert list(classifier.preferred_batch_size) == [options.background_batch_size]
+    ensemble = render("finbert", None, facts, options)
+    assert ensemble.parameters[BACKGROUND_ROWS_PARAMETER].string_value == str(options.background_batch_size)
+
+
+def test_the_cap_is_small_on_cpu_and_the_whole_batch_on_gpu():
+    assert TargetOptions("local").background_batch_size < 64
+    assert TargetOptions("container", "cpu").background_batch_size == TargetOptions("local").background_batch_size
+    assert TargetOptions("container", "gpu").background_batch_size == 64
+    with pytest.raises(ValueError, match="background_batch_size"):
+        TargetOptions("local", background_batch_size=-1)
+
+
+def test_the_probes_level_and_parameter_are_the_clients():
+    # server/health.py is copied into the image (standard library only): its copies must agree.
+    assert (health.PRIORITY, health.TRAFFIC_PARAMETER) == (HEALTH, PARAMETER)
+    assert all(level in classes.CLASSIFIER for level in CLASSES.values())
+
+
+async def _completion_order(url: str, backlog: int, rows: int) -> tuple[int, int]:
+    """Send `backlog` background requests of `rows` long texts, then one interactive text; return
+    (background requests finished before the interactive one, background requests in all)."""
+    client = grpcaio.InferenceServerClient(url)
+    done: list[str] = []
+
+    async def send(tag: str, n: int, priority: int):
+        batch = np.array([[LONG.encode()]] * n, dtype=np.object_)
+        tensor = grpcclient.InferInput("TEXT", [n, 1], "BYTES")
+        tensor.set_data_from_numpy(batch)
+        await client.infer("finbert", [tensor], priority=priority, parameters={PARAMETER: priority})
+        done.append(tag)
+
+    try:
+        tasks = [asyncio.ensure_future(send("background", rows, BACKGROUND)) for _ in range(backlog)]
+        while not done:  # the backlog is being served: the first request came back
+            await asyncio.sleep(0.001)
+        await send("interactive", 1, INTERACTIVE)
+        await asyncio.gather(*tasks)
+    finally:
+        await client.close()
+    return done.index("interactive"), backlog
+
+
+@pytest.mark.parametrize("server", ["triton", "container_cpu", "container"])
+def test_a_background_backlog_does_not_hold_back_an_interactive_text(server, request):
+    served = request.getfixturevalue(server)
+    options = TARGETS["local" if server == "triton" else server]
+    rows = options.background_batch_size
+    backlog = classes.CLASSIFIER[BACKGROUND].size(rows)  # as many as the classifier queue holds
+    before, total = asyncio.run(_completion_order(served.grpc_url, backlog, min(rows, 8)))
+    # First come, first served, it would come back after nearly all of them. With priority it waits for
+    # the runs in progress in each step (a handful of requests), never for the queue.
+    assert before <= 6, f"{before} of {total} background requests finished first"
+
+
+def test_a_full_queue_is_refused_at_once_with_a_clear_retryable_error(triton):
+    rows = TargetOptions("local").background_batch_size
+
+    def flood(_):
+        with Client(triton.grpc_url, model="finbert", retry=Retry(attempts=0), traffic="background") as client:
+            try:
+                client.classify([LONG] * rows)
+                return None
+            except OverloadedError as exc:
+                return str(exc)
+
+    with ThreadPoolExecutor(160) as pool:
+        outcomes = list(pool.map(flood, range(160)))
+    refused = [o for o in outcomes if o]
+    assert refused, "160 concurrent background requests never filled a queue"
+    assert all("overloaded" in o and "retry later" in o and "Exceeds maximum queue size" in o for o in refused)
+    assert len(refused) < len(outcomes), "the server must still serve what it admitted"
+    with Client(triton.grpc_url, model="finbert") as client:  # and everyone after
+        assert client.classify(["Profit rose."])[0].label
+
+
+def test_a_patient_client_waits_out_the_overload(triton):
+    # finsent score's client: the same flood, but every row is classified in the end.
+    rows = TargetOptions("local").background_batch_size
+
+    def flood(_):
+        retry = Retry(attempts=0, initial_s=0.05, max_s=0.2, patient=True)
+        with Client(triton.grpc_url, model="finbert", retry=retry, traffic="background") as client:
+            return len(client.classify([LONG] * rows))
+
+    with ThreadPoolExecutor(160) as pool:
+        assert list(pool.map(flood, range(160))) == [rows] * 160
+
+
+def test_probe_texts_are_not_counted(triton):
+    triton_check = health.Triton(triton.http_url)
+    time.sleep(1.1)  # the postprocess flushes its counts at most once a second, at a request
+    health.check(triton_check, ["finbert"])
+    before = scrape(triton)
+    time.sleep(1.1)
+    for _ in range(3):
+        assert health.check(triton_check, ["finbert"]) == {}
+    time.sleep(1.1)
+    health.check(triton_check, ["finbert"])  # flushes whatever the last three left pending
+    after = scrape(triton)
+    assert series(after, "finsent_top_probability_count", model="finbert") == series(
+        before, "finsent_top_probability_count", model="finbert"
+    )
+    with Client(triton.grpc_url, model="finbert") as client:  # a client's texts are counted
+        client.classify(["Profit rose."] * 3)
+    time.sleep(1.1)
+    health.check(triton_check, ["finbert"])
+    assert (
+        series(scrape(triton), "finsent_top_probability_count", model="finbert")
+        == series(after, "finsent_top_probability_count", model="finbert") + 3
+    )
+
+
+def test_a_refusal_for_load_is_an_overloaded_error_and_retried():
+    from finsent.core import OverloadedError, UnavailableError, server_error
+
+    for message in ("in ensemble 'finbert', Exceeds maximum queue size", "Request timeout expired"):
+        error = server_error("StatusCode.UNAVAILABLE", message, "finbert")
+        assert isinstance(error, OverloadedError) and isinstance(error, UnavailableError), message
+        assert "retry later" in str(error)
