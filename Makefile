@@ -137,6 +137,7 @@ OUT ?=
 DEFAULT_HOST_grpc = localhost:$(GRPC_PORT)
 DEFAULT_HOST_http = http://localhost:$(HTTP_PORT)
 DEFAULT_HOST_gateway = http://localhost:$(GATEWAY_PORT)
+DEFAULT_HOST_mixed = localhost:$(GRPC_PORT)
 LOADTEST_HOST = $(if $(filter command line,$(origin HOST)),$(HOST),$(DEFAULT_HOST_$(PROTOCOL)))
 LOADTEST_ARGS = --protocol $(PROTOCOL) $(if $(MODEL),--model $(MODEL)) --users "$(USERS)" --step-seconds $(STEP_SECONDS) \
 	--slo-ms $(SLO_MS) --texts-per-request $(TEXTS_PER_REQUEST) --gateway-path $(GATEWAY_PATH) \

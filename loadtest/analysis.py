@@ -74,7 +74,16 @@ def step_results(directory: Path, warmup_s: float) -> list[dict]:
         tuples = [(float(r["time"]), float(r["response_time_ms"]), int(r["texts"]), r["ok"] == "1") for r in rows]
         stats = summarize(tuples, window_start, step["end"])
         errors = sorted({r["error"] for r in rows if r["ok"] != "1"})
-        results.append({"step": step["step"] + 1, "users": step["users"], **stats, "errors": errors[:5]})
+        result = {"step": step["step"] + 1, "users": step["users"], **stats, "errors": errors[:5]}
+        kinds = sorted({r["request_type"] for r in rows})
+        if len(kinds) > 1:  # the mixed profile's traffic classes, each on its own
+            result["classes"] = {
+                kind: summarize(
+                    [t for t, r in zip(tuples, rows) if r["request_type"] == kind], window_start, step["end"]
+                )
+                for kind in kinds
+            }
+        results.append(result)
     return results
 
 
@@ -137,6 +146,20 @@ def markdown(result: dict) -> str:
         )
     else:
         lines.append(f"No step kept p95 ≤ {slo:g} ms without failures: no throughput meets this SLO.")
+    classed = [s for s in result["steps"] if s.get("classes")]
+    if classed:
+        lines += ["", "Each traffic class on its own:", ""]
+        lines += [
+            "| users | class | requests | failures | texts/s | p50 ms | p99 ms |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for s in classed:
+            for kind, c in s["classes"].items():
+                lines.append(
+                    f"| {s['users']} | {kind} | {c['requests']} | {c['failures']} | {c['texts_per_s']:.1f} | "
+                    f"{_ms(c['p50_ms'])} | {_ms(c['p99_ms'])} |"
+                )
+        lines.append("")
     failed = [s for s in result["steps"] if s["failures"]]
     for s in failed:
         lines.append(f"- {s['users']} users: {s['failures']} failed requests, e.g. `{(s['errors'] or ['?'])[0]}`")

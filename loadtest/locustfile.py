@@ -3,6 +3,7 @@
     locust -f loadtest/locustfile.py --host localhost:8001 TritonGrpcUser --model finbert
     locust -f loadtest/locustfile.py --host http://localhost:8000 TritonHttpUser --texts-per-request 8
     locust -f loadtest/locustfile.py --host http://localhost:8080 GatewayUser --gateway-path /v1/classify
+    locust -f loadtest/locustfile.py --host localhost:8001 InteractiveUser BackgroundUser   # mixed traffic
 
 Name the user class to run (Locust runs every class in the file otherwise). Each user sends
 its next request as soon as the previous one returns (closed loop: users = concurrency).
@@ -32,9 +33,10 @@ import numpy as np  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
 from geventhttpclient.url import URL  # noqa: E402
-from locust import User, constant, events, task  # noqa: E402
+from locust import User, constant, constant_pacing, events, task  # noqa: E402
 
 from finsent.core import DEFAULT_MODEL  # noqa: E402
+from finsent.traffic import BACKGROUND, INTERACTIVE, TRAFFIC_PARAMETER  # noqa: E402
 from loadtest import recorder  # noqa: E402
 from loadtest.corpus import load_corpus  # noqa: E402
 
@@ -47,6 +49,7 @@ class Settings:
     timeout_s = 60.0
     gateway_path = "/"
     corpus: list = []
+    background_rows = 8  # BackgroundUser's rows per request: the server's background_batch_size on CPU
 
 
 @events.init_command_line_parser.add_listener
@@ -65,6 +68,9 @@ def _arguments(parser):
         "Financial PhraseBank Sentences_*Agree.txt (default: built-in)",
     )
     group.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request fails")
+    group.add_argument(
+        "--background-rows", type=int, default=8, help="BackgroundUser: texts per bulk request (default 8)"
+    )
     group.add_argument(
         "--gateway-path",
         default="/",
@@ -96,6 +102,7 @@ def _init(environment, **_kwargs):
     Settings.texts_per_request = options.texts_per_request
     Settings.timeout_s = options.request_timeout
     Settings.gateway_path = options.gateway_path
+    Settings.background_rows = options.background_rows
     Settings.corpus = load_corpus(options.corpus or None)
     if options.record_dir:
         recorder.ACTIVE = recorder.Recorder(options.record_dir, warmup_s=options.warmup_seconds)
@@ -265,3 +272,67 @@ class GatewayUser(JsonPostUser):
             return len(items)
 
         self.post_texts(Settings.gateway_path, body, len(texts), predictions)
+
+
+class TrafficUser(FinsentUser, User):
+    """A traffic class over gRPC (finsent.traffic): requests carry its priority and parameter, and are
+    reported under the class's name (request_type), so a sweep shows each class's latency."""
+
+    abstract = True
+    wait_time = constant(0)
+
+    def on_start(self):
+        self.client = grpcclient.InferenceServerClient(grpc_address(self.host))
+
+    def on_stop(self):
+        self.client.close()
+
+    def send(self, traffic: str, priority: int, model: str, texts: list[str], output: str) -> None:
+        batch = grpcclient.InferInput("TEXT", [len(texts), 1], "BYTES")
+        batch.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1))
+        start, length, error = time.perf_counter(), 0, None
+        try:
+            result = self.client.infer(
+                model,
+                [batch],
+                priority=priority,
+                parameters={TRAFFIC_PARAMETER: priority},
+                client_timeout=Settings.timeout_s,
+            )
+            length = result.get_response().ByteSize()
+            check_rows(len(result.as_numpy(output)), len(texts), output)
+        except Exception as exc:  # a refusal for load included: reported to Locust as a failure
+            error = exc
+        self.report(traffic, f"{model} [{len(texts)} texts]", start, length, error, len(texts))
+
+
+class InteractiveUser(TrafficUser):
+    """A dashboard: one text every 50 ms (or right after a slower answer), interactive priority."""
+
+    wait_time = constant_pacing(0.05)
+
+    @task
+    def infer(self):
+        self.send("interactive", INTERACTIVE, Settings.model, self.next_texts()[:1], "LABEL")
+
+
+class BackgroundUser(TrafficUser):
+    """A bulk job and documents: requests of --background-rows texts back to back, and now and then a
+    document of 40 sentences to the model's document model, at background priority. One per run."""
+
+    fixed_count = 1  # a sweep's other users are interactive: each level adds dashboards to one bulk job
+
+    @task(9)
+    def bulk(self):
+        saved, Settings.texts_per_request = Settings.texts_per_request, Settings.background_rows
+        try:
+            texts = self.next_texts()
+        finally:
+            Settings.texts_per_request = saved
+        self.send("background", BACKGROUND, Settings.model, texts, "LABEL")
+
+    @task(1)
+    def document(self):
+        corpus = Settings.corpus or load_corpus()
+        text = " ".join(random.choice(corpus) for _ in range(40))
+        self.send("document", BACKGROUND, f"{Settings.model}_document", [text], "SENTENCES")

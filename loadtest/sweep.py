@@ -28,8 +28,19 @@ from loadtest import analysis
 from loadtest.recorder import parse_levels
 
 HERE = Path(__file__).resolve().parent
-USER_CLASSES = {"grpc": "TritonGrpcUser", "http": "TritonHttpUser", "gateway": "GatewayUser"}
-DEFAULT_HOSTS = {"grpc": "localhost:8001", "http": "http://localhost:8000", "gateway": "http://localhost:8080"}
+# mixed: one bulk/document user (background) and, at each level, the other users interactive (gRPC).
+USER_CLASSES = {
+    "grpc": "TritonGrpcUser",
+    "http": "TritonHttpUser",
+    "gateway": "GatewayUser",
+    "mixed": "InteractiveUser BackgroundUser",
+}
+DEFAULT_HOSTS = {
+    "grpc": "localhost:8001",
+    "http": "http://localhost:8000",
+    "gateway": "http://localhost:8080",
+    "mixed": "localhost:8001",
+}
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
@@ -51,12 +62,13 @@ def preflight(protocol: str, host: str, model: str | None, gateway_path: str = "
         "Start the server first, e.g. `make serve` in another terminal (Triton: HTTP 8000, gRPC 8001), "
         "or point HOST= (and PROTOCOL=) at a running one."
     )
-    if protocol in ("grpc", "http"):
+    if protocol in ("grpc", "http", "mixed"):
         from finsent import Client, FinsentError, Retry, UnavailableError
 
         address = host.split("://", 1)[-1]
         # Only the APIs every caller may use (readiness, config): `make serve` restricts the rest.
-        with Client(address, protocol, model, timeout_s=5, retry=Retry(attempts=0)) as client:
+        transport = "http" if protocol == "http" else "grpc"
+        with Client(address, transport, model, timeout_s=5, retry=Retry(attempts=0)) as client:
             health = client.health()
             if not health.live:
                 raise TargetDown(f"nothing answers over {protocol} at {address}. {hint}")
@@ -148,7 +160,7 @@ def locust_command(args, out: Path, levels: list[int]) -> list[str]:
     ]
     if args.corpus:
         command += ["--corpus", str(args.corpus)]
-    return command + [USER_CLASSES[args.protocol]]
+    return command + USER_CLASSES[args.protocol].split()
 
 
 def run_locust(command: list[str], limit_s: float, log: Path) -> tuple[int | None, bool]:

@@ -577,6 +577,8 @@ def retry_delay(
     ):
         raise not_grpc(url) from None
     if delay is None:
+        if isinstance(error, OverloadedError):  # the server answered: it is busy, not unreachable
+            raise error from None
         raise UnavailableError(f"Triton at {url} is unavailable: {error}") from None
     if attempt == 0:
         log.info("waiting for Triton at %s (%s) ...", url, error)

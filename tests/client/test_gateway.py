@@ -204,3 +204,22 @@ def test_finsent_gateway_answers_503_quickly_when_triton_is_down(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=15)[0]
     assert f"-> Triton gRPC localhost:{dead}" in output
+
+
+def test_an_overloaded_triton_is_answered_429_with_retry_after(triton):
+    # Triton's interactive queue is bounded (model_repository/classes.py): a flood past it is shed at
+    # once, and the gateway (no retries here) says so with 429 and when to come back.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.model_repository.test_classes import LONG
+
+    running = Gateway(Settings(triton=triton.grpc_url, retries=0, timeout_s=60))
+    try:
+        with ThreadPoolExecutor(120) as pool:
+            answers = list(pool.map(lambda _: running.post(json=[{"text": LONG}]), range(120)))
+    finally:
+        running.stop()
+    shed = [a for a in answers if a.status_code == 429]
+    assert shed, sorted({a.status_code for a in answers})
+    assert all(a.headers["Retry-After"] == "1" and "overloaded" in a.json()["error"] for a in shed)
+    assert {a.status_code for a in answers} <= {200, 429}

@@ -81,6 +81,21 @@ def test_grpc_sweep_writes_step_csvs_plot_and_table(triton, tmp_path):
     assert stats["ModelInfer finbert [1 texts]"]["Type"] == "grpc"
 
 
+def test_mixed_profile_reports_each_traffic_class(triton, tmp_path):
+    # One bulk/document user and, at each level, the rest interactive: the report splits them.
+    code, out, result = run_sweep(
+        tmp_path,
+        "mixed",
+        *("--protocol", "mixed", "--host", triton.grpc_url, "--model", "finbert"),
+        *("--users", "3", "--step-seconds", "6", "--slo-ms", "10000"),
+    )
+    assert code == 0 and not result["timed_out"]
+    (step,) = result["steps"]
+    assert set(step["classes"]) == {"interactive", "background", "document"}, step["classes"].keys()
+    assert all(c["requests"] > 0 and c["failures"] == 0 for c in step["classes"].values()), step["classes"]
+    assert "Each traffic class on its own" in (out / "results.md").read_text()
+
+
 def test_http_sweep_counts_texts_per_request(triton, tmp_path):
     corpus = tmp_path / "texts.csv"
     corpus.write_text("id,text\n1,Margins widened on lower input costs.\n2,The bank cut 300 jobs.\n")
