@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         default=MIN_AGREEMENT,
         help=f"the accuracy guard's limit (export.optimize; default {MIN_AGREEMENT})",
     )
+    parser.add_argument(
+        "--background-batch-size",
+        type=bounded(int, 1),
+        help="rows the classifier's batcher joins into one run, and of a finsent client's background "
+        "request: an interactive text waits for at most one such run (default: 4 on cpu, 64 on gpu; "
+        'docs/serving.md, "Traffic classes")',
+    )
     parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
     args = parser.parse_args(argv)
     device = args.device or ("gpu" if args.target == "container" else "cpu")
@@ -115,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no export {where}: {fix}", file=sys.stderr)
         return 2
     out = args.out or args.build / "repository" / args.target
-    options = TargetOptions(args.target, device, args.cores or default_cores(args.target), variant=variant)
+    options = TargetOptions(
+        args.target,
+        device,
+        args.cores or default_cores(args.target),
+        variant=variant,
+        background_batch_size=args.background_batch_size or 0,
+    )
     try:
         # The container's classifier runs under the image's ONNX Runtime: judge its files there.
         runtime = CONTAINER_ORT if args.target == "container" else None
