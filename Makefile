@@ -114,8 +114,7 @@ CORES ?=
 # Default: the chart's models (k8s/chart/finsent/values.yaml); e.g. MODELS=finbert for a FinBERT-only image.
 MODELS ?=
 repository: setup
-	$(PY) -m model_repository.build --build "$(BUILD)" --target $(TARGET) $(if $(DEVICE),--device $(DEVICE)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(CORES),--cores $(CORES)) $(if $(MODELS),--models $(MODELS)) \
-		$(if $(BACKGROUND_BATCH_SIZE),--background-batch-size $(BACKGROUND_BATCH_SIZE))
+	$(PY) -m model_repository.build --build "$(BUILD)" --target $(TARGET) $(if $(DEVICE),--device $(DEVICE)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(CORES),--cores $(CORES)) $(if $(MODELS),--models $(MODELS)) $(if $(BACKGROUND_BATCH_SIZE),--background-batch-size $(BACKGROUND_BATCH_SIZE))
 
 # k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see docs/gke.md).
 manifests: setup

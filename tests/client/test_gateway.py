@@ -207,8 +207,9 @@ def test_finsent_gateway_answers_503_quickly_when_triton_is_down(tmp_path):
 
 
 def test_an_overloaded_triton_is_answered_429_with_retry_after(triton):
-    # Triton's interactive queue is bounded (model_repository/classes.py): a flood past it is shed at
-    # once, and the gateway (no retries here) says so with 429 and when to come back.
+    # Triton's queues are bounded (model_repository/classes.py): 120 documents at once overfill the
+    # document model's, the excess is shed at once, and the gateway (no retries here) says so with 429
+    # and when to come back.
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.model_repository.test_classes import LONG
@@ -216,7 +217,7 @@ def test_an_overloaded_triton_is_answered_429_with_retry_after(triton):
     running = Gateway(Settings(triton=triton.grpc_url, retries=0, timeout_s=60))
     try:
         with ThreadPoolExecutor(120) as pool:
-            answers = list(pool.map(lambda _: running.post(json=[{"text": LONG}]), range(120)))
+            answers = list(pool.map(lambda _: running.post("/v1/documents", json={"documents": [LONG]}), range(120)))
     finally:
         running.stop()
     shed = [a for a in answers if a.status_code == 429]
