@@ -252,6 +252,12 @@ def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, d
     return result
 
 
+def probes(overload: dict, name: str) -> str:
+    """'failures of runs', and how many of the runs found the server busy (passed, saying so)."""
+    busy = overload["probe_busy"][name]
+    return f"{overload['probe_failures'][name]} of {overload['probe_runs'][name]}" + (f" ({busy} busy)" if busy else "")
+
+
 def markdown(r: dict) -> str:
     names = list(r["configs"])
     c = r["configs"]
@@ -333,8 +339,8 @@ def markdown(r: dict) -> str:
                     f"{f(c[n]['overload'].get('refusal_p50_ms'), '{:,.0f}')} / "
                     f"{f(c[n]['overload']['refusal_p99_ms'], '{:,.0f} ms')}",
                     c[n]["overload"]["other_errors"],
-                    f"{c[n]['overload']['probe_failures']['liveness']} of {c[n]['overload']['probe_runs']['liveness']}",
-                    f"{c[n]['overload']['probe_failures']['readiness']} of {c[n]['overload']['probe_runs']['readiness']}",
+                    probes(c[n]["overload"], "liveness"),
+                    probes(c[n]["overload"], "readiness"),
                     c[n]["overload"]["bulk"]["rows_lost"],
                 ]
                 for n in names
@@ -346,7 +352,9 @@ def markdown(r: dict) -> str:
         f"for {r['overload_seconds']:.0f} s; no client retries (every refusal is counted). Meanwhile `finsent score` "
         f"scores {r['rows']:,} rows (its retries are on: rows lost counts those missing from its output), and "
         "the chart's liveness and readiness commands (values.yaml: --heal --timeout=10 every 10 s; --timeout=3 "
-        "every 5 s) run against the server. Other errors: failures that are not a refusal (timeouts).",
+        "every 5 s) run against the server. Other errors: failures that are not a refusal (timeouts). Busy: "
+        "probe runs that timed out or were refused and passed, saying `busy:` (server/health.py); the probe "
+        "before this change failed those.",
     ]
     for n in names:
         o = c[n]["overload"]

@@ -17,6 +17,7 @@ from benchmarks import (
     soak,
     startup,
     timeline,
+    traffic_classes,
 )
 from benchmarks.levels import Level
 
@@ -32,6 +33,7 @@ WRITERS = {
     "batch-dependence": batch_dependence.markdown,
     "documents": documents.markdown,
     "startup": startup.markdown,
+    "traffic-classes": traffic_classes.markdown,
 }
 
 
