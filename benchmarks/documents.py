@@ -239,11 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     results = {
-        "when": runner.now(),
-        "machine": runner.machine(args.cores),
-        "source": args.finbert or "random-weight BERT-base (FinBERT's architecture)",
-        "variant": args.variant,
-        "corpus": described,
+        **runner.header(
+            args.cores, args.finbert or "random-weight BERT-base (FinBERT's architecture)", args.variant, described
+        ),
         "clients": args.clients,
         "rounds": args.rounds,
         "modes": modes,

@@ -73,6 +73,11 @@ def shared_machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores (shared), no GPU"
 
 
+def header(cores: int, source: str, variant: str, corpus: str) -> dict:
+    """What every results file of a served-model benchmark starts with: when, where, which model and texts."""
+    return {"when": now(), "machine": machine(cores), "source": source, "variant": variant, "corpus": corpus}
+
+
 def write(out: Path, name: str, results: dict, markdown, plot=None, indent: int = 2, echo: bool = True) -> Path:
     """<out>/<name>.json, .md (markdown(results)) and, with a plot, .png (plot(results, path));
     prints the markdown when echo. Returns the .md's path."""

@@ -400,11 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     document = long_document(corpus(40)[0], args.document_bytes)
     configs = {name: measure(name, export_dir, args, texts, source_csv, document) for name in names}
     results = {
-        "when": runner.now(),
-        "machine": runner.machine(args.cores),
-        "source": args.finbert or "random-weight BERT-base (FinBERT's architecture)",
-        "variant": args.variant,
-        "corpus": described,
+        **runner.header(
+            args.cores, args.finbert or "random-weight BERT-base (FinBERT's architecture)", args.variant, described
+        ),
         "rows": args.rows,
         "background_batch_size": TargetOptions(
             "local", background_batch_size=args.background_batch_size or 0
