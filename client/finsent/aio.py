@@ -37,7 +37,6 @@ from finsent.core import (
     retry_delay,
     unknown_model,
 )
-from finsent.traffic import TRAFFIC_PARAMETER
 
 
 def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -139,9 +138,7 @@ class AsyncClient(ClientBase):
 
     async def _map(self, work: list[Chunk], model: str, decoder) -> list:
         gate = asyncio.Semaphore(self.max_in_flight)
-        # See Client._run: the ensemble's outputs are named, a document model's all come.
-        outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._types)
-        priority = self._priority(model)
+        options = self._infer_options(model, self._types)
 
         async def run(chunk: Chunk) -> list:
             async with gate:
@@ -151,16 +148,7 @@ class AsyncClient(ClientBase):
                         batch = encode(texts)
                         tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
                         tensor.set_data_from_numpy(batch)
-                        result = await self._call(
-                            lambda c: c.infer(
-                                model,
-                                [tensor],
-                                outputs=outputs,
-                                priority=priority,
-                                parameters={TRAFFIC_PARAMETER: priority},
-                                **self._timeout(),
-                            )
-                        )
+                        result = await self._call(lambda c: c.infer(model, [tensor], **options, **self._timeout()))
                         return chunk.served(decoder(result, texts))
                     except TextError as exc:
                         chunk.refused(exc)

@@ -40,7 +40,6 @@ from finsent.core import (
     retry_delay,
     unknown_model,
 )
-from finsent.traffic import TRAFFIC_PARAMETER
 
 
 def transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -166,17 +165,7 @@ class Client(ClientBase):
             def call(c):
                 tensor = self._module.InferInput("TEXT", list(batch.shape), "BYTES")
                 tensor.set_data_from_numpy(batch)
-                # The ensemble's outputs are named (LOGITS only when asked for); a document model's all come.
-                outputs = None if model.endswith(DOCUMENT_SUFFIX) else self._outputs(self._module)
-                priority = self._priority(model)
-                return c.infer(
-                    model,
-                    [tensor],
-                    outputs=outputs,
-                    priority=priority,
-                    parameters={TRAFFIC_PARAMETER: priority},
-                    **self._timeout(),
-                )
+                return c.infer(model, [tensor], **self._infer_options(model, self._module), **self._timeout())
 
             return self._call(call)
 

@@ -18,7 +18,7 @@ from typing import Generator, Iterator, Mapping, Sequence, Union
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, level
+from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, TRAFFIC_PARAMETER, level
 
 TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
 # Triton's answer to a restricted API (--http-restricted-api / --grpc-restricted-protocol) called
@@ -354,13 +354,16 @@ class ClientBase:
             default = info.background_batch_size
         return min(self.batch_size or default, info.max_batch_size)
 
-    def _priority(self, model: str) -> int:
-        """Documents are background work (their sentences run at the default level, background)."""
-        return BACKGROUND if model.endswith(DOCUMENT_SUFFIX) else self.priority
-
-    def _outputs(self, types) -> list:
-        # Named, so a server never sends what was not asked for (LOGITS is off by default).
-        return [types.InferRequestedOutput(name) for name in OUTPUTS + ("LOGITS",) * self.logits]
+    def _infer_options(self, model: str, types) -> dict:
+        """infer()'s keywords besides the model and inputs, the same for both clients: the outputs (an
+        ensemble's named, so a server never sends what was not asked for, LOGITS being off by default; a
+        document model's all), and the traffic class as priority and parameter (documents are background
+        work; their sentences run at the default level, background)."""
+        priority = BACKGROUND if model.endswith(DOCUMENT_SUFFIX) else self.priority
+        outputs = None
+        if not model.endswith(DOCUMENT_SUFFIX):
+            outputs = [types.InferRequestedOutput(name) for name in OUTPUTS + ("LOGITS",) * self.logits]
+        return {"outputs": outputs, "priority": priority, "parameters": {TRAFFIC_PARAMETER: priority}}
 
 
 # gRPC name-resolver targets (unix:/path, dns:///host:port, ...) are passed to gRPC as they are.

@@ -161,3 +161,19 @@ def test_a_refusal_for_load_is_an_overloaded_error_and_retried():
         error = server_error("StatusCode.UNAVAILABLE", message, "finbert")
         assert isinstance(error, OverloadedError) and isinstance(error, UnavailableError), message
         assert "retry later" in str(error)
+
+
+def test_the_copies_of_the_refusals_for_load_agree():
+    # document.py runs in Triton's Python stub and health.py in the image, neither with the client
+    # installed: their copies of Triton's refusals for load must stay the client's.
+    import ast
+
+    from finsent.core import OVERLOADED
+    from model_repository.assemble import SOURCE
+
+    tree = ast.parse((SOURCE / "python_models" / "document.py").read_text())
+    (copy,) = [
+        ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "OVERLOADED"
+    ]
+    assert copy == OVERLOADED
+    assert set(OVERLOADED) <= set(health.BUSY)
