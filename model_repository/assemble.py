@@ -104,6 +104,10 @@ class TargetOptions:
     max_rows_per_run: int = 0  # local classifier: bound on a run's rows (0: none; 1: reproducible int8)
     spinning: str = "runs"  # local classifier's ORT threads: spin-wait between ops only while a run lasts
     # ("runs"), also between runs ("always", ORT's default) or never ("off")
+    # Python classifier's threads' nice value: under load its runs yield the cores to what takes
+    # milliseconds (tokenizer, postprocess, Triton's threads, the probes), so a refusal or a probe is not
+    # held up behind a run (docs/serving.md, "Traffic classes"); 0 shares the cores equally.
+    nice: int = 10
     variant: str = "fp32"  # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
     # Rows of one joined classifier run, and of a finsent client's background request (classes.py);
     # 0: CPU_BACKGROUND_BATCH_SIZE on cpu, the ensemble's max_batch_size on gpu.
@@ -129,6 +133,8 @@ class TargetOptions:
             raise ValueError(f"target {self.target!r}: one of {TARGETS}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant {self.variant!r}: one of {VARIANTS}")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice {self.nice}: 0 (equal share) to 19 (yield the most)")
         if self.spinning not in SPINNING:
             raise ValueError(f"spinning {self.spinning!r}: one of {SPINNING}")
         if self.device not in ("cpu", "gpu") or (self.target == "local" and self.device != "cpu"):
@@ -228,6 +234,7 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
             _param(config, "max_tokens_per_run", options.max_tokens_per_run)
             _param(config, "max_rows_per_run", options.max_rows_per_run)
             _param(config, "spinning", options.spinning)
+            _param(config, "nice", options.nice)
         else:
             config.backend = "onnxruntime"
             config.default_model_filename = "model.onnx"

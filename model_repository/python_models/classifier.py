@@ -8,6 +8,7 @@ The container target serves the same model.onnx with Triton's native onnxruntime
 """
 
 import json
+import os
 from itertools import accumulate
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class TritonPythonModel:
         spinning = params["spinning"]
         options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
         options.add_session_config_entry("session.force_spinning_stop", "1" if spinning == "runs" else "0")
+        # Runs yield the cores to the steps that take milliseconds (TargetOptions.nice). Linux niceness
+        # is per thread: this one runs execute(), and ORT's pool threads, created below, inherit it.
+        os.nice(int(params["nice"]))
         self.session = ort.InferenceSession(
             str(here / params.get("model_filename", "model.onnx")), options, providers=["CPUExecutionProvider"]
         )

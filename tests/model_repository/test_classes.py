@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,9 @@ def test_every_queue_orders_by_class_and_is_bounded(exports, target):
         assert batching.default_queue_policy.max_queue_size > 0, step
     classifier = render("finbert", "classifier", facts, options).dynamic_batching
     assert list(classifier.preferred_batch_size) == [options.background_batch_size]
+    # A document's sentences are background requests: none bigger than a joined run.
+    document = render("finbert", "document", facts, options).parameters["sentences_per_request"]
+    assert 0 < int(document.string_value) <= options.background_batch_size
     ensemble = render("finbert", None, facts, options)
     assert ensemble.parameters[BACKGROUND_ROWS_PARAMETER].string_value == str(options.background_batch_size)
 
@@ -97,6 +101,31 @@ def test_a_background_backlog_does_not_hold_back_an_interactive_text(server, req
     # for the queue behind them: it overtakes at least half the backlog, less one joined run (the gpu
     # profile joins up to 64 rows: 8 of these requests).
     assert before < total // 2 + rows // sent, f"{before} of {total} background requests finished first"
+
+
+def niceness(server, model: str) -> dict[int, set[int]]:
+    """Each Python stub of `model` under the server: its threads' nice values (/proc/PID/task/*/stat)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        pid = int(stat.parent.name)
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            args = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+            if ppid != server.process.pid or f"/{model}/" not in args:
+                continue
+            out[pid] = {int(t.read_text().rsplit(")", 1)[1].split()[16]) for t in stat.parent.glob("task/*/stat")}
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
+    return out
+
+
+def test_the_classifier_yields_the_cores_to_the_fast_steps(triton):
+    # Its runs take the CPU for ~0.1 s; a tokenizer or Triton thread that waits for a core behind them
+    # holds up refusals and probes that need a millisecond (docs/benchmarks/traffic-classes.md).
+    classifier, tokenizer = niceness(triton, "finbert_classifier"), niceness(triton, "finbert_tokenizer")
+    assert classifier and tokenizer, "no Python stub found under the server"
+    assert all(TargetOptions().nice in nices for nices in classifier.values()), classifier
+    assert all(nices == {0} for nices in tokenizer.values()), tokenizer
 
 
 def test_a_full_queue_is_refused_at_once_with_a_clear_retryable_error(triton):
