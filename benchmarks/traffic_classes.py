@@ -279,6 +279,7 @@ def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, d
         cores=args.cores,
         variant=args.variant,
         traffic_classes=CONFIGS[name],
+        **({} if CONFIGS[name] else {"nice": 0}),  # before: the classifier shared the cores equally
         background_batch_size=args.background_batch_size or 0,
     )
     work = args.build / "traffic" / name
