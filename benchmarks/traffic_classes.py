@@ -42,6 +42,7 @@ from export.runtime import DEFAULT_VARIANT
 from finsent import Client, FinsentError, OverloadedError, Retry
 from model_repository.assemble import TargetOptions
 from server import health, stack
+from server.triton import ADMIN_HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "k8s" / "chart" / "finsent" / "values.yaml"
@@ -266,7 +267,8 @@ def classifier_runs(server) -> tuple[int, float]:
 
     client = httpclient.InferenceServerClient(server.http_url)
     try:
-        stats = client.get_inference_statistics("finbert_classifier")["model_stats"][0]
+        headers = {ADMIN_HEADER: server.admin_key} if server.admin_key else None
+        stats = client.get_inference_statistics("finbert_classifier", headers=headers)["model_stats"][0]
     finally:
         client.close()
     batches = stats.get("batch_stats", [])
