@@ -160,10 +160,10 @@ def test_http_to_the_grpc_port_is_an_error_not_a_traceback(triton):
 @pytest.mark.parametrize("command", [["classify", "Profit rose."], ["models"], ["gateway", "--triton"]])
 @pytest.mark.parametrize("address", ["localhost:abc", "localhost", "localhost:99999", "http://"])
 def test_an_address_that_is_not_host_port_is_refused_before_any_retry(command, address):
-    started = time.monotonic()
-    run = finsent(*command, *([] if command[0] == "gateway" else ["--url"]), address, timeout=30)
+    run = finsent(*command, *([] if command[0] == "gateway" else ["--url"]), address, timeout=60)
     assert run.returncode == 2 and f"'{address.removeprefix('http://')}' is not host:port" in run.stderr, run.stderr
-    assert time.monotonic() - started < 10 and "Traceback" not in run.stderr
+    # The CLI says its first retry ("waiting for Triton ..."): none was made.
+    assert "waiting for Triton" not in run.stderr and "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -180,10 +180,9 @@ def test_a_server_that_is_down_is_waited_for_out_loud(protocol):
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_triton, protocol):
     server = restricted_triton
-    started = time.monotonic()
     run = finsent("models", "--protocol", protocol, "--url", server.grpc_url if protocol == "grpc" else server.http_url)
     assert run.returncode == 0, run.stderr
-    assert time.monotonic() - started < 10  # not 8-16 s of retries on top of the start-up
+    assert "waiting for Triton" not in run.stderr  # not 8-16 s of retries (the CLI says the first one)
     rows = [line.split(maxsplit=3) for line in run.stdout.splitlines()]
     assert rows == [
         ["distilbert", "-", "UNAVAILABLE", "not loaded, or not in the repository"],

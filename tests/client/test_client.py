@@ -121,7 +121,7 @@ def test_a_thousand_texts_go_in_max_batch_chunks_and_come_back_in_order(triton, 
     predictions = classify(triton, protocol, mode, MANY, max_in_flight=4)
     assert sorted(sent, reverse=True) == [64] * 15 + [len(MANY) - 15 * 64]  # 16 requests of <= 64
     # ...and the server saw them (its statistics are recorded just after a response is sent).
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while ensemble_requests(triton, "finbert") - before < len(sent) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ensemble_requests(triton, "finbert") - before >= len(sent)
@@ -181,13 +181,14 @@ def test_health_models_and_model_info(triton):
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_an_unreachable_server_fails_fast_and_clearly(protocol):
+def test_an_unreachable_server_fails_fast_and_clearly(protocol, retries):
     dead = f"localhost:{free_ports(1)[0]}"
-    started = time.monotonic()
     with Client(dead, protocol, retry=Retry(attempts=2, initial_s=0.05), timeout_s=5) as client:
         assert not client.health().live
+        assert retries == []  # health() never retries
         with pytest.raises(UnavailableError):
             client.classify(["x"])
+    assert len(retries) == 2  # the retries it was given, then the error
 
     async def run():
         async with AsyncClient(dead, protocol, retry=Retry(attempts=2, initial_s=0.05), timeout_s=5) as client:
@@ -195,7 +196,7 @@ def test_an_unreachable_server_fails_fast_and_clearly(protocol):
                 await client.classify(["x"])
 
     asyncio.run(run())
-    assert time.monotonic() - started < 10
+    assert len(retries) == 4
 
 
 def test_the_address_is_checked_when_the_client_is_made():
@@ -230,13 +231,12 @@ def test_the_address_is_checked_when_the_client_is_made():
         ("grpc", "http", "does not speak gRPC .*: is it the HTTP port"),
     ],
 )
-def test_the_other_protocols_port_is_named_at_once(triton, mode, protocol, port, says):
+def test_the_other_protocols_port_is_named_at_once(triton, mode, protocol, port, says, retries):
     """gRPC to the HTTP port retried 13 s and then said "Connection refused" (issue 17)."""
     address = triton.grpc_url if port == "grpc" else triton.http_url
-    started = time.monotonic()
     with pytest.raises(FinsentError, match=f"{address} {says}"):
         classify(triton, protocol, mode, TEXTS, address=address)
-    assert time.monotonic() - started < 2  # a wrong port is not retried
+    assert retries == []  # a wrong port is not retried
 
 
 def test_clients_retry_through_a_server_restart(triton, exports, tmp_path):
@@ -291,7 +291,9 @@ def test_a_server_that_never_answers_times_out_instead_of_hanging(protocol):
                     await client.classify(["x"])
 
         asyncio.run(run())
-        assert time.monotonic() - started < 8
+        # A liveness bound, not a speed: a hang, or tritonclient's own timeouts (60 s for HTTP, none
+        # for gRPC) instead of timeout_s=1, would take longer.
+        assert time.monotonic() - started < 40
     finally:
         silent.close()
 
@@ -310,11 +312,12 @@ def admin_index(server) -> list[ModelStatus]:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(restricted_triton, protocol, mode):
+def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(
+    restricted_triton, protocol, mode, retries
+):
     """As `make serve` runs Triton, the index needs the admin key. models() must neither fail nor
     retry (gRPC calls the restriction UNAVAILABLE): it lists the ensembles and their steps by metadata."""
     server = restricted_triton
-    started = time.monotonic()
     if mode == "sync":
         with Client(url(server, protocol), protocol) as client:
             rows = client.models()
@@ -325,7 +328,7 @@ def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(res
                 return await client.models()
 
         rows = asyncio.run(run())
-    assert time.monotonic() - started < 5  # no retries (they take 8-16 s)
+    assert retries == []
     truth = admin_index(server)
     assert {m.name for m in truth} == {
         "finbert",
@@ -339,12 +342,11 @@ def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(res
     )
 
 
-def test_a_restricted_api_is_refused_at_once_and_named(restricted_triton):
+def test_a_restricted_api_is_refused_at_once_and_named(restricted_triton, retries):
     with Client(restricted_triton.grpc_url) as client:
-        started = time.monotonic()
         with pytest.raises(RestrictedError, match="admin key"):
             client._call(lambda c: c.get_inference_statistics("finbert", as_json=True))
-    assert time.monotonic() - started < 2
+    assert retries == []
 
 
 def test_the_clients_fallback_knows_every_ensemble_a_repository_can_hold():
