@@ -284,7 +284,7 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
     with server:
         closed_loop(grpc_batch_sender(server.grpc_url, family), texts, 4, 2, 0)  # warm up every step
         for level in [Level(c) for c in args.clients] + [Level(1, 64)]:
-            before, cpu_before = triton_stats(server, family), process_cpu(server, family)
+            before, began, cpu_before = triton_stats(server, family), time.perf_counter(), process_cpu(server, family)
             result = closed_loop(
                 grpc_batch_sender(server.grpc_url, family),
                 texts,
@@ -293,8 +293,9 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
                 args.warmup,
                 texts_per_request=level.texts_per_request,
             )
-            cpu_after, window = process_cpu(server, family), args.duration + args.warmup
-            # CPU over warm-up + window, as a share of the cores: where the machine's time went.
+            cpu_after, window = process_cpu(server, family), time.perf_counter() - began
+            # CPU over warm-up + window, as a share of the cores: where the machine's time went. The
+            # window is the run's own, which outlasts duration + warm-up by its last requests.
             measured[level] = Measured(
                 **result.summary(),
                 steps=stats_delta(before, triton_stats(server, family)),

@@ -45,6 +45,9 @@ SCENARIOS = {  # key: (name, families, checkpoint size, variant)
 }
 
 
+TIMES = ("ready_s", "first_classification_s", "stop_s")  # seconds, per start
+
+
 def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: float = 600) -> dict:
     http, grpc, metrics = free_ports()
     command = [
@@ -103,7 +106,12 @@ def start_once(sources: dict[str, str], variant: str, build: Path, timeout_s: fl
             proc.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"the server exited with {proc.returncode}:\n{rest[-2000:]}")
-    return {"ready_s": round(ready_s, 2), "first_classification_s": round(first_s, 2), "stop_s": round(stop_s, 2)}
+    return {
+        "ready_s": round(ready_s, 2),
+        "first_classification_s": round(first_s, 2),
+        "stop_s": round(stop_s, 2),
+        "exported": any("] exporting " in line for line in lines),  # export/onnx.py's line: not cached
+    }
 
 
 def scenario(name: str, sources: dict[str, str], variant: str, build: Path, repeats: int, log=print) -> dict:
@@ -114,7 +122,7 @@ def scenario(name: str, sources: dict[str, str], variant: str, build: Path, repe
     for i in range(repeats):
         warm.append(start_once(sources, variant, build))
         log(f"{name}: warm {i + 1}/{repeats} {warm[-1]}")
-    median = {key: round(float(np.median([w[key] for w in warm])), 2) for key in cold} if warm else {}
+    median = {key: round(float(np.median([w[key] for w in warm])), 2) for key in TIMES} if warm else {}
     return {"name": name, "variant": variant, "sources": sources, "cold": cold, "warm": warm, "warm_median": median}
 
 

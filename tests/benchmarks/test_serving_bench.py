@@ -57,7 +57,9 @@ def test_bench_writes_the_report_table_and_plot(checkpoints, tmp_path):
             assert abs(ip[key] - sum(ip[f"{key}_runs"]) / 2) < 1e-9
         share = levels["4x1"]["cpu_share"]
         assert share["classifier stub"] > 0 and share["load generator (bench client)"] > 0
-        assert 0 < sum(share.values()) <= 1.1  # shares of the cores given
+        # Shares of the cores over the run's own window (not the nominal one a slow run outlasts):
+        # CPU time cannot exceed it; 0.1 for the clock ticks /proc counts in.
+        assert 0 < sum(share.values()) <= 1.1
     assert finbert["baseline"]["2x1"]["errors"] == 0 and finbert["baseline"]["2x1"]["requests"] > 0
     table = (out / "serving.md").read_text()
     assert "Starlette + pipeline baseline" in table and "in-process ORT" in table and "Where the cores went" in table

@@ -14,6 +14,7 @@ def test_cold_and_warm_starts_are_measured_and_reported(tmp_path):
     (run,) = json.loads((out / "startup.json").read_text())["runs"]
     for start in (run["cold"], *run["warm"]):
         assert 0 < start["ready_s"] <= start["first_classification_s"] and start["stop_s"] > 0
-    # The warm start found its export cached: no export, parity check or variant build.
-    assert run["warm"][0]["ready_s"] < run["cold"]["ready_s"]
+    # The warm start found its export cached: no export, parity check or variant build (how much
+    # sooner it is ready is the report's figure).
+    assert run["cold"]["exported"] and not run["warm"][0]["exported"]
     assert "| one tiny DistilBERT | int8 | warm (median of 1) |" in (out / "startup.md").read_text()

@@ -10,6 +10,7 @@ import yaml
 
 from k8s import render
 from model_repository.assemble import FAMILIES
+from tests.model_repository.test_document import stats_of
 from tests.model_repository.test_ensemble import send_together
 
 QUEUE = "nv_inference_queue_duration_us"
@@ -36,17 +37,18 @@ def hpa_queue_models() -> list[str]:
 
 def test_the_hpa_scales_on_the_queue_that_fills_under_concurrent_load(triton):
     family = next(iter(FAMILIES))
+    classifier = f"{family}_classifier"
     texts = [f"Quarter {i}: net profit rose {i} percent on strong demand." for i in range(48)]
-    before = queued_us(triton)
+    before, runs_before = queued_us(triton), stats_of(triton, classifier)
     for _ in range(3):
         send_together(triton, family, texts)
-    after = queued_us(triton)
+    after, (rows, runs) = queued_us(triton), (a - b for a, b in zip(stats_of(triton, classifier), runs_before))
     grew = {model: after[model] - before.get(model, 0.0) for model in after}
-    requests = 3 * len(texts)
-    # The classifier's requests wait for the runs before them; the ensemble's hardly wait at all.
-    classifier = f"{family}_classifier"
-    assert grew[classifier] / requests > 200, grew  # > 0.2 ms queued per request (7 ms measured)
-    assert grew[family] < grew[classifier] / 20, grew
+    # The classifier's requests waited in its queue: they were joined into fewer runs than requests.
+    assert 0 < runs < rows, (rows, runs)
+    # ...and that is where the waiting shows, not in the ensemble's queue (which ends once its first
+    # step is dispatched). Per-step queue times are make bench's figures (benchmarks/serving.py).
+    assert grew[family] < grew[classifier], grew
     assert hpa_queue_models() == [f"{f}_classifier" for f in FAMILIES]
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -85,6 +87,8 @@ def test_sentences_the_splitter_recovers_get_the_ensembles_label(triton, family,
     np.testing.assert_allclose([parts[normal(s)]["probabilities"] for s in recovered], probs, atol=1e-5)
     record_property("recovered", f"{len(recovered)}/{len(sentences)} from {origin}")
     print(f"\n{family}: the splitter recovered {len(recovered)}/{len(sentences)} sentences exactly ({origin})")
+    if not fpb.shared_file("75"):  # in the summary, not only in -s output: the bar below is easier then
+        warnings.warn(f"no Financial PhraseBank in ../shared: the 85% recovery bar was met on {origin}")
     assert len(recovered) >= 0.85 * len(sentences)
     assert doc["SENTENCES"].reshape(-1)[0] == len(parts)
     shares = np.array([s["label"] for s in doc["BREAKDOWN"][0]["sentences"]])
@@ -108,11 +112,9 @@ def test_sentences_of_documents_reach_the_classifier_in_few_executions(triton):
     sentences, _ = fpb_like_sentences(400)
     texts = [" ".join(sentences[i : i + 50]) for i in range(0, 400, 50)]
     before = stats()
-    threads = [threading.Thread(target=documents, args=(triton, "finbert", [t])) for t in texts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(len(texts)) as pool:  # .result(): a document that failed fails the test
+        scored = [f.result() for f in [pool.submit(documents, triton, "finbert", [t]) for t in texts]]
+    assert sum(int(doc["SENTENCES"].reshape(-1)[0]) for doc in scored) >= 380
     rows, executions = (a - b for a, b in zip(stats(), before))
     print(f"\nclassifier: {rows} sentences in {executions} executions")
     assert rows >= 380 and executions <= rows / 4
@@ -166,7 +168,7 @@ def test_a_megabyte_document_does_not_starve_short_requests(triton):
     text = ""
     while len(text.encode()) < 1_000_000:
         text += " ".join(sentences) + "\n\n"
-    latencies, finished, failures = [], threading.Event(), []
+    calls, finished, failures = [], threading.Event(), []  # calls: (began, ended) of each short request
 
     def short():
         while not finished.is_set():
@@ -175,24 +177,27 @@ def test_a_megabyte_document_does_not_starve_short_requests(triton):
                 infer(triton, "grpc", "finbert", ["Profit rose."])
             except Exception as exc:  # noqa: BLE001
                 failures.append(exc)
-            latencies.append(time.perf_counter() - start)
+            calls.append((start, time.perf_counter()))
 
-    clients = [threading.Thread(target=short) for _ in range(4)]
-    for c in clients:
-        c.start()
-    try:
-        start = time.perf_counter()
-        doc = documents(triton, "finbert", [text])
-        seconds = time.perf_counter() - start
-    finally:
-        finished.set()
-        for c in clients:
-            c.join()
-    during = latencies[:]
+    with ThreadPoolExecutor(4) as pool:
+        clients = [pool.submit(short) for _ in range(4)]
+        try:
+            start = time.perf_counter()
+            doc = documents(triton, "finbert", [text])
+            end = time.perf_counter()
+        finally:
+            finished.set()
+        for client in clients:
+            client.result()
+    during = [b - a for a, b in calls]
     print(
-        f"\n1 MB document: {doc['SENTENCES'][0][0]} sentences in {seconds:.1f} s; {len(during)} short requests "
+        f"\n1 MB document: {doc['SENTENCES'][0][0]} sentences in {end - start:.1f} s; {len(during)} short requests "
         f"meanwhile, p50 {np.percentile(during, 50) * 1000:.0f} ms, p99 {np.percentile(during, 99) * 1000:.0f} ms"
     )
     assert failures == [] and doc["SENTENCES"][0][0] > 5000
-    # Not starved: short requests kept completing throughout (several per second of the document).
-    assert len(during) >= seconds
+    # Not starved: short requests kept completing throughout the document, in each quarter of its
+    # time (starved, they wait behind its sentences to its end). How fast: benchmarks/documents.py
+    # (short requests during a long document) and benchmarks/traffic_classes.py.
+    quarters = np.linspace(start, end, 5)
+    answered = [sum(a <= ended < b for _, ended in calls) for a, b in zip(quarters, quarters[1:])]
+    assert min(answered) > 0, f"short requests answered in each quarter of the document: {answered}"

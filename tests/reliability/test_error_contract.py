@@ -102,7 +102,7 @@ def good_gateway_traffic(gateway):
 
     traffic = Traffic(make, clients=2).start()
     yield traffic
-    deadline = time.monotonic() + 10  # a loaded machine may have sent few so far: let it send some more
+    deadline = time.monotonic() + 30  # a loaded machine may have sent few so far: let it send some more
     while len(traffic.calls) <= 10 and time.monotonic() < deadline:
         time.sleep(0.1)
     calls = traffic.stop()
