@@ -4,6 +4,7 @@ the same Triton release, the same Python pins, the metric names the real tritons
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import urllib.request
 
 import numpy as np
+import pytest
 import tritonclient.http as httpclient
 import yaml
 
@@ -181,10 +183,45 @@ def test_gpu_pods_check_the_nodes_driver_first_through_the_images_entrypoint():
         assert check["securityContext"] == container["securityContext"]
 
 
-def test_the_driver_check_says_what_to_do_in_one_line():
-    # This machine has no NVIDIA driver: the check's own failure, as a GPU-less node would show it.
+def cuda_check():
+    """The chart's check script, imported from its file (the chart runs it with python3 -c)."""
+    spec = importlib.util.spec_from_file_location("cuda_check", CUDA_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "version, status, code, says",
+    [
+        (
+            12020,
+            0,
+            1,
+            "error: the node's NVIDIA driver serves CUDA 12.2 (cuInit status 0) and this image needs CUDA 12.6",
+        ),
+        (12060, 0, 0, "the driver serves CUDA 12.6: enough for 12.6"),
+        (12080, 0, 0, "the driver serves CUDA 12.8: enough for 12.6"),
+        # new enough by its version, but cuInit fails: forward compatibility unavailable on this GPU
+        (12080, 804, 1, "error: the node's NVIDIA driver serves CUDA 12.8 (cuInit status 804)"),
+    ],
+    ids=["old-driver", "exactly", "newer", "cuinit-fails"],
+)
+def test_the_driver_check_decides_on_the_version_the_driver_reports(version, status, code, says):
+    # The decision on its inputs, the same on any host (a GPU host's own driver never enters it).
+    got, line = cuda_check().verdict(NGC_CUDA["24.10"], version, status)
+    assert (got, "\n" in line) == (code, False) and line.startswith(says), line
+    assert ("gpu-driver-version=latest" in line) == bool(code)
+
+
+def test_without_a_driver_library_the_check_says_what_to_do_in_one_line(tmp_path):
+    # A library path that is not there, as on a GPU-less node: the same on a host with a driver.
+    missing = tmp_path / "libcuda.so.1"
     result = subprocess.run(
-        [sys.executable, "-c", CUDA_CHECK.read_text(), "12.6"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", CUDA_CHECK.read_text(), NGC_CUDA["24.10"], str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
