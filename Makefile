@@ -35,7 +35,7 @@ EVAL_ARGS ?=
 	finetune eval
 help:
 	@echo "make serve       export the models (cached) and serve them: FINBERT= DISTILBERT= VARIANT= TARGET= DEVICE="
-	@echo "make test        ruff (lint, format check), then the whole test suite offline; make format fixes style"
+	@echo "make test        ruff (lint, format check), then the whole test suite (offline once build/ is cached); make format fixes style"
 	@echo "make finetune    fine-tune BASE=$(BASE) on Financial PhraseBank into OUT=$(or $(OUT),$(DISTILBERT))"
 	@echo "make eval        score CHECKPOINT= served by Triton and in PyTorch -> docs/accuracy.md"
 	@echo "make gateway     REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of TRITON_URL=$(TRITON_URL)"

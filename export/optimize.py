@@ -175,10 +175,14 @@ def side_runtime(version: str, log=print) -> Path:
             text=True,
         )
         if done.returncode:
+            # onnxruntime always has releases on PyPI: none seen at all means pip could not read it.
+            offline = "(from versions: none)" in done.stderr
             raise GuardError(
-                f"could not install onnxruntime=={version} (pip: "
-                f"{(done.stderr.strip().splitlines() or ['?'])[-1]}); it judges the variants the "
-                f"container serves"
+                f"could not install onnxruntime=={version} into {target} (pip: "
+                f"{(done.stderr.strip().splitlines() or ['?'])[-1]})"
+                + ("; PyPI (or the index pip is set to) cannot be reached" if offline else "")
+                + "; it judges the variants the container serves. It is fetched once and cached there: "
+                "run this where PyPI is reachable, or copy that folder from a checkout that has it"
             )
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)

@@ -1,7 +1,14 @@
 """Session fixtures: tiny random-weight checkpoints (real vocab), their ONNX exports, and real
 tritonservers serving both ensembles for the whole run: the local target (`triton`) and the
 container repository's two profiles on Triton's native onnxruntime backend, built here
-(`container`: gpu profile on CPU instances; `container_cpu`). Nothing touches the network."""
+(`container`: gpu profile on CPU instances; `container_cpu`).
+
+The network: the Hugging Face Hub never (HF_HUB_OFFLINE). Two fetches happen once per checkout and
+are cached under its build/ for every later run: libonnxruntime 1.19.2 from the npm registry for
+the native backend (build/native, server/native_backend.py; its sources come from ../shared/vendor)
+and onnxruntime==1.19.2 from PyPI, the container's runtime the accuracy guard judges under
+(build/ort, export/optimize.side_runtime). Offline with those caches empty, each fails in one line
+saying so; tests/export/test_optimize.py then skips the judgements that need the side runtime."""
 
 from __future__ import annotations
 

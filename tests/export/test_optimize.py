@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import numpy as np
@@ -108,6 +109,24 @@ def test_the_guard_judges_confident_agreement_and_accuracy_separately():
     confident_flip[0] = [0.02, 0.95, 0.03]
     r = judge(reference, confident_flip, None)
     assert r["confident_agreement"] == pytest.approx(149 / 150) and not r["passed"]
+
+
+def test_without_pypi_the_side_runtime_fails_in_one_line_that_says_so(tmp_path, monkeypatch):
+    """The one network fetch of the guard (tests/conftest.py): a pip whose index is a closed port."""
+    from export import optimize
+
+    monkeypatch.setattr(optimize, "ORT_DIR", tmp_path / "ort")
+    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no configured index or wheel folder either
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    with pytest.raises(optimize.GuardError) as info:
+        optimize.side_runtime(optimize.CONTAINER_ORT, log=lambda *_: None)
+    message = str(info.value)
+    assert "\n" not in message and "PyPI (or the index pip is set to) cannot be reached" in message
+    assert str(tmp_path / "ort" / optimize.CONTAINER_ORT) in message
+    assert not (tmp_path / "ort" / optimize.CONTAINER_ORT).exists()
 
 
 @pytest.fixture(scope="module")
