@@ -21,10 +21,12 @@ GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
 GPU_COUNT="${GPU_COUNT:-1}"
 GPU_MACHINE="${GPU_MACHINE:-}"              # default: one that carries GPU_TYPE (g2 for L4, n1 for T4)
 GPU_MIN_NODES="${GPU_MIN_NODES:-0}"
-GPU_MAX_NODES="${GPU_MAX_NODES:-4}"
+# Pool sizes: a rollout at the HPA's maxReplicas needs maxSurge (1) more Triton pods than that
+# (tests/k8s/test_capacity.py checks every values profile against these; docs/gke.md, "Capacity").
+GPU_MAX_NODES="${GPU_MAX_NODES:-5}"         # the chart's maxReplicas 4 + surge 1
 SYSTEM_MACHINE="${SYSTEM_MACHINE:-e2-standard-4}"
-SYSTEM_MAX_NODES="${SYSTEM_MAX_NODES:-3}"
-BULK_MAX_NODES="${BULK_MAX_NODES:-0}"       # 0: no bulk pool (k8s/values/bulk.yaml's; docs/gke.md, "Bulk scoring")
+SYSTEM_MAX_NODES="${SYSTEM_MAX_NODES:-10}"  # the cpu profile's maxReplicas 8 + surge 1 + 1 for the system pods
+BULK_MAX_NODES="${BULK_MAX_NODES:-0}"       # 0: no bulk pool; k8s/values/bulk.yaml needs 9 (maxReplicas 8 + surge 1)
 RELEASE_CHANNEL="${RELEASE_CHANNEL:-regular}"
 # A release of GoogleCloudPlatform/k8s-stackdriver, not its moving master branch.
 ADAPTER_VERSION="${ADAPTER_VERSION:-cm-sd-adapter-v0.16.9}"
