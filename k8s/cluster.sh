@@ -54,6 +54,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ -n "$PROJECT" ]] || { echo "error: --project (or PROJECT=) is required" >&2; exit 2; }
+for var in GPU_COUNT GPU_MIN_NODES GPU_MAX_NODES SYSTEM_MAX_NODES BULK_MAX_NODES IAM_ATTEMPTS IAM_BACKOFF; do
+  [[ ${!var} =~ ^[0-9]+$ ]] || { echo "error: --$(echo "$var" | tr 'A-Z_' 'a-z-') wants a whole number, not '${!var}'" >&2; exit 2; }
+done
 [[ -n "$BUCKET" ]] || BUCKET="$PROJECT-finsent-models"
 GSA="$GSA_NAME@$PROJECT.iam.gserviceaccount.com"
 NODE_SA="$NODE_SA_NAME@$PROJECT.iam.gserviceaccount.com"
@@ -87,7 +90,7 @@ ensure() {   # ensure "what" <command that succeeds when it exists> -- <command 
   fi
 }
 
-bind() {   # bind "what" <an add-iam-policy-binding command>: idempotent, retried while IAM propagates
+grant() {   # grant "what" <an add-iam-policy-binding command>: idempotent, retried while IAM propagates
   local what="$1"; shift
   if [[ $DRY_RUN -eq 1 ]]; then run "$@"; return; fi
   local attempt=1 delay="$IAM_BACKOFF"
@@ -118,10 +121,10 @@ ensure "node service account $NODE_SA" \
   "${G[@]}" iam service-accounts describe "$NODE_SA" -- \
   "${G[@]}" iam service-accounts create "$NODE_SA_NAME" --display-name "finsent GKE nodes (least privilege)"
 for role in roles/logging.logWriter roles/monitoring.metricWriter roles/monitoring.viewer; do
-  bind "$role to $NODE_SA" \
+  grant "$role to $NODE_SA" \
     "${G[@]}" projects add-iam-policy-binding "$PROJECT" --condition None --member "serviceAccount:$NODE_SA" --role "$role"
 done
-bind "roles/artifactregistry.reader on repository $REGISTRY to $NODE_SA" \
+grant "roles/artifactregistry.reader on repository $REGISTRY to $NODE_SA" \
   "${G[@]}" artifacts repositories add-iam-policy-binding "$REGISTRY" --location "$REGION" \
     --member "serviceAccount:$NODE_SA" --role roles/artifactregistry.reader
 
@@ -169,14 +172,14 @@ ensure "service account $GSA" \
 # objectViewer reads the objects; legacyBucketReader adds storage.buckets.get, the bucket metadata
 # Triton's GCS filesystem reads before listing a folder (triton-inference-server/server issue 2253).
 for role in roles/storage.objectViewer roles/storage.legacyBucketReader; do
-  bind "$role on gs://$BUCKET to $GSA" \
+  grant "$role on gs://$BUCKET to $GSA" \
     "${G[@]}" storage buckets add-iam-policy-binding "gs://$BUCKET" --member "serviceAccount:$GSA" --role "$role"
 done
-bind "Workload Identity: $NAMESPACE/$KSA acts as $GSA" \
+grant "Workload Identity: $NAMESPACE/$KSA acts as $GSA" \
   "${G[@]}" iam service-accounts add-iam-policy-binding "$GSA" \
     --member "serviceAccount:$PROJECT.svc.id.goog[$NAMESPACE/$KSA]" --role roles/iam.workloadIdentityUser
 # The custom-metrics adapter reads Managed Prometheus data as its own Kubernetes service account.
-bind "roles/monitoring.viewer to the custom-metrics adapter" \
+grant "roles/monitoring.viewer to the custom-metrics adapter" \
   "${G[@]}" projects add-iam-policy-binding "$PROJECT" --condition None \
     --member "serviceAccount:$PROJECT.svc.id.goog[custom-metrics/custom-metrics-stackdriver-adapter]" \
     --role roles/monitoring.viewer

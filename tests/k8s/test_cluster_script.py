@@ -68,6 +68,7 @@ def test_accelerator_type_and_count_are_parameters():
 def test_bad_invocations_fail_clearly(tmp_path):
     assert "--project (or PROJECT=) is required" in run("--dry-run").stderr
     assert "unknown option --gpu" in run("--project", "p", "--gpu", "x").stderr
+    assert "--bulk-max-nodes wants a whole number, not 'nine'" in run("--project", "p", "--bulk-max-nodes=nine").stderr
     # A PATH without gcloud (this machine may have an unauthenticated one: never call it).
     for tool in ("bash", "tr", "sed", "grep"):
         (tmp_path / tool).symlink_to(
