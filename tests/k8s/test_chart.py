@@ -170,6 +170,22 @@ def test_pod_has_memory_shm_probes_and_runs_non_root(profile):
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + exit_timeout
 
 
+def test_every_container_with_a_read_only_root_has_a_writable_tmp(profile):
+    # The init container too: the NGC image's entrypoint, which runs before the driver check as before
+    # Triton, can write under /tmp (docs/gke.md, "The driver check's /tmp").
+    for obj in profile[2]:
+        pod = obj["spec"]["template"]["spec"] if obj["kind"] in ("Deployment", "Job") else None
+        if pod is None:
+            continue
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            if not container["securityContext"].get("readOnlyRootFilesystem"):
+                continue
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{obj['metadata']['name']}/{container['name']}: read-only root without /tmp"
+            assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
 # What a rollout may wait for before its first pod starts: on a GPU pool scaled to 0, a node
 # (about 3 min), GKE's driver install (about 5 min) and the ~10 GB NGC image pull (about 7 min).
 COLD_NODE_SECONDS = 15 * 60
