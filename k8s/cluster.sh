@@ -57,6 +57,14 @@ done
 for var in GPU_COUNT GPU_MIN_NODES GPU_MAX_NODES SYSTEM_MAX_NODES BULK_MAX_NODES IAM_ATTEMPTS IAM_BACKOFF; do
   [[ ${!var} =~ ^[0-9]+$ ]] || { echo "error: --$(echo "$var" | tr 'A-Z_' 'a-z-') wants a whole number, not '${!var}'" >&2; exit 2; }
 done
+# The GPU types the image runs on, and why the others cannot: the chart's list (it refuses the same).
+GPUS="${0%/*}/chart/finsent/files/accelerators.yaml"
+SUPPORTED=$(sed -n '/^supported:/,/^[a-z]/s/^  - \([a-z0-9-]*\).*/\1/p' "$GPUS" | tr '\n' ' ')
+if [[ " $SUPPORTED" != *" $GPU_TYPE "* ]]; then
+  why=$(sed -n "/^unsupported:/,\$s/^  $GPU_TYPE: //p" "$GPUS")
+  echo "error: --gpu-type $GPU_TYPE is not supported: ${why:-not a GPU type the image is known to run on}; supported: ${SUPPORTED% } ($GPUS)" >&2
+  exit 2
+fi
 [[ -n "$BUCKET" ]] || BUCKET="$PROJECT-finsent-models"
 GSA="$GSA_NAME@$PROJECT.iam.gserviceaccount.com"
 NODE_SA="$NODE_SA_NAME@$PROJECT.iam.gserviceaccount.com"
@@ -65,8 +73,11 @@ if [[ -z "$GPU_MACHINE" ]]; then
     nvidia-l4) case "$GPU_COUNT" in 1) GPU_MACHINE=g2-standard-8 ;; 2) GPU_MACHINE=g2-standard-24 ;;
                  4) GPU_MACHINE=g2-standard-48 ;; *) GPU_MACHINE=g2-standard-96 ;; esac ;;
     nvidia-tesla-a100) GPU_MACHINE="a2-highgpu-${GPU_COUNT}g" ;;
+    nvidia-a100-80gb) GPU_MACHINE="a2-ultragpu-${GPU_COUNT}g" ;;
     nvidia-h100-80gb) GPU_MACHINE="a3-highgpu-${GPU_COUNT}g" ;;
-    *) GPU_MACHINE="n1-standard-8" ;;      # T4, V100, P4: attached to N1 machines
+    nvidia-h100-mega-80gb) GPU_MACHINE="a3-megagpu-8g" ;;   # these two come with 8 GPUs: --gpu-count 8
+    nvidia-h200-141gb) GPU_MACHINE="a3-ultragpu-8g" ;;
+    *) GPU_MACHINE="n1-standard-8" ;;      # T4, V100, P4, P100: attached to N1 machines
   esac
 fi
 

@@ -65,6 +65,20 @@ def test_accelerator_type_and_count_are_parameters():
     assert "--set gpu.accelerator=nvidia-tesla-t4" in result.stdout
 
 
+def test_only_the_gpus_the_image_runs_on_get_a_pool():
+    import yaml
+
+    gpus = yaml.safe_load((SCRIPT.parent / "chart" / "finsent" / "files" / "accelerators.yaml").read_text())
+    for gpu in gpus["supported"]:
+        result = run("--project=demo", "--dry-run", "--gpu-type", gpu)
+        assert result.returncode == 0 and f"type={gpu}," in result.stdout.replace("\\", ""), (gpu, result.stderr)
+    for gpu, why in {**gpus["unsupported"], "nvidia-l40": "not a GPU type"}.items():
+        result = run("--project=demo", "--dry-run", "--gpu-type", gpu, "--bulk-max-nodes=9")
+        assert result.returncode == 2 and result.stdout == "", gpu
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"error: --gpu-type {gpu} is not supported: {why}") and "nvidia-l4" in line
+
+
 def test_bad_invocations_fail_clearly(tmp_path):
     assert "--project (or PROJECT=) is required" in run("--dry-run").stderr
     assert "unknown option --gpu" in run("--project", "p", "--gpu", "x").stderr
