@@ -5,6 +5,7 @@ launcher's Triton args and the model repository's families."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -170,6 +171,22 @@ def test_pod_has_memory_shm_probes_and_runs_non_root(profile):
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + exit_timeout
 
 
+def test_every_container_with_a_read_only_root_has_a_writable_tmp(profile):
+    # The init container too: the NGC image's entrypoint, which runs before the driver check as before
+    # Triton, can write under /tmp (docs/gke.md, "The driver check's /tmp").
+    for obj in profile[2]:
+        pod = obj["spec"]["template"]["spec"] if obj["kind"] in ("Deployment", "Job") else None
+        if pod is None:
+            continue
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            if not container["securityContext"].get("readOnlyRootFilesystem"):
+                continue
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{obj['metadata']['name']}/{container['name']}: read-only root without /tmp"
+            assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
 # What a rollout may wait for before its first pod starts: on a GPU pool scaled to 0, a node
 # (about 3 min), GKE's driver install (about 5 min) and the ~10 GB NGC image pull (about 7 min).
 COLD_NODE_SECONDS = 15 * 60
@@ -256,6 +273,29 @@ def test_a_gcs_repository_without_a_uri_fails_with_the_value_to_set():
         render.render(values={"modelRepository": {"source": "gcs"}})
     with pytest.raises(helm.HelmRenderError, match="baked or gcs"):
         render.render(values={"modelRepository": {"source": "s3"}})
+
+
+# The one list of GPU types the image runs on; k8s/cluster.sh reads the same file.
+ACCELERATORS = yaml.safe_load((render.CHART / "files" / "accelerators.yaml").read_text())
+
+
+def test_only_the_gpus_the_image_runs_on_render():
+    assert "nvidia-l4" in ACCELERATORS["supported"] and "nvidia-tesla-t4" in ACCELERATORS["supported"]
+    # Blackwell needs a newer CUDA than NGC 24.10's 12.6.
+    assert {"nvidia-b200", "nvidia-gb200", "nvidia-rtx-pro-6000"} <= set(ACCELERATORS["unsupported"])
+    assert not set(ACCELERATORS["supported"]) & set(ACCELERATORS["unsupported"])
+    for gpu in ACCELERATORS["supported"]:
+        (deployment,) = find(render.objects(render.render(values={"gpu": {"accelerator": gpu}})), "Deployment")
+        assert deployment["spec"]["template"]["spec"]["nodeSelector"]["cloud.google.com/gke-accelerator"] == gpu
+    for gpu, why in ACCELERATORS["unsupported"].items():
+        with pytest.raises(helm.HelmRenderError, match=re.escape(f"gpu.accelerator {gpu} is not supported: {why}")):
+            render.render(values={"gpu": {"accelerator": gpu}})
+    with pytest.raises(helm.HelmRenderError, match="nvidia-l40 is not supported: .*supported: nvidia-"):
+        render.render(values={"gpu": {"accelerator": "nvidia-l40"}})
+    # A node selector that names the GPU itself is held to the same list.
+    selector = {"nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-b200"}}
+    with pytest.raises(helm.HelmRenderError, match="nvidia-b200 is not supported"):
+        render.render(values={**selector, "gpu": {"enabled": False}})
 
 
 def test_kubectl_reads_every_committed_manifest(tmp_path):

@@ -16,17 +16,12 @@ import pytest
 import tritonclient.http as httpclient
 import yaml
 
-from k8s import render
+from k8s import ngc, render
 from model_repository.assemble import FAMILIES, SOURCE
 from server import native_backend
 
 K8S = render.HERE
 ROOT = K8S.parent
-# NVIDIA's release notes: the NGC 24.10 containers ship Triton 2.51.0, built on CUDA 12.6.2, with
-# ONNX Runtime 1.19.2.
-NGC_TRITON = {"24.10": "2.51.0"}
-NGC_CUDA = {"24.10": "12.6"}
-NGC_ORT = {"24.10": "1.19.2"}
 CUDA_CHECK = render.CHART / "files" / "cuda_check.py"
 
 
@@ -42,14 +37,14 @@ def dockerfile() -> str:
 
 
 def ngc_release() -> str:
-    (release,) = re.findall(r"^FROM nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3$", dockerfile(), re.M)
-    return release
+    assert re.search(r"^FROM nvcr\.io/nvidia/tritonserver:\$\{NGC_RELEASE\}-py3$", dockerfile(), re.M)
+    return ngc.pinned()
 
 
 def test_image_is_the_ngc_release_of_the_local_triton(triton):
     release = ngc_release()
     local = httpclient.InferenceServerClient(triton.http_url).get_server_metadata()["version"]
-    assert NGC_TRITON[release] == local
+    assert ngc.RELEASES[release].triton == local
     with open(render.CHART / "Chart.yaml") as f:
         assert yaml.safe_load(f)["appVersion"] == release
 
@@ -57,7 +52,8 @@ def test_image_is_the_ngc_release_of_the_local_triton(triton):
 def test_container_variants_are_judged_under_the_images_onnx_runtime():
     from export.runtime import CONTAINER_ORT
 
-    assert CONTAINER_ORT == NGC_ORT[ngc_release()]
+    assert CONTAINER_ORT == ngc.RELEASES[ngc_release()].onnxruntime
+    assert native_backend.TRITON_BRANCH == f"r{ngc_release()}"  # the sources it builds
     assert native_backend.ORT_VERSION == CONTAINER_ORT  # the runtime the native backend is built against
 
 
@@ -167,7 +163,7 @@ def test_dashboard_and_autoscaler_read_metrics_the_real_server_exports(triton):
 
 
 def test_gpu_pods_check_the_nodes_driver_first_through_the_images_entrypoint():
-    (release,) = re.findall(r"^FROM nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3$", dockerfile(), re.M)
+    release = ngc_release()
     for profiles in ([], ["gpu"], ["gcs"], ["cpu"]):
         (deployment,) = [o for o in render.objects(render.render(profiles)) if o["kind"] == "Deployment"]
         pod = deployment["spec"]["template"]["spec"]
@@ -178,7 +174,7 @@ def test_gpu_pods_check_the_nodes_driver_first_through_the_images_entrypoint():
         (check,) = pod["initContainers"]
         # args only: the entrypoint's forward compatibility applies to the check as to Triton.
         assert "command" not in check and check["image"] == container["image"]
-        assert check["args"] == ["python3", "-c", CUDA_CHECK.read_text(), NGC_CUDA[release]]
+        assert check["args"] == ["python3", "-c", CUDA_CHECK.read_text(), ngc.RELEASES[release].cuda]
         assert check["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"]
         assert check["securityContext"] == container["securityContext"]
 

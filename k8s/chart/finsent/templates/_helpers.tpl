@@ -42,6 +42,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The GPU type the pods select (gpu.accelerator, or a nodeSelector naming one), refused unless
+files/accelerators.yaml lists it as one the image runs on. */}}
+{{- define "finsent.accelerator" -}}
+{{- $gpus := .Files.Get "files/accelerators.yaml" | fromYaml }}
+{{- $named := dict "gpu.accelerator" (.Values.gpu.enabled | ternary .Values.gpu.accelerator "") "nodeSelector's cloud.google.com/gke-accelerator" (get (.Values.nodeSelector | default dict) "cloud.google.com/gke-accelerator") }}
+{{- range $value, $type := $named }}
+{{- if and $type (not (has $type $gpus.supported)) }}
+{{- fail (printf "%s %s is not supported: %s; supported: %s (files/accelerators.yaml)" $value $type (get $gpus.unsupported $type | default "not a GPU type the image is known to run on") (join ", " $gpus.supported)) }}
+{{- end }}
+{{- end }}
+{{- .Values.gpu.accelerator }}
+{{- end }}
+
 {{- define "finsent.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: {{ .Values.securityContext.runAsUser }}
