@@ -205,7 +205,7 @@ def cuda_check():
 )
 def test_the_driver_check_decides_on_the_version_the_driver_reports(version, status, code, says):
     # The decision on its inputs, the same on any host (a GPU host's own driver never enters it).
-    got, line = cuda_check().verdict(NGC_CUDA["24.10"], version, status)
+    got, line = cuda_check().verdict(ngc.RELEASES[ngc.pinned()].cuda, version, status)
     assert (got, "\n" in line) == (code, False) and line.startswith(says), line
     assert ("gpu-driver-version=latest" in line) == bool(code)
 
@@ -214,7 +214,7 @@ def test_without_a_driver_library_the_check_says_what_to_do_in_one_line(tmp_path
     # A library path that is not there, as on a GPU-less node: the same on a host with a driver.
     missing = tmp_path / "libcuda.so.1"
     result = subprocess.run(
-        [sys.executable, "-c", CUDA_CHECK.read_text(), NGC_CUDA["24.10"], str(missing)],
+        [sys.executable, "-c", CUDA_CHECK.read_text(), ngc.RELEASES[ngc.pinned()].cuda, str(missing)],
         capture_output=True,
         text=True,
         timeout=60,
