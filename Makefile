@@ -46,14 +46,15 @@ help:
 	@echo "make setup       create $(VENV) with the pinned requirements (serve and test do it)"
 	@echo "Every knob, its default and meaning: README.md (\"Knobs\", make bench and make repository) and docs/loadtest.md"
 
+# The Debian packages are checked at every setup, not only with the venv: quiet when all are there.
 setup: $(VENV)/.installed
+	@./server/system_deps.sh "$$($(PY) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 expected)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	@./server/system_deps.sh "$$($(PY) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 	touch $@
 
 # make serve TARGET=container [DEVICE=cpu|gpu]: the NGC image's repository on Triton's native onnxruntime

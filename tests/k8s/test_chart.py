@@ -22,8 +22,9 @@ from server.triton import ADMIN_HEADER, RESTRICTED_APIS, Ports, triton_args
 
 # GKE's regular release channel runs 1.35 (Nov 2026); kubernetes-validate 1.37 ships its schemas.
 GKE_KUBERNETES = "1.35.0"
-# Kinds from CRDs GKE installs (Managed Prometheus): no upstream schema, checked by hand below.
-CRD_KINDS = {("monitoring.googleapis.com/v1", "PodMonitoring")}
+# Kinds from CRDs GKE installs (Managed Prometheus): no upstream schema, checked by hand below (Rules:
+# tests/k8s/test_rules.py).
+CRD_KINDS = {("monitoring.googleapis.com/v1", "PodMonitoring"), ("monitoring.googleapis.com/v1", "Rules")}
 PROFILES = {
     "default": [],
     "gpu": ["gpu"],
