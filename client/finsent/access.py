@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 API_KEY_HEADER = "X-API-Key"  # or Authorization: Bearer <key>
+KEY_FILE_ENV = "FINSENT_API_KEY_FILE"  # --api-key-file's default: the chart points it at the mounted Secret
 NO_KEY_BANNER = "no API key: anyone who can reach this port can classify"
 log = logging.getLogger("finsent.gateway")
 

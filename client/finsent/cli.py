@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from finsent.access import KEY_FILE_ENV
 from finsent.client import Client
 from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
 from finsent.score import ScoreError, Shard, score_file
@@ -412,9 +413,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--api-key-file",
-        default=os.environ.get("FINSENT_API_KEY_FILE"),
+        default=os.environ.get(KEY_FILE_ENV),
         help="or any key in this file, one per line, re-read when it changes: a mounted Secret rotates "
-        "without a restart (default $FINSENT_API_KEY_FILE)",
+        f"without a restart (default ${KEY_FILE_ENV})",
     )
     p.add_argument(
         "--rate-limit",
