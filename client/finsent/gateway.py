@@ -12,10 +12,11 @@
 
 `POST /` keeps the request/response shape of the classic Starlette FinBERT batch server, so
 its callers switch without changes. Errors are JSON {"error": "...", "item": i?}: 400 bad JSON,
-401 wrong/missing API key (when keys are set: finsent.access), 404 unknown model or route, 405 wrong method, 413 body
-or item count over the limit, 422 an item that is not valid (which one, why), 429 Triton overloaded
-(its queue for the class is full), or the key over its request rate (both with Retry-After), 503 Triton unreachable, 504 Triton too slow. Texts
-go at the interactive priority, documents at the background one (finsent.traffic).
+401 wrong/missing API key (when keys are set: finsent.access), 404 unknown model or route, 405 wrong
+method, 413 body or item count over the limit, 422 an item that is not valid (which one, why), 429
+Triton overloaded (its queue for the class is full) or the key over its request rate (both with
+Retry-After), 503 Triton unreachable, 504 Triton too slow. Texts go at the interactive priority,
+documents at the background one (finsent.traffic).
 """
 
 from __future__ import annotations
