@@ -96,3 +96,10 @@ def test_token_bucket_allows_the_burst_then_says_when_to_come_back():
     assert all(limit.retry_after("k") == 0 for _ in range(1000))  # 0: no limit
     limit = RateLimit(1, burst=1)
     assert limit.retry_after("k") == 0 and limit.retry_after("k") == 1 and limit.retry_after("other") == 0
+
+
+def test_finsent_gateway_refuses_to_start_without_a_usable_key_file(tmp_path, capsys):
+    from finsent import cli
+
+    assert cli.main(["gateway", "--api-key-file", str(tmp_path / "missing")]) == 2
+    assert "error: cannot read API key file" in capsys.readouterr().err
