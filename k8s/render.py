@@ -120,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="append", default=[], help=f"print a render with {PROFILES}/NAME.yaml")
     args = parser.parse_args(argv)
     if args.profile:
-        rendered = render(args.profile)
+        import helm_python as helm
+
+        try:
+            rendered = render(args.profile)
+        except helm.HelmRenderError as exc:  # the chart's own `fail` says what to set
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print("---\n".join(manifests(rendered).values()))
         return 0
     if args.check:
