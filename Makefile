@@ -105,8 +105,11 @@ DURATION ?= 600
 soak: setup
 	$(PY) -m benchmarks.soak --duration $(DURATION)
 
+# API_KEY_FILE=keys.txt: the gateway asks for one of its keys (one per line, re-read when it changes);
+# without it (nor $$FINSENT_API_KEY) the gateway is open, and its banner says so.
+API_KEY_FILE ?=
 gateway: setup
-	$(PY) -m finsent gateway --port $(GATEWAY_PORT) --triton $(TRITON_URL)
+	$(PY) -m finsent gateway --port $(GATEWAY_PORT) --triton $(TRITON_URL) $(if $(API_KEY_FILE),--api-key-file "$(API_KEY_FILE)")
 
 TARGET ?= container
 DEVICE ?=

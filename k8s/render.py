@@ -63,9 +63,13 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def profile_values(profiles: list[str] | tuple[str, ...] = ()) -> dict:
+def profile_values(profiles: list[str | dict] | tuple[str | dict, ...] = ()) -> dict:
+    """The profiles' values merged in order: a name (k8s/values/NAME.yaml) or a dict (as --set gives)."""
     values: dict = {}
     for name in profiles:
+        if isinstance(name, dict):
+            values = merge(values, name)
+            continue
         path = PROFILES / f"{name}.yaml"
         if not path.exists():
             known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
@@ -74,7 +78,7 @@ def profile_values(profiles: list[str] | tuple[str, ...] = ()) -> dict:
     return values
 
 
-def render(profiles: list[str] | tuple[str, ...] = (), values: dict | None = None) -> dict[str, str]:
+def render(profiles: list[str | dict] | tuple[str | dict, ...] = (), values: dict | None = None) -> dict[str, str]:
     """{template path: rendered text} for the chart with the profiles' and `values` overrides."""
     import helm_python as helm
 
@@ -116,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="append", default=[], help=f"print a render with {PROFILES}/NAME.yaml")
     args = parser.parse_args(argv)
     if args.profile:
-        rendered = render(args.profile)
+        import helm_python as helm
+
+        try:
+            rendered = render(args.profile)
+        except helm.HelmRenderError as exc:  # the chart's own `fail` says what to set
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print("---\n".join(manifests(rendered).values()))
         return 0
     if args.check:

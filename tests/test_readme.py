@@ -45,6 +45,7 @@ SKIPPED = {
     "make repository TARGET=container DEVICE=gpu": "builds the fp16 variant for a GPU image (tests/model_repository)",
     "gcloud ": "needs a Google Cloud project",
     "helm ": "needs a Kubernetes cluster",
+    "kubectl ": "needs a Kubernetes cluster",
     "export HOST=": "needs a Kubernetes cluster",
     "make loadtest HOST=$HOST:8001": "needs a Kubernetes cluster",
     "make faults": "a benchmark of minutes (tests/reliability/test_faults.py)",

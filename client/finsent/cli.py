@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from finsent.access import KEY_FILE_ENV
 from finsent.client import Client
 from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
 from finsent.score import ScoreError, Shard, score_file
@@ -245,19 +246,29 @@ def cmd_health(args) -> int:
 
 def cmd_gateway(args) -> int:
     need("gateway", "starlette", "uvicorn")
+    from finsent.access import ApiKeys
     from finsent.gateway import Settings, serve
 
     settings = Settings(
         triton=args.triton,
         model=args.model,
         api_key=args.api_key or None,
+        api_key_file=args.api_key_file or None,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
         max_items=args.max_items,
         max_body_bytes=args.max_body_bytes,
         timeout_s=args.timeout,
     )
+    try:
+        access = ApiKeys(settings.api_key, settings.api_key_file).describe()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    limit = f"; at most {settings.rate_limit:g} requests/s per key" if settings.rate_limit else ""
     print(
-        f"finsent gateway on http://{args.host}:{args.port} -> Triton gRPC {args.triton} (model {args.model or 'the one served'}"
-        f"{', API key required' if settings.api_key else ''})",
+        f"finsent gateway on http://{args.host}:{args.port} -> Triton gRPC {args.triton} "
+        f"(model {args.model or 'the one served'}; {access}{limit})",
         flush=True,
     )
     serve(settings, args.host, args.port, args.log_level)
@@ -398,7 +409,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key",
         default=os.environ.get("FINSENT_API_KEY"),
-        help="require this key in header X-API-Key (default $FINSENT_API_KEY; unset: no auth)",
+        help="require this key in header X-API-Key or Authorization: Bearer (default $FINSENT_API_KEY; unset: no auth)",
+    )
+    p.add_argument(
+        "--api-key-file",
+        default=os.environ.get(KEY_FILE_ENV),
+        help="or any key in this file, one per line, re-read when it changes: a mounted Secret rotates "
+        f"without a restart (default ${KEY_FILE_ENV})",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=float(os.environ.get("FINSENT_RATE_LIMIT") or 0),
+        help="requests/s per API key, over it 429 with Retry-After (default $FINSENT_RATE_LIMIT, else 0: no limit)",
+    )
+    p.add_argument(
+        "--rate-burst", type=float, default=None, help="requests at once per key (default: 1 s of --rate-limit)"
     )
     p.add_argument("--max-items", type=int, default=256, help="texts per request (default 256)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body size (default 1 MiB)")

@@ -12,16 +12,16 @@
 
 `POST /` keeps the request/response shape of the classic Starlette FinBERT batch server, so
 its callers switch without changes. Errors are JSON {"error": "...", "item": i?}: 400 bad JSON,
-401 wrong/missing API key (when one is set), 404 unknown model or route, 405 wrong method, 413 body
-or item count over the limit, 422 an item that is not valid (which one, why), 429 Triton overloaded
-(its queue for the class is full: Retry-After), 503 Triton unreachable, 504 Triton too slow. Texts
-go at the interactive priority, documents at the background one (finsent.traffic).
+401 wrong/missing API key (when keys are set: finsent.access), 404 unknown model or route, 405 wrong
+method, 413 body or item count over the limit, 422 an item that is not valid (which one, why), 429
+Triton overloaded (its queue for the class is full) or the key over its request rate (both with
+Retry-After), 503 Triton unreachable, 504 Triton too slow. Texts go at the interactive priority,
+documents at the background one (finsent.traffic).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 from contextlib import asynccontextmanager
@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from finsent.access import API_KEY_HEADER, ApiKeys, RateLimit, Unauthorized, credential
 from finsent.aio import AsyncClient
 from finsent.core import FinsentError, ModelError, OverloadedError, RequestTimeout, Retry, TextError, UnavailableError
 
@@ -44,6 +45,9 @@ class Settings:
     triton: str = "localhost:8001"  # Triton's gRPC address
     model: str | None = None  # the model of POST / and /readyz; None: core.choose_model
     api_key: str | None = None  # when set, every POST needs header X-API-Key (or Bearer)
+    api_key_file: str | None = None  # or one of the keys in this file, one per line, re-read when it changes
+    rate_limit: float = 0.0  # requests a second per key (all callers together without keys); 0: none
+    rate_burst: float | None = None  # default: one second's worth (at least 1)
     max_items: int = 256
     max_body_bytes: int = 1 << 20
     timeout_s: float = 10.0  # a whole request, retries included
@@ -62,6 +66,8 @@ class HTTPProblem(Exception):
 
 
 def create_app(settings: Settings = Settings()) -> Starlette:
+    keys = ApiKeys(settings.api_key, settings.api_key_file)  # ValueError: a key file without a key
+    rate = RateLimit(settings.rate_limit, settings.rate_burst)
     clients: dict[str, AsyncClient] = {}
     lock = asyncio.Lock()
     retry = Retry(attempts=settings.retries, initial_s=0.1, max_s=1.0)
@@ -98,15 +104,21 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         return clients[model]
 
     def authorize(request: Request) -> None:
-        if not settings.api_key:
-            return
-        given = request.headers.get("x-api-key") or ""
-        bearer = request.headers.get("authorization", "")
-        if not given and bearer.lower().startswith("bearer "):
-            given = bearer[7:].strip()
-        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+        """Before the body is read: a refused request costs the model nothing."""
+        who = ""
+        if keys.required:
+            try:
+                who = keys.check(credential(request.headers))
+            except Unauthorized:
+                raise HTTPProblem(
+                    401,
+                    f"missing or wrong API key: send header {API_KEY_HEADER}: <key> or Authorization: Bearer <key>",
+                    headers={"WWW-Authenticate": "Bearer"},
+                ) from None
+        wait = rate.retry_after(who)
+        if wait:
             raise HTTPProblem(
-                401, "missing or wrong API key (header X-API-Key)", headers={"WWW-Authenticate": "Bearer"}
+                429, f"over this key's limit of {settings.rate_limit:g} requests/s", headers={"Retry-After": str(wait)}
             )
 
     async def read_json(request: Request, limit: int = settings.max_body_bytes):

@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 
 from finsent import Client
+from finsent.access import API_KEY_HEADER, NO_KEY_BANNER
 from finsent.gateway import Settings, create_app
 from server.triton import free_ports
 
@@ -171,11 +172,65 @@ def test_api_key_when_set(triton):
         secured.stop()
 
 
+def rotate(path, text):
+    """Rewrite a key file as Kubernetes updates a mounted Secret: a new file swapped in."""
+    (path.parent / "next").write_text(text)
+    os.replace(path.parent / "next", path)
+
+
+def test_keys_from_a_mounted_secret_file_401_401_200_and_rotation_without_a_restart(triton, tmp_path):
+    from tests.model_repository.test_document import stats_of
+
+    keys = tmp_path / "api-keys"
+    keys.write_text("old-key\nother-key\n")
+    secured = Gateway(Settings(triton=triton.grpc_url, api_key_file=str(keys)))
+    body = [{"text": TEXTS[0]}]
+    try:
+        before = stats_of(triton, "finbert")
+        missing = secured.post(json=body)
+        wrong = secured.post(json=body, headers={API_KEY_HEADER: "wrong"})
+        unread = secured.post(content=b"[{", headers={"Authorization": "Bearer wrong"})  # refused before the body
+        assert stats_of(triton, "finbert") == before  # no model work for a refused request
+        for resp in (missing, wrong, unread):
+            assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
+            assert resp.json() == {
+                "error": f"missing or wrong API key: send header {API_KEY_HEADER}: <key> or Authorization: Bearer <key>"
+            }
+        assert secured.post(json=body, headers={API_KEY_HEADER: "old-key"}).status_code == 200
+        assert secured.post(
+            "/v1/classify", json={"texts": TEXTS}, headers={"Authorization": "Bearer other-key"}
+        ).is_success
+        assert secured.get("/healthz").json() == {"status": "ok"}  # the probes need no key
+        assert secured.get("/readyz").status_code == 200
+
+        rotate(keys, "new-key\n")
+        assert secured.post(json=body, headers={API_KEY_HEADER: "old-key"}).status_code == 401
+        assert secured.post(json=body, headers={API_KEY_HEADER: "new-key"}).status_code == 200
+    finally:
+        secured.stop()
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_go_on(triton, tmp_path):
+    keys = tmp_path / "api-keys"
+    keys.write_text("fast\nslow\n")
+    limited = Gateway(Settings(triton=triton.grpc_url, api_key_file=str(keys), rate_limit=0.5, rate_burst=2))
+    try:
+        answers = [limited.post("/v1/classify", json={"texts": []}, headers={API_KEY_HEADER: "fast"}) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[2].headers["Retry-After"] == "2" and "0.5 requests/s" in answers[2].json()["error"]
+        assert limited.post("/v1/classify", json={"texts": []}, headers={API_KEY_HEADER: "slow"}).status_code == 200
+        # a wrong key is refused before it can spend anyone's tokens
+        assert limited.post("/v1/classify", json={"texts": []}, headers={API_KEY_HEADER: "x"}).status_code == 401
+    finally:
+        limited.stop()
+
+
 def test_finsent_gateway_answers_503_when_triton_is_down(tmp_path):
     """The real entry point (`finsent gateway`), pointed at a port where no Triton listens (how few
     retries it makes first: the next test counts them)."""
     port, dead = free_ports(2)
-    env = {**os.environ, "TRITON_URL": f"localhost:{dead}"}
+    unkeyed = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_API_KEY")}
+    env = {**unkeyed, "TRITON_URL": f"localhost:{dead}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "finsent", "gateway", "--port", str(port), "--timeout", "5"],
         cwd=ROOT,
@@ -204,6 +259,7 @@ def test_finsent_gateway_answers_503_when_triton_is_down(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=15)[0]
     assert f"-> Triton gRPC localhost:{dead}" in output
+    assert NO_KEY_BANNER in output  # no key given: the banner says the port is open
 
 
 def test_a_gateway_whose_triton_is_down_gives_up_after_its_few_short_retries(retries):

@@ -25,6 +25,7 @@ GKE_KUBERNETES = "1.35.0"
 # Kinds from CRDs GKE installs (Managed Prometheus): no upstream schema, checked by hand below (Rules:
 # tests/k8s/test_rules.py).
 CRD_KINDS = {("monitoring.googleapis.com/v1", "PodMonitoring"), ("monitoring.googleapis.com/v1", "Rules")}
+RANGES = ["203.0.113.0/24"]  # TEST-NET-3: a source range that is nobody's
 PROFILES = {
     "default": [],
     "gpu": ["gpu"],
@@ -35,6 +36,8 @@ PROFILES = {
     "cpu+gateway": ["cpu", "gateway"],
     "gcs+gateway": ["gcs", "gateway"],
     "bulk": ["bulk"],
+    # Public on purpose: only with the operator's source ranges (tests/k8s/test_exposure.py)
+    "public-gateway": ["public-gateway", {"gateway": {"service": {"loadBalancerSourceRanges": RANGES}}}],
 }
 GCS_URI = yaml.safe_load((render.PROFILES / "gcs.yaml").read_text())["modelRepository"]["gcsUri"]
 
@@ -235,7 +238,7 @@ def test_services_monitoring_and_disruption_budget_select_the_triton_pods(profil
         assert selector.items() <= labels.items()
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8000, "grpc": 8001}
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
-    assert service["spec"]["type"] == ("ClusterIP" if "gateway" in name or "bulk" in name else "LoadBalancer")
+    assert service["spec"]["type"] == "ClusterIP"  # Triton is private in every profile (test_exposure.py)
 
 
 def test_gateway_is_optional_and_points_at_tritons_grpc_service(profile):
@@ -257,7 +260,7 @@ def test_gateway_is_optional_and_points_at_tritons_grpc_service(profile):
     assert "0.0.0.0" in container["args"]
     assert env["TRITON_URL"] == f"{triton_service['metadata']['name']}.{render.NAMESPACE}.svc.cluster.local:8001"
     (service,) = find(objects, "Service", "gateway")
-    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["type"] == "LoadBalancer"  # internal but for public-gateway (test_exposure.py)
 
 
 def test_gcs_profile_uses_workload_identity(profile):

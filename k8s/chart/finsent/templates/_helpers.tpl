@@ -79,3 +79,28 @@ capabilities:
 {{- range (rest .) }}{{ $cmd = append $cmd . }}{{ end }}
 {{- toJson $cmd }}
 {{- end }}
+
+{{/* A Service's exposure: (list $values "its path in values" "what it exposes"). ClusterIP stays in the cluster; a
+LoadBalancer is internal to the VPC unless public: true, and a public one needs source ranges. */}}
+{{- define "finsent.exposure.check" -}}
+{{- $svc := index . 0 }}{{- $path := index . 1 }}
+{{- if not (has $svc.type (list "ClusterIP" "LoadBalancer")) }}
+{{- fail (printf "%s.type %q: ClusterIP or LoadBalancer (internal to the VPC unless %s.public: true; docs/SECURITY.md)" $path $svc.type $path) }}
+{{- end }}
+{{- if and $svc.public (ne $svc.type "LoadBalancer") }}
+{{- fail (printf "%s.public: true needs %s.type LoadBalancer" $path $path) }}
+{{- end }}
+{{- if and $svc.public (not $svc.loadBalancerSourceRanges) }}
+{{- fail (printf "%s.public: true opens %s to the internet: set %s.loadBalancerSourceRanges to the CIDRs allowed to connect (--set '%s.loadBalancerSourceRanges={203.0.113.0/24}'), or leave public false for an internal load balancer (docs/SECURITY.md)" $path (index . 2) $path $path) }}
+{{- end }}
+{{- end }}
+
+{{/* The Service's annotations: values' own, and GKE's internal load balancer unless public. */}}
+{{- define "finsent.exposure.annotations" -}}
+{{- $svc := index . 0 }}
+{{- $annotations := deepCopy ($svc.annotations | default dict) }}
+{{- if and (eq $svc.type "LoadBalancer") (not $svc.public) }}
+{{- $_ := set $annotations "networking.gke.io/load-balancer-type" "Internal" }}
+{{- end }}
+{{- with $annotations }}{{ toYaml . }}{{ end }}
+{{- end }}
