@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
+from tritonclient.utils import InferenceServerException
 
 from finsent import Client, OverloadedError, Retry
 from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, CLASSES, DEFAULT, HEALTH, INTERACTIVE
@@ -73,7 +74,13 @@ async def _completion_order(url: str, backlog: int, rows: int) -> tuple[int, int
         batch = np.array([[LONG.encode()]] * n, dtype=np.object_)
         tensor = grpcclient.InferInput("TEXT", [n, 1], "BYTES")
         tensor.set_data_from_numpy(batch)
-        await client.infer("finbert", [tensor], priority=priority, parameters={PARAMETER: priority})
+        try:
+            await client.infer("finbert", [tensor], priority=priority, parameters={PARAMETER: priority})
+        except InferenceServerException as exc:
+            # On a machine busy with other work a background request may wait out its queue timeout
+            # (classes.py: shed, as designed): it ended then, which is what the order counts.
+            if tag == "interactive" or "Request timeout expired" not in str(exc):
+                raise
         done.append(tag)
 
     try:
