@@ -36,7 +36,7 @@ from geventhttpclient.url import URL  # noqa: E402
 from locust import User, constant, constant_pacing, events, task  # noqa: E402
 
 from finsent.core import DEFAULT_MODEL  # noqa: E402
-from finsent.traffic import BACKGROUND, INTERACTIVE, TRAFFIC_PARAMETER  # noqa: E402
+from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, INTERACTIVE, TRAFFIC_PARAMETER  # noqa: E402
 from loadtest import recorder  # noqa: E402
 from loadtest.corpus import load_corpus  # noqa: E402
 
@@ -49,7 +49,7 @@ class Settings:
     timeout_s = 60.0
     gateway_path = "/"
     corpus: list = []
-    background_rows = 8  # BackgroundUser's rows per request: the server's background_batch_size on CPU
+    background_rows = 0  # BackgroundUser's rows per request; 0: the server's background_batch_size
 
 
 @events.init_command_line_parser.add_listener
@@ -69,7 +69,11 @@ def _arguments(parser):
     )
     group.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request fails")
     group.add_argument(
-        "--background-rows", type=int, default=8, help="BackgroundUser: texts per bulk request (default 8)"
+        "--background-rows",
+        type=int,
+        default=0,
+        help="BackgroundUser: texts per bulk request (default 0: the server's background_batch_size, "
+        "as finsent score sends them: 4 on CPU)",
     )
     group.add_argument(
         "--gateway-path",
@@ -317,14 +321,24 @@ class InteractiveUser(TrafficUser):
 
 
 class BackgroundUser(TrafficUser):
-    """A bulk job and documents: requests of --background-rows texts back to back, and now and then a
-    document of 40 sentences to the model's document model, at background priority. One per run."""
+    """A bulk job and documents: requests of --background-rows texts (default: the server's
+    background_batch_size) back to back, and now and then a document of 40 sentences to the model's
+    document model, at background priority. One per run."""
 
     fixed_count = 1  # a sweep's other users are interactive: each level adds dashboards to one bulk job
 
+    def on_start(self):
+        super().on_start()
+        # As finsent score does: requests no bigger than the joined run the server allows background work.
+        config = self.client.get_model_config(Settings.model, as_json=True)["config"]
+        self.rows = Settings.background_rows or int(
+            config.get("parameters", {}).get(BACKGROUND_ROWS_PARAMETER, {}).get("string_value")
+            or config.get("max_batch_size", 1)
+        )
+
     @task(9)
     def bulk(self):
-        saved, Settings.texts_per_request = Settings.texts_per_request, Settings.background_rows
+        saved, Settings.texts_per_request = Settings.texts_per_request, self.rows
         try:
             texts = self.next_texts()
         finally:
