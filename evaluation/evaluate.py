@@ -38,7 +38,7 @@ from evaluation.score import inprocess_probabilities, served_outputs
 from export import calibrate, fpb
 from export.cli import existing_export, fraction
 from export.facts import FAMILIES, FactsError, ModelFacts
-from export.onnx import SourceUnavailable, export_model, resolve_source
+from export.onnx import MAX_LENGTH_CAP, SourceUnavailable, export_model, resolve_source
 from export.optimize import MIN_AGREEMENT, GuardError, build_variants
 from finsent import FinsentError, UnavailableError
 from model_repository.assemble import TargetOptions
@@ -94,7 +94,7 @@ def evaluate(
     finally:
         if server:
             server.stop()
-    max_length = facts.max_length if facts else 512
+    max_length = facts.max_length if facts else MAX_LENGTH_CAP  # the export's cap: what it would serve
     log(f"scoring them in-process with PyTorch (max length {max_length}) ...")
     inprocess = inprocess_probabilities(checkpoint, texts, max_length)
     variant = variant if variant != "fp32" else (facts.variant if facts else "fp32")

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from finsent.address import GATEWAY_PORT, GRPC_PORT, HTTP_PORT
 from loadtest import analysis
 from loadtest.recorder import parse_levels
 
@@ -36,10 +37,10 @@ USER_CLASSES = {
     "mixed": "InteractiveUser BackgroundUser",
 }
 DEFAULT_HOSTS = {
-    "grpc": "localhost:8001",
-    "http": "http://localhost:8000",
-    "gateway": "http://localhost:8080",
-    "mixed": "localhost:8001",
+    "grpc": f"localhost:{GRPC_PORT}",
+    "http": f"http://localhost:{HTTP_PORT}",
+    "gateway": f"http://localhost:{GATEWAY_PORT}",
+    "mixed": f"localhost:{GRPC_PORT}",
 }
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -59,7 +60,7 @@ def preflight(protocol: str, host: str, model: str | None, gateway_path: str = "
     """Fail fast, with the fix, when the target does not answer or the model is not served.
     Returns the model the load goes to: `model`, else the one the server (or the gateway) serves."""
     hint = (
-        "Start the server first, e.g. `make serve` in another terminal (Triton: HTTP 8000, gRPC 8001), "
+        f"Start the server first, e.g. `make serve` in another terminal (Triton: HTTP {HTTP_PORT}, gRPC {GRPC_PORT}), "
         "or point HOST= (and PROTOCOL=) at a running one."
     )
     if protocol in ("grpc", "http", "mixed"):
@@ -272,8 +273,8 @@ def parser(local_models: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         "--host",
         help=argparse.SUPPRESS
         if local_models
-        else "target address (default: localhost:8001 "
-        "for grpc, http://localhost:8000 for http, http://localhost:8080 for gateway)",
+        else f"target address (default: {DEFAULT_HOSTS['grpc']} for grpc, {DEFAULT_HOSTS['http']} for http, "
+        f"{DEFAULT_HOSTS['gateway']} for gateway)",
     )
     p.add_argument(
         "--model",

@@ -36,6 +36,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.cli import bounded
 from export.facts import CANONICAL_LABELS, FACTS_FILENAME, FAMILIES, ModelFacts
 from export.runtime import VARIANTS, variant_filename
+from finsent import wire
 from model_repository import classes
 
 SOURCE = Path(__file__).resolve().parent
@@ -44,8 +45,14 @@ STEPS = ("tokenizer", "classifier", "postprocess")
 PLACEHOLDER = "FAMILY"
 # <family>_document: the BLS model scoring a document's sentences through the ensemble (docs/documents.md).
 DOCUMENT = "document"
-# Modules a Python model imports from its own folder (python_models/), copied next to its model.py.
-HELPERS = {"tokenizer": ("text_input.py",), DOCUMENT: ("text_input.py", "sentences.py")}
+PYTHON_MODELS = SOURCE / "python_models"
+# Modules a Python model imports from its own folder, copied next to its model.py: siblings in
+# python_models/, and the client's wire contract (finsent/wire.py, which imports nothing), so the
+# document model and the client read one statement of the tensor names and BREAKDOWN's version.
+HELPERS = {
+    "tokenizer": (PYTHON_MODELS / "text_input.py",),
+    DOCUMENT: (PYTHON_MODELS / "text_input.py", PYTHON_MODELS / "sentences.py", Path(wire.__file__)),
+}
 TARGETS = ("local", "container")
 SPINNING = ("runs", "always", "off")  # see classifier.py
 CLASSIFIERS = ("python", "onnxruntime")
@@ -314,7 +321,7 @@ def assemble(
             if step in ("tokenizer", DOCUMENT):  # the document model's places long sentences' windows
                 _place(export_dir / "tokenizer.json", version / "tokenizer.json", link)
             for helper in HELPERS.get(step, ()):
-                shutil.copy2(SOURCE / "python_models" / helper, version / helper)
+                shutil.copy2(helper, version / helper.name)
             if step == "classifier":
                 _place(model_file, version / "model.onnx", link)
     return out

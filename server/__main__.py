@@ -176,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         "on the texts batched with it (dynamic quantization scales a run's activations as a "
         "whole); ~12%% fewer texts/s at 16 clients. fp32 is batch-independent already",
     )
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--http-port", type=int, default=Ports.http)
+    parser.add_argument("--grpc-port", type=int, default=Ports.grpc)
+    parser.add_argument("--metrics-port", type=int, default=Ports.metrics)
     parser.add_argument(
         "--watchdog-interval",
         type=float,

@@ -26,8 +26,9 @@ import time
 import urllib.error
 import urllib.request
 
-ADMIN_HEADER = "finsent-admin"  # server.triton.ADMIN_HEADER (kept stdlib-only for the image)
+ADMIN_HEADER = "finsent-admin"  # the admin key's header; server.triton imports it from here
 DEFAULT_MODELS = ("finbert", "distilbert")  # export.facts.FAMILIES (stdlib only; a test keeps them equal)
+HTTP_PORT = 8000  # finsent.address.HTTP_PORT, Triton's (stdlib only; a test keeps them equal)
 PROBE_TEXT = "Profit rose."
 # finsent.traffic's HEALTH level and TRAFFIC_PARAMETER (stdlib only; a test keeps them equal): the
 # probes pass every queue, and their texts are not counted in the finsent_* series.
@@ -363,7 +364,7 @@ def wrong_url(triton: Triton) -> tuple[int, str] | None:
     except http.client.HTTPException:  # e.g. BadStatusLine: the gRPC port's HTTP/2 bytes
         return 2, (
             f"{triton.base} does not speak HTTP (its answer is not an HTTP response): is it the gRPC port? "
-            f"--url needs Triton's HTTP port (8000 under make serve)"
+            f"--url needs Triton's HTTP port ({HTTP_PORT} under make serve)"
         )
     except OSError as exc:
         return 1, f"nothing answers at {triton.base} ({getattr(exc, 'reason', exc)}): is Triton running there?"
@@ -371,7 +372,7 @@ def wrong_url(triton: Triton) -> tuple[int, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="localhost:8000", help="Triton's HTTP address (not its gRPC port)")
+    parser.add_argument("--url", default=f"localhost:{HTTP_PORT}", help="Triton's HTTP address (not its gRPC port)")
     parser.add_argument(
         "--model",
         action="append",

@@ -18,13 +18,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from finsent.address import GRPC_PORT, HTTP_PORT, METRICS_PORT
+from server.health import ADMIN_HEADER  # standard library only: the image's probes send it too
+
 # Errors tritonserver always logs on a machine without a GPU.
 NOISE = re.compile(r"cuda|pinned|nvml|dcgm", re.IGNORECASE)
 PORT_FLAGS = {"http": "HTTP_PORT", "grpc": "GRPC_PORT", "metrics": "METRICS_PORT"}
 # APIs remote callers must not reach (the k8s chart passes admin_key): they answer only requests
 # carrying the header ADMIN_HEADER (gRPC: metadata "triton-grpc-protocol-" + ADMIN_HEADER) with that key.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "statistics", "trace", "logging")
-ADMIN_HEADER = "finsent-admin"
 # `make serve` leaves statistics open: perf_analyzer and Model Analyzer read them, and the metrics
 # port (open too) publishes the same counters. The key itself is in ADMIN_KEY_FILE, readable by its owner only.
 LOCAL_RESTRICTED_APIS = tuple(api for api in RESTRICTED_APIS if api != "statistics")
@@ -37,9 +39,9 @@ class LaunchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Ports:
-    http: int = 8000
-    grpc: int = 8001
-    metrics: int = 8002
+    http: int = HTTP_PORT
+    grpc: int = GRPC_PORT
+    metrics: int = METRICS_PORT
 
     def items(self):
         return (("http", self.http), ("grpc", self.grpc), ("metrics", self.metrics))

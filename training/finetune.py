@@ -141,7 +141,7 @@ def load(base: str, arch: str):
         model = AutoModelForSequenceClassification.from_pretrained(base, **labels, ignore_mismatched_sizes=True)
         tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
     if not (0 < (tokenizer.model_max_length or 0) <= 100_000):
-        tokenizer.model_max_length = min(512, model.config.max_position_embeddings)
+        tokenizer.model_max_length = min(MAX_LENGTH_CAP, model.config.max_position_embeddings)
     return model, tokenizer
 
 

@@ -9,23 +9,17 @@ with Client("localhost:8001") as client:            # gRPC; Client("localhost:80
 
 from finsent.aio import AsyncClient
 from finsent.client import Client
-from finsent.core import (
-    DocumentPrediction,
-    Failure,
+from finsent.core import Retry
+from finsent.errors import (
     FinsentError,
-    Health,
     ModelError,
-    ModelInfo,
-    ModelStatus,
     OverloadedError,
-    Prediction,
     RequestTimeout,
     RestrictedError,
-    Retry,
-    Sentence,
     TextError,
     UnavailableError,
 )
+from finsent.results import DocumentPrediction, Failure, Health, ModelInfo, ModelStatus, Prediction, Sentence
 
 __all__ = [
     "AsyncClient",

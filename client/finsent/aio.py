@@ -9,34 +9,22 @@ from __future__ import annotations
 import asyncio
 from typing import Sequence
 
+from finsent.address import not_http
 from finsent.client import transport_error
+from finsent.codec import Chunk
 from finsent.core import (
-    DOCUMENT_SUFFIX,
     GRPC_CHANNEL_ARGS,
-    Chunk,
+    Call,
     ClientBase,
-    DocumentResult,
-    FinsentError,
-    Health,
-    ModelError,
-    ModelInfo,
-    ModelStatus,
-    RequestTimeout,
-    Result,
-    TextError,
-    UnavailableError,
-    check_on_error,
+    check_health,
     choose_model,
-    chunks,
-    decode,
-    decode_documents,
-    encode,
+    classify_args,
     list_models,
-    model_info,
-    not_http,
+    read_info,
     retry_delay,
-    unknown_model,
 )
+from finsent.errors import FinsentError, RequestTimeout, TextError, UnavailableError
+from finsent.results import DocumentResult, Health, ModelInfo, ModelStatus, Result
 
 
 def _aio_transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -76,12 +64,6 @@ class AsyncClient(ClientBase):
                 )
         return self._client
 
-    def _timeout(self) -> dict:
-        return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-
-    def _as_json(self) -> dict:
-        return {"as_json": True, "client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-
     async def _call(self, fn, retry: bool = True):
         delays = enumerate(self.retry.delays() if retry else ())
         while True:
@@ -91,14 +73,24 @@ class AsyncClient(ClientBase):
                 delay = retry_delay(exc, delays, self.model, self.url, _aio_transport_error, self.protocol, self.retry)
             await asyncio.sleep(delay)
 
+    async def _drive(self, plan):
+        """See Client._drive."""
+        step = next(plan)
+        while isinstance(step, Call):
+            step = plan.send(await self._answer(step))
+        return step
+
+    async def _answer(self, call: Call):
+        """See Client._answer."""
+        kw = self._keywords(call.method)
+        try:
+            return await self._call(lambda c: getattr(c, call.method)(*call.args, **kw), call.retry)
+        except FinsentError as exc:
+            return exc
+
     async def info(self) -> ModelInfo:
         if self._info is None:
-            model = await self.resolve()
-            try:
-                config = await self._call(lambda c: c.get_model_config(model, **self._as_json()))
-            except ModelError:
-                raise await self._drive(unknown_model(model, self.url)) from None
-            self._info = model_info(model, config)
+            self._info = await self._drive(read_info(await self.resolve(), self.url))
         return self._info
 
     async def resolve(self) -> str:
@@ -119,37 +111,19 @@ class AsyncClient(ClientBase):
 
     async def _classify(self, texts, on_error: str, documents: bool) -> list:
         """See Client._classify."""
-        if isinstance(texts, (str, bytes)):
-            texts = [texts]
-        raise_errors = check_on_error(on_error)
+        texts, raise_errors = classify_args(texts, on_error)
         if not texts:
             return []
-        info = await self.info()
-        if documents:
-            return await self._map(
-                chunks(texts, 1, raise_errors),
-                self.model + DOCUMENT_SUFFIX,
-                lambda result, batch: decode_documents(result, info.labels, batch),
-            )
-        size = self._batch_size(info)
-        return await self._map(
-            chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits)
-        )
-
-    async def _map(self, work: list[Chunk], model: str, decoder) -> list:
+        work, model, decoder = self._work(texts, raise_errors, documents, await self.info())
         gate = asyncio.Semaphore(self.max_in_flight)
-        options = self._infer_options(model, self._types)
 
         async def run(chunk: Chunk) -> list:
             async with gate:
                 while chunk.pending:
                     try:
                         texts = chunk.batch()
-                        batch = encode(texts)
-                        tensor = self._types.InferInput("TEXT", list(batch.shape), "BYTES")
-                        tensor.set_data_from_numpy(batch)
-                        result = await self._call(lambda c: c.infer(model, [tensor], **options, **self._timeout()))
-                        return chunk.served(decoder(result, texts))
+                        request = self._request(model, texts)
+                        return chunk.served(decoder(await self._call(lambda c: c.infer(**request)), texts))
                     except TextError as exc:
                         chunk.refused(exc)
                 return chunk.out
@@ -162,40 +136,14 @@ class AsyncClient(ClientBase):
                 task.cancel()
 
     async def health(self) -> Health:
-        async def probe(fn):
-            try:
-                return bool(await self._call(fn, retry=False))
-            except FinsentError:
-                return False
-
-        kw = self._timeout()
-        live = await probe(lambda c: c.is_server_live(**kw))
-        ready = live and await probe(lambda c: c.is_server_ready(**kw))
-        try:
-            model = await self.resolve() if ready else self.model
-        except FinsentError:  # no finsent ensemble served: the model is not ready
-            model = None
-        model_ready = bool(model) and ready and await probe(lambda c: c.is_model_ready(model, **kw))
-        return Health(live, ready, model, model_ready)
+        """See Client.health."""
+        health = await self._drive(check_health(self.model, self.url))
+        self.model = self.model or health.model
+        return health
 
     async def models(self) -> list[ModelStatus]:
         """See Client.models."""
         return await self._drive(list_models(self.model, self.url))
-
-    async def _drive(self, plan):
-        """See Client._drive."""
-        step = next(plan)
-        while isinstance(step, tuple):
-            step = plan.send(await self._answer(*step))
-        return step
-
-    async def _answer(self, method: str, *args):
-        """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
-        kw = self._timeout() if method.startswith("is_") else self._as_json()  # is_* take no as_json
-        try:
-            return await self._call(lambda c: getattr(c, method)(*args, **kw))
-        except FinsentError as exc:
-            return exc
 
     async def close(self) -> None:
         if self._client is not None:

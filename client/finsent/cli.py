@@ -22,8 +22,11 @@ import sys
 from pathlib import Path
 
 from finsent.access import KEY_FILE_ENV
+from finsent.address import DEFAULT_URLS, GATEWAY_PORT, split_url
 from finsent.client import Client
-from finsent.core import DEFAULT_MODEL, DEFAULT_URLS, Failure, FinsentError, Retry, log, split_url
+from finsent.core import DEFAULT_MODEL, Retry, log
+from finsent.errors import FinsentError
+from finsent.results import Failure
 from finsent.score import ScoreError, Shard, score_file
 
 MODEL_DEFAULT_HELP = (
@@ -35,7 +38,7 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default=os.environ.get("FINSENT_URL"),
-        help="Triton address host:port (default $FINSENT_URL, else localhost:8001 gRPC / :8000 HTTP)",
+        help=f"Triton address host:port (default $FINSENT_URL, else {DEFAULT_URLS['grpc']} gRPC / {DEFAULT_URLS['http']} HTTP)",
     )
     parser.add_argument("--protocol", choices=("grpc", "http"), default=os.environ.get("FINSENT_PROTOCOL", "grpc"))
     parser.add_argument(
@@ -393,12 +396,12 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
         help="bind address (default $GATEWAY_HOST, else 127.0.0.1; 0.0.0.0 in a container)",
     )
-    p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", GATEWAY_PORT)))
     p.add_argument(
         "--triton",
-        default=os.environ.get("TRITON_URL", "localhost:8001"),
+        default=os.environ.get("TRITON_URL", DEFAULT_URLS["grpc"]),
         type=grpc_address,
-        help="Triton gRPC address (default $TRITON_URL, else localhost:8001)",
+        help=f"Triton gRPC address (default $TRITON_URL, else {DEFAULT_URLS['grpc']})",
     )
     p.add_argument(
         "-m",

@@ -2,7 +2,8 @@
 
 Long lists go out as requests of at most the model's max_batch_size (read from the server),
 `max_in_flight` at a time on a thread pool (one tritonclient client per thread: the HTTP
-client is not thread-safe), and come back in input order.
+client is not thread-safe), and come back in input order. What is sent and what the answers
+mean is core's and codec's, shared with AsyncClient; this module does the calls.
 """
 
 from __future__ import annotations
@@ -13,33 +14,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
+from finsent.address import not_http
+from finsent.codec import Chunk
 from finsent.core import (
-    DOCUMENT_SUFFIX,
     GRPC_CHANNEL_ARGS,
-    Chunk,
+    Call,
     ClientBase,
-    DocumentResult,
-    FinsentError,
-    Health,
-    ModelError,
-    ModelInfo,
-    ModelStatus,
-    RequestTimeout,
-    Result,
-    TextError,
-    UnavailableError,
-    check_on_error,
+    check_health,
     choose_model,
-    chunks,
-    decode,
-    decode_documents,
-    encode,
+    classify_args,
     list_models,
-    model_info,
-    not_http,
+    read_info,
     retry_delay,
-    unknown_model,
 )
+from finsent.errors import FinsentError, RequestTimeout, TextError, UnavailableError
+from finsent.results import DocumentResult, Health, ModelInfo, ModelStatus, Result
 
 
 def transport_error(exc: BaseException, url: str) -> FinsentError | None:
@@ -53,17 +42,13 @@ def transport_error(exc: BaseException, url: str) -> FinsentError | None:
     return None
 
 
-def _module(protocol: str):
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-    else:
-        import tritonclient.http as module
-    return module
-
-
 class Client(ClientBase):
     def _setup(self) -> None:
-        self._module = _module(self.protocol)
+        if self.protocol == "grpc":
+            import tritonclient.grpc as types
+        else:
+            import tritonclient.http as types
+        self._types = types
         self._local = threading.local()
         self._clients: list = []
         self._lock = threading.Lock()
@@ -74,21 +59,15 @@ class Client(ClientBase):
         client = getattr(self._local, "client", None)
         if client is None:
             if self.protocol == "grpc":
-                client = self._module.InferenceServerClient(self.url, channel_args=GRPC_CHANNEL_ARGS)
+                client = self._types.InferenceServerClient(self.url, channel_args=GRPC_CHANNEL_ARGS)
             else:
-                client = self._module.InferenceServerClient(
+                client = self._types.InferenceServerClient(
                     self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
                 )
             self._local.client = client
             with self._lock:
                 self._clients.append(client)
         return client
-
-    def _timeout(self) -> dict:
-        return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-
-    def _as_json(self) -> dict:
-        return {"as_json": True, "client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
 
     def _call(self, fn, retry: bool = True):
         """fn(triton_client) with the errors mapped, retried on UNAVAILABLE / connection errors."""
@@ -100,17 +79,27 @@ class Client(ClientBase):
                 delay = retry_delay(exc, delays, self.model, self.url, transport_error, self.protocol, self.retry)
             time.sleep(delay)
 
+    def _drive(self, plan):
+        """Run a plan of core's: make each Call it yields, send it the answer; its last step is the result."""
+        step = next(plan)
+        while isinstance(step, Call):
+            step = plan.send(self._answer(step))
+        return step
+
+    def _answer(self, call: Call):
+        """One call of a plan: the answer (as_json), or the FinsentError it raised."""
+        kw = self._keywords(call.method)
+        try:
+            return self._call(lambda c: getattr(c, call.method)(*call.args, **kw), call.retry)
+        except FinsentError as exc:
+            return exc
+
     # -- public -----------------------------------------------------------------------------
     @property
     def info(self) -> ModelInfo:
         """The model's max_batch_size and label order, read once from the server."""
         if self._info is None:
-            model = self.resolve()
-            try:
-                config = self._call(lambda c: c.get_model_config(model, **self._as_json()))
-            except ModelError:
-                raise self._drive(unknown_model(model, self.url)) from None
-            self._info = model_info(model, config)
+            self._info = self._drive(read_info(self.resolve(), self.url))
         return self._info
 
     def resolve(self) -> str:
@@ -131,24 +120,10 @@ class Client(ClientBase):
         return self._classify(texts, on_error, documents=True)
 
     def _classify(self, texts, on_error: str, documents: bool) -> list:
-        if isinstance(texts, (str, bytes)):
-            texts = [texts]
-        raise_errors = check_on_error(on_error)
+        texts, raise_errors = classify_args(texts, on_error)
         if not texts:
             return []
-        info = self.info
-        if documents:
-            return self._map(
-                chunks(texts, 1, raise_errors),
-                self.model + DOCUMENT_SUFFIX,
-                lambda result, batch: decode_documents(result, info.labels, batch),
-            )
-        size = self._batch_size(info)
-        return self._map(
-            chunks(texts, size, raise_errors), self.model, lambda result, _: decode(result, info.labels, self.logits)
-        )
-
-    def _map(self, work: list[Chunk], model: str, decoder) -> list:
+        work, model, decoder = self._work(texts, raise_errors, documents, self.info)
         if len(work) == 1:
             return self._run(work[0], model, decoder)
         if self._pool is None:
@@ -161,59 +136,25 @@ class Client(ClientBase):
                 f.cancel()
 
     def _run(self, chunk: Chunk, model: str, decoder) -> list:
-        def infer(batch):
-            def call(c):
-                tensor = self._module.InferInput("TEXT", list(batch.shape), "BYTES")
-                tensor.set_data_from_numpy(batch)
-                return c.infer(model, [tensor], **self._infer_options(model, self._module), **self._timeout())
-
-            return self._call(call)
-
         while chunk.pending:
             try:
-                batch = chunk.batch()
-                return chunk.served(decoder(infer(encode(batch)), batch))
+                texts = chunk.batch()
+                request = self._request(model, texts)
+                return chunk.served(decoder(self._call(lambda c: c.infer(**request)), texts))
             except TextError as exc:
                 chunk.refused(exc)
         return chunk.out
 
     def health(self) -> Health:
         """Server live/ready and this model ready; never raises, never retries."""
-
-        def probe(fn):
-            try:
-                return bool(self._call(fn, retry=False))
-            except FinsentError:
-                return False
-
-        kw = self._timeout()
-        live = probe(lambda c: c.is_server_live(**kw))
-        ready = live and probe(lambda c: c.is_server_ready(**kw))
-        try:
-            model = self.resolve() if ready else self.model
-        except FinsentError:  # no finsent ensemble served: the model is not ready
-            model = None
-        return Health(live, ready, model, bool(model) and ready and probe(lambda c: c.is_model_ready(model, **kw)))
+        health = self._drive(check_health(self.model, self.url))
+        self.model = self.model or health.model  # chosen, where none was named
+        return health
 
     def models(self) -> list[ModelStatus]:
         """The server's models and their state: the repository index, or where the server restricts it,
         the finsent ensembles and their steps (see core.list_models)."""
         return self._drive(list_models(self.model, self.url))
-
-    def _drive(self, plan):
-        """Run a plan of core's: make each call it yields, send it the answer; its last step is the result."""
-        step = next(plan)
-        while isinstance(step, tuple):
-            step = plan.send(self._answer(*step))
-        return step
-
-    def _answer(self, method: str, *args):
-        """One call of a plan of core's: the answer (as_json), or the FinsentError it raised."""
-        kw = self._timeout() if method.startswith("is_") else self._as_json()  # is_* take no as_json
-        try:
-            return self._call(lambda c: getattr(c, method)(*args, **kw))
-        except FinsentError as exc:
-            return exc
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,4 +1,6 @@
-"""What the sync and async clients share: results, errors, retry policy, request/response codec.
+"""What the sync and async clients share besides the codec (codec.py) and the addresses (address.py):
+model discovery, as plans both clients run; the retry policy and what a Triton error means; the
+requests they send (ClientBase).
 
 Nothing here knows about tokenization or label order: the label order is read from the
 ensemble config's `labels` parameter on the server, the label itself comes from `LABEL`.
@@ -6,19 +8,38 @@ ensemble config's `labels` parameter on the server, the label itself comes from 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
-import socket
 import time
-from dataclasses import dataclass, field
-from typing import Generator, Iterator, Mapping, Sequence, Union
+from dataclasses import dataclass
+from typing import Callable, Generator, Iterator, NamedTuple, Sequence, Union
 
-import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, TRAFFIC_PARAMETER, level
+from finsent.address import DEFAULT_URLS, not_grpc, speaks_http, split_url
+from finsent.codec import check_on_error, chunks, decode, decode_documents, model_info, model_statuses, text_input
+from finsent.errors import (  # describe: re-exported for finsent.score (until bulk/ imports finsent.errors)
+    FinsentError,
+    ModelError,
+    OverloadedError,
+    RequestTimeout,
+    RestrictedError,
+    TextError,
+    UnavailableError,
+    describe,  # noqa: F401
+)
+from finsent.results import (  # the predictions: re-exported for finsent.score (until bulk/ imports finsent.results)
+    DocumentPrediction,  # noqa: F401
+    Failure,  # noqa: F401
+    Health,
+    ModelInfo,
+    ModelStatus,
+    Prediction,  # noqa: F401
+    Result,  # noqa: F401
+)
+from finsent.traffic import BACKGROUND, TRAFFIC_PARAMETER, level
+from finsent.wire import DOCUMENT_SUFFIX, LOGITS, OUTPUTS, OVERLOADED
 
 TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
 # Triton's answer to a restricted API (--http-restricted-api / --grpc-restricted-protocol) called
@@ -29,171 +50,33 @@ ENSEMBLES = ("finbert", "distilbert")
 # The model a client, the CLI, the gateway and the load tests use when none is named (--model,
 # $FINSENT_MODEL): the one finsent ensemble the server serves, or this one when it serves several.
 DEFAULT_MODEL = "finbert"
+NOT_SERVED = "not loaded, or not in the repository"
 log = logging.getLogger("finsent")
 
 
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    score: float
-    probabilities: Mapping[str, float]  # negative, neutral, positive (the server's `labels` order)
-    logits: Mapping[str, float] | None = None  # raw scores, before the model's temperature: asked for only
-
-    @property
-    def net(self) -> float:
-        """P(positive) - P(negative): FinBERT's authors' sentiment score, from -1 to 1."""
-        return self.probabilities["positive"] - self.probabilities["negative"]
-
-    def as_dict(self) -> dict:
-        out = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities), "net": self.net}
-        return out if self.logits is None else {**out, "logits": dict(self.logits)}
+# -- discovery: plans ------------------------------------------------------------------------------
+# A plan is a generator both clients run (Client._drive, AsyncClient._drive): it yields the Call to
+# make, is sent its answer (as_json; or the FinsentError it raised) and yields its result last. So
+# what is asked of the server, and what the answers mean, is written once, without I/O.
 
 
-# The document models (<ensemble>_document) and the BREAKDOWN version this client reads (docs/documents.md).
-DOCUMENT_SUFFIX = "_document"
-BREAKDOWN_VERSION = 1
+class Call(NamedTuple):
+    """One call a plan asks for: a tritonclient method, its arguments, and whether to retry it."""
+
+    method: str
+    args: tuple = ()
+    retry: bool = True
 
 
-@dataclass(frozen=True)
-class Sentence:
-    """One sentence of a document: its characters text[start:end], and its scores."""
-
-    start: int
-    end: int
-    text: str
-    label: str
-    probabilities: Mapping[str, float]
-    net: float
-    windows: int  # 1, or the overlapping windows a sentence past the max length was scored in
-
-    def as_dict(self) -> dict:
-        return {
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
-            "label": self.label,
-            "probabilities": dict(self.probabilities),
-            "net": self.net,
-            "windows": self.windows,
-        }
+Plan = Generator[Union[Call, object], object, None]
 
 
-@dataclass(frozen=True)
-class DocumentPrediction:
-    """A document's verdict: probabilities are the mean over its sentences; the shares are of
-    sentences labelled negative / positive (docs/documents.md)."""
-
-    label: str
-    score: float
-    probabilities: Mapping[str, float]
-    net: float
-    sentence_count: int
-    negative_share: float
-    positive_share: float
-    sentences: tuple[Sentence, ...]
-
-    def as_dict(self, sentences: bool = True) -> dict:
-        out = {
-            "label": self.label,
-            "score": self.score,
-            "probabilities": dict(self.probabilities),
-            "net": self.net,
-            "sentence_count": self.sentence_count,
-            "negative_share": self.negative_share,
-            "positive_share": self.positive_share,
-        }
-        return {**out, "sentences": [s.as_dict() for s in self.sentences]} if sentences else out
-
-
-def describe(reason: str, index: int | None = None) -> str:
-    who = "text" if index is None else f"text {index}"
-    return f"{who} {reason}" if reason.startswith("is ") else f"{who}: {reason}"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A text the server refused (empty, invalid UTF-8); returned with on_error="return"."""
-
-    index: int
-    reason: str  # e.g. "is empty or whitespace only"
-
-    @property
-    def message(self) -> str:
-        return describe(self.reason, self.index)
-
-
-Result = Union[Prediction, Failure]
-DocumentResult = Union["DocumentPrediction", Failure]
-
-
-class FinsentError(Exception):
-    """Base class of the client's errors."""
-
-
-class TextError(FinsentError, ValueError):
-    """The server refused one text; `index` is its position in the caller's list."""
-
-    def __init__(self, index: int, reason: str):
-        self.index, self.reason = index, reason
-        super().__init__(describe(reason, index))
-
-
-class ModelError(FinsentError):
-    """The model is unknown to the server, or does not follow the finsent contract."""
-
-
-class UnavailableError(FinsentError):
-    """The server could not be reached (after the retries)."""
-
-
-class OverloadedError(UnavailableError):
-    """The server refused the request for load (a full queue of its traffic class, or its time in the
-    queue ran out): retry later. Retried with backoff; `Retry(patient=True)` (finsent score) never gives up."""
-
-
-class RequestTimeout(FinsentError):
-    """The server did not answer within the timeout."""
-
-
-class RestrictedError(FinsentError):
-    """The server restricts this API to callers with its admin key (as `make serve` and the k8s chart do)."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    max_batch_size: int
-    labels: tuple[str, ...]
-    background_batch_size: int = 0  # rows a background request holds at most (0: max_batch_size)
-
-
-@dataclass(frozen=True)
-class Health:
-    live: bool
-    ready: bool
-    model: str
-    model_ready: bool
-
-    @property
-    def ok(self) -> bool:
-        return self.live and self.ready and self.model_ready
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    name: str
-    version: str
-    state: str
-    reason: str = ""
-
-
-def model_statuses(index) -> list[ModelStatus]:
-    """get_model_repository_index() of either protocol (gRPC JSON: {"models": [...]}; HTTP: [...])."""
-    rows = index.get("models", []) if isinstance(index, dict) else index
-    return [ModelStatus(m["name"], str(m.get("version", "")), m.get("state", ""), m.get("reason", "")) for m in rows]
-
-
-NOT_SERVED = "not loaded, or not in the repository"
+def _run_plan(plan: Plan):
+    """Delegate a sub-plan's calls to the caller; return its last value."""
+    step = next(plan)
+    while isinstance(step, Call):
+        step = plan.send((yield step))
+    return step
 
 
 def served_ensembles() -> Plan:
@@ -201,7 +84,7 @@ def served_ensembles() -> Plan:
     open on every server, unlike the repository index that `make serve` restricts."""
     served = []
     for name in ENSEMBLES:
-        ready = yield ("is_model_ready", name)
+        ready = yield Call("is_model_ready", (name,))
         if isinstance(ready, FinsentError) and not isinstance(ready, (ModelError, RestrictedError)):
             raise ready  # unreachable, timed out: not an answer about the model
         if ready is True:
@@ -233,27 +116,41 @@ def unknown_model(model: str, url: str) -> Plan:
     )
 
 
-def _run_plan(plan: Plan):
-    """Delegate a sub-plan's calls to the caller; return its last value."""
-    step = next(plan)
-    while isinstance(step, tuple):
-        step = plan.send((yield step))
-    return step
+def read_info(model: str, url: str) -> Plan:
+    """The model's ModelInfo, from its config; a model the server lacks is named with those it serves."""
+    config = yield Call("get_model_config", (model,))
+    if isinstance(config, ModelError):
+        raise (yield from _run_plan(unknown_model(model, url)))
+    if isinstance(config, FinsentError):
+        raise config
+    yield model_info(model, config)
 
 
-Plan = Generator[Union[tuple, list], object, None]
+def check_health(model: str | None, url: str) -> Plan:
+    """health(): server live and ready, and the model (chosen if none is named) ready. Never raises,
+    never retries a probe: an error is a "no"."""
+
+    def yes(answer) -> bool:
+        return not isinstance(answer, FinsentError) and bool(answer)
+
+    live = yes((yield Call("is_server_live", retry=False)))
+    ready = live and yes((yield Call("is_server_ready", retry=False)))
+    if ready and model is None:
+        try:
+            model = yield from _run_plan(choose_model(url))
+        except FinsentError:  # no finsent ensemble served: the model is not ready
+            model = None
+    model_ready = bool(model) and ready and yes((yield Call("is_model_ready", (model,), retry=False)))
+    yield Health(live, ready, model, model_ready)
 
 
 def list_models(model: str, url: str) -> Plan:
-    """models() as a plan both clients run: it yields the call to make, (tritonclient method,
-    *args), is sent its answer (as_json; the FinsentError it raised) and yields the rows last.
-
-    The repository index lists every model. Where the server restricts it to its admin key
-    (`make serve`, the k8s chart), the finsent ensembles (and `model`) and then the steps of each
-    one served are looked up through the APIs every caller may use: metadata lists a model's
-    ready versions and fails for a model that is not loaded or not in the repository (which it
-    cannot tell apart), so those rows are READY, or UNAVAILABLE with that reason."""
-    index = yield ("get_model_repository_index",)
+    """models() as a plan: the repository index lists every model. Where the server restricts it to
+    its admin key (`make serve`, the k8s chart), the finsent ensembles (and `model`) and then the
+    steps of each one served are looked up through the APIs every caller may use: metadata lists a
+    model's ready versions and fails for a model that is not loaded or not in the repository (which
+    it cannot tell apart), so those rows are READY, or UNAVAILABLE with that reason."""
+    index = yield Call("get_model_repository_index")
     if not isinstance(index, RestrictedError):
         if isinstance(index, FinsentError):
             raise index
@@ -266,7 +163,7 @@ def list_models(model: str, url: str) -> Plan:
     )
     rows, names = [], list(dict.fromkeys((*([model] if model else []), *ENSEMBLES)))
     for name in names:  # grows by the steps and the document model of the ensembles served
-        metadata = yield ("get_model_metadata", name)
+        metadata = yield Call("get_model_metadata", (name,))
         if isinstance(metadata, FinsentError):
             if not name.endswith(DOCUMENT_SUFFIX):  # a repository from before the document models: no row
                 rows.append(ModelStatus(name, "", "UNAVAILABLE", NOT_SERVED))
@@ -274,11 +171,14 @@ def list_models(model: str, url: str) -> Plan:
         rows += [ModelStatus(name, str(version), "READY") for version in metadata.get("versions", [])]
         if metadata.get("platform") == "ensemble":
             names.append(name + DOCUMENT_SUFFIX)
-            config = yield ("get_model_config", name)
+            config = yield Call("get_model_config", (name,))
             if not isinstance(config, FinsentError):
                 steps = config.get("config", config).get("ensemble_scheduling", {}).get("step", [])
                 names += [s["model_name"] for s in steps if s["model_name"] not in names]
     yield sorted(rows, key=lambda row: (row.name, row.version))
+
+
+# -- retry -----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -299,202 +199,10 @@ class Retry:
             yield min(self.max_s, self.initial_s * 2**k) * (0.5 + random.random() / 2)
 
 
-# tritonclient's own defaults, plus a short reconnect backoff: after a server restart gRPC would
-# otherwise wait out its own backoff (1 s growing to 120 s) before our retries can get through.
-GRPC_CHANNEL_ARGS = [
-    ("grpc.max_send_message_length", 2**31 - 1),
-    ("grpc.max_receive_message_length", 2**31 - 1),
-    ("grpc.keepalive_time_ms", 2**31 - 1),
-    ("grpc.keepalive_timeout_ms", 20000),
-    ("grpc.keepalive_permit_without_calls", False),
-    ("grpc.http2.max_pings_without_data", 2),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
-
-DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
-
-
-class ClientBase:
-    """The settings Client and AsyncClient share; each sets up its transport in _setup()."""
-
-    def __init__(
-        self,
-        url: str | None = None,
-        protocol: str = "grpc",
-        model: str | None = None,
-        *,
-        timeout_s: float = 30.0,
-        retry: Retry = Retry(),
-        max_in_flight: int = 4,
-        batch_size: int | None = None,
-        logits: bool = False,
-        traffic: str | int = "interactive",
-    ):
-        self.protocol = protocol
-        # The priority of classify()'s requests (finsent.traffic); documents are always background.
-        self.priority = level(traffic)
-        self.logits = logits  # also ask for LOGITS (raw scores, for callers who calibrate themselves)
-        self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
-        # None: chosen on first use from what the server serves (core.choose_model).
-        self.model, self.timeout_s, self.retry = model or None, timeout_s, retry
-        self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
-        self._info: ModelInfo | None = None
-        self._setup()
-
-    def _setup(self) -> None:
-        raise NotImplementedError
-
-    def _batch_size(self, info: ModelInfo) -> int:
-        """Rows per classify() request: background work in requests the server's batcher can cap."""
-        default = info.max_batch_size
-        if self.priority == BACKGROUND and info.background_batch_size:
-            default = info.background_batch_size
-        return min(self.batch_size or default, info.max_batch_size)
-
-    def _infer_options(self, model: str, types) -> dict:
-        """infer()'s keywords besides the model and inputs, the same for both clients: the outputs (an
-        ensemble's named, so a server never sends what was not asked for, LOGITS being off by default; a
-        document model's all), and the traffic class as priority and parameter (documents are background
-        work; their sentences run at the default level, background)."""
-        priority = BACKGROUND if model.endswith(DOCUMENT_SUFFIX) else self.priority
-        outputs = None
-        if not model.endswith(DOCUMENT_SUFFIX):
-            outputs = [types.InferRequestedOutput(name) for name in OUTPUTS + ("LOGITS",) * self.logits]
-        return {"outputs": outputs, "priority": priority, "parameters": {TRAFFIC_PARAMETER: priority}}
-
-
-# gRPC name-resolver targets (unix:/path, dns:///host:port, ...) are passed to gRPC as they are.
-GRPC_TARGET = re.compile(r"^(unix|unix-abstract|dns|ipv4|ipv6|vsock):")
-HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
-
-
-def split_url(url: str, protocol: str) -> str:
-    """host:port without a grpc:// or http:// scheme; ValueError when it is not one."""
-    if protocol not in ("grpc", "http"):
-        raise ValueError(f"protocol {protocol!r}: 'grpc' or 'http'")
-    for scheme in ("grpc://", "http://"):
-        if url.startswith(scheme):
-            url = url[len(scheme) :]
-            break
-    url = url.rstrip("/")
-    if protocol == "grpc" and GRPC_TARGET.match(url):
-        return url
-    address = HOST_PORT.match(url)
-    if address is None or not 0 < int(address.group(2)) < 65536:
-        raise ValueError(f"Triton address {url!r} is not host:port (e.g. {DEFAULT_URLS[protocol]})")
-    return url
-
-
-def model_info(name: str, config: dict) -> ModelInfo:
-    """ModelInfo from get_model_config(as_json=True) of either protocol."""
-    config = config.get("config", config)  # gRPC wraps it in {"config": ...}
-    parameters = config.get("parameters", {})
-    labels = parameters.get("labels", {}).get("string_value", "")
-    background = int(parameters.get(BACKGROUND_ROWS_PARAMETER, {}).get("string_value") or 0)
-    max_batch = int(config.get("max_batch_size", 0))
-    if not labels or max_batch < 1:
-        raise ModelError(
-            f"model {name!r} is not a finsent ensemble (needs a `labels` parameter and "
-            f"max_batch_size > 0, has labels={labels!r}, max_batch_size={max_batch})"
-        )
-    return ModelInfo(name, max_batch, tuple(labels.split(",")), min(background, max_batch))
-
-
-def encode(texts: Sequence[str | bytes]) -> np.ndarray:
-    """[B, 1] BYTES. str is encoded with surrogateescape so bytes that were not UTF-8 in a
-    file reach the server unchanged (and it names them) instead of failing here."""
-    rows = []
-    for i, t in enumerate(texts):
-        if isinstance(t, str):
-            try:
-                rows.append([t.encode("utf-8", "surrogateescape")])
-            except UnicodeEncodeError as exc:  # a lone surrogate that stands for no byte
-                raise TextError(i, f"is not encodable as UTF-8 ({exc.reason} at {exc.start})") from None
-        elif isinstance(t, (bytes, bytearray)):
-            rows.append([bytes(t)])
-        else:
-            raise TypeError(f"texts must be str or bytes, got {type(t).__name__}")
-    return np.array(rows, dtype=np.object_).reshape(len(rows), 1)
-
-
-OUTPUTS = ("LABEL", "SCORE", "PROBABILITIES")
-
-
-def decode(result, labels: tuple[str, ...], logits: bool = False) -> list[Prediction]:
-    names = [x.decode() for x in result.as_numpy("LABEL").reshape(-1)]
-    scores = result.as_numpy("SCORE").reshape(-1)
-    probs = result.as_numpy("PROBABILITIES")
-    raw = result.as_numpy("LOGITS") if logits else [None] * len(names)
-    return [
-        Prediction(
-            n, float(s), dict(zip(labels, map(float, p))), None if z is None else dict(zip(labels, map(float, z)))
-        )
-        for n, s, p, z in zip(names, scores, probs, raw)
-    ]
-
-
-def decode_documents(result, labels: tuple[str, ...], texts: Sequence[str | bytes]) -> list[DocumentPrediction]:
-    """The document model's outputs; sentence texts are cut from the documents sent (offsets are
-    characters of the UTF-8-decoded document)."""
-    out = []
-    columns = {
-        name: result.as_numpy(name).reshape(len(texts), -1)
-        for name in (
-            "LABEL",
-            "SCORE",
-            "PROBABILITIES",
-            "NET",
-            "SENTENCES",
-            "NEGATIVE_SHARE",
-            "POSITIVE_SHARE",
-            "BREAKDOWN",
-        )
-    }
-    for i, text in enumerate(texts):
-        breakdown = json.loads(columns["BREAKDOWN"][i][0])
-        if breakdown.get("version") != BREAKDOWN_VERSION:
-            raise ModelError(
-                f"the document model's BREAKDOWN is version {breakdown.get('version')}; this client "
-                f"reads version {BREAKDOWN_VERSION}: upgrade finsent-client"
-            )
-        if isinstance(text, (bytes, bytearray)):
-            text = bytes(text).decode("utf-8")
-        sentences = tuple(
-            Sentence(
-                s["start"],
-                s["end"],
-                text[s["start"] : s["end"]],
-                s["label"],
-                dict(zip(labels, s["probabilities"])),
-                s["net"],
-                s["windows"],
-            )
-            for s in breakdown["sentences"]
-        )
-        out.append(
-            DocumentPrediction(
-                columns["LABEL"][i][0].decode(),
-                float(columns["SCORE"][i][0]),
-                dict(zip(labels, map(float, columns["PROBABILITIES"][i]))),
-                float(columns["NET"][i][0]),
-                int(columns["SENTENCES"][i][0]),
-                float(columns["NEGATIVE_SHARE"][i][0]),
-                float(columns["POSITIVE_SHARE"][i][0]),
-                sentences,
-            )
-        )
-    return out
-
-
 # Errors the server gives while the watchdog replaces a dead Python stub (unload + load of the
 # model): the model exists and comes back within seconds. A model that is not in the
 # repository says "... is not found" instead and is not retried.
 TRANSIENT = ("is not healthy", "has no available versions")
-# Triton's refusals for load (core r24.10: a priority level's max_queue_size; its queue timeout).
-OVERLOADED = ("Exceeds maximum queue size", "Request timeout expired")
 
 
 def server_error(status: str | None, message: str, model: str) -> FinsentError:
@@ -516,27 +224,6 @@ def server_error(status: str | None, message: str, model: str) -> FinsentError:
     if "unknown model" in message.lower() or status.endswith("NOT_FOUND"):
         return ModelError(f"model {model!r} is not available on the server: {message}")
     return FinsentError(message)
-
-
-def speaks_http(url: str, timeout_s: float = 1.0) -> bool:
-    """Whether host:port answers an HTTP/1.x request: a gRPC client's only way to tell Triton's
-    HTTP port from a closed one (gRPC says "Socket closed" or "Connection refused" for both)."""
-    address = HOST_PORT.match(url)
-    if address is None:
-        return False
-    try:
-        with socket.create_connection((address.group(1).strip("[]"), int(address.group(2))), timeout_s) as sock:
-            sock.sendall(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
-            return sock.recv(5) == b"HTTP/"
-    except OSError:
-        return False
-
-
-def not_grpc(url: str) -> FinsentError:
-    return FinsentError(
-        f"{url} does not speak gRPC (it answers HTTP/1.x): is it the HTTP port? "
-        f"Triton's gRPC port is {DEFAULT_URLS['grpc'].split(':')[1]} by default, or use protocol http"
-    )
 
 
 _overload_logged = -1e9
@@ -588,50 +275,96 @@ def retry_delay(
     return delay
 
 
-def not_http(url: str) -> FinsentError:
-    """An answer that is not HTTP: most likely Triton's gRPC port given with protocol "http"."""
-    return FinsentError(f"{url} does not speak HTTP (its answer is not an HTTP response): is it the gRPC port?")
+# tritonclient's own defaults, plus a short reconnect backoff: after a server restart gRPC would
+# otherwise wait out its own backoff (1 s growing to 120 s) before our retries can get through.
+GRPC_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.keepalive_time_ms", 2**31 - 1),
+    ("grpc.keepalive_timeout_ms", 20000),
+    ("grpc.keepalive_permit_without_calls", False),
+    ("grpc.http2.max_pings_without_data", 2),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
-@dataclass
-class Chunk:
-    """One request's worth of texts; rows the server refuses are taken out one by one (the
-    server names the first bad row of a request) and the rest is sent again."""
+class ClientBase:
+    """The settings Client and AsyncClient share, and what they ask of tritonclient, built here once:
+    each client sets up its transport (`_types`: tritonclient.grpc or .http) in _setup() and does the I/O."""
 
-    texts: Sequence[str | bytes]
-    offset: int
-    raise_errors: bool = True
-    pending: list[int] = field(default_factory=list)
-    out: list = field(default_factory=list)
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: str = "grpc",
+        model: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retry: Retry = Retry(),
+        max_in_flight: int = 4,
+        batch_size: int | None = None,
+        logits: bool = False,
+        traffic: str | int = "interactive",
+    ):
+        self.protocol = protocol
+        # The priority of classify()'s requests (finsent.traffic); documents are always background.
+        self.priority = level(traffic)
+        self.logits = logits  # also ask for LOGITS (raw scores, for callers who calibrate themselves)
+        self.url = split_url(url or DEFAULT_URLS[protocol], protocol)
+        # None: chosen on first use from what the server serves (core.choose_model).
+        self.model, self.timeout_s, self.retry = model or None, timeout_s, retry
+        self.max_in_flight, self.batch_size = max(1, max_in_flight), batch_size
+        self._info: ModelInfo | None = None
+        self._types = None
+        self._setup()
 
-    def __post_init__(self):
-        self.pending = list(range(len(self.texts)))
-        self.out = [None] * len(self.texts)
+    def _setup(self) -> None:
+        raise NotImplementedError
 
-    def batch(self) -> list:
-        return [self.texts[i] for i in self.pending]
+    def _timeout(self) -> dict:
+        return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
 
-    def refused(self, exc: TextError) -> None:
-        if exc.index >= len(self.pending):  # the server named a row we did not send
-            raise FinsentError(f"server named row {exc.index} of a {len(self.pending)}-row request: {exc.reason}")
-        local = self.pending.pop(exc.index)
-        error = TextError(self.offset + local, exc.reason)
-        if self.raise_errors:
-            raise error from None
-        self.out[local] = Failure(error.index, error.reason)
+    def _keywords(self, method: str) -> dict:
+        """A plan's call's keywords: answers as JSON (gRPC; HTTP's are), is_* take no as_json."""
+        if method.startswith("is_") or self.protocol != "grpc":
+            return self._timeout()
+        return {"as_json": True, **self._timeout()}
 
-    def served(self, predictions: list[Prediction]) -> list[Result]:
-        for i, p in zip(self.pending, predictions):
-            self.out[i] = p
-        self.pending = []
-        return self.out
+    def _batch_size(self, info: ModelInfo) -> int:
+        """Rows per classify() request: background work in requests the server's batcher can cap."""
+        default = info.max_batch_size
+        if self.priority == BACKGROUND and info.background_batch_size:
+            default = info.background_batch_size
+        return min(self.batch_size or default, info.max_batch_size)
+
+    def _work(self, texts: Sequence, raise_errors: bool, documents: bool, info: ModelInfo) -> tuple:
+        """classify()'s requests: (chunks, the model they go to, decoder(result, texts))."""
+        if documents:  # one document per request
+            decoder: Callable = lambda result, batch: decode_documents(result, info.labels, batch)
+            return chunks(texts, 1, raise_errors), self.model + DOCUMENT_SUFFIX, decoder
+        decoder = lambda result, _: decode(result, info.labels, self.logits)
+        return chunks(texts, self._batch_size(info), raise_errors), self.model, decoder
+
+    def _request(self, model: str, texts: Sequence) -> dict:
+        """infer()'s keywords, the same for both clients: the input; the outputs (an ensemble's named, so
+        a server never sends what was not asked for, LOGITS being off by default; a document model's
+        all); the traffic class as priority and parameter (documents are background work; their
+        sentences run at the default level, background); the timeout."""
+        priority = BACKGROUND if model.endswith(DOCUMENT_SUFFIX) else self.priority
+        outputs = None
+        if not model.endswith(DOCUMENT_SUFFIX):
+            outputs = [self._types.InferRequestedOutput(name) for name in OUTPUTS + (LOGITS,) * self.logits]
+        return {
+            "model_name": model,
+            "inputs": [text_input(self._types, texts)],
+            "outputs": outputs,
+            "priority": priority,
+            "parameters": {TRAFFIC_PARAMETER: priority},
+            **self._timeout(),
+        }
 
 
-def chunks(texts: Sequence, size: int, raise_errors: bool) -> list[Chunk]:
-    return [Chunk(texts[i : i + size], i, raise_errors) for i in range(0, len(texts), size)]
-
-
-def check_on_error(on_error: str) -> bool:
-    if on_error not in ("raise", "return"):
-        raise ValueError(f"on_error {on_error!r}: 'raise' or 'return'")
-    return on_error == "raise"
+def classify_args(texts, on_error: str) -> tuple[Sequence, bool]:
+    """classify()'s texts as a list (one str or bytes is one text), and whether to raise on a refused one."""
+    return ([texts] if isinstance(texts, (str, bytes)) else texts), check_on_error(on_error)

@@ -34,15 +34,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from finsent.access import API_KEY_HEADER, ApiKeys, RateLimit, Unauthorized, credential
+from finsent.address import DEFAULT_URLS, GATEWAY_PORT
 from finsent.aio import AsyncClient
-from finsent.core import FinsentError, ModelError, OverloadedError, RequestTimeout, Retry, TextError, UnavailableError
+from finsent.core import Retry
+from finsent.errors import FinsentError, ModelError, OverloadedError, RequestTimeout, TextError, UnavailableError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Settings:
-    triton: str = "localhost:8001"  # Triton's gRPC address
+    triton: str = DEFAULT_URLS["grpc"]  # Triton's gRPC address
     model: str | None = None  # the model of POST / and /readyz; None: core.choose_model
     api_key: str | None = None  # when set, every POST needs header X-API-Key (or Bearer)
     api_key_file: str | None = None  # or one of the keys in this file, one per line, re-read when it changes
@@ -259,7 +261,7 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 ERROR_HANDLERS = {HTTPProblem: problem_response, HTTPException: starlette_error, Exception: internal_error}
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = GATEWAY_PORT, log_level: str = "info") -> None:
     import uvicorn
 
     uvicorn.run(

@@ -19,10 +19,11 @@ from tokenizers import Tokenizer
 from sentences import sentence_spans
 from text_input import decode
 
-BREAKDOWN_VERSION = 1
-# The ensemble's refusals for load (a full queue, a queue timeout): the document is answered
-# UNAVAILABLE, which the clients retry, not INVALID_ARG, which names a bad document.
-OVERLOADED = ("Exceeds maximum queue size", "Request timeout expired")
+# The client's wire contract (client/finsent/wire.py, copied next to this file by the assembler): the
+# tensor names, BREAKDOWN's version, and the ensemble's refusals for load (a full queue, a queue
+# timeout), for which a document is answered UNAVAILABLE, which the clients retry, not INVALID_ARG,
+# which names a bad document.
+from wire import BREAKDOWN_VERSION, DOCUMENT_OUTPUTS, INPUT, OVERLOADED
 
 
 class TritonPythonModel:
@@ -45,7 +46,7 @@ class TritonPythonModel:
     async def execute(self, requests):
         documents, errors = [], {}  # documents: (request, row, text, sentence spans)
         for i, request in enumerate(requests):
-            for row, item in enumerate(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)):
+            for row, item in enumerate(pb_utils.get_input_tensor_by_name(request, INPUT).as_numpy().reshape(-1)):
                 try:
                     text = decode(item, row, self.max_bytes)
                     spans = sentence_spans(text)
@@ -100,7 +101,7 @@ class TritonPythonModel:
                     model_name=self.ensemble,
                     requested_output_names=["PROBABILITIES"],
                     inputs=[
-                        pb_utils.Tensor("TEXT", np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1))
+                        pb_utils.Tensor(INPUT, np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1))
                     ],
                 )
                 response = await request.async_exec()
@@ -163,16 +164,7 @@ class TritonPythonModel:
                 pb_utils.Tensor(
                     name, np.array([r[name] for r in rows], dtype=types.get(name, np.float32)).reshape(len(rows), -1)
                 )
-                for name in (
-                    "LABEL",
-                    "SCORE",
-                    "PROBABILITIES",
-                    "NET",
-                    "SENTENCES",
-                    "NEGATIVE_SHARE",
-                    "POSITIVE_SHARE",
-                    "BREAKDOWN",
-                )
+                for name in DOCUMENT_OUTPUTS
             ]
         )
 

@@ -25,8 +25,8 @@ from finsent import (
     TextError,
     UnavailableError,
 )
-from finsent.core import ENSEMBLES, NOT_SERVED
-from model_repository.assemble import FAMILIES, TargetOptions
+from finsent.core import NOT_SERVED
+from model_repository.assemble import TargetOptions
 from server import stack
 from server.triton import ADMIN_HEADER, free_ports
 
@@ -199,30 +199,6 @@ def test_an_unreachable_server_fails_fast_and_clearly(protocol, retries):
     assert len(retries) == 4
 
 
-def test_the_address_is_checked_when_the_client_is_made():
-    for good, protocol in (
-        ("localhost:8001", "grpc"),
-        ("grpc://triton:8001/", "grpc"),
-        ("http://10.0.0.7:8000", "http"),
-        ("[::1]:8001", "grpc"),
-        ("unix:///tmp/triton.sock", "grpc"),
-        ("dns:///triton:8001", "grpc"),
-    ):
-        Client(good, protocol).close()  # nothing is connected yet
-    for bad, protocol in (
-        ("localhost", "grpc"),
-        ("localhost:abc", "http"),
-        ("localhost:0", "grpc"),
-        ("localhost:65536", "grpc"),
-        ("unix:///tmp/triton.sock", "http"),
-        ("a b:8000", "http"),
-    ):
-        with pytest.raises(ValueError, match="is not host:port"):
-            Client(bad, protocol)
-        with pytest.raises(ValueError, match="is not host:port"):
-            AsyncClient(bad, protocol)
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(
     "protocol, port, says",
@@ -347,10 +323,6 @@ def test_a_restricted_api_is_refused_at_once_and_named(restricted_triton, retrie
         with pytest.raises(RestrictedError, match="admin key"):
             client._call(lambda c: c.get_inference_statistics("finbert", as_json=True))
     assert retries == []
-
-
-def test_the_clients_fallback_knows_every_ensemble_a_repository_can_hold():
-    assert ENSEMBLES == tuple(FAMILIES)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -17,7 +17,7 @@ import tritonclient.http as httpclient
 import yaml
 
 from k8s import ngc, render
-from model_repository.assemble import FAMILIES, SOURCE
+from model_repository.assemble import FAMILIES, HELPERS, SOURCE
 from server import native_backend
 
 K8S = render.HERE
@@ -69,9 +69,10 @@ def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
         ]
     )
     # The container runs the tokenizer, postprocess, document (and the cpu profile's classifier) as
-    # Python models; the document model's sentences.py is copied next to it.
+    # Python models; their helpers (sentences.py, finsent's wire.py, ...) are copied next to them.
     imported = set()
     local = {path.stem for path in (SOURCE / "python_models").glob("*.py")}
+    local |= {path.stem for helpers in HELPERS.values() for path in helpers}
     for path in (SOURCE / "python_models").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

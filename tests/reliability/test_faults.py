@@ -184,7 +184,8 @@ def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
 
 
 def test_an_unknown_model_is_not_retried():
-    from finsent.core import ModelError, UnavailableError, server_error
+    from finsent.core import server_error
+    from finsent.errors import ModelError, UnavailableError
 
     assert isinstance(
         server_error("StatusCode.NOT_FOUND", "Request for unknown model: 'foo' is not found", "foo"), ModelError

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from export.facts import FAMILIES
-from server.health import DEFAULT_MODELS
+from finsent import address
+from server.health import DEFAULT_MODELS, HTTP_PORT
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +44,8 @@ def test_nothing_listening_is_one_line():
 def test_the_probes_know_every_family():
     # server/health.py runs alone in the image (standard library only), so it keeps its own list.
     assert DEFAULT_MODELS == tuple(FAMILIES)
+
+
+def test_the_probes_default_port_is_tritons():
+    # Its own copy too (standard library only), kept equal to the one the clients and the server read.
+    assert HTTP_PORT == address.HTTP_PORT
