@@ -26,9 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from export import random_checkpoint
-from export.facts import FAMILIES
-from export.onnx import export_model
+from loadtest import random_models
 from model_repository.assemble import TargetOptions
 from server import stack
 
@@ -43,20 +41,12 @@ def build_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(build_dir) -> dict[str, Path]:
-    return {
-        family: random_checkpoint.build(
-            FAMILIES[family].arch, build_dir / "checkpoints" / family, labels=LABEL_ORDERS[family]
-        )
-        for family in FAMILIES
-    }
+    return random_models.tiny_checkpoints(build_dir, LABEL_ORDERS)
 
 
 @pytest.fixture(scope="session")
 def exports(checkpoints, build_dir) -> dict[str, Path]:
-    return {
-        family: export_model(str(path), family, build_dir / "export" / family, log=lambda *_: None).path
-        for family, path in checkpoints.items()
-    }
+    return random_models.exports(checkpoints, build_dir)
 
 
 @pytest.fixture(scope="session")
