@@ -31,11 +31,12 @@ FAMILY ?= distilbert
 URL ?=
 EVAL_ARGS ?=
 
-.PHONY: help setup serve test format bench timeline startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
+.PHONY: help setup serve test test-fast format bench timeline startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
 	finetune eval
 help:
 	@echo "make serve       export the models (cached) and serve them: FINBERT= DISTILBERT= VARIANT= TARGET= DEVICE="
 	@echo "make test        ruff (lint, format check), then the whole test suite (offline once build/ is cached); make format fixes style"
+	@echo "make test-fast   ruff, then the tests that need no tritonserver, export or native build: seconds, not minutes"
 	@echo "make finetune    fine-tune BASE=$(BASE) on Financial PhraseBank into OUT=$(or $(OUT),$(DISTILBERT))"
 	@echo "make eval        score CHECKPOINT= served by Triton and in PyTorch -> docs/accuracy.md"
 	@echo "make gateway     REST gateway on GATEWAY_PORT=$(GATEWAY_PORT) in front of TRITON_URL=$(TRITON_URL)"
@@ -67,10 +68,21 @@ serve: setup
 		$(if $(VARIANT),--variant $(VARIANT)) $(if $(REPRODUCIBLE),--reproducible) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: setup
+# Ruff first: a lint error costs seconds, not the suite's minutes.
+define LINT
 	$(PY) -m ruff check . || { echo "error: lint (ruff.toml's rules): make format fixes import order; the rest is named above" >&2; exit 1; }
 	$(PY) -m ruff format --check . || { echo "error: not formatted as ruff format writes it: run make format" >&2; exit 1; }
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+endef
+
+test: setup
+	$(LINT)
+	$(PY) -m pytest tests --durations=15 $(PYTEST_ARGS)
+
+# The tests that need no checkpoint, export, tritonserver or native backend build (tests/conftest.py
+# marks the others `triton`): the loop to run after each change.
+test-fast: setup
+	$(LINT)
+	$(PY) -m pytest tests -m "not triton" --durations=5 $(PYTEST_ARGS)
 
 BENCH_VARIANTS ?= fp32,int8
 BENCH_SECONDS ?= 15

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import runner
+from benchmarks.inputs import sentences
 from benchmarks.markdown import table
-from benchmarks.serving import sentences
 from export.cli import bounded, existing_export
 from export.runtime import VARIANTS, OnnxClassifier, variant_filename
 

@@ -20,9 +20,10 @@ import numpy as np
 from google.protobuf import text_format
 
 from benchmarks import runner
+from benchmarks.inputs import sentences
 from benchmarks.markdown import table
+from benchmarks.measure import batch1_ms
 from benchmarks.runner import machine
-from benchmarks.serving import batch1_ms, sentences
 from export.runtime import DEFAULT_VARIANT, OnnxClassifier
 from loadtest.traffic import closed_loop, grpc_batch_sender
 from model_repository.assemble import TargetOptions, assemble, available_cores, load_config

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import runner
+from benchmarks.inputs import UNGUARDED_SAMPLE, checkpoint, sentences
 from benchmarks.markdown import table
+from benchmarks.measure import perf_analyzer_level, stats_delta, triton_stats
 from benchmarks.runner import machine, shared_arguments
-from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, perf_analyzer_level, sentences, stats_delta, triton_stats
 from export.onnx import export_model
 from export.runtime import VARIANTS
 from model_repository.assemble import TargetOptions

@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from benchmarks import runner
+from benchmarks.inputs import checkpoint
 from benchmarks.markdown import table
 from benchmarks.runner import shared_arguments
-from benchmarks.serving import checkpoint
 from benchmarks.splitters import sentences as splitter
 from export import fpb
 from export.onnx import export_model

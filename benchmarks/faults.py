@@ -26,27 +26,11 @@ import numpy as np
 
 from benchmarks import runner
 from benchmarks.markdown import table
-from export import random_checkpoint
-from export.facts import FAMILIES
-from export.onnx import export_model
+from loadtest.random_models import tiny_repository
 from loadtest.traffic import Call, Traffic, finsent_sender, grpc_sender
-from model_repository.assemble import TargetOptions, assemble
 from server import health, stack
 from server.stack import stub_pids
 from server.triton import TritonServer
-
-ARCHS = {family: row.arch for family, row in FAMILIES.items()}
-
-
-def tiny_repository(build: Path) -> Path:
-    """The test suite's tiny random-weight models (cached exports), assembled for the local target."""
-    exports = {}
-    for family, arch in ARCHS.items():
-        checkpoint = build / "checkpoints" / family
-        if not (checkpoint / "config.json").exists():
-            random_checkpoint.build(arch, checkpoint)
-        exports[family] = export_model(str(checkpoint), family, build / "export" / family, log=lambda *_: None).path
-    return assemble(exports, build / "repository", TargetOptions("local"))
 
 
 def outcome(calls: list[Call], fault_at: float) -> dict:

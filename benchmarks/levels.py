@@ -47,7 +47,7 @@ class Measured:
     p99_ms: float
     client: str | None = None  # perf_analyzer's levels: "perf_analyzer"
     client_cpu_share: float | None = None  # perf_analyzer's own CPU, as a share of the cores
-    steps: dict | None = None  # Triton model -> serving.stats_delta()
+    steps: dict | None = None  # Triton model -> measure.stats_delta()
     cpu_share: dict | None = None  # process -> share of the cores (serving.cpu_share())
 
     def to_json(self) -> dict:

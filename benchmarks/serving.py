@@ -25,64 +25,20 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import levels, runner
+from benchmarks.inputs import UNGUARDED_SAMPLE, checkpoint, sentences
 from benchmarks.levels import Level, Measured
+from benchmarks.measure import batch1_ms, perf_analyzer_level, stats_delta, timed, triton_stats
 from benchmarks.runner import client_counts, machine, refuse, shared_arguments, unknown
 from benchmarks.serving_report import SPLIT_RULE
-from export import fpb, random_checkpoint
 from export.facts import FAMILIES, FactsError
 from export.onnx import SourceUnavailable, export_model, resolve_source
 from export.optimize import MIN_AGREEMENT, build_variants
 from export.runtime import VARIANTS, OnnxClassifier
-from export.sentences import PARITY_SENTENCES
 from loadtest.traffic import closed_loop, grpc_batch_sender, http_batch_sender
-from model_repository.assemble import STEPS, TargetOptions, available_cores
+from model_repository.assemble import STEPS, TargetOptions
 from model_repository.standalone import python_model
 from server import stack
 from server.triton import TritonServer, free_ports
-
-ARCHS = {family: row.arch for family, row in FAMILIES.items()}
-# Random weights: the guard refuses nothing (near-tied logits), so it scores a sample, not all of FPB.
-UNGUARDED_SAMPLE = 500
-
-
-def sentences(limit: int) -> tuple[list[str], str]:
-    path = fpb.shared_file("75")
-    if path is None:
-        return list(PARITY_SENTENCES[:-1]) * 10, "built-in sentences (no Financial PhraseBank file found)"
-    texts = [sentence for sentence, _ in fpb.read(path)]
-    rng = np.random.default_rng(0)
-    texts = [texts[i] for i in rng.permutation(len(texts))[:limit]]
-    return texts, f"Financial PhraseBank 75% agreement, {len(texts)} sentences in random order"
-
-
-def checkpoint(family: str, source: str | None, build: Path) -> str:
-    if source:
-        return source
-    path = build / "checkpoints" / f"{ARCHS[family]}-base-random"
-    if not (path / "config.json").exists():
-        print(f"building a random-weight {ARCHS[family]}-base checkpoint in {path} ...")
-        random_checkpoint.build(ARCHS[family], path, size="base")
-    return str(path)
-
-
-def timed(fn, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        began = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - began)
-    return best
-
-
-def batch1_ms(model: OnnxClassifier, texts: list[str]) -> list[float]:
-    """Latency (ms) of each text classified alone."""
-    model.logits(texts[:64])  # warm up
-    single = []
-    for text in texts:
-        began = time.perf_counter()
-        model.logits([text], batch_size=1)
-        single.append((time.perf_counter() - began) * 1000)
-    return single
 
 
 def in_process(export_dir: Path, variant: str, texts: list[str], cores: int) -> dict:
@@ -139,44 +95,6 @@ def server_groups(export_dir: Path, variant: str, texts: list[str], cores: int) 
     return out
 
 
-def triton_stats(server: TritonServer, family: str) -> dict:
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(server.http_url)
-    try:
-        stats = {}
-        for name in [family] + [f"{family}_{s}" for s in STEPS]:
-            s = client.get_inference_statistics(name)["model_stats"][0]
-            inf = s["inference_stats"]
-            stats[name] = {
-                "count": inf["success"]["count"],
-                "executions": s["execution_count"],
-                "queue_ns": inf["queue"]["ns"],
-                "compute_ns": inf["compute_infer"]["ns"],
-                "batches": {b["batch_size"]: b["compute_infer"]["count"] for b in s.get("batch_stats", [])},
-            }
-        return stats
-    finally:
-        client.close()
-
-
-def stats_delta(before: dict, after: dict) -> dict:
-    out = {}
-    for name, a in after.items():
-        b = before[name]
-        count = a["count"] - b["count"]
-        out[name] = {
-            "requests": count,
-            "executions": a["executions"] - b["executions"],
-            "queue_us_per_request": (a["queue_ns"] - b["queue_ns"]) / 1000 / max(count, 1),
-            "compute_us_per_request": (a["compute_ns"] - b["compute_ns"]) / 1000 / max(count, 1),
-            "batch_histogram": {
-                k: v - b["batches"].get(k, 0) for k, v in a["batches"].items() if v - b["batches"].get(k, 0)
-            },
-        }
-    return out
-
-
 def process_cpu(server: TritonServer, family: str) -> dict[str, float]:
     """CPU seconds used so far by tritonserver, each Python step's stub, and this process (the load)."""
     from server.health import python_stubs
@@ -199,84 +117,6 @@ def process_cpu(server: TritonServer, family: str) -> dict[str, float]:
 def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float, cores: int) -> dict[str, float]:
     """process_cpu() deltas as a share of all cores over `seconds`."""
     return {name: (after[name] - before[name]) / seconds / cores for name in after}
-
-
-def perf_analyzer_level(
-    server: TritonServer,
-    family: str,
-    texts: list[str],
-    clients: int,
-    duration: float,
-    work: Path,
-    request_count: int = 0,
-) -> Measured:
-    """NVIDIA's perf_analyzer (C++ gRPC client, `clients` synchronous threads) on the ensemble: the same
-    load with a lighter client than this process's Python threads, which share the cores.
-
-    request_count: windows that end after that many requests instead of a time (for servers too slow
-    for a time window to hold more than a few requests)."""
-    import resource
-
-    from server import perf_analyzer
-
-    data = perf_analyzer.input_data(texts, work / "perf_analyzer_input.json")
-    csv = work / f"perf_analyzer_{clients}.csv"
-    window_ms = max(1000, int(duration * 1000 / 3))  # 3 windows (its stability check) ~ one level's time
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.perf_counter()
-    done = perf_analyzer.run(
-        [
-            "-m",
-            family,
-            "-u",
-            server.grpc_url,
-            "-i",
-            "grpc",
-            "--sync",
-            f"--input-data={data}",
-            f"--concurrency-range={clients}:{clients}",
-            "-s",
-            "100",
-            # -r: windows tried until 3 in a row agree within -s percent (a busy machine
-            # needed more than 3: "Failed to obtain stable measurement")
-            "-r",
-            "10",
-            *(
-                [f"-p{window_ms}"]
-                if not request_count
-                else ["--measurement-mode=count_windows", f"--measurement-request-count={request_count}"]
-            ),
-            # Windows judged stable by their p99, except count windows: the p99 of a few dozen
-            # requests is their slowest, which a busy machine moves by more than -s between windows
-            # (two test suites at once: "Failed to obtain stable measurement"); there the mean.
-            *(["--percentile=99"] if not request_count else []),
-            "-f",
-            str(csv),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.perf_counter() - began
-    if done.returncode != 0 or not csv.exists():
-        raise RuntimeError(f"perf_analyzer failed ({done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    header, row = [line.split(",") for line in csv.read_text().splitlines()[:2]]
-    values = dict(zip(header, row))
-    us = lambda key: float(values[key]) / 1000
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    # requests: Triton's count, which the caller reads from its statistics (ensemble()).
-    return Measured(
-        clients=clients,
-        texts_per_request=1,
-        requests=0,
-        errors=0,
-        texts_per_s=round(float(values["Inferences/Second"]), 2),
-        p50_ms=round(us("p50 latency"), 2),
-        p95_ms=round(us("p95 latency"), 2),
-        p99_ms=round(us("p99 latency"), 2),
-        client="perf_analyzer",
-        client_cpu_share=round(cpu / elapsed / available_cores(), 3),
-    )
 
 
 def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args, work: Path) -> dict[Level, Measured]:
@@ -389,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     models, variants = args.models.split(","), args.variants.split(",")
     refuse(
         parser,
-        unknown("--models", models, ARCHS),
+        unknown("--models", models, FAMILIES),
         unknown("--variants", variants, VARIANTS),
         (args.duration <= 0 or args.warmup < 0) and "--duration must be positive, --warmup at least 0",
         (args.sentences < 1 or args.cores < 1) and "--sentences and --cores must be at least 1",

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import runner
-from benchmarks.faults import tiny_repository
 from benchmarks.markdown import table
 from export.facts import FAMILIES
+from loadtest.random_models import tiny_repository
 from loadtest.traffic import TEXTS, Traffic, grpc_sender
 from server import health, stack
 from server.stack import server_rss_mb

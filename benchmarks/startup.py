@@ -30,9 +30,8 @@ import numpy as np
 from benchmarks import runner
 from benchmarks.markdown import table
 from benchmarks.runner import refuse, unknown
-from benchmarks.serving import ARCHS
-from export import random_checkpoint
 from export.facts import FAMILIES
+from loadtest import random_models
 from model_repository.assemble import available_cores
 from server.health import Triton
 from server.triton import free_ports
@@ -173,12 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for key in keys:
         name, families, size, variant = SCENARIOS[key]
-        sources = {}
-        for family in families:
-            path = args.build / "checkpoints" / f"{family}-{size}"
-            if not (path / "config.json").exists():
-                random_checkpoint.build(ARCHS[family], path, size=size)
-            sources[family] = str(path)
+        sources = {
+            family: str(random_models.checkpoint(family, args.build / "checkpoints" / f"{family}-{size}", size))
+            for family in families
+        }
         runs.append(scenario(name, sources, variant, args.build / key, args.repeats))
     runner.write(
         args.out,

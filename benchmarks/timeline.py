@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import runner
+from benchmarks.inputs import UNGUARDED_SAMPLE, checkpoint, sentences
 from benchmarks.markdown import table
 from benchmarks.runner import machine, shared_arguments
-from benchmarks.serving import UNGUARDED_SAMPLE, checkpoint, sentences
 from export.facts import FAMILIES, FactsError
 from export.onnx import SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, build_variants

@@ -33,9 +33,9 @@ import yaml
 
 from benchmarks import runner
 from benchmarks.documents import corpus, long_document
+from benchmarks.inputs import checkpoint, sentences
 from benchmarks.markdown import table
 from benchmarks.runner import shared_arguments
-from benchmarks.serving import checkpoint, sentences
 from export.onnx import export_model
 from export.optimize import build_variants
 from export.runtime import DEFAULT_VARIANT

@@ -2,8 +2,8 @@
 
     python -m loadtest.local --protocol grpc --users "1 4 16" --step-seconds 5
 
-Builds tiny random-weight BERT and DistilBERT checkpoints (real vocab, export.random_checkpoint),
-exports them (cached under build/loadtest-local), starts tritonserver on free loopback ports,
+Builds tiny random-weight BERT and DistilBERT checkpoints (loadtest.random_models, the test
+suite's), exports them (cached under build/loadtest-local), starts tritonserver on free loopback ports,
 runs loadtest.sweep against it and stops the server. Latencies are those of toy models: they
 show the machinery and the serving overhead, not FinBERT's throughput.
 """
@@ -15,31 +15,11 @@ from pathlib import Path
 
 from export.facts import FAMILIES
 from loadtest import sweep
-
-ARCHS = {family: row.arch for family, row in FAMILIES.items()}
-
-
-def serve_tiny_models(build: Path):
-    from export import random_checkpoint
-    from export.onnx import export_model
-    from model_repository.assemble import TargetOptions
-    from server import stack
-
-    exports = {}
-    for family, arch in ARCHS.items():
-        checkpoint = build / "checkpoints" / family
-        if not (checkpoint / "config.json").exists():
-            random_checkpoint.build(arch, checkpoint)
-        exports[family] = export_model(str(checkpoint), family, build / "export" / family, log=lambda *_: None).path
-    server = stack.serve(
-        exports, build / "triton", TargetOptions("local"), repository=build / "repository", started=False
-    )
-    print(f"starting tritonserver with tiny random-weight models (log: {server.log_path}) ...", file=sys.stderr)
-    return server.start()
+from loadtest.random_models import serve_tiny
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = sweep.parser(local_models=tuple(ARCHS))
+    parser = sweep.parser(local_models=tuple(FAMILIES))
     parser.description = __doc__
     parser.add_argument("--build", type=Path, default=Path("build/loadtest-local"))
     args = parser.parse_args(argv)
@@ -61,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if why:  # before any export or server start
         parser.error(why)
-    server = serve_tiny_models(args.build)
+    server = serve_tiny(args.build)
     try:
         host = server.grpc_url if args.protocol == "grpc" else f"http://{server.http_url}"
         forwarded = _without(list(argv if argv is not None else sys.argv[1:]), "--build")

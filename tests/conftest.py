@@ -26,11 +26,88 @@ from pathlib import Path
 
 import pytest
 
-from export import random_checkpoint
-from export.facts import FAMILIES
-from export.onnx import export_model
+from loadtest import random_models
 from model_repository.assemble import TargetOptions
 from server import stack
+
+# `make test-fast` runs what is not marked `triton` (pytest -m "not triton"). The mark is given here,
+# never by hand to a test that has a fixture for it: every test whose fixtures reach SERVING_ROOTS
+# (checkpoints built with torch, and all that is built on them: ONNX exports, tritonservers, the
+# native backend's container servers, the gateway and Prometheus in front of them) gets it, and so
+# does a test whose parameter names such a fixture (fixtures_by_parameter).
+SERVING_ROOTS = {"checkpoints"}
+
+
+def reaches_serving(name: str, node, seen: set[str]) -> bool:
+    """Whether fixture `name` (as `node` sees it) is, or depends on, one of SERVING_ROOTS."""
+    if name in SERVING_ROOTS:
+        return True
+    definitions = node.session._fixturemanager.getfixturedefs(name, node) if name not in seen else None
+    seen.add(name)
+    return bool(definitions) and any(reaches_serving(arg, node, seen) for arg in definitions[-1].argnames)
+
+
+def fixtures_by_parameter(item) -> set[str]:
+    """The fixtures `item` may get by request.getfixturevalue(<parameter>): a string parameter of the
+    test, or of a parametrized fixture, whose function takes `request`."""
+    callspec = getattr(item, "callspec", None)
+    found = set()
+    for key, value in callspec.params.items() if callspec else ():
+        definitions = item.session._fixturemanager.getfixturedefs(key, item)
+        takes = definitions[-1].argnames if definitions else item._fixtureinfo.argnames
+        if isinstance(value, str) and "request" in takes:
+            found.add(value)
+    return found
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ())) | fixtures_by_parameter(item)
+        seen: set[str] = set()
+        if any(reaches_serving(name, item, seen) for name in sorted(names)):
+            item.add_marker(pytest.mark.triton)
+
+
+# Tests of the fast loop that started a tritonserver or built the native backend all the same: the
+# run fails naming them (a server started in a subprocess escapes this; `--durations` shows it).
+UNMARKED_SERVERS: list[str] = []
+
+
+def fast_loop(config) -> bool:
+    return "not triton" in config.getoption("markexpr", "")
+
+
+@pytest.fixture(autouse=True)
+def unmarked_tests_start_no_server(request, monkeypatch):
+    if not fast_loop(request.config):
+        return
+    from server import native_backend
+    from server.triton import TritonServer
+
+    def noted(original):
+        def run(*args, **kwargs):
+            result = original(*args, **kwargs)  # what fails (a broken repository, no sources) is no server
+            UNMARKED_SERVERS.append(f"{request.node.nodeid}: {original.__qualname__}")
+            return result
+
+        return run
+
+    monkeypatch.setattr(TritonServer, "start", noted(TritonServer.start))
+    monkeypatch.setattr(native_backend, "build", noted(native_backend.build))
+
+
+def pytest_sessionfinish(session):
+    if UNMARKED_SERVERS:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if UNMARKED_SERVERS:
+        terminalreporter.section("started a server in the fast loop", red=True)
+        terminalreporter.line("give these a server fixture (tests/conftest.py) or @pytest.mark.triton:")
+        for line in UNMARKED_SERVERS:
+            terminalreporter.line(f"  {line}")
+
 
 # Different id2label orders: FinBERT's own, and one that is neither it nor canonical.
 LABEL_ORDERS = {"finbert": ("positive", "negative", "neutral"), "distilbert": ("neutral", "positive", "negative")}
@@ -43,20 +120,12 @@ def build_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(build_dir) -> dict[str, Path]:
-    return {
-        family: random_checkpoint.build(
-            FAMILIES[family].arch, build_dir / "checkpoints" / family, labels=LABEL_ORDERS[family]
-        )
-        for family in FAMILIES
-    }
+    return random_models.tiny_checkpoints(build_dir, LABEL_ORDERS)
 
 
 @pytest.fixture(scope="session")
 def exports(checkpoints, build_dir) -> dict[str, Path]:
-    return {
-        family: export_model(str(path), family, build_dir / "export" / family, log=lambda *_: None).path
-        for family, path in checkpoints.items()
-    }
+    return random_models.exports(checkpoints, build_dir)
 
 
 @pytest.fixture(scope="session")

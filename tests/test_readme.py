@@ -38,6 +38,7 @@ DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "gateway": 8080}
 # Command (its start, as in the README) -> why this test does not run it.
 SKIPPED = {
     "make serve": "the servers of this test are `make serve` (of random-weight checkpoints, on free ports)",
+    "make test-fast": "the test suite's fast part (tests/test_makefile.py checks what it selects)",
     "make test": "the test suite itself",
     "make finetune": "minutes of training (tests/training/test_finetune.py covers it, and its offline start)",
     "make eval": "exports and serves a real checkpoint (tests/evaluation/test_evaluate.py)",

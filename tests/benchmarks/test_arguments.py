@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import bulk, serving, soak, startup, timeline
+from benchmarks import bulk, client, serving, soak, startup, timeline
 
 
 def exit_code(main, argv):
@@ -39,6 +39,9 @@ def exit_code(main, argv):
         (bulk.main, ["--duplicate-share", "1"], "--duplicate-share in [0, 1)"),
         (bulk.main, ["--rows", "0"], "--rows must be 1 or more"),
         (bulk.main, ["--processes", "1,x"], "--processes: comma-separated positive integers"),
+        (client.main, ["--grpc", "localhost:1"], "--grpc and --http go together"),
+        (client.main, ["--texts", "0"], "--texts must be between 1 and 2000"),
+        (client.main, ["--repeat", "0"], "--repeat must be at least 1"),
     ],
 )
 def test_bad_arguments_exit_2_before_any_work(main, args, message, tmp_path, capsys):

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from benchmarks import startup
 
 
+@pytest.mark.triton  # `python -m server` in a subprocess: no fixture of tests/conftest.py says so
 def test_cold_and_warm_starts_are_measured_and_reported(tmp_path):
     out = tmp_path / "out"
     assert (

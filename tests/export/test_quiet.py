@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 NOISE = ("The tokenizer class you load", "TracerWarning", "requires accelerate", "pre-processing before quantization")
 
 
+@pytest.mark.triton  # a checkpoint, its export and int8 variant, in a subprocess: no fixture says so
 def test_a_first_export_prints_none_of_the_known_harmless_warnings(tmp_path):
     code = f"""
 from pathlib import Path

@@ -23,6 +23,7 @@ from k8s import render
 from model_repository.assemble import FAMILIES
 from server.triton import free_ports
 from tests.k8s.test_rules import binary, rules
+from tests.waiting import wait_for_url
 
 DASHBOARD = render.HERE / "grafana" / "finsent-triton.json"
 # GKE Managed Prometheus labels a PodMonitoring's series with the target's namespace and pod (the
@@ -144,15 +145,9 @@ def prometheus(triton, tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/-/ready", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"prometheus did not start:\n{(folder / 'prometheus.log').read_text()}")
-                time.sleep(0.2)
+        wait_for_url(
+            f"{url}/-/ready", "prometheus ready", process=process, detail=(folder / "prometheus.log").read_text
+        )
         yield url
     finally:
         process.terminate()

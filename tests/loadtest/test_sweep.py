@@ -4,13 +4,12 @@ import csv
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from loadtest import analysis, sweep
 from server.triton import free_ports
+from tests.waiting import wait_for_url
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -194,14 +193,7 @@ def test_gateway_sweep(distilbert_triton, tmp_path):
     )
     process = subprocess.Popen([sys.executable, "-c", code])
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
-                time.sleep(0.2)
+        wait_for_url(f"http://127.0.0.1:{port}/healthz", "the gateway's /healthz", process=process)
         for path in ("/", "/v1/classify"):
             code_, out, result = run_sweep(
                 tmp_path,

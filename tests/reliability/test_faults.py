@@ -22,6 +22,7 @@ from loadtest.traffic import Traffic, grpc_sender
 from server import health
 from server.stack import stub_pids
 from server.triton import ADMIN_HEADER
+from tests.waiting import wait_until
 
 # How fast a stub heals is `make faults`' figure (benchmarks/faults.py: healed_s, with and without the
 # stub watch); these tests wait for the repair itself, with a deadline only a hang misses.
@@ -33,14 +34,6 @@ def requests_served(server, model: str) -> int:
     status, body = health.Triton(server.http_url, server.admin_key).call(f"/v2/models/{model}/stats", admin=True)
     assert status == 200, body
     return int(body["model_stats"][0]["inference_stats"]["success"].get("count", 0))
-
-
-def wait_until(condition, timeout_s: float, poll_s: float = 0.05) -> bool:
-    """Whether condition() came true within timeout_s (its last call is the answer)."""
-    deadline = time.monotonic() + timeout_s
-    while not (met := condition()) and time.monotonic() < deadline:
-        time.sleep(poll_s)
-    return bool(met)
 
 
 def test_a_killed_tokenizer_stub_is_detected_and_healed(own_server):
@@ -59,14 +52,25 @@ def test_a_killed_tokenizer_stub_is_detected_and_healed(own_server):
         # Triton itself still says READY: only a real inference sees it (the readiness probe's check).
         assert own_server.ready()
         assert "finbert" in health.check(triton), "a dead stub must fail the inference health check"
-        healed = wait_until(lambda: not health.check(triton), HEAL_DEADLINE_S, 0.1)
+        wait_until(
+            lambda: not health.check(triton),
+            "the inference check passing again (the watchdog's repair)",
+            HEAL_DEADLINE_S,
+            process=own_server.process,
+            poll_s=0.1,
+            detail=lambda: lines,
+        )
         healed_at = time.monotonic()
         # Clients are served again: a few calls sent after the repair, all of them answered.
-        wait_until(lambda: sum(c.began > healed_at for c in list(traffic.calls)) >= 8, 30)
+        wait_until(
+            lambda: sum(c.began > healed_at for c in list(traffic.calls)) >= 8,
+            "8 calls sent after the repair",
+            process=own_server.process,
+        )
     finally:
         watchdog.stop()
         calls = traffic.stop()
-    assert healed and health.check(triton) == {}, f"not healed within {HEAL_DEADLINE_S} s: {lines}"
+    assert health.check(triton) == {}, lines
     # The watchdog's inference check found it and reloaded the dead step.
     assert any(
         line.startswith("finbert is unhealthy") and "reloading" in line and "finbert_tokenizer" in line
@@ -133,6 +137,17 @@ def first_check_done(server) -> bool:
     return all(requests_served(server, family) for family in FAMILIES)
 
 
+def stub_watch_repaired(server, lines: list) -> None:
+    """Until the stub watch logs its repair (stub_watchdog's lines)."""
+    wait_until(
+        lambda: any(line.startswith("finsent-stub-watch: healed") for line in lines),
+        "the stub watch's repair",
+        HEAL_DEADLINE_S,
+        process=server.process,
+        detail=lambda: lines,
+    )
+
+
 def test_the_launchers_watchdog_reloads_a_dead_stub_without_waiting_for_a_check(own_server):
     """With the server's pid (as `python -m server` runs it) the watchdog sees the stub process die.
 
@@ -143,11 +158,11 @@ def test_the_launchers_watchdog_reloads_a_dead_stub_without_waiting_for_a_check(
     triton = health.Triton(own_server.http_url, own_server.admin_key)
     try:
         watchdog.start()
-        assert wait_until(lambda: first_check_done(own_server), 30), "the watchdog's first check did not run"
+        wait_until(lambda: first_check_done(own_server), "the watchdog's first check", process=own_server.process)
         assert health.python_stubs(own_server.process.pid)  # it sees the stubs
         (pid,) = stub_pids(own_server, "finbert_tokenizer")
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: any(line.startswith("finsent-stub-watch: healed") for line in lines), HEAL_DEADLINE_S)
+        stub_watch_repaired(own_server, lines)
     finally:
         watchdog.stop()
     assert "finsent-stub-watch: finbert_tokenizer's Python stub died; reloading finbert_tokenizer" in lines, lines
@@ -172,7 +187,7 @@ def test_a_stub_that_died_before_a_rescan_stays_watched(tmp_path):
     )
     try:
         # until the child shows its new command line
-        assert wait_until(lambda: health.python_stubs(os.getpid()), 30)
+        wait_until(lambda: health.python_stubs(os.getpid()), "the stand-in's command line", process=fake)
         stubs = health.python_stubs(os.getpid())
         assert stubs == {fake.pid: "finbert_tokenizer"}
         fake.kill()
@@ -339,10 +354,10 @@ def test_the_launchers_watchdog_reloads_a_dead_document_stub(own_server):
     tensor.set_data_from_numpy(np.array([[b"Profit rose. Costs fell."]], dtype=np.object_))
     try:
         watchdog.start()
-        assert wait_until(lambda: first_check_done(own_server), 30), "the watchdog's first check did not run"
+        wait_until(lambda: first_check_done(own_server), "the watchdog's first check", process=own_server.process)
         pid = stub_pids(own_server, "finbert_document")[0]
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: any(line.startswith("finsent-stub-watch: healed") for line in lines), HEAL_DEADLINE_S)
+        stub_watch_repaired(own_server, lines)
     finally:
         watchdog.stop()
     assert any(line.startswith("finsent-stub-watch: finbert_document's Python stub died") for line in lines), lines

@@ -156,6 +156,7 @@ def test_local_args_leave_every_api_open_by_default():
     assert not [a for a in triton_args("/models") if "restricted" in a]
 
 
+@pytest.mark.triton  # a tritonserver of its own (an empty repository): no fixture says so
 def test_an_admin_key_restricts_the_admin_apis_of_a_real_server(tmp_path):
     """The k8s chart's restriction flags, on the real binary: refused without the key, served with it."""
     import urllib.error
