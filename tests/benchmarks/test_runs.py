@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.triton  # each starts its own tritonserver in a subprocess
 
 
 def run(module: str, *args: str, out: Path, build: Path) -> str:
