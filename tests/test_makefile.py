@@ -55,7 +55,7 @@ def test_test_fast_leaves_out_every_test_that_reaches_a_server():
         in left_out
     )
     # No server: kept, a parameter that only looks like a fixture's name included.
-    assert "tests/client/test_client.py::test_the_address_is_checked_when_the_client_is_made" in fast
+    assert "tests/client/test_address.py::test_the_address_is_checked_when_the_client_is_made" in fast
     assert (
         "tests/server/test_main.py::test_default_variant_follows_where_the_classifier_runs[container-cpu-True-int8-False]"
         in fast
