@@ -43,7 +43,12 @@ def test_test_fast_leaves_out_every_test_that_reaches_a_server():
         '-m "not triton"'
         in subprocess.run(["make", "-n", "test-fast"], cwd=ROOT, capture_output=True, text=True).stdout
     )
-    files = ["tests/client/test_client.py", "tests/model_repository/test_classes.py", "tests/server/test_main.py"]
+    files = [
+        "tests/client/test_client.py",
+        "tests/client/test_address.py",
+        "tests/model_repository/test_classes.py",
+        "tests/server/test_main.py",
+    ]
     everything, fast = collected(*files), collected("-m", "not triton", *files)
     left_out = everything - fast
     # A server fixture, directly or through another fixture (restricted_triton: exports, checkpoints).
