@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from finsent import Client, Prediction
-from finsent.score import ScoreError, score_file
+from finsent.bulk.errors import ScoreError
+from finsent.bulk.job import score_file
 from server.triton import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
