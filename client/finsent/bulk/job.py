@@ -58,44 +58,10 @@ from finsent.core import Failure, Result
 SHARD_READ_FACTOR = 64  # a shard reads up to this many chunks' worth of input per chunk of its own rows
 
 
-def score_file(
-    client,
-    input_path: Path,
-    output: Path,
-    column: str = "text",
-    chunk_size: int = 1024,
-    prefix: str = "",
-    overwrite: bool = False,
-    progress_bar: bool = True,
-    documents: bool = False,
-    sentences: Path | None = None,
-    shard: Shard | None = None,
-    dedup: bool = True,
-) -> Summary:
-    """Score `column` of input_path into output (see the module's doc); documents: each text is a
-    document (one row each), sentences: also write each document's sentences there (a local file)."""
-    job = Job(
-        client,
-        input_path,
-        output,
-        column,
-        chunk_size,
-        prefix,
-        overwrite,
-        progress_bar,
-        documents,
-        sentences,
-        shard,
-        dedup,
-    )
-    job.check()
-    with open_table(job.input, job.in_fmt) as table:
-        columns = job.check_input(table)
-        run = job.open(columns)
-        if isinstance(run, Summary):  # OUTPUT is complete, from this same job
-            return run
-        scored, seconds = job.chunks(table, run)
-    return job.finish(run, scored, seconds)
+def score_file(client, input_path: Path | str, output: Path | str, **options) -> Summary:
+    """Score a column of input_path into output (see the module's doc). options are Job's: column,
+    chunk_size, prefix, overwrite, progress_bar, documents, sentences, shard, dedup."""
+    return Job(client, input_path, output, **options).run()
 
 
 @dataclass
@@ -112,7 +78,9 @@ class Run:
 
 @dataclass
 class Job:
-    """One `finsent score` job: its arguments, and the files they name beside OUTPUT."""
+    """One `finsent score` job: its arguments (documents: each text is a document, one row each;
+    sentences: also write each document's sentences there, a local file), and the files they name
+    beside OUTPUT."""
 
     client: object
     input: Path | str
@@ -133,6 +101,16 @@ class Job:
         self.record = storage.sibling(self.output, ".partial.json")
         self.done = storage.sibling(self.output, ".finsent.json")  # the record of the run that wrote OUTPUT
         self.sentences_partial = Path(str(self.sentences) + ".partial") if self.sentences is not None else None
+
+    def run(self) -> Summary:
+        """The phases, in order; the input is opened once, for the column check and the chunks."""
+        self.check()
+        with open_table(self.input, self.in_fmt) as table:
+            opened = self.open(self.check_input(table))
+            if isinstance(opened, Summary):  # OUTPUT is complete, from this same job
+                return opened
+            scored, seconds = self.chunks(table, opened)
+        return self.finish(opened, scored, seconds)
 
     # -- check: nothing is written before the arguments, the input's column and the model pass --------
     def check(self) -> None:
