@@ -85,6 +85,7 @@ class TextWriter:
         return append_durably(self.path, self.encoder.encode(rows, results, numbers))
 
     def written_rows(self, column: str) -> Iterator[dict]:
+        """The rows this partial file holds (read, not chunks: no row need have the text column)."""
         with open_table(self.path, self.fmt) as table:
             for rows, _ in table.read(column, 0, READ_BACK_ROWS):
                 yield from as_dicts(rows)
