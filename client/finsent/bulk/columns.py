@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finsent.core import DocumentPrediction, Prediction, Result, describe
+from finsent.errors import describe
+from finsent.results import DocumentPrediction, Prediction, Result
 
 DOCUMENT_COLUMNS = ("sentences", "share_negative", "share_positive")
 

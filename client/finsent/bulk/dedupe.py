@@ -9,7 +9,7 @@ import hashlib
 
 from finsent.bulk.columns import Columns
 from finsent.bulk.tables import Unusable
-from finsent.core import Failure, Prediction, Result
+from finsent.results import Failure, Prediction, Result
 
 
 def text_key(text) -> bytes | None:

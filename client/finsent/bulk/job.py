@@ -53,7 +53,7 @@ from finsent.bulk.progress import Progress, Summary
 from finsent.bulk.shards import Shard
 from finsent.bulk.tables import Table, file_format, open_table
 from finsent.bulk.writers import SentenceWriter, open_writer
-from finsent.core import Failure, Result
+from finsent.results import Failure, Result
 
 SHARD_READ_FACTOR = 64  # a shard reads up to this many chunks' worth of input per chunk of its own rows
 

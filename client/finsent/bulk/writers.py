@@ -22,7 +22,7 @@ from finsent.bulk import storage
 from finsent.bulk.columns import Columns
 from finsent.bulk.errors import ScoreError
 from finsent.bulk.tables import ENCODING, as_dicts, file_format, open_table
-from finsent.core import Result
+from finsent.results import Result
 
 READ_BACK_ROWS = 4096  # rows at a time when a resumed run reads back what it wrote
 
