@@ -46,3 +46,49 @@ def test_a_package_imports_only_the_layers_below_it(package):
 def test_every_top_level_package_has_a_layer():
     packages = {path.parent.name for path in ROOT.glob("*/__init__.py")} - {"tests"}
     assert packages <= LAYER.keys(), packages - LAYER.keys()
+
+
+def client_modules() -> dict[str, Path]:
+    """finsent's modules by dotted name (a package by its __init__.py)."""
+    found = {}
+    for path in sorted(SOURCES["finsent"].rglob("*.py")):
+        parts = path.relative_to(SOURCES["finsent"].parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def client_imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The finsent modules `name` imports, lazy imports included (`from finsent.bulk import storage`
+    names the module finsent.bulk.storage; a relative import resolves against name's package)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module) if part)
+            for alias in node.names:
+                found.add(f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module)
+    return {m for m in found if m in modules and m != name}
+
+
+def test_the_client_package_has_no_import_circle():
+    modules = client_modules()
+    graph = {name: client_imports(name, path, modules) for name, path in modules.items()}
+    state: dict[str, str] = {}  # "open" while on the path walked, "done" after
+
+    def circle(name: str, path: list[str]) -> list[str] | None:
+        state[name] = "open"
+        for target in sorted(graph[name]):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target] if target in path else [*path, target]
+            if target not in state and (found := circle(target, [*path, target])):
+                return found
+        state[name] = "done"
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            found = circle(name, [name])
+            assert found is None, " -> ".join(found)

@@ -23,11 +23,13 @@ from pathlib import Path
 
 from finsent.access import KEY_FILE_ENV
 from finsent.address import DEFAULT_URLS, GATEWAY_PORT, split_url
+from finsent.bulk.errors import ScoreError
+from finsent.bulk.job import score_file
+from finsent.bulk.shards import Shard
 from finsent.client import Client
 from finsent.core import DEFAULT_MODEL, Retry, log
 from finsent.errors import FinsentError
 from finsent.results import Failure
-from finsent.score import ScoreError, Shard, score_file
 
 MODEL_DEFAULT_HELP = (
     f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} when it serves several)"
@@ -201,7 +203,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
-    from finsent.aggregate import aggregate, write
+    from finsent.bulk.aggregate import aggregate, write
 
     by = [c.strip() for c in args.by.split(",") if c.strip()]
     if not by:
@@ -212,7 +214,7 @@ def cmd_aggregate(args) -> int:
 
 def cmd_merge(args) -> int:
     need("cli", *(["pyarrow"] if ".parquet" in " ".join([*args.inputs, args.output]).lower() else []))
-    from finsent.merge import merge_files
+    from finsent.bulk.merge import merge_files
 
     rows, outputs = merge_files(args.inputs, args.output, prefix=args.prefix, overwrite=args.overwrite)
     print(f"wrote {args.output}: {rows} rows from {outputs} shard outputs")

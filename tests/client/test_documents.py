@@ -122,7 +122,7 @@ def test_gateway_v1_documents(triton):
 
 def test_score_documents_resumes_with_its_sentence_file(triton, tmp_path):
     """Stopped after its first document, a re-run goes on: each document and sentence once."""
-    from finsent.score import score_file
+    from finsent.bulk.job import score_file
 
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in [DOC, "Profit rose. Costs fell.", "Sales rose."]))

@@ -1,14 +1,11 @@
-"""Issue 19: `finsent score --shard K/N` + `finsent merge`, and exact-text de-duplication, against
-the session's tritonserver through the CLI as users run it."""
-
-import time
+"""finsent.bulk.shards (issue 19): `finsent score --shard K/N`, each row in exactly one shard chosen by
+its text, the shards merged back equal to the unsharded output; against the session's tritonserver
+through the CLI as users run it. write_news and score serve the other bulk tests."""
 
 import pytest
-import tritonclient.grpc as grpcclient
 
-from tests.client.test_cli import (
+from tests.client.bulk.test_job import (
     check_scored,
-    finsent,
     kill_after,
     read_output,
     rows_recorded,
@@ -17,6 +14,7 @@ from tests.client.test_cli import (
     write_input,
     write_rows,
 )
+from tests.client.test_cli import finsent
 
 
 def write_news(path, n, copies=3):
@@ -128,93 +126,3 @@ def test_shards_resume_independently_after_a_kill(triton, tmp_path):
     assert wrong.returncode == 2 and "different input, column, model or shard" in wrong.stderr, wrong.stderr
     assert finsent("merge", *outs, "-o", tmp_path / "merged.jsonl").returncode == 0
     check_scored(triton, rows, read_output(tmp_path / "merged.jsonl"), bad=(7, 11))
-
-
-def inferences(triton, model="finbert"):
-    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
-    return sum(int(s.get("inference_count", 0)) for s in stats)
-
-
-def inferences_since(triton, before: int, expected: int) -> int:
-    """The server's texts scored since `before`, once it counts at least `expected` (or after 30 s):
-    its statistics are recorded just after a response is sent, so they can lag the CLI's exit."""
-    deadline = time.monotonic() + 30
-    while (seen := inferences(triton) - before) < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return seen
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_each_distinct_text_is_scored_once_and_every_copy_gets_its_result(triton, tmp_path, suffix):
-    news = tmp_path / f"news{suffix}"
-    rows = write_news(news, 900)  # 301 distinct texts, 2 rows without one
-    distinct = {r["text"] for r in rows if r["text"]}
-    before = inferences(triton)
-    run = score(news, "-o", tmp_path / f"out{suffix}", "--chunk-size", 64, "--url", triton.grpc_url)
-    assert run.returncode == 0, run.stderr
-    assert inferences_since(triton, before, len(distinct)) == len(distinct)  # what the server saw
-    # as the file holds them: CSV cannot tell a missing text from an empty one (refused once, reused once)
-    strings = [t for t in ("" if suffix == ".csv" and r["text"] is None else r["text"] for r in rows) if t is not None]
-    duplicates = len(strings) - len(set(strings))
-    assert f"duplicates: {duplicates} of 900 rows ({100 * duplicates / 900:.1f}%)" in run.stdout, run.stdout
-    out = read_output(tmp_path / f"out{suffix}")
-    check_scored(triton, rows, out, bad=(7, 11))
-    first = {}
-    for row in out:
-        if row["text"]:
-            first.setdefault(row["text"], row)
-            assert {k: v for k, v in row.items() if k not in ("id", "source")} == {
-                k: v for k, v in first[row["text"]].items() if k not in ("id", "source")
-            }
-    # --no-dedup sends every row again
-    before = inferences(triton)
-    plain = score(news, "-o", tmp_path / f"plain{suffix}", "--no-dedup", "--url", triton.grpc_url)
-    assert plain.returncode == 0 and inferences_since(triton, before, 898) == 898, plain.stderr
-    assert "duplicates: 0 of 900 rows" in plain.stdout
-
-
-def test_merge_refuses_a_missing_shard_that_no_gap_would_show(triton, tmp_path):
-    outputs = one_row_in_four_shards(triton, tmp_path, ".csv")
-    owner = next(k for k, out in enumerate(outputs) if out.stat().st_size)
-    others = [out for k, out in enumerate(outputs) if k != owner]
-    # the records score keeps beside each output (OUTPUT.finsent.json) say which shards there are
-    run = finsent("merge", *others, "-o", tmp_path / "merged.csv")
-    assert (
-        run.returncode == 2
-        and run.stderr
-        == f"error: shard {owner}/4 is missing (the outputs are shards "
-        f"{', '.join(f'{k}/4' for k in range(4) if k != owner)})\n"
-    ), run.stderr
-    assert not list(tmp_path.glob("merged*"))
-    # a quoted pattern is expanded (as it must be for gs://, which no shell expands)
-    run = finsent("merge", tmp_path / "p*.csv", "-o", tmp_path / "merged.csv")
-    assert run.returncode == 0 and "1 rows from 4 shard outputs" in run.stdout, run.stderr
-    nothing = finsent("merge", tmp_path / "q*.csv", "-o", tmp_path / "none.csv")
-    assert nothing.returncode == 2 and nothing.stderr == f"error: {tmp_path / 'q*.csv'} matches no file\n"
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_a_resumed_run_does_not_score_again_the_texts_it_already_wrote(triton, tmp_path, suffix):
-    news = tmp_path / f"news{suffix}"
-    rows = write_news(news, 1800)  # 601 distinct texts, each about 3 times, spread
-    distinct = {r["text"] for r in rows if r["text"]}
-    out, record = tmp_path / f"out{suffix}", tmp_path / f"out{suffix}.partial.json"
-    before = inferences(triton)
-    proc = start_score(news, "-o", out, url=triton.grpc_url)
-    [done] = kill_after([proc], [lambda: rows_recorded(record.read_text)], 600)
-    assert 600 <= done < 1800 and not out.exists(), "the kill must land mid-file"
-    resumed = score(news, "-o", out, "--chunk-size", 10, "--url", triton.grpc_url)
-    assert resumed.returncode == 0 and "(resumed after " in resumed.stdout, resumed.stderr
-    # the results already written are the cache of the resumed run: only the chunk in flight at the kill
-    # (at most 10 texts) is scored twice
-    assert inferences_since(triton, before, len(distinct)) <= len(distinct) + 10
-    out_rows = read_output(out)
-    check_scored(triton, rows, out_rows, bad=(7, 11))
-    first = {}
-    for row in out_rows:
-        if row["text"]:
-            first.setdefault(row["text"], row)
-            assert [row[c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")] == [
-                first[row["text"]][c] for c in ("label", "score", "p_negative", "p_neutral", "p_positive")
-            ]

@@ -19,8 +19,12 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from finsent import storage
-from finsent.score import ENCODING, READERS, Progress, ScoreError, Shard, as_dicts, file_format, row_column
+from finsent.bulk import storage
+from finsent.bulk.columns import row_column
+from finsent.bulk.errors import ScoreError
+from finsent.bulk.progress import Progress
+from finsent.bulk.shards import Shard
+from finsent.bulk.tables import ENCODING, as_dicts, file_format, open_table
 
 CHUNK = 1024
 
@@ -30,31 +34,25 @@ def numbered_rows(path: Path, column: str) -> Iterator[tuple[int, dict]]:
     fmt = file_format(path)
     if not storage.is_file(path):
         raise ScoreError(f"{path}: no such file")
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with storage.open_file(path) as f:
-            names = pq.ParquetFile(f).schema_arrow.names
-        if not names:  # a shard that owned no row
-            return
-        if column not in names:
+    with open_table(path, fmt) as table:
+        if fmt == "csv" and table.columns is None or fmt == "parquet" and not table.columns:
+            return  # a shard that owned no row: an empty file
+        if fmt == "parquet" and column not in table.columns:
             raise ScoreError(f"{path} has no column {column!r}: not an output of finsent score --shard")
-    elif fmt == "csv":
-        with storage.open_file(path) as f:
-            if not f.read(1):
-                return
-    previous = -1
-    for rows, _ in READERS[fmt](path, column, 0, CHUNK):
-        for row in as_dicts(rows):
-            number = row.get(column)
-            if number in (None, ""):
-                raise ScoreError(f"{path} has a row without {column!r}: not an output of finsent score --shard")
-            number = int(number)
-            if number <= previous:
-                raise ScoreError(f"{path} is not in input order (row {number} after {previous})")
-            previous = number
-            del row[column]
-            yield number, row
+        # CSV: a header without the column is refused by chunks(); JSONL: row by row, below
+        chunks = table.read(column, 0, CHUNK) if fmt == "jsonl" else table.chunks(column, 0, CHUNK)
+        previous = -1
+        for rows, _ in chunks:
+            for row in as_dicts(rows):
+                number = row.get(column)
+                if number in (None, ""):
+                    raise ScoreError(f"{path} has a row without {column!r}: not an output of finsent score --shard")
+                number = int(number)
+                if number <= previous:
+                    raise ScoreError(f"{path} is not in input order (row {number} after {previous})")
+                previous = number
+                del row[column]
+                yield number, row
 
 
 def expand(pattern: str) -> list:

@@ -1,4 +1,4 @@
-"""`finsent aggregate`: a scored file grouped by columns (count, mean and std of net, shares)."""
+"""finsent.bulk.aggregate: `finsent aggregate`: a scored file grouped by columns (count, mean and std of net, shares)."""
 
 from __future__ import annotations
 

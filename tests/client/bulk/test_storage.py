@@ -1,4 +1,4 @@
-"""Issue 19: `finsent score` and `finsent merge` on gs:// paths, against a local Cloud Storage
+"""finsent.bulk.storage (issue 19): `finsent score` and `finsent merge` on gs:// paths, against a local Cloud Storage
 emulator (gcp-storage-emulator, from PyPI; no network): streaming in and out, sharded, resumed
 after a kill."""
 
@@ -11,16 +11,16 @@ import fsspec
 import pytest
 
 from server.triton import free_ports
-from tests.client.test_bulk import write_news
-from tests.client.test_cli import (
+from tests.client.bulk.test_job import (
     check_scored,
-    finsent,
     kill_after,
     read_output,
     rows_recorded,
     start_score,
     write_input,
 )
+from tests.client.bulk.test_shards import write_news
+from tests.client.test_cli import finsent
 
 
 @pytest.fixture(scope="module")

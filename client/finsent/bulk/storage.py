@@ -3,7 +3,7 @@ other scheme fsspec knows, e.g. s3:// with s3fs installed), behind the few opera
 
 Object storage cannot append to or truncate an object, and an upload becomes visible only once
 complete: so a remote output is built as one object per chunk (`OUTPUT.partial/part-N`) and its
-progress record is rewritten whole after each; see score.PartsWriter."""
+progress record is rewritten whole after each; see writers.PartsWriter."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import os
 import shutil
 import warnings
 from pathlib import Path, PurePosixPath
+
+from finsent.bulk.errors import ScoreError
 
 
 def is_url(where) -> bool:
@@ -30,12 +32,8 @@ def filesystem(url: str):
             warnings.simplefilter("ignore", FutureWarning)
             return fsspec.core.url_to_fs(url)[0]
     except ImportError as exc:  # fsspec is there but not the scheme's package (gcsfs, s3fs)
-        from finsent.score import ScoreError
-
         raise ScoreError(f"{url}: {exc}; for gs:// pip install 'finsent-client[gcs]'") from None
     except ValueError as exc:  # an unknown scheme
-        from finsent.score import ScoreError
-
         raise ScoreError(f"{url}: {exc}") from None
 
 

@@ -16,7 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from finsent.score import READERS, ScoreError, as_dicts, check_column, file_format
+from finsent.bulk.errors import ScoreError
+from finsent.bulk.tables import as_dicts, file_format, open_table
 
 STATS = ("count", "errors", "mean_net", "std_net", "share_negative", "share_positive")
 
@@ -54,13 +55,14 @@ def aggregate(path: Path, by: list[str], prefix: str = "") -> list[dict]:
     if not path.is_file():
         raise ScoreError(f"{path}: no such file")
     net, label = prefix + "net", prefix + "label"
-    for column in (*by, net, label):
-        check_column(path, fmt, column)
     groups: dict[tuple, Group] = {}
-    for rows, _ in READERS[fmt](path, net, 0, 10_000):
-        for row in as_dicts(rows):
-            key = tuple(row.get(c) for c in by)
-            groups.setdefault(key, Group()).add(row.get(net), row.get(label))
+    with open_table(path, fmt) as table:
+        for column in (*by, net, label):
+            table.require(column)
+        for rows, _ in table.chunks(net, 0, 10_000):
+            for row in as_dicts(rows):
+                key = tuple(row.get(c) for c in by)
+                groups.setdefault(key, Group()).add(row.get(net), row.get(label))
     return [{**dict(zip(by, key)), **dict(zip(STATS, group.stats()))} for key, group in groups.items()]
 
 
