@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from finsent.address import DEFAULT_URLS, not_grpc, speaks_http, split_url
 from finsent.codec import check_on_error, chunks, decode, decode_documents, model_info, model_statuses, text_input
-from finsent.errors import (  # describe: re-exported for finsent.score (until bulk/ imports finsent.errors)
+from finsent.errors import (
     FinsentError,
     ModelError,
     OverloadedError,
@@ -27,16 +27,11 @@ from finsent.errors import (  # describe: re-exported for finsent.score (until b
     RestrictedError,
     TextError,
     UnavailableError,
-    describe,  # noqa: F401
 )
-from finsent.results import (  # the predictions: re-exported for finsent.score (until bulk/ imports finsent.results)
-    DocumentPrediction,  # noqa: F401
-    Failure,  # noqa: F401
+from finsent.results import (
     Health,
     ModelInfo,
     ModelStatus,
-    Prediction,  # noqa: F401
-    Result,  # noqa: F401
 )
 from finsent.traffic import BACKGROUND, TRAFFIC_PARAMETER, level
 from finsent.wire import DOCUMENT_SUFFIX, LOGITS, OUTPUTS, OVERLOADED

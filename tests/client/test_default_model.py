@@ -20,7 +20,7 @@ TEXTS = ["Profit rose 12%.", "Shares fell."]
 def finsent(*args, env=None):
     env = {k: v for k, v in os.environ.items() if k != "FINSENT_MODEL"} | (env or {})
     return subprocess.run(
-        [sys.executable, "-m", "finsent", *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+        [sys.executable, "-m", "finsent", *args], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env
     )
 
 
