@@ -19,6 +19,8 @@ import pytest
 from finsent import Client, Prediction
 from finsent.bulk.errors import ScoreError
 from finsent.bulk.job import score_file
+from finsent.errors import UnavailableError
+from finsent.results import Failure, ModelInfo
 from tests.client.test_cli import ROOT, finsent
 
 ADDED = ["label", "score", "p_negative", "p_neutral", "p_positive", "net", "error"]
@@ -345,3 +347,70 @@ def test_jsonl_output_keeps_non_ascii_text(triton, tmp_path):
     assert run.returncode == 0, run.stderr
     line = (tmp_path / "news.scored.jsonl").read_text(encoding="utf-8")
     assert "bénéfice a augmenté de 12 €" in line and json.loads(line)["text"] == "Le bénéfice a augmenté de 12 € ."
+
+
+# -- The job's phases with a stand-in client: any object with `info` and `classify` (no server). --------
+class StandIn:
+    """A client that answers from the text itself (its length picks the label), counts what it is sent,
+    and, when `down_after` chunks have been answered, is down (UnavailableError), as a server past the
+    client's retries is."""
+
+    def __init__(self, labels=("negative", "neutral", "positive"), down_after=None):
+        self.info = ModelInfo(name="standin", max_batch_size=64, labels=tuple(labels))
+        self.sent, self.calls, self.down_after = [], 0, down_after
+
+    def classify(self, texts, on_error="raise"):
+        if self.down_after is not None and self.calls >= self.down_after:
+            raise UnavailableError("standin: down")
+        self.calls += 1
+        self.sent.extend(texts)
+        return [self.predict(i, t) for i, t in enumerate(texts)]
+
+    def predict(self, i, text):
+        if not text.strip():
+            return Failure(i, "is empty or whitespace only")
+        p = [0.1, 0.1, 0.1]
+        p[len(text) % 3] = 0.8
+        probabilities = dict(zip(self.info.labels, p))
+        label = max(probabilities, key=probabilities.get)
+        return Prediction(label, probabilities[label], probabilities)
+
+
+def scored_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_each_distinct_text_is_sent_once_and_every_copy_gets_its_result(tmp_path):
+    rows = [{"id": i, "text": f"headline {i % 7}" + " up" * (i % 2)} for i in range(100)]
+    with open(tmp_path / "in.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["id", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    client = StandIn()
+    summary = score_file(client, tmp_path / "in.csv", tmp_path / "out.csv", chunk_size=9, progress_bar=False)
+    assert sorted(client.sent) == sorted({r["text"] for r in rows})  # across chunks too
+    out = scored_rows(tmp_path / "out.csv")
+    assert [r["id"] for r in out] == [str(r["id"]) for r in rows] and summary.rows == 100
+    for row in out:
+        assert row["label"] == client.predict(0, row["text"]).label
+
+
+def test_the_probability_columns_follow_the_servers_label_order(tmp_path):
+    write_input(tmp_path / "in.csv", 5)
+    client = StandIn(labels=("positive", "negative", "neutral"))  # FinBERT's order, not the columns'
+    score_file(client, tmp_path / "in.csv", tmp_path / "out.csv", progress_bar=False)
+    for row in scored_rows(tmp_path / "out.csv"):
+        expected = client.predict(0, row["text"]).probabilities
+        assert {k: float(row[f"p_{k}"]) for k in expected} == pytest.approx(expected)
+
+
+def test_a_server_that_goes_down_stops_the_run_and_a_rerun_resumes_it(tmp_path):
+    rows = write_input(tmp_path / "in.csv", 50)
+    with pytest.raises(UnavailableError):
+        score_file(StandIn(down_after=3), tmp_path / "in.csv", tmp_path / "out.csv", chunk_size=7, progress_bar=False)
+    assert not (tmp_path / "out.csv").exists() and rows_recorded((tmp_path / "out.csv.partial.json").read_text) == 21
+    client = StandIn()
+    summary = score_file(client, tmp_path / "in.csv", tmp_path / "out.csv", chunk_size=7, progress_bar=False)
+    assert len(client.sent) == 50 - 21 and summary.rows == 50  # only the rows not yet written
+    assert [r["id"] for r in scored_rows(tmp_path / "out.csv")] == [str(r["id"]) for r in rows]
