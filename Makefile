@@ -82,7 +82,7 @@ test: setup
 # marks the others `triton`): the loop to run after each change.
 test-fast: setup
 	$(LINT)
-	$(PY) -m pytest tests -m "not triton" --durations=5 $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not triton" -n auto --durations=5 $(PYTEST_ARGS)
 
 BENCH_VARIANTS ?= fp32,int8
 BENCH_SECONDS ?= 15

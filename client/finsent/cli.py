@@ -19,88 +19,15 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from finsent.access import KEY_FILE_ENV
-from finsent.address import DEFAULT_URLS, GATEWAY_PORT, split_url
+from finsent.address import DEFAULT_URLS, GATEWAY_PORT
 from finsent.bulk.errors import ScoreError
-from finsent.bulk.job import score_file
-from finsent.bulk.shards import Shard
-from finsent.client import Client
-from finsent.core import DEFAULT_MODEL, Retry, log
+from finsent.cli_files import add_file_commands
+from finsent.cli_options import MODEL_DEFAULT_HELP, add_connection, grpc_address, make_client, need
+from finsent.core import log
 from finsent.errors import FinsentError
 from finsent.results import Failure
-
-MODEL_DEFAULT_HELP = (
-    f"default $FINSENT_MODEL, else the finsent ensemble the server serves ({DEFAULT_MODEL} when it serves several)"
-)
-
-
-def add_connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("FINSENT_URL"),
-        help=f"Triton address host:port (default $FINSENT_URL, else {DEFAULT_URLS['grpc']} gRPC / {DEFAULT_URLS['http']} HTTP)",
-    )
-    parser.add_argument("--protocol", choices=("grpc", "http"), default=os.environ.get("FINSENT_PROTOCOL", "grpc"))
-    parser.add_argument(
-        "-m", "--model", default=os.environ.get("FINSENT_MODEL") or None, help=f"ensemble name ({MODEL_DEFAULT_HELP})"
-    )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    parser.add_argument(
-        "--retries", type=int, default=7, help="retries when Triton is unreachable (default 7: 8-16 s of backoff)"
-    )
-
-
-def make_client(args, patient: bool = False, **kw) -> Client:
-    """patient: retry an overloaded server without limit (finsent score slows down, never fails for load)."""
-    try:
-        return Client(
-            args.url or DEFAULT_URLS[args.protocol],
-            args.protocol,
-            args.model,
-            timeout_s=args.timeout,
-            retry=Retry(attempts=args.retries, patient=patient),
-            **kw,
-        )
-    except ValueError as exc:  # an address that is not host:port: said before any connection is tried
-        raise ScoreError(str(exc)) from None
-
-
-def at_least_one(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = None
-    if number is None or number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, got {value!r}")
-    return number
-
-
-def shard_of(value: str) -> Shard:
-    try:
-        return Shard.parse(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def grpc_address(url: str) -> str:
-    try:
-        return split_url(url, "grpc")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def need(extra: str, *modules: str) -> None:
-    """A clear message when an optional extra of the package is not installed."""
-    import importlib.util
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ScoreError(
-            f"this command needs {', '.join(missing)}: pip install 'finsent-client[{extra}]' "
-            f"(from a checkout: pip install './client[{extra}]')"
-        )
 
 
 def cmd_classify(args) -> int:
@@ -165,60 +92,6 @@ def classify_documents(args) -> int:
                 f"  {f'{s.start}-{s.end}':<13} {s.label:<8} {s.net:+6.3f}  {text if len(text) <= 70 else text[:69] + '…'}"
             )
     return 1 if failed else 0
-
-
-def default_output(source: str) -> str:
-    """INPUT.scored.EXT beside INPUT (also in a bucket: gs://b/news.csv -> gs://b/news.scored.csv)."""
-    stem, dot, ext = source.rpartition(".")
-    if not dot or "/" in ext:
-        stem, ext = source, ""
-    return f"{stem}.scored.{ext}" if ext else f"{stem}.scored"
-
-
-def cmd_score(args) -> int:
-    need(
-        "cli",
-        *(["tqdm"] if not args.no_progress else []),
-        *(["pyarrow"] if ".parquet" in (args.input + str(args.output)).lower() else []),
-    )
-    output = args.output or default_output(args.input)
-    # Bulk work is background traffic: it yields to interactive texts and backs off while the server is full.
-    with make_client(args, patient=True, max_in_flight=args.max_in_flight, traffic="background") as client:
-        summary = score_file(
-            client,
-            args.input,
-            output,
-            column=args.column,
-            chunk_size=args.chunk_size,
-            prefix=args.prefix,
-            overwrite=args.overwrite,
-            progress_bar=not args.no_progress,
-            documents=args.documents,
-            sentences=Path(args.sentences) if args.sentences else None,
-            shard=args.shard,
-            dedup=not args.no_dedup,
-        )
-    print(summary)
-    return 0
-
-
-def cmd_aggregate(args) -> int:
-    from finsent.bulk.aggregate import aggregate, write
-
-    by = [c.strip() for c in args.by.split(",") if c.strip()]
-    if not by:
-        raise ScoreError("--by names no column: e.g. --by ticker,date")
-    write(aggregate(Path(args.input), by, args.prefix), by, Path(args.output) if args.output else None)
-    return 0
-
-
-def cmd_merge(args) -> int:
-    need("cli", *(["pyarrow"] if ".parquet" in " ".join([*args.inputs, args.output]).lower() else []))
-    from finsent.bulk.merge import merge_files
-
-    rows, outputs = merge_files(args.inputs, args.output, prefix=args.prefix, overwrite=args.overwrite)
-    print(f"wrote {args.output}: {rows} rows from {outputs} shard outputs")
-    return 0
 
 
 MODELS_HELP = (
@@ -310,74 +183,7 @@ def parser() -> argparse.ArgumentParser:
     add_connection(p)
     p.set_defaults(run=cmd_classify)
 
-    p = sub.add_parser(
-        "score",
-        help="score a CSV, JSONL or Parquet file (streaming, resumable)",
-        description="Adds label, score, p_negative, p_neutral, p_positive, net (p_positive - "
-        "p_negative) and error columns; with --documents also sentences, share_negative and "
-        "share_positive (one row per document). "
-        "Re-running after an interruption resumes where the last complete chunk ended.",
-    )
-    p.add_argument("input", help="a .csv, .jsonl/.ndjson or .parquet file")
-    p.add_argument("-o", "--output", help="output file; its extension picks the format (default INPUT.scored.EXT)")
-    p.add_argument("--column", default="text", help="column holding the text (default text)")
-    p.add_argument(
-        "--chunk-size", type=at_least_one, default=1024, help="rows read, scored and appended at a time (default 1024)"
-    )
-    p.add_argument("--max-in-flight", type=at_least_one, default=4, help="concurrent requests to Triton (default 4)")
-    p.add_argument("--prefix", default="", help="prefix for the added column names, e.g. finsent_")
-    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming / skipping")
-    p.add_argument(
-        "--documents",
-        action="store_true",
-        help="each text is a document: scored sentence by sentence by the model's document model",
-    )
-    p.add_argument(
-        "--sentences",
-        help="with --documents: also write each sentence's scores to this CSV or JSONL file "
-        "(row, sentence, start, end, text, label, p_*, net, windows)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--shard",
-        type=shard_of,
-        metavar="K/N",
-        help="score only shard K (0..N-1) of N, chosen by text, and add an input_row column; N workers "
-        "with K = 0..N-1 score every row once; `finsent merge` joins their outputs in input order",
-    )
-    p.add_argument(
-        "--no-dedup",
-        action="store_true",
-        help="send every row's text, even one already scored in this run (default: each distinct text once)",
-    )
-    add_connection(p)
-    p.set_defaults(run=cmd_score)
-
-    p = sub.add_parser(
-        "aggregate",
-        help="group a scored file by columns: count, mean and std of net, shares",
-        description="Groups a file written by finsent score (or score --documents) by the columns "
-        "given: per group the rows scored and refused, mean and standard deviation of net, and the "
-        "shares labelled negative and positive. Prints a table, or writes -o (CSV, JSONL, Parquet).",
-    )
-    p.add_argument("input", help="a scored .csv, .jsonl or .parquet file")
-    p.add_argument("--by", required=True, help="columns to group by, comma-separated, e.g. ticker,date")
-    p.add_argument("-o", "--output", help="write the groups here instead of printing them")
-    p.add_argument("--prefix", default="", help="the --prefix the file was scored with")
-    p.set_defaults(run=cmd_aggregate)
-
-    p = sub.add_parser(
-        "merge",
-        help="join the outputs of finsent score --shard K/N, K = 0..N-1, in input order",
-        description="Streams the shard outputs into OUTPUT in input order, without their input_row "
-        "column: the file one unsharded finsent score would have written. Refuses a missing or "
-        "repeated row.",
-    )
-    p.add_argument("inputs", nargs="+", help="the shard outputs (.csv, .jsonl/.ndjson or .parquet), any order")
-    p.add_argument("-o", "--output", required=True, help="merged file; its extension picks the format")
-    p.add_argument("--prefix", default="", help="the --prefix the shards were scored with")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.set_defaults(run=cmd_merge)
+    add_file_commands(sub)
 
     for name, run, text in (
         ("models", cmd_models, MODELS_HELP),
