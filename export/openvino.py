@@ -195,7 +195,10 @@ def build_variant(
     name = OPENVINO_PREFIX + variant
     facts = ModelFacts.load(export_dir)
     sentences, labels, source = guard_sentences(guard_data, guard_limit)
-    described = "given sentences" if calibration else calibration_sentences(export_dir)[1]
+    try:
+        described = "given sentences" if calibration else calibration_sentences(export_dir)[1]
+    except FileNotFoundError as exc:  # no calibration data: refused like a variant that fails the guard
+        raise GuardError(f"[{facts.name}] {name} variant refused: {exc}") from exc
     settings = {
         "guard": source,
         "min_agreement": min_agreement,

@@ -63,12 +63,16 @@ def engine_of(served: str) -> tuple[str, str]:
 
 
 def served_choice(device: str, engine: str | None = None, variant: str | None = None) -> str:
-    """The served name for a device and the ENGINE/VARIANT knobs (None: the defaults). ValueError, saying
-    what to choose, for an engine the device cannot run or a variant the engine does not have."""
+    """The served name for a device and the ENGINE/VARIANT knobs. Neither given: DEFAULT_ENGINE's default
+    variant; a variant alone: its engine (fp32, int8 and fp16 run on ONNX Runtime as before the engine
+    knob, int8-static on OpenVINO). ValueError, saying what to choose, for an engine the device cannot
+    run or a variant the engine does not have."""
     if device == "gpu":
         if engine not in (None, "onnxruntime"):
             raise ValueError(f"engine {engine!r}: the gpu profile runs onnxruntime only (Triton's native backend)")
         return served_name("onnxruntime", variant or DEFAULT_VARIANT["gpu"])
+    if engine is None and variant is not None:  # the variant names its engine: fp32, int8, fp16 are ONNX Runtime's
+        engine = "openvino" if variant not in VARIANTS else "onnxruntime"
     return served_name(engine or DEFAULT_ENGINE, variant)
 
 

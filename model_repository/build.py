@@ -39,9 +39,9 @@ from model_repository.assemble import (
     default_cores,
 )
 
-# What a refused variant falls back to: OpenVINO's static int8 to its fp32 (pinned to f32, as fast as
-# ONNX Runtime's), any other variant to the exact fp32 export on ONNX Runtime.
-FALLBACK = {"openvino-int8-static": "openvino-fp32", "openvino-fp32": "fp32", "int8": "fp32", "fp16": "fp32"}
+# What a refused variant falls back to: the next fastest on CPU (docs/benchmarks/cpu-engines.md), OpenVINO's
+# static int8 to ONNX Runtime's dynamic int8 (itself guarded), any other to the exact fp32 export on ONNX Runtime.
+FALLBACK = {"openvino-int8-static": "int8", "openvino-fp32": "fp32", "int8": "fp32", "fp16": "fp32"}
 CHART_VALUES = SOURCE.parent / "k8s" / "chart" / "finsent" / "values.yaml"
 
 

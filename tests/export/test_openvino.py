@@ -90,6 +90,13 @@ def test_a_static_int8_below_the_limit_is_refused_and_removed(exports, tmp_path)
     assert json.loads((copy / REPORT_FILENAME).read_text())["openvino-int8-static"]["passed"] is False
 
 
+def test_without_financial_phrasebank_the_static_int8_is_refused_saying_why(exports, tmp_path, monkeypatch):
+    monkeypatch.setattr(fpb, "SHARED_DIR", tmp_path / "nowhere")
+    copy = shutil.copytree(exports["distilbert"], tmp_path / "d")
+    with pytest.raises(GuardError, match="openvino-int8-static variant refused: .*no Sentences_75Agree.txt in "):
+        build_variant(copy, STATIC_INT8, guard_limit=20, log=lambda *_: None)
+
+
 def test_the_guard_refuses_to_judge_under_another_openvino_release(exports, tmp_path, monkeypatch):
     monkeypatch.setattr(openvino, "OPENVINO_VERSION", "1999.0.0")
     with pytest.raises(GuardError, match="the server runs 1999.0.0"):

@@ -41,11 +41,21 @@ def test_the_engine_knob_picks_the_engines_variant_on_both_cpu_targets(target):
     assert target_options(args(target=target, engine="onnxruntime")).variant == DEFAULT_VARIANT["cpu"]
 
 
+def test_a_variant_alone_names_its_engine():
+    # fp32, int8, fp16 run on ONNX Runtime as before the engine knob; int8-static is OpenVINO's.
+    assert [target_options(args(variant=v)).variant for v in ("fp32", "int8", "int8-static")] == [
+        "fp32",
+        "int8",
+        "openvino-int8-static",
+    ]
+
+
 @pytest.mark.parametrize(
     "given, message",
     [
         ({"engine": "openvino", "variant": "int8"}, "variant 'int8' is not openvino's: one of fp32, int8-static"),
         ({"variant": "int8-static", "engine": "onnxruntime"}, "variant 'int8-static' is not onnxruntime's"),
+        ({"variant": "fp16", "engine": "openvino"}, "variant 'fp16' is not openvino's"),
         ({"target": "container", "device": "gpu", "engine": "openvino"}, "the gpu profile runs onnxruntime only"),
     ],
 )
