@@ -54,6 +54,13 @@ def texts_for(limit: int) -> tuple[list[str], str]:
     return texts, f"Financial PhraseBank 50% agreement, {len(texts)} sentences (random sample, seed 0)"
 
 
+def capabilities() -> str:
+    """What OpenVINO's CPU plugin can compute in here (BF16 listed: its default precision is bf16)."""
+    import openvino as ov
+
+    return ", ".join(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 def classifier(export_dir, engine: str, variant: str, precision, cores: int):
     if engine == "onnxruntime":
         return OnnxClassifier(export_dir, variant, threads=cores)
@@ -80,7 +87,8 @@ def measure(export_dir, texts: list[str], batch: int, rounds: int, cores: int, l
         rows[label] = {
             "engine": engine,
             "variant": variant,
-            "precision": getattr(model, "precision", "f32" if variant == "fp32" else "int8 + f32"),
+            # OpenVINO's compiled inference precision (its static int8 runs the rest in it); ORT's by variant.
+            "precision": ("" if variant == "fp32" else "int8 + ") + getattr(model, "precision", "f32"),
             "texts_per_s_runs": [round(x, 2) for x in passes[label]],
             "texts_per_s_best": max(passes[label]),
             "texts_per_s_median": float(np.median(passes[label])),
@@ -99,7 +107,13 @@ def markdown(results: dict) -> str:
         f"`python -m benchmarks.cpu_engines`, {results['machine']}; CPU flags: {results['cpu_flags']}. "
         f"{results['sentences']}, length-sorted batches of {results['batch']} padded to each batch's longest, "
         f"{results['cores']} threads, onnxruntime {results['onnxruntime']}, OpenVINO {results['openvino']}, "
-        f"NNCF {results['nncf']}. The engines take turns in one process ({results['rounds']} rounds after a "
+        f"NNCF {results['nncf']}; OpenVINO's CPU capabilities here: {results['openvino_cpu_capabilities']} "
+        + (
+            "(BF16: OpenVINO's default precision is bf16 here). "
+            if "BF16" in results["openvino_cpu_capabilities"]
+            else "(no BF16: OpenVINO's default precision is f32 here). "
+        )
+        + f"The engines take turns in one process ({results['rounds']} rounds after a "
         f"warm-up on {WARMUP} texts; max abs d logit from the last round); the machine is shared and the run was niced, so absolute figures are "
         "noisy: compare the ratios within a round (each round starts with the next engine).",
         "",
@@ -114,7 +128,7 @@ def markdown(results: dict) -> str:
             *table(
                 [
                     "engine and variant",
-                    "computes in",
+                    "computes in (OpenVINO: its compiled precision)",
                     "texts/s (median)",
                     "best",
                     "x ORT int8 (median of rounds)",
@@ -172,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "onnxruntime": onnxruntime.__version__,
         "openvino": version(),
         "nncf": nncf.__version__,
+        "openvino_cpu_capabilities": capabilities(),
         "models": {},
     }
     for family in models:
