@@ -24,7 +24,8 @@ DEFAULT_VARIANT = {"cpu": "int8", "gpu": "fp16"}
 ENGINES = {"onnxruntime": VARIANTS, "openvino": ("fp32", "int8-static")}
 ENGINE_DEFAULT_VARIANT = {"onnxruntime": DEFAULT_VARIANT["cpu"], "openvino": "int8-static"}
 # The engine served on CPU unless one is named: the fastest that the guard passes, as measured on
-# the 2-core AVX2 machine (docs/benchmarks/cpu-engines.md). The gpu profile is ONNX Runtime's only.
+# the 2-core AVX2 machine (docs/benchmarks/cpu-engines.md: OpenVINO's static int8 at 0.52x ONNX Runtime's
+# dynamic int8 there, no VNNI). The gpu profile is ONNX Runtime's only.
 DEFAULT_ENGINE = "onnxruntime"
 OPENVINO_PREFIX = "openvino-"  # a served OpenVINO variant's name: openvino-fp32, openvino-int8-static
 # The ONNX Runtime of NGC tritonserver:24.10-py3 (its onnxruntime backend), which serves the container:
