@@ -11,6 +11,8 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 VARIANT ?=
+# The classifier's engine on CPU: onnxruntime or openvino (empty: the default, README's knobs).
+ENGINE ?=
 REPRODUCIBLE ?=
 PYTEST_ARGS ?=
 GATEWAY_PORT ?= 8080
@@ -34,7 +36,7 @@ EVAL_ARGS ?=
 .PHONY: help setup serve test test-fast format bench timeline startup gateway faults soak repository manifests clean loadtest loadtest-local loadtest-cost \
 	finetune eval
 help:
-	@echo "make serve       export the models (cached) and serve them: FINBERT= DISTILBERT= VARIANT= TARGET= DEVICE="
+	@echo "make serve       export the models (cached) and serve them: FINBERT= DISTILBERT= VARIANT= ENGINE= TARGET= DEVICE="
 	@echo "make test        ruff (lint, format check), then the whole test suite (offline once build/ is cached); make format fixes style"
 	@echo "make test-fast   ruff, then the tests that need no tritonserver, export or native build: seconds, not minutes"
 	@echo "make finetune    fine-tune BASE=$(BASE) on Financial PhraseBank into OUT=$(or $(OUT),$(DISTILBERT))"
@@ -65,7 +67,7 @@ serve: DEVICE = cpu
 serve: setup
 	$(PY) -m server --finbert "$(FINBERT)" --distilbert "$(DISTILBERT)" --build "$(BUILD)" \
 		--target $(TARGET) --device $(DEVICE) \
-		$(if $(VARIANT),--variant $(VARIANT)) $(if $(REPRODUCIBLE),--reproducible) \
+		$(if $(VARIANT),--variant $(VARIANT)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(REPRODUCIBLE),--reproducible) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 # Ruff first: a lint error costs seconds, not the suite's minutes.
@@ -130,7 +132,7 @@ CORES ?=
 # Default: the chart's models (k8s/chart/finsent/values.yaml); e.g. MODELS=finbert for a FinBERT-only image.
 MODELS ?=
 repository: setup
-	$(PY) -m model_repository.build --build "$(BUILD)" --target $(TARGET) $(if $(DEVICE),--device $(DEVICE)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(CORES),--cores $(CORES)) $(if $(MODELS),--models $(MODELS)) $(if $(BACKGROUND_BATCH_SIZE),--background-batch-size $(BACKGROUND_BATCH_SIZE))
+	$(PY) -m model_repository.build --build "$(BUILD)" --target $(TARGET) $(if $(DEVICE),--device $(DEVICE)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(CORES),--cores $(CORES)) $(if $(MODELS),--models $(MODELS)) $(if $(BACKGROUND_BATCH_SIZE),--background-batch-size $(BACKGROUND_BATCH_SIZE))
 
 # k8s/manifests/: the Helm chart rendered with default values, for kubectl users (see docs/gke.md).
 manifests: setup

@@ -152,6 +152,27 @@ def judge(
     return report
 
 
+def verdict(who: str, result: dict, source: str, count: int, log, remove: list[Path]) -> None:
+    """Log the guard's judgement of a variant (`who`: "[family] variant (runtime)"); when refused,
+    delete its files (`remove`) and raise GuardError, whose message callers log with the fallback."""
+    line = (
+        f"{who}: agreement with fp32 {result['agreement']:.2%} of {count}, on the {result['confident']} "
+        f"confident ones {result['confident_agreement']:.2%}"
+    )
+    if "accuracy_drop_points" in result:
+        line += f", accuracy {result['accuracy_fp32']:.4f} -> {result['accuracy_variant']:.4f}"
+    log(line + f" -> {'pass' if result['passed'] else 'REFUSED'} ({result['rule']})")
+    if not result["passed"]:
+        for path in remove:
+            path.unlink(missing_ok=True)
+        raise GuardError(
+            f"{who.split(' (')[0]} variant refused: {result['rule']} failed on {source} "
+            f"(confident agreement {result['confident_agreement']:.2%}"
+            + (f", accuracy drop {result['accuracy_drop_points']:.2f} pt" if "accuracy_drop_points" in result else "")
+            + ")"
+        )
+
+
 def side_runtime(version: str, log=print) -> Path:
     """A cached `pip install --target` of onnxruntime==version (no dependencies: the venv's numpy serves)."""
     target = ORT_DIR / version
@@ -375,22 +396,14 @@ def build_variants(
         )
         done[variant] = result
         report_path.write_text(json.dumps(done, indent=2) + "\n")
-        line = (
-            f"[{facts.name}] {variant} (onnxruntime {result['runtime']}): agreement with fp32 "
-            f"{result['agreement']:.2%} of {len(sentences)}, on the {result['confident']} confident ones "
-            f"{result['confident_agreement']:.2%}"
+        verdict(
+            f"[{facts.name}] {variant} (onnxruntime {result['runtime']})",
+            result,
+            source,
+            len(sentences),
+            log,
+            remove=[export_dir / variant_filename(variant)],
         )
-        if "accuracy_drop_points" in result:
-            line += f", accuracy {result['accuracy_fp32']:.4f} -> {result['accuracy_variant']:.4f}"
-        log(line + f" -> {'pass' if result['passed'] else 'REFUSED'} ({result['rule']})")
-        if not result["passed"]:
-            (export_dir / variant_filename(variant)).unlink()
-            raise GuardError(
-                f"[{facts.name}] {variant} variant refused: {result['rule']} failed on {source} "
-                f"(confident agreement {result['confident_agreement']:.2%}"
-                + (f", accuracy drop {result['accuracy_drop_points']:.2f} pt" if labels else "")
-                + ")"
-            )
     if runtime and "fp32" in variants:  # the fp32 export is shipped as is: it must load there too
         checked = under_runtime(runtime, {"export": str(export_dir), "load": ["fp32"]}, log)
         # Its own file: variants.json holds guarded variants only (callers read each one's agreement).

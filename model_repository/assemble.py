@@ -35,7 +35,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.cli import bounded
 from export.facts import CANONICAL_LABELS, FACTS_FILENAME, FAMILIES, ModelFacts
-from export.runtime import VARIANTS, variant_filename
+from export.openvino import PRECISION as OPENVINO_PRECISION
+from export.runtime import SERVED, engine_of, variant_filename
 from finsent import wire
 from model_repository import classes
 
@@ -115,7 +116,9 @@ class TargetOptions:
     # milliseconds (tokenizer, postprocess, Triton's threads, the probes), so a refusal or a probe is not
     # held up behind a run (docs/serving.md, "Traffic classes"); 0 shares the cores equally.
     nice: int = 10
-    variant: str = "fp32"  # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py
+    # fp32 (parity reference), int8 (CPU), fp16 (GPU): see export/optimize.py; openvino-fp32 and
+    # openvino-int8-static: OpenVINO in the Python classifier (export/openvino.py, runtime.served_name)
+    variant: str = "fp32"
     # Rows of one joined classifier run, and of a finsent client's background request (classes.py);
     # 0: CPU_BACKGROUND_BATCH_SIZE on cpu, the ensemble's max_batch_size on gpu.
     background_batch_size: int = 0
@@ -138,8 +141,10 @@ class TargetOptions:
             raise ValueError("the local target's classifier is the Python model (no native onnxruntime backend)")
         if self.target not in TARGETS:
             raise ValueError(f"target {self.target!r}: one of {TARGETS}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant {self.variant!r}: one of {VARIANTS}")
+        if self.variant not in SERVED:
+            raise ValueError(f"variant {self.variant!r}: one of {SERVED}")
+        if engine_of(self.variant)[0] != "onnxruntime" and self.classifier != "python":
+            raise ValueError(f"variant {self.variant!r} runs in the Python classifier (local, container cpu profile)")
         if not 0 <= self.nice <= 19:
             raise ValueError(f"nice {self.nice}: 0 (equal share) to 19 (yield the most)")
         if self.spinning not in SPINNING:
@@ -242,10 +247,20 @@ def render(family: str, step: str | None, facts: ModelFacts, options: TargetOpti
             _param(config, "max_rows_per_run", options.max_rows_per_run)
             _param(config, "spinning", options.spinning)
             _param(config, "nice", options.nice)
+            engine, variant = engine_of(facts.variant)
+            _param(config, "engine", engine)
+            _param(config, "model_filename", served_filename(facts.variant))
+            if engine == "openvino":
+                _param(config, "precision", OPENVINO_PRECISION[variant])
         else:
             config.backend = "onnxruntime"
             config.default_model_filename = "model.onnx"
     return config
+
+
+def served_filename(variant: str, suffix: str | None = None) -> str:
+    """The classifier's model file in the repository: model.onnx, or model.xml (+ model.bin) for OpenVINO IR."""
+    return "model" + (suffix or Path(variant_filename(variant)).suffix)
 
 
 def _place(src: Path, dst: Path, link: bool) -> None:
@@ -269,9 +284,10 @@ def check_export(family: str, export_dir: Path, variant: str, out: Path) -> tupl
         raise ValueError(f"--out {out} holds the export {export_dir}: replacing it would delete the export")
     model_file = export_dir / variant_filename(variant)
     if not model_file.exists():
+        engine, name = engine_of(variant)
+        builder = "export.openvino" if engine == "openvino" else "export.optimize"
         raise FileNotFoundError(
-            f"{model_file} is missing: build it with "
-            f"`python -m export.optimize --export {export_dir} --variants {variant}`"
+            f"{model_file} is missing: build it with `python -m {builder} --export {export_dir} --variants {name}`"
         )
     return export_dir, ModelFacts.load(export_dir), variant, model_file
 
@@ -308,7 +324,7 @@ def assemble(
     for family, (export_dir, facts, variant, model_file) in checked.items():
         served = dataclasses.replace(facts, variant=variant)
         for step in (None, *STEPS, DOCUMENT):
-            config = render(family, step, facts, options)
+            config = render(family, step, served, options)
             version = out / config.name / "1"
             version.mkdir(parents=True)
             (out / config.name / "config.pbtxt").write_text(text_format.MessageToString(config))
@@ -323,7 +339,9 @@ def assemble(
             for helper in HELPERS.get(step, ()):
                 shutil.copy2(helper, version / helper.name)
             if step == "classifier":
-                _place(model_file, version / "model.onnx", link)
+                _place(model_file, version / served_filename(variant), link)
+                if model_file.suffix == ".xml":  # OpenVINO IR: its weights beside it
+                    _place(model_file.with_suffix(".bin"), version / served_filename(variant, ".bin"), link)
     return out
 
 
@@ -338,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FAMILY=DIR",
         help="an export directory per model family, e.g. finbert=build/export/finbert",
     )
-    parser.add_argument("--variant", choices=VARIANTS, default="fp32", help="which export variant to serve")
+    parser.add_argument("--variant", choices=SERVED, default="fp32", help="which export variant to serve")
     parser.add_argument(
         "--cores",
         type=bounded(int, 1),

@@ -1,6 +1,6 @@
 """What `make repository` runs: a servable model repository from the exports in BUILD/export/.
 
-    python -m model_repository.build --target container --device cpu      # int8 (fp16 on gpu)
+    python -m model_repository.build --target container --device cpu      # the CPU default (fp16 on gpu)
     python -m model_repository.build --models finbert                      # a FinBERT-only image
 
 Each model's variant is built first and checked by the accuracy guard (export.optimize); a variant
@@ -18,9 +18,18 @@ from pathlib import Path
 
 import yaml
 
+from export import openvino
 from export.cli import bounded, fraction
 from export.optimize import MIN_AGREEMENT, GuardError, build_variants
-from export.runtime import CONTAINER_ORT, DEFAULT_VARIANT, VARIANTS
+from export.runtime import (
+    ALL_VARIANTS,
+    CONTAINER_ORT,
+    DEFAULT_ENGINE,
+    ENGINE_DEFAULT_VARIANT,
+    ENGINES,
+    engine_of,
+    served_choice,
+)
 from model_repository.assemble import (
     FAMILIES,
     SOURCE,
@@ -30,6 +39,9 @@ from model_repository.assemble import (
     default_cores,
 )
 
+# What a refused variant falls back to: the next fastest on CPU (docs/benchmarks/cpu-engines.md), OpenVINO's
+# static int8 to ONNX Runtime's dynamic int8 (itself guarded), any other to the exact fp32 export on ONNX Runtime.
+FALLBACK = {"openvino-int8-static": "int8", "openvino-fp32": "fp32", "int8": "fp32", "fp16": "fp32"}
 CHART_VALUES = SOURCE.parent / "k8s" / "chart" / "finsent" / "values.yaml"
 
 
@@ -44,20 +56,33 @@ def served_variants(
     runtime: str | None = None,
     log=lambda line: print(line, file=sys.stderr),
 ) -> dict[str, str]:
-    """{family: variant to serve}: `variant` built and guarded for each export, or fp32 for a model
-    whose variant the guard refuses (the others keep theirs). runtime: the ONNX Runtime release that
-    will serve them (CONTAINER_ORT for the container): the guard judges under it, and the fp32 file
-    shipped in a fallback must load in it (GuardError if not)."""
+    """{family: variant to serve}: `variant` (a served name: fp32, int8, openvino-int8-static, ...)
+    built and guarded for each export, else the next of FALLBACK that passes, each refusal said with
+    its reason (the others keep theirs). runtime: the ONNX Runtime release that will serve them
+    (CONTAINER_ORT for the container): the guard judges under it, and the fp32 file shipped in a
+    fallback must load in it (GuardError if not). OpenVINO variants are judged under the OpenVINO
+    release that serves both targets (export.openvino.OPENVINO_VERSION)."""
     variants = {}
     for family, path in exports.items():
-        variants[family] = variant
-        if variant != "fp32":
+        tried = variant
+        while tried != "fp32":
             try:
-                build_variants(path, [variant], min_agreement=min_agreement, runtime=runtime, log=log)
+                engine, name = engine_of(tried)
+                if engine == "openvino":
+                    openvino.build_variant(path, name, min_agreement=min_agreement, log=log)
+                else:
+                    build_variants(path, [tried], min_agreement=min_agreement, runtime=runtime, log=log)
+                break
             except GuardError as exc:
-                variants[family] = "fp32"
-                log(f"{exc}: serving {family} in fp32 (exact, slower) instead")
-        if runtime and variants[family] == "fp32":
+                fallback = FALLBACK[tried]
+                log(
+                    f"{exc}: serving {family} "
+                    + (f"as {fallback}" if fallback != "fp32" else "in fp32 (exact, slower)")
+                    + " instead"
+                )
+                tried = fallback
+        variants[family] = tried
+        if runtime and tried == "fp32":
             build_variants(path, ["fp32"], runtime=runtime, log=log)
     return variants
 
@@ -76,7 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build", type=Path, default=Path("build"), help="holds export/<family>/ (default build)")
     parser.add_argument("--target", choices=TARGETS, default="container")
     parser.add_argument("--device", choices=["cpu", "gpu"], help="default: gpu for the container, cpu locally")
-    parser.add_argument("--variant", choices=VARIANTS, help="default: fp16 on gpu, int8 on cpu")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=f"the classifier's engine on cpu (default {DEFAULT_ENGINE}; gpu: onnxruntime only)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=ALL_VARIANTS,
+        help=f"the engine's variant (default: fp16 on gpu; on cpu {ENGINE_DEFAULT_VARIANT})",
+    )
     parser.add_argument(
         "--cores",
         type=bounded(int, 1),
@@ -104,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
     args = parser.parse_args(argv)
     device = args.device or ("gpu" if args.target == "container" else "cpu")
-    variant = args.variant or DEFAULT_VARIANT[device]
+    try:
+        variant = served_choice(device, args.engine, args.variant)
+    except ValueError as exc:
+        parser.error(str(exc))
     chart = chart_models()
     models = args.models or chart
     exports = {family: args.build / "export" / family for family in models}

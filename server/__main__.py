@@ -23,7 +23,15 @@ from pathlib import Path
 from export.facts import FactsError
 from export.onnx import ParityError, SourceUnavailable, export_model
 from export.optimize import MIN_AGREEMENT, GuardError
-from export.runtime import CONTAINER_ORT, DEFAULT_VARIANT, VARIANTS
+from export.runtime import (
+    ALL_VARIANTS,
+    CONTAINER_ORT,
+    DEFAULT_ENGINE,
+    DEFAULT_VARIANT,
+    ENGINE_DEFAULT_VARIANT,
+    ENGINES,
+    served_choice,
+)
 from model_repository.assemble import FAMILIES, TARGETS, TargetOptions, available_cores
 from model_repository.build import served_variants
 from server import native_backend, stack
@@ -129,7 +137,11 @@ def target_options(args, gpu_here: bool | None = None) -> TargetOptions:
             "no GPU here: the gpu profile's classifier runs on CPU instances (KIND_CPU), batching as on a GPU",
             file=sys.stderr,
         )
-    variant = args.variant or DEFAULT_VARIANT["gpu" if args.device == "gpu" and not no_gpu else "cpu"]
+    # Without a GPU the gpu profile runs its CPU instances with the cpu default variant (int8: fp16 is slow there).
+    profile = "gpu" if args.device == "gpu" and not no_gpu else "cpu"
+    if args.device == "gpu" and args.engine not in (None, "onnxruntime"):
+        raise ValueError(f"engine {args.engine!r}: the gpu profile runs onnxruntime only (Triton's native backend)")
+    variant = served_choice(profile, args.engine if args.device == "cpu" else "onnxruntime", args.variant)
     return TargetOptions(
         args.target,
         args.device,
@@ -164,10 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         help="container target: the cpu (default) or gpu profile (CPU instances if no GPU here)",
     )
     parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=f"the classifier's engine on CPU (local target, container cpu profile): onnxruntime or openvino "
+        f"(default {DEFAULT_ENGINE}: the fastest the guard passes here, docs/benchmarks/cpu-engines.md)",
+    )
+    parser.add_argument(
         "--variant",
-        choices=VARIANTS,
-        help=f"int8 (default on CPU: fastest there), fp32 (exact parity with PyTorch) or fp16 "
-        f"(default where the gpu profile has a GPU); defaults: {DEFAULT_VARIANT}",
+        choices=ALL_VARIANTS,
+        help=f"the engine's variant. onnxruntime: int8 (default on CPU), fp32 (exact parity with PyTorch) or "
+        f"fp16 (default where the gpu profile has a GPU); openvino: int8-static (default), fp32. "
+        f"Defaults: {DEFAULT_VARIANT} (onnxruntime), {ENGINE_DEFAULT_VARIANT['openvino']} (openvino)",
     )
     parser.add_argument(
         "--reproducible",

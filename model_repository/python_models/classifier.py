@@ -1,4 +1,5 @@
-"""Triton Python model (local target): token ids -> logits with ONNX Runtime.
+"""Triton Python model (local target, container cpu profile): token ids -> logits with ONNX Runtime
+or OpenVINO (the `engine` parameter; export/openvino.py: its precision hint is pinned, never bf16).
 
 The dynamic batcher hands over requests of different lengths together (the inputs allow
 ragged batches). Their rows are sorted by real length and split into runs padded only to
@@ -13,7 +14,6 @@ from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
@@ -23,22 +23,15 @@ class TritonPythonModel:
         facts = json.loads((here / "model_facts.json").read_text())
         # Every knob is written by model_repository/assemble.py (TargetOptions): its defaults live there only.
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params["intra_op_thread_count"])
-        options.inter_op_num_threads = int(params["inter_op_thread_count"])
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Threads spin-wait between ops (faster runs), but by default stop when a run returns so
-        # they do not take the cores the tokenizer, postprocess and Triton need between runs
-        # (docs/benchmarks/classifier-knobs.md). "always" is ORT's default, "off" never spins.
-        spinning = params["spinning"]
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
-        options.add_session_config_entry("session.force_spinning_stop", "1" if spinning == "runs" else "0")
         # Runs yield the cores to the steps that take milliseconds (TargetOptions.nice). Linux niceness
-        # is per thread: this one runs execute(), and ORT's pool threads, created below, inherit it.
+        # is per thread: this one runs execute(), and the engine's pool threads, created below, inherit it.
         os.nice(int(params["nice"]))
-        self.session = ort.InferenceSession(
-            str(here / params.get("model_filename", "model.onnx")), options, providers=["CPUExecutionProvider"]
-        )
+        model = str(here / params.get("model_filename", "model.onnx"))
+        threads = int(params["intra_op_thread_count"])
+        if params.get("engine", "onnxruntime") == "openvino":
+            self.infer = openvino_runner(model, threads, params["precision"], facts["output_name"])
+        else:
+            self.infer = onnxruntime_runner(model, threads, params, facts["output_name"])
         self.inputs = facts["input_names"]
         self.output = facts["output_name"]
         self.run_overhead_tokens = float(params["run_overhead_tokens"])
@@ -70,14 +63,40 @@ class TritonPythonModel:
         logits = np.empty((len(lengths), 3), dtype=np.float32)
         for group in length_groups(lengths, self.run_overhead_tokens, self.max_tokens, self.max_rows):
             width = int(lengths[group].max())
-            logits[group] = self.session.run([self.output], {name: rows[name][group, :width] for name in self.inputs})[
-                0
-            ]
+            logits[group] = self.infer({name: rows[name][group, :width] for name in self.inputs})
         bounds = list(accumulate((a.shape[0] for a in arrays["attention_mask"]), initial=0))
         return [
             pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("logits", logits[a:b])])
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
+
+
+def onnxruntime_runner(model, threads, params, output):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = int(params["inter_op_thread_count"])
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Threads spin-wait between ops (faster runs), but by default stop when a run returns so
+    # they do not take the cores the tokenizer, postprocess and Triton need between runs
+    # (docs/benchmarks/classifier-knobs.md). "always" is ORT's default, "off" never spins.
+    spinning = params["spinning"]
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1" if spinning == "runs" else "0")
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return lambda feeds: session.run([output], feeds)[0]
+
+
+def openvino_runner(model, threads, precision, output):
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = core.compile_model(core.read_model(model), "CPU", config)
+    request = compiled.create_infer_request()
+    port = compiled.output(output)
+    return lambda feeds: request.infer(feeds)[port].copy()
 
 
 def stack(arrays):

@@ -16,6 +16,7 @@ import pytest
 import tritonclient.http as httpclient
 import yaml
 
+from export.openvino import OPENVINO_VERSION
 from k8s import ngc, render
 from model_repository.assemble import FAMILIES, HELPERS, SOURCE
 from server import native_backend
@@ -66,8 +67,11 @@ def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
             requirement("tokenizers"),
             requirement("nupunkt"),
             f"onnxruntime=={native_backend.ORT_VERSION}",
+            # OpenVINO for the cpu profile's classifier with ENGINE=openvino: the release its guard judged.
+            requirement("openvino"),
         ]
     )
+    assert requirement("openvino") == f"openvino=={OPENVINO_VERSION}"
     # The container runs the tokenizer, postprocess, document (and the cpu profile's classifier) as
     # Python models; their helpers (sentences.py, finsent's wire.py, ...) are copied next to them.
     imported = set()
@@ -81,7 +85,7 @@ def test_image_adds_exactly_what_the_python_models_import_pinned_as_locally():
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"triton_python_backend_utils"} - local
-    assert third_party == {"numpy", "tokenizers", "onnxruntime", "nupunkt"}
+    assert third_party == {"numpy", "tokenizers", "onnxruntime", "openvino", "nupunkt"}
 
 
 def test_image_bakes_the_container_repository_as_the_unprivileged_user():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from export import fpb
 from model_repository import build
 from model_repository.assemble import FAMILIES
 
@@ -89,6 +90,18 @@ def test_a_refused_variant_falls_back_to_fp32_instead_of_failing(build_with, cap
     )  # no variant can pass
     assert variants == {"distilbert": "fp32"}
     assert "int8 variant refused" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(fpb.shared_file("75") is None, reason="the static int8 is calibrated on Financial PhraseBank")
+def test_a_refused_openvino_variant_falls_back_step_by_step_saying_why(build_with, capsys):
+    build_dir = build_with("distilbert")
+    variants = build.served_variants(
+        {"distilbert": build_dir / "export" / "distilbert"}, "openvino-int8-static", min_agreement=1.01
+    )  # no variant can pass: static int8 -> ONNX Runtime's dynamic int8 -> the exact fp32 export
+    assert variants == {"distilbert": "fp32"}
+    err = capsys.readouterr().err
+    assert "openvino-int8-static variant refused" in err and "serving distilbert as int8 instead" in err
+    assert "] int8 variant refused" in err and "serving distilbert in fp32 (exact, slower) instead" in err
 
 
 def test_an_unknown_model_is_one_clear_error(capsys):
