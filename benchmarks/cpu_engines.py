@@ -22,10 +22,11 @@ import time
 import numpy as np
 
 from benchmarks import runner
+from benchmarks.inputs import UNGUARDED_SAMPLE, checkpoint
 from benchmarks.markdown import table
 from benchmarks.runner import machine, refuse, shared_arguments, unknown
-from benchmarks.serving import ARCHS, UNGUARDED_SAMPLE, checkpoint
 from export import fpb
+from export.facts import FAMILIES
 from export.onnx import export_model
 from export.openvino import OpenVinoClassifier, calibration_sentences, quantize_static, variant_path, version
 from export.optimize import build_variants
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models.split(",")
     refuse(
         parser,
-        unknown("--models", models, ARCHS),
+        unknown("--models", models, FAMILIES),
         min(args.sentences, args.batch, args.rounds, args.cores) < 1 and "--sentences, --batch, --rounds, --cores >= 1",
     )
     texts, source = texts_for(args.sentences)
