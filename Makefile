@@ -99,6 +99,8 @@ bench: setup
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
 	$(PY) -m benchmarks.container $(if $(filter command line,$(origin FINBERT)),--checkpoint "$(FINBERT)")
 	$(PY) -m benchmarks.traffic_classes $(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)")
+	$(PY) -m benchmarks.cpu_engines $(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
+		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
 TIMELINE_MODEL ?= finbert
 TIMELINE_VARIANT ?=
 # make bench's random-weight architecture unless FINBERT=/DISTILBERT= are given on the command line.
