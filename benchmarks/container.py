@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks import runner
 from benchmarks.inputs import UNGUARDED_SAMPLE, checkpoint, sentences
 from benchmarks.markdown import table
-from benchmarks.measure import perf_analyzer_level, stats_delta, triton_stats
+from benchmarks.measure import perf_analyzer_level, stability_argument, stats_delta, triton_stats
 from benchmarks.runner import machine, shared_arguments
 from export.onnx import export_model
 from export.runtime import VARIANTS
@@ -66,13 +66,17 @@ CONFIGS = {
 }
 
 
-def measure(servers: dict, family: str, texts: list[str], clients: int, window_requests: int, work: Path) -> dict:
+def measure(
+    servers: dict, family: str, texts: list[str], clients: int, window_requests: int, work: Path, stability: float
+) -> dict:
     """One round: perf_analyzer on each server in turn."""
     out = {}
     for name, server in servers.items():
         before = triton_stats(server, family)
         # Windows of a fixed request count: the slowest configurations serve a few texts/s here.
-        level = perf_analyzer_level(server, family, texts, clients, 0, work, request_count=window_requests)
+        level = perf_analyzer_level(
+            server, family, texts, clients, 0, work, request_count=window_requests, stability=stability
+        )
         steps = stats_delta(before, triton_stats(server, family))
         classifier = steps[f"{family}_classifier"]
         out[name] = {
@@ -188,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="FinBERT-layout checkpoint (default: random-weight BERT-base)")
     parser.add_argument("--variant", choices=VARIANTS, default="fp32")
     parser.add_argument("--clients", type=int, default=16)
+    stability_argument(parser)
     parser.add_argument(
         "--window-requests",
         type=int,
@@ -234,7 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.rounds):
             print(f"round {i + 1} of {args.rounds}")
             rounds.append(
-                measure(servers, "finbert", texts, args.clients, args.window_requests, args.build / "container")
+                measure(
+                    servers,
+                    "finbert",
+                    texts,
+                    args.clients,
+                    args.window_requests,
+                    args.build / "container",
+                    args.perf_analyzer_stability,
+                )
             )
     finally:
         for server in servers.values():
@@ -247,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "sentences": text_source,
         "clients": args.clients,
         "window_requests": args.window_requests,
+        "perf_analyzer_stability": args.perf_analyzer_stability,
         "rounds": args.rounds,
         "cores": args.cores,
         "configs": {n: CONFIGS[n][1] for n in names},

@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks import levels, runner
 from benchmarks.inputs import UNGUARDED_SAMPLE, checkpoint, sentences
 from benchmarks.levels import Level, Measured
-from benchmarks.measure import batch1_ms, perf_analyzer_level, stats_delta, timed, triton_stats
+from benchmarks.measure import batch1_ms, perf_analyzer_level, stability_argument, stats_delta, timed, triton_stats
 from benchmarks.runner import client_counts, machine, refuse, shared_arguments, unknown
 from benchmarks.serving_report import SPLIT_RULE
 from export.facts import FAMILIES, FactsError
@@ -148,7 +148,9 @@ def ensemble(export_dir: Path, family: str, variant: str, texts: list[str], args
         for clients in args.perf_analyzer_clients:
             level = Level(clients, client="perf_analyzer")
             before, cpu_before, began = triton_stats(server, family), process_cpu(server, family), time.perf_counter()
-            figures = measured[level] = perf_analyzer_level(server, family, texts, clients, args.duration, work)
+            figures = measured[level] = perf_analyzer_level(
+                server, family, texts, clients, args.duration, work, stability=args.perf_analyzer_stability
+            )
             cpu_after, window = process_cpu(server, family), time.perf_counter() - began
             share = cpu_share(cpu_before, cpu_after, window, args.cores)
             share["load generator (bench client)"] = figures.client_cpu_share  # perf_analyzer's own
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distilbert", help="checkpoint (default: random-weight DistilBERT-base)")
     parser.add_argument("--variants", default="fp32,int8")
     parser.add_argument("--clients", default="1,4,16", type=client_counts)
+    stability_argument(parser)
     parser.add_argument(
         "--perf-analyzer-clients",
         default="1,16",
