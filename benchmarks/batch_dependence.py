@@ -21,11 +21,11 @@ from benchmarks import runner
 from benchmarks.inputs import sentences
 from benchmarks.markdown import table
 from export.cli import bounded, existing_export
-from export.runtime import VARIANTS, OnnxClassifier, variant_filename
+from export.runtime import VARIANTS, Classifier, OnnxClassifier, variant_filename
 
 
-def moves(model: OnnxClassifier, texts: list[str], batch: int, shuffles: int, seed: int = 0) -> dict:
-    """Probability moves (batched minus alone) over `shuffles` random batchings."""
+def moves(model: Classifier, texts: list[str], batch: int, shuffles: int, seed: int = 0) -> dict:
+    """Probability moves (batched minus alone) over `shuffles` random batchings; any engine's classifier."""
     alone = np.concatenate([model.probabilities([text]) for text in texts])
     rng, worst, flips = np.random.default_rng(seed), [], 0
     per_text = np.zeros(len(texts))
