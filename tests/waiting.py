@@ -23,6 +23,8 @@ def wait_until(
 ):
     """condition()'s first true answer, polled every poll_s. AssertionError naming `what` (and
     detail(), e.g. a log) when `process` exits first or deadline_s passes."""
+    if not isinstance(what, str):  # a call in the old (condition, timeout, poll) order
+        raise TypeError(f"wait_until(condition, what, deadline_s, ...): what must say what is awaited, got {what!r}")
     deadline = time.monotonic() + deadline_s
     while not (met := condition()):
         if process is not None and process.poll() is not None:

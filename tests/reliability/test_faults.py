@@ -248,7 +248,7 @@ def test_stop_drains_in_flight_requests(own_server):
 
     with ThreadPoolExecutor(8) as pool:
         sending = [pool.submit(send) for _ in range(8)]
-        assert wait_until(caught, 60, 0.005)
+        wait_until(caught, "a request inside the server", 60, process=own_server.process, poll_s=0.005)
         assert own_server.stop() == 0
         for future in sending:
             future.result(timeout=60)
@@ -338,7 +338,11 @@ def test_stop_drains_documents_in_flight(own_server):
     thread = threading.Thread(target=send)
     thread.start()
     # In flight, as the server says: the document model has had its first sentences scored.
-    wait_until(lambda: requests_served(own_server, "finbert") > 0 or not thread.is_alive(), 120)
+    wait_until(
+        lambda: requests_served(own_server, "finbert") > 0 or not thread.is_alive(),
+        "the document's first sentences scored",
+        process=own_server.process,
+    )
     assert thread.is_alive(), f"the document was done before the stop: make it longer ({outcome})"
     assert own_server.stop() == 0
     thread.join(120)
