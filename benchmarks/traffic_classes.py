@@ -41,6 +41,7 @@ from export.optimize import build_variants
 from export.runtime import DEFAULT_VARIANT
 from finsent import Client, FinsentError, OverloadedError, Retry
 from model_repository.assemble import TargetOptions
+from model_repository.classes import BACKGROUND_SUFFIX
 from server import health, stack
 from server.triton import ADMIN_HEADER
 
@@ -110,8 +111,8 @@ def interactive(url: str, texts: list[str], seconds: float) -> dict:
     return {"requests": len(latencies), "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)}
 
 
-def mixed(url: str, texts: list[str], source: Path, work: Path, rows: int, document: str) -> dict:
-    """Interactive pacing while `finsent score` and one long document run; it stops with the score."""
+def mixed(url: str, texts: list[str], source: Path, work: Path, rows: int, document: str | None) -> dict:
+    """Interactive pacing while `finsent score` and one long document (None: none) run, until both end."""
     stop, latencies, doc = threading.Event(), [], {}
     pacer = threading.Thread(target=paced, args=(url, texts, stop, latencies))
     pacer.start()
@@ -122,7 +123,7 @@ def mixed(url: str, texts: list[str], source: Path, work: Path, rows: int, docum
             doc["sentences"] = client.classify_documents([document])[0].sentence_count
         doc["seconds"] = time.perf_counter() - began
 
-    documenter = threading.Thread(target=score_document)
+    documenter = threading.Thread(target=score_document if document else lambda: None)
     began = time.perf_counter()
     proc = start_score(url, source, work / "mixed.csv")
     documenter.start()
@@ -130,8 +131,14 @@ def mixed(url: str, texts: list[str], source: Path, work: Path, rows: int, docum
     documenter.join()
     stop.set()
     pacer.join()
+    seconds = time.perf_counter() - began  # the pacer's span: until both the bulk job and the document end
     return {
-        "interactive": {"requests": len(latencies), "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)},
+        "interactive": {
+            "requests": len(latencies),
+            "seconds": seconds,
+            "p50_ms": pct(latencies, 50),
+            "p99_ms": pct(latencies, 99),
+        },
         "bulk": bulk,
         "document": doc,
     }
@@ -261,14 +268,14 @@ def overload(
     }
 
 
-def classifier_runs(server) -> tuple[int, float]:
-    """The classifier's executions so far and their summed compute time in ms (Triton's statistics)."""
+def classifier_runs(server, model: str) -> tuple[int, float]:
+    """A classifier's executions so far and their summed compute time in ms (Triton's statistics)."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(server.http_url)
     try:
         headers = {ADMIN_HEADER: server.admin_key} if server.admin_key else None
-        stats = client.get_inference_statistics("finbert_classifier", headers=headers)["model_stats"][0]
+        stats = client.get_inference_statistics(model, headers=headers)["model_stats"][0]
     finally:
         client.close()
     batches = stats.get("batch_stats", [])
@@ -293,12 +300,17 @@ def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, d
         print(f"[{name}] interactive alone ...", flush=True)
         alone = interactive(url, texts, args.alone_seconds)
         print(f"[{name}] bulk alone ...", flush=True)
-        runs_before, ms_before = classifier_runs(server)
+        # The classifier bulk work runs in: its own copy where the repository has one (classes.background_copy).
+        bulk_classifier = "finbert_classifier" + (BACKGROUND_SUFFIX if options.background_classifier else "")
+        runs_before, ms_before = classifier_runs(server, bulk_classifier)
         began = time.perf_counter()
         bulk_alone = finish_score(start_score(url, source, work / "alone.csv"), began, work / "alone.csv", args.rows)
-        runs, ms = (a - b for a, b in zip(classifier_runs(server), (runs_before, ms_before)))
+        runs, ms = (a - b for a, b in zip(classifier_runs(server, bulk_classifier), (runs_before, ms_before)))
         # What an interactive text may wait for behind bulk work: one classifier execute of it.
         bulk_alone["classifier_run_ms"] = ms / max(runs, 1)
+        # What the interactive client's texts alone leave the bulk job (each is a run of its own).
+        print(f"[{name}] interactive + bulk ...", flush=True)
+        bulk_interactive = mixed(url, texts, source, work, args.rows, None)
         print(f"[{name}] interactive + bulk + a {len(document.encode()):,}-byte document ...", flush=True)
         during = mixed(url, texts, source, work, args.rows, document)
         capacity = bulk_alone["texts_per_s"]
@@ -311,20 +323,23 @@ def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, d
         loaded = overload(server, texts, source, work, args.rows, args.overload_clients, think_s, args.overload_seconds)
     finally:
         server.stop()
-    result = {"interactive_alone": alone, "bulk_alone": bulk_alone, "mixed": during, "overload": loaded}
+    result = {
+        "background_classifier": options.background_classifier,
+        "interactive_alone": alone,
+        "bulk_alone": bulk_alone,
+        "bulk_and_interactive": bulk_interactive,
+        "mixed": during,
+        "overload": loaded,
+    }
     print(f"[{name}] {result}", flush=True)
     return result
 
 
 def served_during(mixed: dict) -> float:
-    """Texts/s the server answered in the mix, all classes: bulk rows, the document's sentences (over
-    its own time) and the interactive texts (over the bulk job's, which the pacer spans)."""
-    bulk, doc = mixed["bulk"], mixed["document"]
-    return (
-        bulk["texts_per_s"]
-        + doc.get("sentences", 0) / max(doc.get("seconds", 0), 1e-9)
-        + mixed["interactive"]["requests"] / bulk["seconds"]
-    )
+    """Texts/s the server answered in the mix, all classes: the bulk rows, the document's sentences and
+    the interactive texts, over the pacer's span (until both the bulk job and the document ended)."""
+    bulk, doc, pacer = mixed["bulk"], mixed["document"], mixed["interactive"]
+    return (bulk["rows_written"] + doc.get("sentences", 0) + pacer["requests"]) / pacer["seconds"]
 
 
 def probes(overload: dict, name: str) -> str:
@@ -348,9 +363,10 @@ def markdown(r: dict) -> str:
         "",
         "**before**: every model one first-come-first-served queue, unbounded (the repository before "
         "traffic classes). **after**: model_repository/classes.py (priority levels health / interactive / "
-        "background on every queue, bounded; classifier runs joined up to "
-        f"{r['background_batch_size']} rows, documents' sentences sent in requests that small; the "
-        "classifier's threads at nice 10).",
+        "background on every queue, bounded; background work, `finsent score` and the document's sentences, "
+        "in its own copy of the classifier whose threads run at nice 19, joined into runs of up to 64 rows; "
+        "interactive texts, probes and plain requests in the main classifier at nice 10, its runs joined up to "
+        f"{r['background_batch_size']} rows).",
         "",
         "## One interactive client (a text every 50 ms), alone and while a bulk job and a document run",
         "",
@@ -363,8 +379,10 @@ def markdown(r: dict) -> str:
                 "p99 during",
                 "p99 alone + one bulk run",
                 "bulk texts/s alone",
+                "with the interactive client",
                 "bulk texts/s during",
                 "kept",
+                "interactive texts/s during",
                 "document",
                 "all texts/s during",
             ],
@@ -375,15 +393,14 @@ def markdown(r: dict) -> str:
                     f(c[n]["interactive_alone"]["p99_ms"], "{:,.0f} ms"),
                     f(c[n]["mixed"]["interactive"]["p50_ms"], "{:,.0f} ms"),
                     f(c[n]["mixed"]["interactive"]["p99_ms"], "{:,.0f} ms"),
-                    f(
-                        c[n]["interactive_alone"]["p99_ms"] + c[n]["bulk_alone"]["classifier_run_ms"]
-                        if "classifier_run_ms" in c[n]["bulk_alone"]
-                        else None,
-                        "{:,.0f} ms",
-                    ),
+                    "preempted"
+                    if c[n].get("background_classifier")
+                    else f(c[n]["interactive_alone"]["p99_ms"] + c[n]["bulk_alone"]["classifier_run_ms"], "{:,.0f} ms"),
                     f(c[n]["bulk_alone"]["texts_per_s"], "{:.1f}"),
+                    f(c[n].get("bulk_and_interactive", {}).get("bulk", {}).get("texts_per_s"), "{:.1f}"),
                     f(c[n]["mixed"]["bulk"]["texts_per_s"], "{:.1f}"),
                     f(c[n]["mixed"]["bulk"]["texts_per_s"] / c[n]["bulk_alone"]["texts_per_s"], "{:.0%}"),
+                    f(c[n]["mixed"]["interactive"]["requests"] / c[n]["mixed"]["interactive"]["seconds"], "{:.1f}"),
                     f"{c[n]['mixed']['document'].get('sentences', 0)} sentences in "
                     f"{c[n]['mixed']['document'].get('seconds', 0):.1f} s",
                     f(served_during(c[n]["mixed"]), "{:.1f}"),
@@ -393,10 +410,12 @@ def markdown(r: dict) -> str:
         ),
         "",
         f"Bulk: `finsent score` of {r['rows']:,} rows (its default client: background class after). "
+        "With the interactive client: the bulk job's texts/s while only the interactive client runs beside it. "
         "Kept: bulk texts/s during the mix over alone. All texts/s during: bulk, the document's sentences "
-        "and the interactive texts together, against the bulk job's texts/s alone. One bulk run: the classifier's mean execute while "
-        "the bulk job ran alone (Triton's statistics), what an interactive text may wait for behind it (a run "
-        "cannot be preempted on CPU).",
+        "and the interactive texts together, over the mix's span, against the bulk job's texts/s alone. One bulk run: the "
+        "classifier's mean execute while the bulk job ran alone (Triton's statistics), what an interactive text "
+        "may wait for behind it when both share a classifier (Triton cannot preempt a run); preempted: bulk runs "
+        "in its own classifier process at nice 19, which the kernel preempts for the interactive one.",
         "",
         "## Twice the capacity",
         "",

@@ -36,7 +36,13 @@ from geventhttpclient.url import URL  # noqa: E402
 from locust import User, constant, constant_pacing, events, task  # noqa: E402
 
 from finsent.core import DEFAULT_MODEL  # noqa: E402
-from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, INTERACTIVE, TRAFFIC_PARAMETER  # noqa: E402
+from finsent.traffic import (  # noqa: E402
+    BACKGROUND,
+    BACKGROUND_MODEL_PARAMETER,
+    BACKGROUND_ROWS_PARAMETER,
+    INTERACTIVE,
+    TRAFFIC_PARAMETER,
+)
 from loadtest import recorder  # noqa: E402
 from loadtest.corpus import load_corpus  # noqa: E402
 
@@ -331,10 +337,12 @@ class BackgroundUser(TrafficUser):
         super().on_start()
         # As finsent score does: requests no bigger than the joined run the server allows background work.
         config = self.client.get_model_config(Settings.model, as_json=True)["config"]
+        parameters = config.get("parameters", {})
         self.rows = Settings.background_rows or int(
-            config.get("parameters", {}).get(BACKGROUND_ROWS_PARAMETER, {}).get("string_value")
-            or config.get("max_batch_size", 1)
+            parameters.get(BACKGROUND_ROWS_PARAMETER, {}).get("string_value") or config.get("max_batch_size", 1)
         )
+        # ... and to the server's background copy of the ensemble, where it has one (CPU).
+        self.model = parameters.get(BACKGROUND_MODEL_PARAMETER, {}).get("string_value") or Settings.model
 
     @task(9)
     def bulk(self):
@@ -343,7 +351,7 @@ class BackgroundUser(TrafficUser):
             texts = self.next_texts()
         finally:
             Settings.texts_per_request = saved
-        self.send("background", BACKGROUND, Settings.model, texts, "LABEL")
+        self.send("background", BACKGROUND, self.model, texts, "LABEL")
 
     @task(1)
     def document(self):

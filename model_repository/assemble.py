@@ -123,6 +123,9 @@ class TargetOptions:
     # 0: CPU_BACKGROUND_BATCH_SIZE on cpu, the ensemble's max_batch_size on gpu.
     background_batch_size: int = 0
     traffic_classes: bool = True  # False: one first-come-first-served, unbounded queue (the benchmark's before)
+    # Background work in its own copy of the classifier at nice 19 (classes.background_copy); None: with
+    # traffic classes on the Python classifier (CPU), not on the native one (GPU: runs take milliseconds).
+    background_classifier: bool | None = None
 
     def __post_init__(self):
         if not self.classifier:
@@ -135,6 +138,13 @@ class TargetOptions:
                 load_config(source_config(None)).max_batch_size if self.device == "gpu" else CPU_BACKGROUND_BATCH_SIZE
             )
             object.__setattr__(self, "background_batch_size", rows)
+        if self.background_classifier is None:
+            copy = self.traffic_classes and self.classifier == "python"
+            object.__setattr__(self, "background_classifier", copy)
+        if self.background_classifier and not (self.traffic_classes and self.classifier == "python"):
+            raise ValueError(
+                "background_classifier needs traffic classes and the Python classifier (nice is per process)"
+            )
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier {self.classifier!r}: one of {CLASSIFIERS}")
         if self.target == "local" and self.classifier != "python":
@@ -323,8 +333,15 @@ def assemble(
         shutil.rmtree(out)
     for family, (export_dir, facts, variant, model_file) in checked.items():
         served = dataclasses.replace(facts, variant=variant)
-        for step in (None, *STEPS, DOCUMENT):
-            config = render(family, step, served, options)
+        configs = {step: render(family, step, served, options) for step in (None, *STEPS, DOCUMENT)}
+        models = [(step, config) for step, config in configs.items()]
+        if options.background_classifier:
+            sentences = load_config(source_config(DOCUMENT)).parameters["sentences_per_request"].string_value
+            ensemble, classifier = classes.background_copy(
+                configs[None], configs["classifier"], configs[DOCUMENT], sentences
+            )
+            models += [(None, ensemble), ("classifier", classifier)]
+        for step, config in models:
             version = out / config.name / "1"
             version.mkdir(parents=True)
             (out / config.name / "config.pbtxt").write_text(text_format.MessageToString(config))

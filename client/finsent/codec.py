@@ -12,7 +12,7 @@ import numpy as np
 
 from finsent.errors import FinsentError, ModelError, TextError
 from finsent.results import DocumentPrediction, Failure, ModelInfo, ModelStatus, Prediction, Result, Sentence
-from finsent.traffic import BACKGROUND_ROWS_PARAMETER
+from finsent.traffic import BACKGROUND_MODEL_PARAMETER, BACKGROUND_ROWS_PARAMETER
 from finsent.wire import BREAKDOWN_VERSION, DOCUMENT_OUTPUTS, INPUT, LOGITS
 
 
@@ -107,7 +107,8 @@ def model_info(name: str, config: dict) -> ModelInfo:
             f"model {name!r} is not a finsent ensemble (needs a `labels` parameter and "
             f"max_batch_size > 0, has labels={labels!r}, max_batch_size={max_batch})"
         )
-    return ModelInfo(name, max_batch, tuple(labels.split(",")), min(background, max_batch))
+    elsewhere = parameters.get(BACKGROUND_MODEL_PARAMETER, {}).get("string_value", "")
+    return ModelInfo(name, max_batch, tuple(labels.split(",")), min(background, max_batch), elsewhere)
 
 
 def model_statuses(index) -> list[ModelStatus]:

@@ -339,7 +339,9 @@ class ClientBase:
             decoder: Callable = lambda result, batch: decode_documents(result, info.labels, batch)
             return chunks(texts, 1, raise_errors), self.model + DOCUMENT_SUFFIX, decoder
         decoder = lambda result, _: decode(result, info.labels, self.logits)
-        return chunks(texts, self._batch_size(info), raise_errors), self.model, decoder
+        # Background work goes to the server's background copy of the ensemble where it has one.
+        model = info.background_model if self.priority == BACKGROUND and info.background_model else self.model
+        return chunks(texts, self._batch_size(info), raise_errors), model, decoder
 
     def _request(self, model: str, texts: Sequence) -> dict:
         """infer()'s keywords, the same for both clients: the input; the outputs (an ensemble's named, so

@@ -98,6 +98,7 @@ class ModelInfo:
     max_batch_size: int
     labels: tuple[str, ...]
     background_batch_size: int = 0  # rows a background request holds at most (0: max_batch_size)
+    background_model: str = ""  # where background requests go (finsent.traffic); "": this model
 
 
 @dataclass(frozen=True)

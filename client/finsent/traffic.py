@@ -24,6 +24,10 @@ TRAFFIC_PARAMETER = "finsent_traffic"
 # The ensemble config's parameter giving the rows a background request should hold at most: the
 # batcher joins requests up to that many rows, but runs a larger single request whole.
 BACKGROUND_ROWS_PARAMETER = "background_batch_size"
+# The ensemble config's parameter naming the ensemble background work goes to instead, where the server
+# has one: on CPU a copy of the classifier that runs at the lowest CPU priority, so the kernel preempts its
+# runs for interactive ones (a classifier run cannot be preempted inside Triton). Absent on GPU.
+BACKGROUND_MODEL_PARAMETER = "background_model"
 
 
 def level(traffic: str | int) -> int:

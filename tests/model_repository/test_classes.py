@@ -16,13 +16,24 @@ import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
 from finsent import Client, OverloadedError, Retry
-from finsent.traffic import BACKGROUND, BACKGROUND_ROWS_PARAMETER, CLASSES, DEFAULT, HEALTH, INTERACTIVE
+from finsent.traffic import (
+    BACKGROUND,
+    BACKGROUND_MODEL_PARAMETER,
+    BACKGROUND_ROWS_PARAMETER,
+    CLASSES,
+    DEFAULT,
+    HEALTH,
+    INTERACTIVE,
+)
 from finsent.traffic import TRAFFIC_PARAMETER as PARAMETER
 from model_repository import classes
-from model_repository.assemble import STEPS, TargetOptions, render
+from model_repository.assemble import STEPS, TargetOptions, assemble, load_config, render
+from model_repository.classes import BACKGROUND_SUFFIX
 from server import health
 from tests.conftest import CONTAINER_PROFILES
 from tests.model_repository.test_calibration_served import scrape, series
+from tests.model_repository.test_document import stats_of
+from tests.waiting import wait_until
 
 # Long texts make each background run slow enough, on the tiny model, to queue behind.
 LONG = " ".join(["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the same period a year earlier."] * 20)
@@ -43,11 +54,66 @@ def test_every_queue_orders_by_class_and_is_bounded(exports, target):
         assert batching.default_queue_policy.max_queue_size > 0, step
     classifier = render("finbert", "classifier", facts, options).dynamic_batching
     assert list(classifier.preferred_batch_size) == [options.background_batch_size]
+    if options.background_classifier:  # background work has its own classifier: the next test
+        return
     # A document's sentences are background requests: none bigger than a joined run.
     document = render("finbert", "document", facts, options).parameters["sentences_per_request"]
     assert 0 < int(document.string_value) <= options.background_batch_size
     ensemble = render("finbert", None, facts, options)
     assert ensemble.parameters[BACKGROUND_ROWS_PARAMETER].string_value == str(options.background_batch_size)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_background_work_has_its_own_classifier_on_cpu(exports, target, tmp_path):
+    options = TARGETS[target]
+    out = assemble({"finbert": exports["finbert"]}, tmp_path / "repository", options)
+    config = lambda model: load_config(out / model / "config.pbtxt")
+    ensemble, document = config("finbert"), config("finbert_document")
+    if options.classifier != "python":  # the gpu profile: runs take milliseconds, one classifier
+        assert options.background_classifier is False
+        assert sorted(p.name for p in out.iterdir() if BACKGROUND_SUFFIX in p.name) == []
+        assert BACKGROUND_MODEL_PARAMETER not in ensemble.parameters
+        assert document.parameters["ensemble"].string_value == "finbert"
+        return
+    copy, worker, main = (
+        config("finbert_background"),
+        config("finbert_classifier_background"),
+        config("finbert_classifier"),
+    )
+    # Clients read where background work goes, and send it there whole.
+    assert ensemble.parameters[BACKGROUND_MODEL_PARAMETER].string_value == "finbert_background"
+    assert ensemble.parameters[BACKGROUND_ROWS_PARAMETER].string_value == str(classes.BACKGROUND_COPY_ROWS)
+    steps = [step.model_name for step in copy.ensemble_scheduling.step]
+    assert steps == ["finbert_tokenizer", "finbert_classifier_background", "finbert_postprocess"]
+    assert document.parameters["ensemble"].string_value == "finbert_background"
+    assert document.parameters["sentences_per_request"].string_value == "8"  # configs/document.pbtxt's
+    # The kernel preempts its runs for the main classifier's; the batcher joins them up to the full batch.
+    assert (worker.parameters["nice"].string_value, main.parameters["nice"].string_value) == ("19", str(options.nice))
+    assert not worker.dynamic_batching.preferred_batch_size and worker.max_batch_size == main.max_batch_size
+    assert worker.dynamic_batching.priority_queue_policy[BACKGROUND].max_queue_size > 0  # bounded too
+    same = ("1/model.py", "1/" + main.parameters["model_filename"].string_value)
+    assert all(
+        (out / "finbert_classifier_background" / f).read_bytes() == (out / "finbert_classifier" / f).read_bytes()
+        for f in same
+    )
+    with pytest.raises(ValueError, match="background_classifier"):
+        TargetOptions("container", "gpu", background_classifier=True)
+
+
+@pytest.mark.parametrize("server", ["triton", "container_cpu"])
+def test_background_work_runs_in_the_background_classifier(server, request):
+    served = request.getfixturevalue(server)
+    main, worker = "finbert_classifier", "finbert_classifier" + BACKGROUND_SUFFIX
+    before = {model: stats_of(served, model)[0] for model in (main, worker)}
+    with Client(served.grpc_url, model="finbert", traffic="background") as client:  # finsent score's class
+        assert client.info.background_model == "finbert" + BACKGROUND_SUFFIX
+        client.classify(["Profit rose."] * 10)
+        client.classify_documents(["Profit rose. Sales fell."])
+    with Client(served.grpc_url, model="finbert") as client:  # interactive
+        client.classify(["Profit rose."] * 3)
+    rows = lambda: {model: stats_of(served, model)[0] - before[model] for model in (main, worker)}
+    # Triton counts a request after it answers it: wait for the counts rather than read them once.
+    wait_until(lambda: rows() == {main: 3, worker: 12}, "12 rows in the background classifier, 3 in the main", 30)
 
 
 def test_the_cap_is_small_on_cpu_and_the_whole_batch_on_gpu():
@@ -133,6 +199,9 @@ def test_the_classifier_yields_the_cores_to_the_fast_steps(triton):
     assert classifier and tokenizer, "no Python stub found under the server"
     assert all(TargetOptions().nice in nices for nices in classifier.values()), classifier
     assert all(nices == {0} for nices in tokenizer.values()), tokenizer
+    # Background work's copy of it yields to it too (classes.background_copy).
+    worker = niceness(triton, "finbert_classifier" + classes.BACKGROUND_SUFFIX)
+    assert worker and all(classes.BACKGROUND_NICE in nices for nices in worker.values()), worker
 
 
 def test_a_full_queue_is_refused_at_once_with_a_clear_retryable_error(triton):

@@ -18,7 +18,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from export import fpb
-from model_repository.assemble import FAMILIES, TargetOptions
+from model_repository.assemble import FAMILIES
+from model_repository.classes import BACKGROUND_SUFFIX
 from server.triton import ADMIN_HEADER
 from tests.export.fpb_data import synthetic_rows
 from tests.model_repository.test_ensemble import infer
@@ -109,7 +110,7 @@ def test_a_sentence_longer_than_the_max_length_is_scored_in_overlapping_windows(
 
 
 def test_sentences_of_documents_reach_the_classifier_in_few_executions(triton):
-    stats = lambda: stats_of(triton, "finbert_classifier")
+    stats = lambda: stats_of(triton, "finbert_classifier" + BACKGROUND_SUFFIX)  # background work's classifier
     sentences, _ = fpb_like_sentences(400)
     texts = [" ".join(sentences[i : i + 50]) for i in range(0, 400, 50)]
     before = stats()
@@ -118,10 +119,9 @@ def test_sentences_of_documents_reach_the_classifier_in_few_executions(triton):
     assert sum(int(doc["SENTENCES"].reshape(-1)[0]) for doc in scored) >= 380
     rows, executions = (a - b for a, b in zip(stats(), before))
     print(f"\nclassifier: {rows} sentences in {executions} executions")
-    # Joined into runs as full as traffic classes allow (model_repository/classes.py: background runs
-    # of at most `background_batch_size` rows): every run full but one partial per document.
-    cap = TargetOptions("local").background_batch_size
-    assert rows >= 380 and executions <= math.ceil(rows / cap) + len(texts)
+    # Sent in requests of `sentences_per_request` sentences (8) and joined by the background classifier's
+    # batcher: never more executions than requests.
+    assert rows >= 380 and executions <= math.ceil(rows / 8) + len(texts)
 
 
 def stats_of(triton, model):
