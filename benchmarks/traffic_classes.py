@@ -257,7 +257,9 @@ def overload(
         "refused_share": len(refused) / max(1, len(calls)),
         "first_refusal_s": min((at for at, _ in refused), default=None),
         "refusal_p50_ms": pct([ms for _, ms in refused], 50),
+        "refusal_p95_ms": pct([ms for _, ms in refused], 95),
         "refusal_p99_ms": pct([ms for _, ms in refused], 99),
+        "refused_within_100ms": refused_within(refused, 100.0),
         "other_errors": len(other_errors),
         "other_error_example": other_errors[0] if other_errors else "",
         "probe_failures": {name: sum(r["exit"] != 0 for r in runs) for name, runs in probes.items()},
@@ -266,6 +268,11 @@ def overload(
         "probe_failure_example": next((r["out"] for runs in probes.values() for r in runs if r["exit"]), ""),
         "bulk": bulk,
     }
+
+
+def refused_within(refused: list, ms: float) -> float | None:
+    """The share of refusals answered within `ms` (None: nothing was refused)."""
+    return sum(latency <= ms for _, latency in refused) / len(refused) if refused else None
 
 
 def classifier_runs(server, model: str) -> tuple[int, float]:
@@ -428,7 +435,8 @@ def markdown(r: dict) -> str:
                 "admitted p99",
                 "refused",
                 "first refusal",
-                "refusal p50 / p99",
+                "refusal p50 / p95 / p99",
+                "refused within 100 ms",
                 "other errors",
                 "liveness failures",
                 "readiness failures",
@@ -444,7 +452,9 @@ def markdown(r: dict) -> str:
                     f(c[n]["overload"]["refused_share"], "{:.0%}"),
                     f(c[n]["overload"]["first_refusal_s"], "{:.1f} s"),
                     f"{f(c[n]['overload'].get('refusal_p50_ms'), '{:,.0f}')} / "
+                    f"{f(c[n]['overload'].get('refusal_p95_ms'), '{:,.0f}')} / "
                     f"{f(c[n]['overload']['refusal_p99_ms'], '{:,.0f} ms')}",
+                    f(c[n]["overload"].get("refused_within_100ms"), "{:.1%}"),
                     c[n]["overload"]["other_errors"],
                     probes(c[n]["overload"], "liveness"),
                     probes(c[n]["overload"], "readiness"),

@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--background-batch-size",
         type=bounded(int, 1),
-        help="rows the classifier's batcher joins into one run, and of a finsent client's background "
-        "request: an interactive text waits for at most one such run (default: 4 on cpu, 64 on gpu; "
-        'docs/serving.md, "Traffic classes")',
+        help="rows the classifier's batcher joins into one run: an interactive text waits for at most one "
+        "such run (default: 4 on cpu, where background work has its own classifier, 64 on gpu, where it is "
+        'also the rows of a finsent client\'s background request; docs/serving.md, "Traffic classes")',
     )
     parser.add_argument("--out", type=Path, help="default: BUILD/repository/TARGET")
     args = parser.parse_args(argv)

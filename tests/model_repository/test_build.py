@@ -64,7 +64,9 @@ def test_a_subset_is_built_when_asked_for_and_the_install_flag_is_said(build_wit
     assert "install with --set 'models={finbert}'" in capsys.readouterr().out
     assert sorted(p.name for p in (build_dir / "repository" / "container").iterdir()) == [
         "finbert",
+        "finbert_background",  # the cpu profile: background work's copy of the classifier
         "finbert_classifier",
+        "finbert_classifier_background",
         "finbert_document",
         "finbert_postprocess",
         "finbert_tokenizer",
