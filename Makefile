@@ -101,6 +101,7 @@ bench: setup
 	$(PY) -m benchmarks.traffic_classes $(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)")
 	$(PY) -m benchmarks.cpu_engines $(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)") \
 		$(if $(filter command line,$(origin DISTILBERT)),--distilbert "$(DISTILBERT)")
+	$(PY) -m benchmarks.served_engines $(if $(filter command line,$(origin FINBERT)),--finbert "$(FINBERT)")
 TIMELINE_MODEL ?= finbert
 TIMELINE_VARIANT ?=
 # make bench's random-weight architecture unless FINBERT=/DISTILBERT= are given on the command line.

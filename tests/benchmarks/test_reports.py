@@ -15,6 +15,7 @@ from benchmarks import (
     engine_accuracy,
     faults,
     levels,
+    served_engines,
     serving_report,
     soak,
     startup,
@@ -38,6 +39,7 @@ WRITERS = {
     "documents": documents.markdown,
     "startup": startup.markdown,
     "traffic-classes": traffic_classes.markdown,
+    "served-engines": served_engines.markdown,
 }
 
 

@@ -60,3 +60,11 @@ def test_documents_benchmark_runs_on_a_tiny_checkpoint(checkpoints, tmp_path):
     assert "round 1 bls" in out and "round 1 client" in out
     for name in ("documents.md", "documents.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0, f"benchmarks.documents did not write {name}"
+
+
+def test_served_engines_benchmark_runs_on_a_tiny_checkpoint(checkpoints, tmp_path):
+    args = ["--finbert", str(checkpoints["finbert"]), "--min-agreement", "0", "--clients", "1", "--duration", "2"]
+    out = run("benchmarks.served_engines", *args, "--sentences", "40", out=tmp_path / "out", build=tmp_path / "build")
+    for variant in ("int8", "openvino-int8-static", "openvino-fp32"):
+        assert f"] {variant} at 1: " in out, f"{variant} was not measured:\n{out[-2000:]}"
+    assert (tmp_path / "out" / "served-engines.md").stat().st_size > 0
