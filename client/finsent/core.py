@@ -33,7 +33,7 @@ from finsent.results import (
     ModelInfo,
     ModelStatus,
 )
-from finsent.traffic import BACKGROUND, TRAFFIC_PARAMETER, level
+from finsent.traffic import BACKGROUND, BACKGROUND_MODEL_PARAMETER, TRAFFIC_PARAMETER, level
 from finsent.wire import DOCUMENT_SUFFIX, LOGITS, OUTPUTS, OVERLOADED
 
 TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
@@ -168,8 +168,11 @@ def list_models(model: str, url: str) -> Plan:
             names.append(name + DOCUMENT_SUFFIX)
             config = yield Call("get_model_config", (name,))
             if not isinstance(config, FinsentError):
-                steps = config.get("config", config).get("ensemble_scheduling", {}).get("step", [])
-                names += [s["model_name"] for s in steps if s["model_name"] not in names]
+                config = config.get("config", config)
+                steps = [s["model_name"] for s in config.get("ensemble_scheduling", {}).get("step", [])]
+                # and its background copy (finsent.traffic), with that copy's own steps
+                elsewhere = config.get("parameters", {}).get(BACKGROUND_MODEL_PARAMETER, {}).get("string_value")
+                names += [n for n in dict.fromkeys((*steps, elsewhere)) if n and n not in names]
     yield sorted(rows, key=lambda row: (row.name, row.version))
 
 

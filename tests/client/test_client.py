@@ -312,6 +312,8 @@ def test_models_lists_the_ensembles_where_the_repository_index_is_restricted(
         "finbert_classifier",
         "finbert_postprocess",
         "finbert_document",
+        "finbert_background",  # background work's copy (model_repository/classes.py): listed too
+        "finbert_classifier_background",
     }
     assert rows == sorted(
         truth + [ModelStatus("distilbert", "", "UNAVAILABLE", NOT_SERVED)], key=lambda m: (m.name, m.version)

@@ -6,6 +6,7 @@ import time
 import pytest
 import tritonclient.grpc as grpcclient
 
+from finsent.traffic import BACKGROUND_MODEL_PARAMETER
 from tests.client.bulk.test_job import (
     check_scored,
     kill_after,
@@ -17,8 +18,11 @@ from tests.client.bulk.test_shards import score, write_news
 
 
 def inferences(triton, model="finbert"):
+    """Texts the ensemble and its background copy (where finsent score sends them) have scored."""
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
+        parameters = client.get_model_config(model, as_json=True)["config"].get("parameters", {})
+        models = [model, parameters.get(BACKGROUND_MODEL_PARAMETER, {}).get("string_value")]
+        stats = [s for m in models if m for s in client.get_inference_statistics(m, as_json=True)["model_stats"]]
     return sum(int(s.get("inference_count", 0)) for s in stats)
 
 
