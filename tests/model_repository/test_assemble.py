@@ -24,8 +24,10 @@ def repository(request, exports, tmp_path_factory):
 
 
 def test_every_model_is_there_and_parses(repository):
-    _, out, configs = repository
-    assert set(configs) == {f"{f}{s}" for f in FAMILIES for s in ["", *(f"_{s}" for s in (*STEPS, DOCUMENT))]}
+    options, out, configs = repository
+    # On CPU, background work's copy of the ensemble and its classifier (model_repository/classes.py).
+    copies = ["_background", "_classifier_background"] if options.background_classifier else []
+    assert set(configs) == {f"{f}{s}" for f in FAMILIES for s in ["", *(f"_{s}" for s in (*STEPS, DOCUMENT)), *copies]}
     for name, config in configs.items():
         assert config.name == name and config.max_batch_size > 0
         assert (out / name / "1").is_dir()

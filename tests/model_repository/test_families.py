@@ -34,14 +34,17 @@ def configs(repository) -> dict[str, mc.ModelConfig]:
 )
 def test_every_family_gets_its_five_models_and_its_inputs(new_family, tmp_path, options):
     rendered = configs(assemble(new_family, tmp_path / "r", options))
+    # On CPU, background work's copy of the ensemble and its classifier (model_repository/classes.py).
+    copies = ("_background", "_classifier_background") if options.background_classifier else ()
     assert set(rendered) == {
         f"{family}{suffix}"
         for family in ("finbert", "distilbert", NEW)
-        for suffix in ("", *(f"_{step}" for step in (*STEPS, DOCUMENT)))
+        for suffix in ("", *(f"_{step}" for step in (*STEPS, DOCUMENT)), *copies)
     }
     for family in ("finbert", "distilbert", NEW):
         assert [s.model_name for s in rendered[family].ensemble_scheduling.step] == [f"{family}_{s}" for s in STEPS]
-        assert rendered[f"{family}_document"].parameters["ensemble"].string_value == family
+        called = family + ("_background" if options.background_classifier else "")  # a document's sentences
+        assert rendered[f"{family}_document"].parameters["ensemble"].string_value == called
         token_type_ids = FAMILIES[family].arch == "bert"
         assert token_type_ids == (family == "finbert")
         tokenizer, classifier = rendered[f"{family}_tokenizer"], rendered[f"{family}_classifier"]

@@ -19,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from export.facts import FAMILIES
 from loadtest.traffic import Traffic, grpc_sender
+from model_repository.classes import BACKGROUND_SUFFIX
 from server import health
 from server.stack import stub_pids
 from server.triton import ADMIN_HEADER
@@ -337,9 +338,10 @@ def test_stop_drains_documents_in_flight(own_server):
 
     thread = threading.Thread(target=send)
     thread.start()
-    # In flight, as the server says: the document model has had its first sentences scored.
+    # In flight, as the server says: the document model has had its first sentences scored (by the
+    # ensemble it calls: background work's copy, model_repository/classes.py).
     wait_until(
-        lambda: requests_served(own_server, "finbert") > 0 or not thread.is_alive(),
+        lambda: requests_served(own_server, "finbert" + BACKGROUND_SUFFIX) > 0 or not thread.is_alive(),
         "the document's first sentences scored",
         process=own_server.process,
     )
