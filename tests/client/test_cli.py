@@ -97,7 +97,9 @@ def test_models_works_against_a_server_run_as_make_serve_runs_it(restricted_trit
             [name, "1", "READY"]
             for name in (
                 "finbert",
+                "finbert_background",  # background work's copy (model_repository/classes.py)
                 "finbert_classifier",
+                "finbert_classifier_background",
                 "finbert_document",
                 "finbert_postprocess",
                 "finbert_tokenizer",
