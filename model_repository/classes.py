@@ -113,8 +113,7 @@ def background_copy(
     copy = mc.ModelConfig()
     copy.CopyFrom(ensemble)
     copy.name = ensemble.name + BACKGROUND_SUFFIX
-    for key in (BACKGROUND_ROWS_PARAMETER,):
-        copy.parameters.pop(key, None)
+    copy.parameters.pop(BACKGROUND_ROWS_PARAMETER, None)
     worker = mc.ModelConfig()
     worker.CopyFrom(classifier)
     worker.name = classifier.name + BACKGROUND_SUFFIX
