@@ -139,10 +139,8 @@ def test_perf_analyzer_drives_the_ensemble_with_string_input(triton):
             "grpc",
             "--concurrency-range",
             "2",
-            "--measurement-interval",
-            "1000",
-            "--stability-percentage",
-            "100",
+            "--request-count",  # a fixed count: a stability search can fail on a busy machine
+            "50",
         ],
         capture_output=True,
         text=True,
