@@ -35,6 +35,7 @@ class TritonPythonModel:
         self.max_bytes = int(params["max_document_bytes"])
         self.rows_per_request = int(params["sentences_per_request"])
         self.in_flight = int(params["requests_in_flight"])
+        self.overload_wait_s = float(params["overload_wait_seconds"])
         self.labels = facts["canonical_labels"]
         self.tokenizer = Tokenizer.from_file(str(here / "tokenizer.json"))
         self.tokenizer.no_truncation()
@@ -97,14 +98,26 @@ class TritonPythonModel:
 
         async def run(texts):
             async with limit:
-                request = pb_utils.InferenceRequest(
-                    model_name=self.ensemble,
-                    requested_output_names=["PROBABILITIES"],
-                    inputs=[
-                        pb_utils.Tensor(INPUT, np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1))
-                    ],
-                )
-                response = await request.async_exec()
+                # Refused for load (the background queue full, or its timeout): wait and retry, so a
+                # document slows down behind a bulk job instead of failing whole after minutes of work.
+                loop, delay = asyncio.get_running_loop(), 0.05
+                deadline = loop.time() + self.overload_wait_s
+                while True:
+                    request = pb_utils.InferenceRequest(
+                        model_name=self.ensemble,
+                        requested_output_names=["PROBABILITIES"],
+                        inputs=[
+                            pb_utils.Tensor(
+                                INPUT, np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1)
+                            )
+                        ],
+                    )
+                    response = await request.async_exec()
+                    refused = response.has_error() and overloaded(response.error().message())
+                    if not refused or loop.time() + delay > deadline:
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, 1.0)
             if response.has_error():
                 return response.error().message()
             return pb_utils.get_output_tensor_by_name(response, "PROBABILITIES").as_numpy()
@@ -169,6 +182,9 @@ class TritonPythonModel:
         )
 
 
+def overloaded(message):
+    return any(refusal in message for refusal in OVERLOADED)
+
+
 def error_code(message):
-    overloaded = any(refusal in message for refusal in OVERLOADED)
-    return pb_utils.TritonError.UNAVAILABLE if overloaded else pb_utils.TritonError.INVALID_ARG
+    return pb_utils.TritonError.UNAVAILABLE if overloaded(message) else pb_utils.TritonError.INVALID_ARG

@@ -18,11 +18,16 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from export import fpb
-from model_repository.assemble import FAMILIES
+from finsent import Client, OverloadedError, Retry
+from finsent.traffic import BACKGROUND
+from model_repository import classes
+from model_repository.assemble import FAMILIES, TargetOptions
 from model_repository.classes import BACKGROUND_SUFFIX
+from server import stack
 from server.triton import ADMIN_HEADER
 from tests.export.fpb_data import synthetic_rows
 from tests.model_repository.test_ensemble import infer
+from tests.waiting import wait_until
 
 ONE = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007."
 
@@ -205,3 +210,47 @@ def test_a_megabyte_document_does_not_starve_short_requests(triton):
     quarters = np.linspace(start, end, 5)
     answered = [sum(a <= ended < b for _, ended in calls) for a, b in zip(quarters, quarters[1:])]
     assert min(answered) > 0, f"short requests answered in each quarter of the document: {answered}"
+
+
+def test_sentences_refused_for_load_are_retried_inside_the_document_model(exports, tmp_path, monkeypatch):
+    """A full background queue refuses some of a document's sentence requests: the document model
+    retries them (document.pbtxt's overload_wait_seconds), so the document is scored, not failed."""
+    # One background request may wait at the classifier: a flood of background requests keeps it full.
+    monkeypatch.setitem(classes.CLASSIFIER, BACKGROUND, classes.Bound(1))
+    sentences, _ = fpb_like_sentences(120)
+    text, floods = " ".join(sentences), 4
+    refused, done = [], threading.Event()
+
+    def flood():
+        with Client(server.grpc_url, model="finbert", traffic="background", retry=Retry(attempts=0)) as client:
+            while not done.is_set():
+                try:
+                    client.classify(sentences[:64])
+                except OverloadedError:
+                    refused.append(1)
+
+    def documents_refused():  # the copy's refusals less the flood's (each flood may have one not yet counted)
+        return ensemble_failures(server, "finbert" + BACKGROUND_SUFFIX) - len(refused) - floods
+
+    with stack.serve({"finbert": exports["finbert"]}, tmp_path, TargetOptions("local"), started=False) as server:
+        with ThreadPoolExecutor(floods + 2) as pool:
+            running = [pool.submit(flood) for _ in range(floods)]
+            try:
+                scored = [pool.submit(documents, server, "finbert", [text]) for _ in range(2)]
+                # The flood lasts until the queue has refused a document's sentences, then the documents
+                # get through: refused, they are waited for and retried, not failed.
+                wait_until(lambda: documents_refused() > 0, "a document's sentence request refused")
+            finally:
+                done.set()
+            for future in running:
+                future.result()
+            counts = [f.result()["SENTENCES"].reshape(-1).tolist() for f in scored]
+    assert counts[0] == counts[1] and counts[0][0] >= 100, counts  # every sentence scored (the splitter's count)
+
+
+def ensemble_failures(server, model):
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        return int(client.get_inference_statistics(model)["model_stats"][0]["inference_stats"]["fail"]["count"])
+    finally:
+        client.close()
