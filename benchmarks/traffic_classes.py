@@ -35,6 +35,7 @@ from benchmarks import runner
 from benchmarks.documents import corpus, long_document
 from benchmarks.inputs import checkpoint, sentences
 from benchmarks.markdown import table
+from benchmarks.measure import stub_cpu_s
 from benchmarks.runner import shared_arguments
 from export.onnx import export_model
 from export.optimize import build_variants
@@ -289,6 +290,34 @@ def classifier_runs(server, model: str) -> tuple[int, float]:
     return sum(b["compute_infer"]["count"] for b in batches), sum(b["compute_infer"]["ns"] for b in batches) / 1e6
 
 
+class Cpu:
+    """CPU seconds the classifiers used since the last call: the interactive one (the main classifier)
+    and the one background work runs in (its copy, or the same one before)."""
+
+    def __init__(self, server, background: str):
+        self.models = {"interactive": "finbert_classifier", "background": background}
+        self.server = server
+        self.last = self.now()
+
+    def now(self) -> dict[str, float]:
+        return {k: stub_cpu_s(self.server, m) for k, m in self.models.items()}
+
+    def since(self) -> dict[str, float]:
+        now = self.now()
+        used, self.last = {k: now[k] - self.last[k] for k in now}, now
+        return used
+
+
+def bulk_ceiling(config: dict) -> float | None:
+    """The share of its texts/s alone the bulk job could keep at most in the mix, given the classifier
+    cores the interactive client's texts took there: 1 - those cores / the cores the bulk job's
+    classifier used alone (None: not measured, or one classifier for both)."""
+    cores = config["mixed"].get("classifier_cores")
+    if not cores or not config.get("background_classifier"):
+        return None
+    return 1 - cores["interactive"] / config["bulk_alone"]["classifier_cores"]
+
+
 def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, document: str) -> dict:
     options = TargetOptions(
         "local",
@@ -304,14 +333,19 @@ def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, d
         url = server.grpc_url
         with Client(url, model="finbert") as client:  # warm up
             client.classify(texts[:64])
-        print(f"[{name}] interactive alone ...", flush=True)
-        alone = interactive(url, texts, args.alone_seconds)
-        print(f"[{name}] bulk alone ...", flush=True)
         # The classifier bulk work runs in: its own copy where the repository has one (classes.background_copy).
         bulk_classifier = "finbert_classifier" + (BACKGROUND_SUFFIX if options.background_classifier else "")
+        cpu = Cpu(server, bulk_classifier)
+        print(f"[{name}] interactive alone ...", flush=True)
+        alone = interactive(url, texts, args.alone_seconds)
+        alone["classifier_cpu_ms_per_text"] = cpu.since()["interactive"] * 1000 / max(alone["requests"], 1)
+        print(f"[{name}] bulk alone ...", flush=True)
         runs_before, ms_before = classifier_runs(server, bulk_classifier)
         began = time.perf_counter()
         bulk_alone = finish_score(start_score(url, source, work / "alone.csv"), began, work / "alone.csv", args.rows)
+        used = cpu.since()["background"]
+        bulk_alone["classifier_cpu_ms_per_text"] = used * 1000 / max(bulk_alone["rows_written"], 1)
+        bulk_alone["classifier_cores"] = used / bulk_alone["seconds"]
         runs, ms = (a - b for a, b in zip(classifier_runs(server, bulk_classifier), (runs_before, ms_before)))
         # What an interactive text may wait for behind bulk work: one classifier execute of it.
         bulk_alone["classifier_run_ms"] = ms / max(runs, 1)
@@ -319,7 +353,9 @@ def measure(name: str, export_dir: Path, args, texts: list[str], source: Path, d
         print(f"[{name}] interactive + bulk ...", flush=True)
         bulk_interactive = mixed(url, texts, source, work, args.rows, None)
         print(f"[{name}] interactive + bulk + a {len(document.encode()):,}-byte document ...", flush=True)
+        cpu.since()
         during = mixed(url, texts, source, work, args.rows, document)
+        during["classifier_cores"] = {k: s / during["interactive"]["seconds"] for k, s in cpu.since().items()}
         capacity = bulk_alone["texts_per_s"]
         # Closed loop with a think time: clients / think_s texts/s offered, about twice the capacity.
         think_s = args.overload_clients / (2 * capacity)
@@ -423,6 +459,48 @@ def markdown(r: dict) -> str:
         "classifier's mean execute while the bulk job ran alone (Triton's statistics), what an interactive text "
         "may wait for behind it when both share a classifier (Triton cannot preempt a run); preempted: bulk runs "
         "in its own classifier process at nice 19, which the kernel preempts for the interactive one.",
+        "",
+        "## Where the classifier cores go",
+        "",
+        *table(
+            [
+                "",
+                "CPU per interactive text (alone)",
+                "CPU per bulk text (alone)",
+                "bulk's classifier alone",
+                "interactive classifier during",
+                "background classifier during",
+                "bulk could keep at most",
+                "kept",
+            ],
+            [
+                [
+                    n,
+                    f(c[n]["interactive_alone"].get("classifier_cpu_ms_per_text"), "{:,.0f} ms"),
+                    f(c[n]["bulk_alone"].get("classifier_cpu_ms_per_text"), "{:,.0f} ms"),
+                    f(c[n]["bulk_alone"].get("classifier_cores"), "{:.2f} cores"),
+                    *(
+                        f(
+                            c[n]["mixed"].get("classifier_cores", {}).get(k)
+                            if c[n].get("background_classifier")
+                            else None,
+                            "{:.2f} cores",
+                        )
+                        for k in ("interactive", "background")
+                    ),
+                    f(bulk_ceiling(c[n]), "{:.0%}"),
+                    f(c[n]["mixed"]["bulk"]["texts_per_s"] / c[n]["bulk_alone"]["texts_per_s"], "{:.0%}"),
+                ]
+                for n in names
+            ],
+        ),
+        "",
+        "CPU (user + system, every thread) of the classifiers' Python stub processes, from /proc: per text "
+        "while each ran alone, and in cores (CPU seconds per second) during the bulk job alone and the mix. "
+        "An interactive text is a classifier run of its own. Bulk could keep at most: 1 - the interactive "
+        "classifier's cores during the mix / the cores the bulk job's classifier used alone, what the interactive "
+        "client's texts leave it, before the document and the steps take their share (— with one classifier "
+        "for both).",
         "",
         "## Twice the capacity",
         "",

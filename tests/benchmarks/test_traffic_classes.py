@@ -24,3 +24,7 @@ def test_the_benchmark_writes_its_report_on_a_tiny_model(checkpoints, tmp_path):
     assert result["overload"]["probe_failures"] == {"liveness": 0, "readiness": 0}
     assert result["mixed"]["document"]["sentences"] > 0
     assert "Twice the capacity" in (out / "traffic-classes.md").read_text()
+    # Where the classifier cores went: read from the stubs' /proc counters in every phase.
+    assert result["interactive_alone"]["classifier_cpu_ms_per_text"] > 0
+    assert result["bulk_alone"]["classifier_cores"] > 0 and result["mixed"]["classifier_cores"]["interactive"] > 0
+    assert "Where the classifier cores go" in (out / "traffic-classes.md").read_text()
