@@ -13,6 +13,7 @@ from export.facts import CANONICAL_LABELS
 from export.sentences import PARITY_SENTENCES
 from model_repository.assemble import FAMILIES
 from server.triton import ADMIN_HEADER
+from tests.waiting import wait_until
 
 PROTOCOLS = {"http": httpclient, "grpc": grpcclient}
 MANY = PARITY_SENTENCES + [
@@ -119,7 +120,13 @@ def test_concurrent_requests_of_different_lengths_are_batched_and_correct(served
         for (label, probs), (seq_labels, _, seq_probs) in zip(results, sequential):
             assert label == seq_labels[0]
             np.testing.assert_allclose(probs, seq_probs[0], atol=1e-5)
-        requests_after, executions_after, _ = classifier_stats(served, family)
+        # Triton counts a request once its execute ends, which can be after the answer (the Python
+        # classifier answers early): wait for every request to be counted, then read the executions.
+        requests_after, executions_after, _ = wait_until(
+            lambda: (s := classifier_stats(served, family))[0] - requests_before >= len(texts) and s,
+            f"the classifier's statistics count all {len(texts)} requests",
+            30,
+        )
         requests, executions = requests_after - requests_before, executions_after - executions_before
         assert requests == len(texts)
         history.append(executions)
