@@ -35,15 +35,9 @@ def batch1_ms(model: OnnxClassifier, texts: list[str]) -> list[float]:
 
 def stub_cpu_s(server: TritonServer, model: str) -> float:
     """CPU seconds (user + system, every thread) the Python stubs of `model` have used so far."""
-    import os
+    from server.stack import cpu_seconds, stub_pids
 
-    from server.stack import stub_pids
-
-    total = 0
-    for pid in stub_pids(server, model):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(pid) for pid in stub_pids(server, model))
 
 
 def triton_stats(server: TritonServer, family: str) -> dict:

@@ -99,13 +99,7 @@ def process_cpu(server: TritonServer, family: str) -> dict[str, float]:
     """CPU seconds used so far by tritonserver, each Python step's stub, and this process (the load)."""
     from server.health import python_stubs
 
-    def cpu(pid: int) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
+    cpu = stack.cpu_seconds
     out = {"tritonserver (frontend, ensemble)": cpu(server.process.pid)}
     stubs = python_stubs(server.process.pid)
     for step in STEPS:

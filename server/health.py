@@ -214,10 +214,16 @@ def python_stubs(parent: int) -> dict[int, str]:
     return stubs
 
 
+def proc_stat(path: str) -> list[str]:
+    """The fields of a /proc/<pid>/stat (or task/<tid>/stat) file after the command name, which may hold
+    spaces: [0] state, [1] parent pid, [11] utime, [12] stime, [16] nice, [21] rss pages (proc(5)'s 3.., 1-based)."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def _stat(pid: int) -> tuple[str, int]:
     """(state, parent pid) of a process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = proc_stat(f"/proc/{pid}/stat")
     return fields[0], int(fields[1])
 
 

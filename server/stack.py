@@ -82,14 +82,27 @@ def stub_pids(server: TritonServer, model: str) -> list[int]:
 
 def server_rss_mb(server: TritonServer) -> float:
     """Resident memory of tritonserver and its stubs (children), in MB."""
+    from server.health import proc_stat
+
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = proc_stat(f"{entry}/stat")
             if int(entry.name) == server.process.pid or int(stat[1]) == server.process.pid:
                 total += int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             continue
     return total / 2**20
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) process `pid` has used so far; 0 once it is gone."""
+    from server.health import proc_stat
+
+    try:
+        fields = proc_stat(f"/proc/{pid}/stat")
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -34,7 +34,7 @@ from finsent.results import (
     ModelStatus,
 )
 from finsent.traffic import BACKGROUND, BACKGROUND_MODEL_PARAMETER, TRAFFIC_PARAMETER, level
-from finsent.wire import DOCUMENT_SUFFIX, LOGITS, OUTPUTS, OVERLOADED
+from finsent.wire import DOCUMENT_SUFFIX, LOGITS, OUTPUTS, OVERLOADED, backoff
 
 TEXT_ROW = re.compile(r"TEXT\[(\d+)\]\s*(.*)", re.DOTALL)
 # Triton's answer to a restricted API (--http-restricted-api / --grpc-restricted-protocol) called
@@ -193,8 +193,8 @@ class Retry:
     patient: bool = False
 
     def delays(self) -> Iterator[float]:
-        for k in range(self.attempts):
-            yield min(self.max_s, self.initial_s * 2**k) * (0.5 + random.random() / 2)
+        for _, delay in zip(range(self.attempts), backoff(self.initial_s, self.max_s)):
+            yield delay * (0.5 + random.random() / 2)
 
 
 # Errors the server gives while the watchdog replaces a dead Python stub (unload + load of the

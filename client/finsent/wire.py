@@ -28,3 +28,12 @@ BREAKDOWN_VERSION = 1
 # Triton's refusals for load (core r24.10: a priority level's max_queue_size; its queue timeout):
 # the clients retry them; the document model answers a sentence refused so as UNAVAILABLE.
 OVERLOADED = ("Exceeds maximum queue size", "Request timeout expired")
+
+
+def backoff(initial_s: float, max_s: float):
+    """The waits before each retry of a refusal: doubling from initial_s, at most max_s, without end
+    (the caller stops it: finsent.core.Retry after its attempts, the document model at its deadline)."""
+    delay = initial_s
+    while True:
+        yield delay
+        delay = min(2 * delay, max_s)

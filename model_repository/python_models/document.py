@@ -23,7 +23,11 @@ from text_input import decode
 # tensor names, BREAKDOWN's version, and the ensemble's refusals for load (a full queue, a queue
 # timeout), for which a document is answered UNAVAILABLE, which the clients retry, not INVALID_ARG,
 # which names a bad document.
-from wire import BREAKDOWN_VERSION, DOCUMENT_OUTPUTS, INPUT, OVERLOADED
+from wire import BREAKDOWN_VERSION, DOCUMENT_OUTPUTS, INPUT, OVERLOADED, backoff
+
+# A sentence request refused for load is retried after 50 ms, doubling to 1 s: the queue it waits
+# for drains in classifier runs (~0.1-2 s on CPU), and a document's requests are few (in flight: 2).
+OVERLOAD_BACKOFF_S = (0.05, 1.0)
 
 
 class TritonPythonModel:
@@ -97,27 +101,24 @@ class TritonPythonModel:
         limit = asyncio.Semaphore(self.in_flight)
 
         async def run(texts):
+            texts = np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1)
             async with limit:
                 # Refused for load (the background queue full, or its timeout): wait and retry, so a
                 # document slows down behind a bulk job instead of failing whole after minutes of work.
-                loop, delay = asyncio.get_running_loop(), 0.05
+                loop, waits = asyncio.get_running_loop(), backoff(*OVERLOAD_BACKOFF_S)
                 deadline = loop.time() + self.overload_wait_s
                 while True:
                     request = pb_utils.InferenceRequest(
                         model_name=self.ensemble,
                         requested_output_names=["PROBABILITIES"],
-                        inputs=[
-                            pb_utils.Tensor(
-                                INPUT, np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1)
-                            )
-                        ],
+                        inputs=[pb_utils.Tensor(INPUT, texts)],
                     )
                     response = await request.async_exec()
+                    delay = next(waits)
                     refused = response.has_error() and overloaded(response.error().message())
                     if not refused or loop.time() + delay > deadline:
                         break
                     await asyncio.sleep(delay)
-                    delay = min(2 * delay, 1.0)
             if response.has_error():
                 return response.error().message()
             return pb_utils.get_output_tensor_by_name(response, "PROBABILITIES").as_numpy()

@@ -29,6 +29,7 @@ from finsent.core import NOT_SERVED
 from model_repository.assemble import TargetOptions
 from server import stack
 from server.triton import ADMIN_HEADER, free_ports
+from tests.statistics import requests_of
 
 TEXTS = [
     "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
@@ -59,15 +60,6 @@ def raw(triton, model, texts):
             labels += [x.decode() for x in result.as_numpy("LABEL").reshape(-1)]
             probs.append(result.as_numpy("PROBABILITIES"))
         return labels, np.concatenate(probs)
-    finally:
-        client.close()
-
-
-def ensemble_requests(triton, model):
-    client = grpcclient.InferenceServerClient(triton.grpc_url)
-    try:
-        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-        return int(stats["inference_stats"]["success"].get("count", 0))
     finally:
         client.close()
 
@@ -117,14 +109,14 @@ def test_a_thousand_texts_go_in_max_batch_chunks_and_come_back_in_order(triton, 
         return real(self, model_name, inputs, *args, **kwargs)
 
     monkeypatch.setattr(module.InferenceServerClient, "infer", counted)
-    before = ensemble_requests(triton, "finbert")
+    before = requests_of(triton, "finbert")
     predictions = classify(triton, protocol, mode, MANY, max_in_flight=4)
     assert sorted(sent, reverse=True) == [64] * 15 + [len(MANY) - 15 * 64]  # 16 requests of <= 64
     # ...and the server saw them (its statistics are recorded just after a response is sent).
     deadline = time.monotonic() + 30
-    while ensemble_requests(triton, "finbert") - before < len(sent) and time.monotonic() < deadline:
+    while requests_of(triton, "finbert") - before < len(sent) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert ensemble_requests(triton, "finbert") - before >= len(sent)
+    assert requests_of(triton, "finbert") - before >= len(sent)
     # The reference groups the texts differently (reversed, 50 at a time): any reordering shows.
     labels, probs = raw(triton, "finbert", MANY[::-1])
     reference = {t: (l, p) for t, l, p in zip(MANY[::-1], labels, probs)}

@@ -179,7 +179,7 @@ def rotate(path, text):
 
 
 def test_keys_from_a_mounted_secret_file_401_401_200_and_rotation_without_a_restart(triton, tmp_path):
-    from tests.model_repository.test_document import stats_of
+    from tests.statistics import stats_of
 
     keys = tmp_path / "api-keys"
     keys.write_text("old-key\nother-key\n")

@@ -10,8 +10,8 @@ import yaml
 
 from k8s import render
 from model_repository.assemble import FAMILIES
-from tests.model_repository.test_document import stats_of
 from tests.model_repository.test_ensemble import send_together
+from tests.statistics import stats_of
 
 QUEUE = "nv_inference_queue_duration_us"
 

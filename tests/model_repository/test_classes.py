@@ -32,7 +32,7 @@ from model_repository.classes import BACKGROUND_SUFFIX
 from server import health
 from tests.conftest import CONTAINER_PROFILES
 from tests.model_repository.test_calibration_served import scrape, series
-from tests.model_repository.test_document import stats_of
+from tests.statistics import stats_of
 from tests.waiting import wait_until
 
 # Long texts make each background run slow enough, on the tiny model, to queue behind.
@@ -182,11 +182,11 @@ def niceness(server, model: str) -> dict[int, set[int]]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         pid = int(stat.parent.name)
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            ppid = int(health.proc_stat(stat)[1])
             args = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
             if ppid != server.process.pid or f"/{model}/" not in args:
                 continue
-            out[pid] = {int(t.read_text().rsplit(")", 1)[1].split()[16]) for t in stat.parent.glob("task/*/stat")}
+            out[pid] = {int(health.proc_stat(t)[16]) for t in stat.parent.glob("task/*/stat")}
         except (OSError, IndexError, ValueError):  # a process that ended meanwhile
             continue
     return out
@@ -275,3 +275,4 @@ def test_the_probes_copy_of_the_refusals_for_load_is_the_clients():
     from finsent.wire import OVERLOADED
 
     assert set(OVERLOADED) <= set(health.BUSY)
+

@@ -24,9 +24,9 @@ from model_repository import classes
 from model_repository.assemble import FAMILIES, TargetOptions
 from model_repository.classes import BACKGROUND_SUFFIX
 from server import stack
-from server.triton import ADMIN_HEADER
 from tests.export.fpb_data import synthetic_rows
 from tests.model_repository.test_ensemble import infer
+from tests.statistics import requests_of, stats_of
 from tests.waiting import wait_until
 
 ONE = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007."
@@ -135,16 +135,6 @@ def test_sentences_of_documents_reach_the_classifier_in_few_executions(triton):
     assert rows >= 380 and executions <= math.ceil(rows / 8) + len(texts)
 
 
-def stats_of(triton, model):
-    client = httpclient.InferenceServerClient(triton.http_url)
-    try:
-        headers = {ADMIN_HEADER: triton.admin_key} if triton.admin_key else None
-        stats = client.get_inference_statistics(model, headers=headers)["model_stats"][0]
-    finally:
-        client.close()
-    return int(stats["inference_count"]), int(stats["execution_count"])
-
-
 BAD = [
     (["fine. really.", ""], "TEXT[1] is empty or whitespace only"),
     (["fine.", " \n\t "], "TEXT[1] is empty or whitespace only"),
@@ -236,7 +226,7 @@ def test_sentences_refused_for_load_are_retried_inside_the_document_model(export
                     refused.append(1)
 
     def documents_refused():  # the copy's refusals less the flood's (each flood may have one not yet counted)
-        return ensemble_failures(server, "finbert" + BACKGROUND_SUFFIX) - len(refused) - floods
+        return requests_of(server, "finbert" + BACKGROUND_SUFFIX, "fail") - len(refused) - floods
 
     with stack.serve({"finbert": exports["finbert"]}, tmp_path, TargetOptions("local"), started=False) as server:
         with ThreadPoolExecutor(floods + 2) as pool:
@@ -252,11 +242,3 @@ def test_sentences_refused_for_load_are_retried_inside_the_document_model(export
                 future.result()
             counts = [f.result()["SENTENCES"].reshape(-1).tolist() for f in scored]
     assert counts[0] == counts[1] and counts[0][0] >= 100, counts  # every sentence scored (the splitter's count)
-
-
-def ensemble_failures(server, model):
-    client = httpclient.InferenceServerClient(server.http_url)
-    try:
-        return int(client.get_inference_statistics(model)["model_stats"][0]["inference_stats"]["fail"]["count"])
-    finally:
-        client.close()

@@ -12,7 +12,7 @@ from tritonclient.utils import InferenceServerException
 from export.facts import CANONICAL_LABELS
 from export.sentences import PARITY_SENTENCES
 from model_repository.assemble import FAMILIES
-from server.triton import ADMIN_HEADER
+from tests.statistics import model_stats
 from tests.waiting import wait_until
 
 PROTOCOLS = {"http": httpclient, "grpc": grpcclient}
@@ -68,12 +68,7 @@ def test_predictions_are_not_all_alike(served):
 
 
 def classifier_stats(triton, family):
-    client = httpclient.InferenceServerClient(triton.http_url)
-    try:
-        headers = {ADMIN_HEADER: triton.admin_key} if triton.admin_key else None  # restricted API
-        stats = client.get_inference_statistics(f"{family}_classifier", headers=headers)["model_stats"][0]
-    finally:
-        client.close()
+    stats = model_stats(triton, f"{family}_classifier")
     return stats["inference_stats"]["success"]["count"], stats["execution_count"], stats.get("batch_stats", [])
 
 

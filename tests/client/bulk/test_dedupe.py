@@ -4,9 +4,8 @@ result, and a resumed run reuses what it already wrote; counted by the server's 
 import time
 
 import pytest
-import tritonclient.grpc as grpcclient
 
-from finsent.traffic import BACKGROUND_MODEL_PARAMETER
+from finsent import Client
 from tests.client.bulk.test_job import (
     check_scored,
     kill_after,
@@ -15,15 +14,14 @@ from tests.client.bulk.test_job import (
     start_score,
 )
 from tests.client.bulk.test_shards import score, write_news
+from tests.statistics import stats_of
 
 
 def inferences(triton, model="finbert"):
     """Texts the ensemble and its background copy (where finsent score sends them) have scored."""
-    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        parameters = client.get_model_config(model, as_json=True)["config"].get("parameters", {})
-        models = [model, parameters.get(BACKGROUND_MODEL_PARAMETER, {}).get("string_value")]
-        stats = [s for m in models if m for s in client.get_inference_statistics(m, as_json=True)["model_stats"]]
-    return sum(int(s.get("inference_count", 0)) for s in stats)
+    with Client(triton.grpc_url, model=model) as client:
+        elsewhere = client.info.background_model
+    return sum(stats_of(triton, m)[0] for m in (model, elsewhere) if m)
 
 
 def inferences_since(triton, before: int, expected: int) -> int:
