@@ -102,6 +102,8 @@ BACKGROUND_SUFFIX = "_background"
 # to max_batch_size too). Measured in the mix of docs/benchmarks/traffic-classes.md (2 cores), requests of
 # 16 rows left the bulk job 10.8 texts/s against 14.7 with 64: smaller runs, more requests to tokenize.
 BACKGROUND_COPY_ROWS = 64
+# The copy's level for requests that name none: a document's sentences (see background_copy).
+DOCUMENT_LEVEL = INTERACTIVE
 
 
 def background_copy(
@@ -119,6 +121,10 @@ def background_copy(
     worker.name = classifier.name + BACKGROUND_SUFFIX
     worker.parameters["nice"].string_value = str(BACKGROUND_NICE)
     del worker.dynamic_batching.preferred_batch_size[:]
+    # Someone waits for a document's answer, a bulk job only for its throughput: a document's sentences,
+    # BLS requests that cannot name a level (they get the step's default), pass the bulk rows the
+    # clients send at the background level. Only background work reaches the copy.
+    worker.dynamic_batching.default_priority_level = DOCUMENT_LEVEL
     for step in copy.ensemble_scheduling.step:
         if step.model_name == classifier.name:
             step.model_name = worker.name
@@ -128,4 +134,7 @@ def background_copy(
     )
     document.parameters["ensemble"].string_value = copy.name
     document.parameters["sentences_per_request"].string_value = sentences_per_request
+    # In flight, a document fills one run of the copy: its sentences pass the bulk rows (above) and no
+    # longer share runs with them, and interactive texts are in the main classifier, not behind them.
+    document.parameters["requests_in_flight"].string_value = str(BACKGROUND_COPY_ROWS // int(sentences_per_request))
     return copy, worker

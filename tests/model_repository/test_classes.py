@@ -87,10 +87,15 @@ def test_background_work_has_its_own_classifier_on_cpu(exports, target, tmp_path
     assert steps == ["finbert_tokenizer", "finbert_classifier_background", "finbert_postprocess"]
     assert document.parameters["ensemble"].string_value == "finbert_background"
     assert document.parameters["sentences_per_request"].string_value == "8"  # configs/document.pbtxt's
+    assert document.parameters["requests_in_flight"].string_value == "8"  # a document fills a copy's run
     # The kernel preempts its runs for the main classifier's; the batcher joins them up to the full batch.
     assert (worker.parameters["nice"].string_value, main.parameters["nice"].string_value) == ("19", str(options.nice))
     assert not worker.dynamic_batching.preferred_batch_size and worker.max_batch_size == main.max_batch_size
     assert worker.dynamic_batching.priority_queue_policy[BACKGROUND].max_queue_size > 0  # bounded too
+    # A document's sentences (no level of their own) pass bulk rows there; the main classifier's default
+    # stays the background level (a plain request is served like background work, never worse).
+    assert worker.dynamic_batching.default_priority_level == classes.DOCUMENT_LEVEL < BACKGROUND
+    assert main.dynamic_batching.default_priority_level == DEFAULT
     same = ("1/model.py", "1/" + main.parameters["model_filename"].string_value)
     assert all(
         (out / "finbert_classifier_background" / f).read_bytes() == (out / "finbert_classifier" / f).read_bytes()
@@ -276,3 +281,52 @@ def test_the_probes_copy_of_the_refusals_for_load_is_the_clients():
 
     assert set(OVERLOADED) <= set(health.BUSY)
 
+
+async def _document_order(served, backlog: int) -> tuple[int, int]:
+    """Fill the background classifier's queue with `backlog` bulk requests (token ids straight to it, so
+    only its queue is contended), then send one short document; return (bulk requests finished before
+    the document, backlog)."""
+    worker = "finbert_classifier" + BACKGROUND_SUFFIX
+    client = grpcaio.InferenceServerClient(served.grpc_url)
+    config = (await client.get_model_config(worker, as_json=True))["config"]
+    rows, width = config["max_batch_size"] // 8, 512  # 8 requests fill a run; long rows make it slow
+    ids = np.random.default_rng(0).integers(1000, 2000, (rows, width), dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    done: list[str] = []
+
+    async def bulk():
+        inputs = []
+        for tensor in config["input"]:
+            inputs.append(grpcclient.InferInput(tensor["name"], [rows, width], "INT64"))
+            inputs[-1].set_data_from_numpy(feeds[tensor["name"]])
+        await client.infer(worker, inputs, priority=BACKGROUND, parameters={PARAMETER: BACKGROUND})
+        done.append("bulk")
+
+    async def document():
+        tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[b"Profit rose. Sales fell. Costs were flat."]], dtype=np.object_))
+        await client.infer("finbert_document", [tensor], priority=BACKGROUND, parameters={PARAMETER: BACKGROUND})
+        done.append("document")
+
+    try:
+        tasks = [asyncio.ensure_future(bulk()) for _ in range(backlog)]
+        while not done:  # the backlog is being served
+            await asyncio.sleep(0.001)
+        await document()
+        await asyncio.gather(*tasks)
+    finally:
+        await client.close()
+    return done.index("document"), backlog
+
+
+@pytest.mark.parametrize("server", ["triton", "container_cpu"])
+def test_a_documents_sentences_pass_a_bulk_backlog_in_the_background_classifier(server, request):
+    served = request.getfixturevalue(server)
+    before, total = asyncio.run(_document_order(served, 64))
+    print(f"{server}: {before} of {total} bulk requests finished before the document")
+    # Someone waits for a document's answer; a bulk job only for its throughput. First come, first served,
+    # the document came back after 64 of 64 (8 runs of 8 requests). Its sentences (BLS requests: the
+    # copy's default level) now wait for the run in progress when they reach the classifier and join the
+    # next: 14-23 of 64 passed it (runs of 512- and 128-token rows), the document's own path
+    # (document model, tokenizer, postprocess) taking the time of a run or so.
+    assert before < total // 2, f"{before} of {total} bulk requests finished before the document"
