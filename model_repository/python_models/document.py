@@ -26,7 +26,8 @@ from text_input import decode
 from wire import BREAKDOWN_VERSION, DOCUMENT_OUTPUTS, INPUT, OVERLOADED, backoff
 
 # A sentence request refused for load is retried after 50 ms, doubling to 1 s: the queue it waits
-# for drains in classifier runs (~0.1-2 s on CPU), and a document's requests are few (in flight: 2).
+# for drains in classifier runs (~0.1-2 s on CPU), and a document has few requests in flight (2; 8 in the
+# background copy on CPU).
 OVERLOAD_BACKOFF_S = (0.05, 1.0)
 
 
