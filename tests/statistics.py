@@ -13,7 +13,7 @@ def model_stats(triton, model: str) -> dict:
     """`model`'s entry of /v2/models/<model>/stats (JSON)."""
     client = httpclient.InferenceServerClient(triton.http_url)
     try:
-        headers = {ADMIN_HEADER: triton.admin_key} if getattr(triton, "admin_key", None) else None
+        headers = {ADMIN_HEADER: triton.admin_key} if triton.admin_key else None
         return client.get_inference_statistics(model, headers=headers)["model_stats"][0]
     finally:
         client.close()
